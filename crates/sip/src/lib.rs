@@ -24,7 +24,10 @@ mod random;
 pub mod transaction;
 pub mod transport;
 
-pub use crate::core::{ClientTxnId, Endpoint, EndpointConfig, Event, Incoming, ServerTxnId};
+pub use crate::core::{
+    AdvertisedPorts, ClientTxnId, Endpoint, EndpointConfig, Event, Incoming, RequestFailure,
+    RespondError, ServerTxnId, Stats,
+};
 pub use random::random_token;
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@
 //! never written back: a URI relayed or echoed keeps its original escapes.
 
 mod build;
-mod grammar;
+pub(crate) mod grammar;
 mod header;
 mod name_addr;
 mod parse;
