@@ -33,7 +33,10 @@ impl MethodClass {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TxnKey {
     /// RFC 3261 §17.2.3: the branch (with the magic cookie), the sent-by of
-    /// the top Via and the method class.
+    /// the top Via and the method class. Call-ID, CSeq number and From tag
+    /// are added: a real retransmission carries the same ones, and a peer
+    /// that reuses a branch for another call must not be answered with that
+    /// call's response.
     Rfc3261 {
         /// Top Via branch.
         branch: String,
@@ -41,6 +44,12 @@ pub enum TxnKey {
         sent_by: String,
         /// Method class.
         method: MethodClass,
+        /// Call-ID.
+        call_id: String,
+        /// CSeq number.
+        cseq: u32,
+        /// From tag, if any.
+        from_tag: Option<String>,
     },
     /// RFC 2543 peers (no magic cookie): Request-URI, From tag, Call-ID,
     /// CSeq number, top Via and method class. The To tag is checked
@@ -71,14 +80,17 @@ impl TxnKey {
             .next()?;
         let via = crate::message::Via::parse(via_text).ok()?;
         let method = MethodClass::of(&request.method);
+        let from_tag = request.from().and_then(|f| f.tag().map(str::to_string));
         if let Some(branch) = via.rfc3261_branch() {
             return Some(TxnKey::Rfc3261 {
                 branch: branch.to_string(),
                 sent_by: via.sent_by().to_ascii_lowercase(),
                 method,
+                call_id: request.call_id()?.to_string(),
+                cseq: request.cseq()?.seq,
+                from_tag,
             });
         }
-        let from_tag = request.from().and_then(|f| f.tag().map(str::to_string));
         Some(TxnKey::Rfc2543 {
             request_uri: request.uri.clone(),
             from_tag,
@@ -250,6 +262,16 @@ mod tests {
         assert!(matches!(key, TxnKey::Rfc2543 { .. }));
         let key = TxnKey::of(&invite("SIP/2.0/UDP 192.0.2.1", "INVITE")).unwrap();
         assert!(matches!(key, TxnKey::Rfc2543 { cseq: 1, .. }));
+    }
+
+    #[test]
+    fn a_reused_branch_in_another_call_is_another_transaction() {
+        let via = "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKreused";
+        let a = TxnKey::of(&invite(via, "OPTIONS"));
+        let other = invite(via, "OPTIONS").to_bytes();
+        let text = String::from_utf8_lossy(&other).replace("Call-ID: k1", "Call-ID: k2");
+        let b = TxnKey::of(&request(&text));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -1,2 +1,269 @@
-//! The switchboard binary.
-fn main() {}
+//! The switchboard binary: configuration, wiring, signals and drain.
+
+mod config;
+mod drain;
+
+use clap::{Parser, Subcommand};
+use config::{Config, LogFormat, TransportName};
+use drain::Drain;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use switchboard_gateway::{Gateway, GatewayConfig};
+use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
+use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+/// A SIP B2BUA and media gateway with the LiveKit SIP management API.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (embedded defaults when no configuration is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// YAML configuration file; every key can also be set from the
+    /// environment as SWITCHBOARD_<SECTION>__<KEY>.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Write the bound addresses here as JSON once listening (for
+    /// orchestration and tests that ask for port 0).
+    #[arg(long, env = "SWITCHBOARD_READY_FILE")]
+    ready_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let (transport, endpoint) = match sip_settings(&config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            error!(error = %e, "invalid SIP settings");
+            return ExitCode::from(2);
+        }
+    };
+    // SIP timers get their own threads so media work can never delay them.
+    let sip_runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.sip.worker_threads.max(1))
+        .thread_name("sip")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the SIP runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let main_runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("switchboard")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stack = match sip_runtime.block_on(SipStack::start(transport, endpoint)) {
+        Ok(stack) => stack,
+        Err(e) => {
+            error!(error = %e, "cannot bind the SIP sockets");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.ready_file {
+        if let Err(e) = write_ready_file(path, &stack.bound) {
+            error!(error = %e, path = %path.display(), "cannot write the ready file");
+            return ExitCode::FAILURE;
+        }
+    }
+    let code = main_runtime.block_on(run(stack, &config));
+    sip_runtime.shutdown_timeout(Duration::from_secs(1));
+    main_runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn run(stack: SipStack, config: &Config) -> ExitCode {
+    let SipStack {
+        handle,
+        events,
+        bound: _,
+        tasks: _tasks,
+    } = stack;
+    let gateway = Gateway::new(
+        handle.clone(),
+        GatewayConfig {
+            max_active_calls: config.calls.max_active,
+            retry_after_secs: config.drain.retry_after_secs,
+        },
+    );
+    let calls = gateway.calls();
+    tokio::spawn(gateway.run(events));
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        _ => {
+            error!("cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!("switchboard ready");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: draining"),
+        _ = int.recv() => info!("SIGINT: draining"),
+    }
+    handle.set_draining(true);
+    let drain = Drain::new(
+        Instant::now(),
+        Duration::from_secs(config.drain.min_secs),
+        Duration::from_secs(config.drain.max_secs),
+    );
+    loop {
+        if drain.should_exit(Instant::now(), calls.active()) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = term.recv() => { info!("second signal: exiting now"); break; }
+            _ = int.recv() => { info!("second signal: exiting now"); break; }
+        }
+    }
+    info!(active_calls = calls.active(), "drained; exiting");
+    ExitCode::SUCCESS
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn sip_settings(config: &Config) -> Result<(TransportConfig, EndpointConfig), String> {
+    let sip = &config.sip;
+    let limits = Limits {
+        max_message_bytes: sip.max_message_bytes,
+        max_headers: sip.max_headers,
+    };
+    let tls_server = match (&sip.tls.cert, &sip.tls.key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key).map_err(|e| e.to_string())?),
+        (None, None) => None,
+        _ => return Err("sip.tls.cert and sip.tls.key must be set together".into()),
+    };
+    let ca = sip.tls.ca.clone().or_else(|| {
+        Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt")).filter(|p| p.exists())
+    });
+    let tls_client = match ca {
+        Some(ca) => Some(tls::client_config(&ca).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let transport = TransportConfig {
+        udp: sip
+            .transports
+            .contains(&TransportName::Udp)
+            .then(|| SocketAddr::new(sip.bind, sip.udp_port)),
+        tcp: sip
+            .transports
+            .contains(&TransportName::Tcp)
+            .then(|| SocketAddr::new(sip.bind, sip.tcp_port)),
+        tls: tls_server.map(|server| (SocketAddr::new(sip.bind, sip.tls_port), server)),
+        tls_client,
+        limits: limits.clone(),
+        max_connections: sip.max_connections,
+        idle_timeout: Duration::from_secs(sip.connection_idle_secs),
+        max_pending_requests: sip.max_pending_requests,
+        ..TransportConfig::default()
+    };
+    let endpoint = EndpointConfig {
+        limits,
+        timers: Timers {
+            t1: Duration::from_millis(sip.t1_ms),
+            t2: Duration::from_millis(sip.t2_ms),
+            t4: Duration::from_millis(sip.t4_ms),
+        },
+        advertised_host: advertised_host(config),
+        // 0 means "the port actually bound", filled in by the stack.
+        advertised_ports: AdvertisedPorts {
+            udp: sip.advertise.udp_port.unwrap_or(0),
+            tcp: sip.advertise.tcp_port.unwrap_or(0),
+            tls: sip.advertise.tls_port.unwrap_or(0),
+        },
+        user_agent: sip.user_agent.clone(),
+        retry_after_secs: config.drain.retry_after_secs,
+        max_transactions: sip.max_transactions,
+        ..EndpointConfig::default()
+    };
+    Ok((transport, endpoint))
+}
+
+/// The host put in Via and Contact: configured, else the bind address, else
+/// the source address of the default route (no packet is sent to find it).
+fn advertised_host(config: &Config) -> String {
+    if let Some(host) = &config.sip.advertise.host {
+        return host.clone();
+    }
+    let ip = if config.sip.bind.is_unspecified() {
+        default_route_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        config.sip.bind
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn default_route_ip() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    socket
+        .local_addr()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+}
+
+fn write_ready_file(path: &Path, bound: &BoundAddrs) -> std::io::Result<()> {
+    let json = serde_json::json!({
+        "sip": {
+            "udp": bound.udp.map(|a| a.to_string()),
+            "tcp": bound.tcp.map(|a| a.to_string()),
+            "tls": bound.tls.map(|a| a.to_string()),
+        }
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json.to_string())?;
+    std::fs::rename(tmp, path)
+}

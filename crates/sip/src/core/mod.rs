@@ -279,6 +279,15 @@ impl Endpoint {
         self.stats
     }
 
+    /// True while a server transaction that arrived on this connection
+    /// still owes its final response (the connection must stay writable).
+    pub fn awaits_response_on(&self, connection: crate::ConnectionId) -> bool {
+        self.server.values().any(|t| {
+            t.flow.connection == Some(connection)
+                && matches!(t.state, ServerState::Trying | ServerState::Proceeding)
+        })
+    }
+
     /// Live server and client transactions.
     pub fn transaction_count(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())

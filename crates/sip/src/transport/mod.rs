@@ -120,6 +120,11 @@ pub(crate) enum Input {
         writer: mpsc::Sender<Bytes>,
         dialled: Option<(Transport, SocketAddr)>,
     },
+    /// The peer finished sending (half-close): keep writing until what
+    /// it asked for is answered.
+    ReadClosed {
+        flow: Flow,
+    },
     Closed {
         flow: Flow,
     },
@@ -243,8 +248,7 @@ impl EventReceiver {
     }
 }
 
-/// A running SIP stack: the endpoint, its sockets and their tasks. Dropping
-/// it stops them.
+/// A running SIP stack: the endpoint, its sockets and their tasks.
 pub struct SipStack {
     /// The handle for the transaction user.
     pub handle: SipHandle,
@@ -252,12 +256,17 @@ pub struct SipStack {
     pub events: EventReceiver,
     /// The addresses bound.
     pub bound: BoundAddrs,
-    tasks: Vec<JoinHandle<()>>,
+    /// The stack's tasks; dropping this stops them.
+    pub tasks: StackTasks,
 }
 
-impl Drop for SipStack {
+/// The tasks of a running stack. Dropping it stops them and closes the
+/// sockets.
+pub struct StackTasks(Vec<JoinHandle<()>>);
+
+impl Drop for StackTasks {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in &self.0 {
             task.abort();
         }
     }
@@ -351,6 +360,7 @@ impl SipStack {
             shared: shared.clone(),
             udp,
             connections: HashMap::new(),
+            closing: HashMap::new(),
             by_addr: HashMap::new(),
             pending: HashMap::new(),
             events: event_tx,
@@ -368,7 +378,7 @@ impl SipStack {
                 shared,
             },
             bound,
-            tasks,
+            tasks: StackTasks(tasks),
         })
     }
 }
@@ -432,6 +442,7 @@ struct Driver {
     shared: Arc<Shared>,
     udp: Option<Arc<UdpSocket>>,
     connections: HashMap<ConnectionId, Connection>,
+    closing: HashMap<ConnectionId, Flow>,
     by_addr: HashMap<(Transport, SocketAddr), ConnectionId>,
     pending: HashMap<(Transport, SocketAddr), Vec<Bytes>>,
     events: mpsc::UnboundedSender<Event>,
@@ -467,6 +478,7 @@ impl Driver {
                 }
             }
             self.flush();
+            self.close_finished();
         }
     }
 
@@ -499,25 +511,51 @@ impl Driver {
                 }
                 self.connections.insert(id, Connection { writer });
             }
-            Input::Closed { flow } => {
+            Input::ReadClosed { flow } => {
                 if let Some(id) = flow.connection {
-                    if let Some(conn) = self.connections.remove(&id) {
-                        self.by_addr.retain(|_, c| *c != id);
-                        // Dropping the writer lets it flush what is queued and
-                        // close the socket.
-                        drop(conn);
-                    }
-                    self.shared
-                        .endpoint()
-                        .transport_failed(Destination::Flow(flow));
+                    self.closing.insert(id, flow);
                 }
             }
+            Input::Closed { flow } => self.close(flow),
             Input::ConnectFailed { transport, addr } => {
                 self.pending.remove(&(transport, addr));
                 self.shared
                     .endpoint()
                     .transport_failed(Destination::Address { transport, addr });
             }
+        }
+    }
+
+    fn close(&mut self, flow: Flow) {
+        let Some(id) = flow.connection else { return };
+        self.closing.remove(&id);
+        if let Some(conn) = self.connections.remove(&id) {
+            self.by_addr.retain(|_, c| *c != id);
+            // Dropping the writer lets it flush what is queued and close the
+            // socket.
+            drop(conn);
+        }
+        self.shared
+            .endpoint()
+            .transport_failed(Destination::Flow(flow));
+    }
+
+    /// Closes half-closed connections once nothing arrived on them awaits
+    /// an answer.
+    fn close_finished(&mut self) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let done: Vec<Flow> = {
+            let ep = self.shared.endpoint();
+            self.closing
+                .iter()
+                .filter(|(id, _)| !ep.awaits_response_on(**id))
+                .map(|(_, flow)| *flow)
+                .collect()
+        };
+        for flow in done {
+            self.close(flow);
         }
     }
 

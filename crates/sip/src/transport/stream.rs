@@ -211,6 +211,7 @@ async fn run_connection<S>(
     });
     let mut decoder = StreamDecoder::new(ctx.limits.clone());
     let mut buf = vec![0u8; 16 * 1024];
+    let mut half_closed = false;
     loop {
         let read = tokio::time::timeout(ctx.idle_timeout, reader.read(&mut buf)).await;
         let n = match read {
@@ -224,10 +225,12 @@ async fn run_connection<S>(
             }
             Ok(Ok(0)) => {
                 // End of stream: whatever is left is answered like the tail
-                // of a datagram.
+                // of a datagram, and the write side stays open until the
+                // answers are out.
                 if let Some(frame) = decoder.finish() {
                     deliver(ctx, flow, frame).await;
                 }
+                half_closed = true;
                 break;
             }
             Ok(Ok(n)) => n,
@@ -239,8 +242,24 @@ async fn run_connection<S>(
             deliver(ctx, flow, frame).await;
         }
         if fatal {
+            half_closed = true;
             break;
         }
+    }
+    if half_closed {
+        let _ = ctx.input.send(Input::ReadClosed { flow }).await;
+        // The driver closes the connection once every request that came on
+        // it is answered; a transaction user that never answers cannot hold
+        // the socket longer than the idle timeout.
+        let mut write_task = write_task;
+        if tokio::time::timeout(ctx.idle_timeout, &mut write_task)
+            .await
+            .is_err()
+        {
+            let _ = ctx.input.send(Input::Closed { flow }).await;
+            let _ = write_task.await;
+        }
+        return;
     }
     let _ = ctx.input.send(Input::Closed { flow }).await;
     // The writer ends once the driver drops its sender, after flushing.

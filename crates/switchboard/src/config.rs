@@ -1,0 +1,339 @@
+//! Configuration: built-in defaults, then a YAML file, then environment
+//! variables. Every key can be set from the environment as
+//! `SWITCHBOARD_<SECTION>__<KEY>` (double underscore between levels), for
+//! example `SWITCHBOARD_SIP__UDP_PORT=5070`; values are read as YAML
+//! scalars or lists (`SWITCHBOARD_SIP__TRANSPORTS='[udp]'`).
+
+use serde::{Deserialize, Serialize};
+use serde_norway::{Mapping, Value};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The environment prefix of configuration overrides.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The YAML (file or environment) is malformed or names unknown keys.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A SIP transport that can be enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportName {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// SIP signalling.
+    pub sip: SipConfig,
+    /// Graceful shutdown.
+    pub drain: DrainConfig,
+    /// Call limits.
+    pub calls: CallsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// SIP signalling settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Address the SIP sockets bind to.
+    pub bind: IpAddr,
+    /// UDP port (0 picks a free one).
+    pub udp_port: u16,
+    /// TCP port (0 picks a free one).
+    pub tcp_port: u16,
+    /// TLS port, used when a certificate and key are configured.
+    pub tls_port: u16,
+    /// Plain transports to enable.
+    pub transports: Vec<TransportName>,
+    /// TLS files.
+    pub tls: TlsConfig,
+    /// What we tell peers our address is (Via, Contact, later SDP).
+    pub advertise: AdvertiseConfig,
+    /// Server / User-Agent header value; empty sends none.
+    pub user_agent: String,
+    /// Largest SIP message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Most header lines in one message.
+    pub max_headers: usize,
+    /// Most TCP and TLS connections open at once.
+    pub max_connections: usize,
+    /// Idle stream connections are closed after this many seconds.
+    pub connection_idle_secs: u64,
+    /// Most SIP transactions alive at once.
+    pub max_transactions: usize,
+    /// Most requests waiting for call control before 503.
+    pub max_pending_requests: usize,
+    /// RFC 3261 timer T1 in milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 timer T2 in milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 timer T4 in milliseconds.
+    pub t4_ms: u64,
+    /// Threads of the SIP runtime, kept apart from media work.
+    pub worker_threads: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        SipConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            udp_port: 5060,
+            tcp_port: 5060,
+            tls_port: 5061,
+            transports: vec![TransportName::Udp, TransportName::Tcp],
+            tls: TlsConfig::default(),
+            advertise: AdvertiseConfig::default(),
+            user_agent: "switchboard".into(),
+            max_message_bytes: 65_535,
+            max_headers: 256,
+            max_connections: 4096,
+            connection_idle_secs: 600,
+            max_transactions: 100_000,
+            max_pending_requests: 10_000,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            worker_threads: 1,
+        }
+    }
+}
+
+/// TLS certificate files. TLS is on when both `cert` and `key` are set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// PEM trust anchors for outbound TLS (defaults to Debian's bundle).
+    pub ca: Option<PathBuf>,
+}
+
+/// The address peers are told to use, when it differs from the bind
+/// address (NAT, Kubernetes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdvertiseConfig {
+    /// Host name or IP for Via and Contact. Default: the bind address, or
+    /// when that is unspecified, the address of the default route.
+    pub host: Option<String>,
+    /// Advertised UDP port (default: the bound one).
+    pub udp_port: Option<u16>,
+    /// Advertised TCP port.
+    pub tcp_port: Option<u16>,
+    /// Advertised TLS port.
+    pub tls_port: Option<u16>,
+}
+
+/// Graceful shutdown settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrainConfig {
+    /// After SIGTERM, keep answering 503 for at least this long so load
+    /// balancers and carriers' OPTIONS pings see the drain.
+    pub min_secs: u64,
+    /// Exit after this long even if calls remain.
+    pub max_secs: u64,
+    /// Retry-After seconds on 503 while draining.
+    pub retry_after_secs: u32,
+}
+
+impl Default for DrainConfig {
+    fn default() -> DrainConfig {
+        DrainConfig {
+            min_secs: 5,
+            max_secs: 3600,
+            retry_after_secs: 60,
+        }
+    }
+}
+
+/// Call limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Most calls up at once; further INVITEs get 503.
+    pub max_active: usize,
+}
+
+impl Default for CallsConfig {
+    fn default() -> CallsConfig {
+        CallsConfig { max_active: 1000 }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `switchboard_sip=debug,info`, ...).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let value: Value = serde_norway::from_str(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+                match value {
+                    Value::Null => Value::Mapping(Mapping::new()),
+                    other => other,
+                }
+            }
+            None => Value::Mapping(Mapping::new()),
+        };
+        for (name, raw) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Variables without a section (SWITCHBOARD_CONFIG) are not keys.
+            if !path.contains("__") {
+                continue;
+            }
+            let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+            let value: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+            set_path(&mut tree, &keys, value)
+                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        serde_norway::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), String> {
+    let Some((first, rest)) = keys.split_first() else {
+        return Err("empty key".into());
+    };
+    let Value::Mapping(map) = tree else {
+        return Err(format!("{first} is inside a value that is not a section"));
+    };
+    let key = Value::String(first.clone());
+    if rest.is_empty() {
+        map.insert(key, value);
+        return Ok(());
+    }
+    let child = map
+        .entry(key)
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if child.is_null() {
+        *child = Value::Mapping(Mapping::new());
+    }
+    set_path(child, rest, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.sip.udp_port, 5060);
+        assert_eq!(config.sip.tcp_port, 5060);
+        assert_eq!(config.sip.tls_port, 5061);
+        assert_eq!(
+            config.sip.transports,
+            vec![TransportName::Udp, TransportName::Tcp]
+        );
+        assert!(config.sip.tls.cert.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(&file, "sip:\n  udp_port: 5070\n  user_agent: from-file\n").unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("SWITCHBOARD_SIP__UDP_PORT", "5080"),
+                ("SWITCHBOARD_SIP__TRANSPORTS", "[udp]"),
+                ("SWITCHBOARD_SIP__ADVERTISE__HOST", "203.0.113.7"),
+                ("SWITCHBOARD_DRAIN__MIN_SECS", "0"),
+                ("SWITCHBOARD_CONFIG", "/ignored"),
+                ("OTHER_SIP__UDP_PORT", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.sip.udp_port, 5080);
+        assert_eq!(config.sip.user_agent, "from-file");
+        assert_eq!(config.sip.transports, vec![TransportName::Udp]);
+        assert_eq!(config.sip.advertise.host.as_deref(), Some("203.0.113.7"));
+        assert_eq!(config.drain.min_secs, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Config::load(None, env(&[("SWITCHBOARD_SIP__UDP_PRT", "1")])).is_err());
+        assert!(Config::load(None, env(&[("SWITCHBOARD_SIP__UDP_PORT", "70000")])).is_err());
+        assert!(Config::load(None, env(&[("SWITCHBOARD_SIP__BIND", "not-an-ip")])).is_err());
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/switchboard.yaml");
+        let config = Config::load(Some(&example), env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}

@@ -1,0 +1,205 @@
+//! OPTIONS over TLS with clients that verify our certificate (rustls and
+//! openssl), and the drain on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{header, options, status_and_call_id, Switchboard};
+use std::io::Write;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Pki {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_pki(dir: &std::path::Path) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "switchboard test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let out = Pki {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        ca: dir.join("ca.pem"),
+    };
+    std::fs::write(&out.cert, cert.pem()).unwrap();
+    std::fs::write(&out.key, key.serialize_pem()).unwrap();
+    std::fs::write(&out.ca, ca.pem()).unwrap();
+    out
+}
+
+fn tls_switchboard() -> (Switchboard, tempfile::TempDir, Pki) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let sb = Switchboard::start(&[
+        ("SWITCHBOARD_SIP__TLS_PORT", "0"),
+        ("SWITCHBOARD_SIP__TLS__CERT", pki.cert.to_str().unwrap()),
+        ("SWITCHBOARD_SIP__TLS__KEY", pki.key.to_str().unwrap()),
+    ]);
+    (sb, dir, pki)
+}
+
+#[tokio::test]
+async fn options_over_tls_with_a_verifying_rustls_client() {
+    let (sb, _dir, pki) = tls_switchboard();
+    let target = sb
+        .tls
+        .expect("TLS listens when a certificate is configured");
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(target).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("the certificate verifies");
+    tls.write_all(options("TLS", local, target, "tls-probe").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert_eq!(
+        status_and_call_id(&text),
+        (200, "tls-probe".to_string()),
+        "{text}"
+    );
+    assert!(header(&text, "Allow").unwrap().contains("INVITE"));
+}
+
+#[test]
+fn options_over_tls_with_openssl_s_client() {
+    let (sb, _dir, pki) = tls_switchboard();
+    let target = sb.tls.unwrap();
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-no_ign_eof",
+            "-verify_return_error",
+            "-verify_ip",
+            "127.0.0.1",
+        ])
+        .arg("-CAfile")
+        .arg(&pki.ca)
+        .arg("-connect")
+        .arg(target.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (tests/run installs it)");
+    let request = options(
+        "TLS",
+        "127.0.0.1:5999".parse().unwrap(),
+        target,
+        "openssl-probe",
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    // Keep stdin open until the answer is in, then close it.
+    let waiter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        drop(stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    waiter.join().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        text.starts_with("SIP/2.0 200 "),
+        "stdout: {text}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let other = tempfile::tempdir().unwrap();
+    let stranger = make_pki(other.path());
+    let refused = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error"])
+        .arg("-CAfile")
+        .arg(&stranger.ca)
+        .arg("-connect")
+        .arg(target.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a client trusting another CA refuses us"
+    );
+}
+
+#[test]
+fn sigterm_drains_with_503_and_exits_once_idle() {
+    let mut sb = Switchboard::start(&[
+        ("SWITCHBOARD_DRAIN__MIN_SECS", "2"),
+        ("SWITCHBOARD_DRAIN__RETRY_AFTER_SECS", "30"),
+    ]);
+    let target = sb.udp.unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let ask = |call_id: &str| {
+        socket
+            .send_to(options("UDP", local, target, call_id).as_bytes(), target)
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = socket.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(status_and_call_id(&ask("before")).0, 200);
+    sb.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let during = ask("during");
+    assert_eq!(status_and_call_id(&during).0, 503, "{during}");
+    assert_eq!(header(&during, "Retry-After"), Some("30"));
+    let invite = format!(
+        "INVITE sip:+15550100@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKdrain\r\n\
+         From: <sip:+15550199@{local}>;tag=d\r\nTo: <sip:+15550100@{target}>\r\nCall-ID: drain-invite\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:x@{local}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(invite.as_bytes(), target).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    let refused = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert_eq!(status_and_call_id(&refused).0, 503, "{refused}");
+    let status = sb
+        .wait_exit(Duration::from_secs(10))
+        .expect("the process exits once idle");
+    assert!(status.success(), "clean exit: {status}\n{}", sb.log());
+    assert!(sb.log().contains("drained; exiting"));
+}
