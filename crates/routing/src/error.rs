@@ -14,6 +14,8 @@ pub enum ErrorCode {
     NotFound,
     /// Something inside switchboard failed (HTTP 500).
     Internal,
+    /// A dependency (the store) cannot be reached or is too busy (HTTP 503).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -24,6 +26,7 @@ impl ErrorCode {
             ErrorCode::FailedPrecondition => "failed_precondition",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
@@ -34,6 +37,7 @@ impl ErrorCode {
             ErrorCode::FailedPrecondition => 412,
             ErrorCode::NotFound => 404,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 }
