@@ -122,6 +122,11 @@ fn decode<M: Message + Default>(table: Table, id: &str, bytes: &[u8]) -> Result<
     })
 }
 
+/// Waits a little, more each round, so racing writers spread out.
+async fn backoff(round: u32) {
+    tokio::time::sleep(Duration::from_millis(u64::from(round % 8) * 3 + 1)).await;
+}
+
 fn after_id(page: &Option<Pagination>) -> &str {
     page.as_ref().map(|p| p.after_id.as_str()).unwrap_or("")
 }
@@ -141,6 +146,11 @@ impl SipStore {
         SipStore {
             backend: Arc::new(backend),
         }
+    }
+
+    /// A store over a shared backend handle.
+    pub fn from_backend(backend: Arc<dyn StoreBackend>) -> SipStore {
+        SipStore { backend }
     }
 
     /// The embedded store under `data_dir` (the default).
@@ -201,21 +211,6 @@ impl SipStore {
         }
     }
 
-    /// Retries `attempt` while another writer moved the version under it.
-    async fn optimistic<T>(
-        &self,
-        mut attempt: impl AsyncFnMut() -> Result<Result<T, ()>, StoreError>,
-    ) -> Result<T, StoreError> {
-        for round in 0..MAX_ATTEMPTS {
-            if let Ok(value) = attempt().await? {
-                return Ok(value);
-            }
-            // Back off a little, more each round, so racing writers spread out.
-            tokio::time::sleep(Duration::from_millis(u64::from(round % 8) * 3 + 1)).await;
-        }
-        Err(StoreError::Contention)
-    }
-
     // ---------------- inbound trunks ----------------
 
     /// Creates an inbound trunk: validates it, checks it against every stored
@@ -226,7 +221,7 @@ impl SipStore {
     ) -> Result<SipInboundTrunkInfo, StoreError> {
         let candidate = prepare_inbound_trunk_create(trunk)?;
         let id = generate_id(IdPrefix::Trunk)?;
-        self.optimistic(async || {
+        for round in 0..MAX_ATTEMPTS {
             let (version, existing) = self
                 .load_one::<SipInboundTrunkInfo>(Table::InboundTrunks)
                 .await?;
@@ -241,14 +236,17 @@ impl SipStore {
                 id: id.clone(),
                 value: stored.encode_to_vec(),
             };
-            Ok(self
+            if self
                 .backend
                 .commit(Some(version), vec![op])
                 .await?
-                .map(|_| stored)
-                .ok_or(()))
-        })
-        .await
+                .is_some()
+            {
+                return Ok(stored);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Contention)
     }
 
     /// Updates or replaces an inbound trunk, re-validating and re-checking
@@ -259,7 +257,7 @@ impl SipStore {
         action: &update_sip_inbound_trunk_request::Action,
     ) -> Result<SipInboundTrunkInfo, StoreError> {
         switchboard_routing::check_update_request(id, ObjectKind::Trunk, true)?;
-        self.optimistic(async || {
+        for round in 0..MAX_ATTEMPTS {
             let (version, existing) = self
                 .load_one::<SipInboundTrunkInfo>(Table::InboundTrunks)
                 .await?;
@@ -276,14 +274,17 @@ impl SipStore {
                 id: id.to_owned(),
                 value: next.encode_to_vec(),
             };
-            Ok(self
+            if self
                 .backend
                 .commit(Some(version), vec![op])
                 .await?
-                .map(|_| next)
-                .ok_or(()))
-        })
-        .await
+                .is_some()
+            {
+                return Ok(next);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Contention)
     }
 
     /// One inbound trunk, if it exists.
@@ -351,7 +352,7 @@ impl SipStore {
         action: &update_sip_outbound_trunk_request::Action,
     ) -> Result<SipOutboundTrunkInfo, StoreError> {
         switchboard_routing::check_update_request(id, ObjectKind::Trunk, true)?;
-        self.optimistic(async || {
+        for round in 0..MAX_ATTEMPTS {
             let loaded = self.backend.load(&[]).await?;
             let stored: SipOutboundTrunkInfo = self
                 .get_one(Table::OutboundTrunks, id)
@@ -365,14 +366,17 @@ impl SipStore {
                 id: id.to_owned(),
                 value: next.encode_to_vec(),
             };
-            Ok(self
+            if self
                 .backend
                 .commit(Some(loaded.version), vec![op])
                 .await?
-                .map(|_| next)
-                .ok_or(()))
-        })
-        .await
+                .is_some()
+            {
+                return Ok(next);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Contention)
     }
 
     /// One outbound trunk, if it exists.
@@ -435,7 +439,7 @@ impl SipStore {
     ) -> Result<SipDispatchRuleInfo, StoreError> {
         let candidate = prepare_dispatch_rule_create(rule)?;
         let id = generate_id(IdPrefix::DispatchRule)?;
-        self.optimistic(async || {
+        for round in 0..MAX_ATTEMPTS {
             let (version, existing) = self
                 .load_one::<SipDispatchRuleInfo>(Table::DispatchRules)
                 .await?;
@@ -450,14 +454,17 @@ impl SipStore {
                 id: id.clone(),
                 value: stored.encode_to_vec(),
             };
-            Ok(self
+            if self
                 .backend
                 .commit(Some(version), vec![op])
                 .await?
-                .map(|_| stored)
-                .ok_or(()))
-        })
-        .await
+                .is_some()
+            {
+                return Ok(stored);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Contention)
     }
 
     /// Updates or replaces a dispatch rule, re-validated and re-checked. `created_at` is kept.
@@ -467,7 +474,7 @@ impl SipStore {
         action: &update_sip_dispatch_rule_request::Action,
     ) -> Result<SipDispatchRuleInfo, StoreError> {
         switchboard_routing::check_update_request(id, ObjectKind::DispatchRule, true)?;
-        self.optimistic(async || {
+        for round in 0..MAX_ATTEMPTS {
             let (version, existing) = self
                 .load_one::<SipDispatchRuleInfo>(Table::DispatchRules)
                 .await?;
@@ -484,14 +491,17 @@ impl SipStore {
                 id: id.to_owned(),
                 value: next.encode_to_vec(),
             };
-            Ok(self
+            if self
                 .backend
                 .commit(Some(version), vec![op])
                 .await?
-                .map(|_| next)
-                .ok_or(()))
-        })
-        .await
+                .is_some()
+            {
+                return Ok(next);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Contention)
     }
 
     /// One dispatch rule, if it exists.
@@ -526,7 +536,7 @@ impl SipStore {
 
     /// Deletes a dispatch rule and returns it; `not_found` if there is none.
     pub async fn delete_dispatch_rule(&self, id: &str) -> Result<SipDispatchRuleInfo, StoreError> {
-        self.optimistic(async || {
+        for round in 0..MAX_ATTEMPTS {
             let loaded = self.backend.load(&[]).await?;
             let rule: SipDispatchRuleInfo = self
                 .get_one(Table::DispatchRules, id)
@@ -536,13 +546,16 @@ impl SipStore {
                 table: Table::DispatchRules,
                 id: id.to_owned(),
             };
-            Ok(self
+            if self
                 .backend
                 .commit(Some(loaded.version), vec![op])
                 .await?
-                .map(|_| rule)
-                .ok_or(()))
-        })
-        .await
+                .is_some()
+            {
+                return Ok(rule);
+            }
+            backoff(round).await;
+        }
+        Err(StoreError::Contention)
     }
 }
