@@ -146,7 +146,16 @@ impl RedisBackend {
     /// Connects, reads the current version and starts the change listener.
     pub async fn connect(config: RedisConfig) -> Result<RedisBackend, StoreError> {
         let client = redis::Client::open(config.url.as_str())?;
-        let mut conn = client.get_connection_manager().await?;
+        // Fail an API call in seconds when Redis is gone, instead of retrying
+        // for the default ~10 s: the caller gets `unavailable` and can retry.
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let mut conn = client
+            .get_connection_manager_with_config(manager_config)
+            .await?;
         let keys = Keys::new(&config.key_prefix);
         let version: Option<u64> = redis::cmd("GET")
             .arg(&keys.version)
