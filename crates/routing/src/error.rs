@@ -174,6 +174,47 @@ pub enum RoutingError {
     #[error("requested sip {} does not exist", match .0 { ObjectKind::Trunk => "trunk", ObjectKind::DispatchRule => "dispatch rule" })]
     NotFound(ObjectKind),
 
+    // ---- CreateSIPParticipant / TransferSIPParticipant ----
+    /// Neither a stored trunk, an inline trunk nor a From number.
+    #[error("missing sip trunk id and sip number")]
+    MissingTrunkAndNumber,
+    /// An inline trunk without a host.
+    #[error("no outbound hostname specified")]
+    OutboundConfigNoHostname,
+    /// No number to call.
+    #[error("missing sip callee number")]
+    MissingCallee,
+    /// `sip_call_to` given as a SIP URI.
+    #[error("SipCallTo should be a phone number or SIP user, not a full SIP URI")]
+    CalleeIsUri,
+    /// `to_user_override` that cannot be a SIP user.
+    #[error("to_user_override must be SIP token characters, without '@'")]
+    InvalidToUserOverride,
+    /// No room.
+    #[error("missing room name")]
+    MissingRoomName,
+    /// display_name longer than 128 bytes.
+    #[error("DisplayName too long (max 128 characters)")]
+    DisplayNameTooLong,
+    /// display_name that is not a valid Go double-quoted string body.
+    #[error("DisplayName must be a valid quoted string: invalid syntax")]
+    DisplayNameNotQuotable,
+    /// destination.city without country or region.
+    #[error("if city is specified, country or region must also be specified")]
+    DestinationCityAlone,
+    /// destination.country that is not an ISO 3166-1 alpha-2 code.
+    #[error("country must be a valid ISO 3166-1 alpha-2 code (2-letter like 'US', 'IN', 'UK')")]
+    InvalidCountry,
+    /// Transfer without a participant.
+    #[error("missing participant identity")]
+    MissingParticipantIdentity,
+    /// Transfer without a target.
+    #[error("missing transfer to")]
+    MissingTransferTo,
+    /// Transfer target that is not a sip:, sips: or tel: URI.
+    #[error("transfer_to must be a valid SIP or TEL URI (sip:, sips: or tel:)")]
+    InvalidTransferTo,
+
     // ---- call routing ----
     /// More than one number-specific trunk takes this call.
     #[error("Multiple SIP Trunks matched for {}", go_quote(.0))]

@@ -87,6 +87,8 @@ pub struct DispatchResult {
     pub include_headers: SipHeaderOptions,
     /// Trunk ringing timeout.
     pub ringing_timeout: Option<Duration>,
+    /// Trunk SIP status for a ringing timeout (`SIPStatusCode`, 0 = default).
+    pub ringing_timeout_status: i32,
     /// Trunk maximum call duration.
     pub max_call_duration: Option<Duration>,
     /// Features on for this call (Krisp when the trunk or the rule asks).
@@ -288,6 +290,7 @@ pub fn evaluate_dispatch(
             .unwrap_or_default(),
         include_headers,
         ringing_timeout: trunk.and_then(|t| t.ringing_timeout),
+        ringing_timeout_status: trunk.map(|t| t.ringing_timeout_status).unwrap_or_default(),
         max_call_duration: trunk.and_then(|t| t.max_call_duration),
         enabled_features: if krisp {
             vec![SipFeature::KrispEnabled]

@@ -21,6 +21,7 @@ pub mod ids;
 mod index;
 mod list_update;
 mod number;
+mod request;
 mod update;
 mod validate;
 
@@ -39,6 +40,10 @@ pub use index::{
 };
 pub use list_update::{apply_list_update, validate_list_update};
 pub use number::{normalize_number, numbers_equal};
+pub use request::{
+    is_country_code, is_go_quotable, validate_create_sip_participant, validate_destination,
+    validate_outbound_config, validate_transfer_sip_participant, MAX_DISPLAY_NAME_LEN,
+};
 pub use update::{
     apply_dispatch_rule_action, apply_dispatch_rule_update, apply_inbound_trunk_action,
     apply_inbound_trunk_update, apply_outbound_trunk_action, apply_outbound_trunk_update,
