@@ -46,6 +46,11 @@ pub enum PassOverReason {
         /// The winning trunk.
         winner: String,
     },
+    /// Trunk: accepts any caller, but a trunk for the same number lists this caller.
+    LostToCallerSpecificTrunk {
+        /// The winning trunk.
+        winner: String,
+    },
     /// Trunk or rule: several matched equally and the call is refused as ambiguous.
     Ambiguous,
     /// Rule: its `trunk_ids` do not include the matched trunk.
@@ -122,6 +127,9 @@ impl fmt::Display for PassOverReason {
             }
             LostToSpecificTrunk { winner } => {
                 write!(f, "wildcard trunk, but trunk {winner} lists the called number")
+            }
+            LostToCallerSpecificTrunk { winner } => {
+                write!(f, "accepts any caller, but trunk {winner} lists this caller in allowed_numbers")
             }
             Ambiguous => write!(f, "matched together with another trunk or rule: ambiguous, call refused"),
             TrunkNotInRule { trunk_id: Some(t) } => write!(f, "trunk {t} not in the rule's trunk_ids"),

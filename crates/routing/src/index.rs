@@ -390,6 +390,8 @@ impl RoutingIndex {
                 ));
             }
         };
+        let specific = self.prefer_caller_specific(specific, &mut passed_over);
+        let default = self.prefer_caller_specific(default, &mut passed_over);
         let result = if specific.len() > 1 {
             ambiguous(&specific, &mut passed_over);
             Err(RoutingError::MultipleTrunks(call.to_user.clone()))
@@ -425,6 +427,37 @@ impl RoutingIndex {
             result,
             passed_over,
         }
+    }
+
+    /// Among trunks that all take a call, one that lists the caller in
+    /// `allowed_numbers` beats those that accept any caller.
+    ///
+    /// LiveKit's validation accepts "number X, any caller" beside "number X,
+    /// caller Y" but its matcher then refuses every call from Y as ambiguous;
+    /// here the trunk naming Y takes it. Validation guarantees at most one
+    /// trunk per (number, caller) key, so this never hides a real ambiguity.
+    fn prefer_caller_specific(
+        &self,
+        matched: Vec<usize>,
+        passed_over: &mut Vec<PassedOver>,
+    ) -> Vec<usize> {
+        if matched.len() < 2 {
+            return matched;
+        }
+        let (listing, open): (Vec<usize>, Vec<usize>) = matched
+            .iter()
+            .partition(|&&i| !self.trunks[i].allowed_numbers.is_empty());
+        let [winner] = listing.as_slice() else {
+            return matched;
+        };
+        let winner_id = &self.trunks[*winner].info.sip_trunk_id;
+        for i in open {
+            let reason = PassOverReason::LostToCallerSpecificTrunk {
+                winner: winner_id.clone(),
+            };
+            passed_over.push(trunk_passed_over(&self.trunks[i].info, reason));
+        }
+        listing
     }
 
     /// Picks the dispatch rule for a call that arrived on `trunk` (from

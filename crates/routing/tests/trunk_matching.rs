@@ -174,6 +174,47 @@ fn trunk_matching_table() {
             call("+1999", "+1555", "1.1.1.1"),
             Want::Trunk("ST_b", Specific),
         ),
+        // Deliberate difference: LiveKit accepts this pair at creation, then
+        // refuses every call from the listed caller as ambiguous.
+        case(
+            "listed caller beats any caller on one number",
+            vec![
+                trunk("ST_a", &["+1555"]),
+                with_allowed_numbers(trunk("ST_b", &["+1555"]), &["+1999"]),
+            ],
+            call("+1999", "+1555", "1.1.1.1"),
+            Want::Trunk("ST_b", Specific),
+        ),
+        case(
+            "any-caller trunk still takes other callers",
+            vec![
+                trunk("ST_a", &["+1555"]),
+                with_allowed_numbers(trunk("ST_b", &["+1555"]), &["+1999"]),
+            ],
+            call("+1888", "+1555", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "listed caller beats any caller among wildcards",
+            vec![
+                with_auth(trunk("ST_v", &[]), "u", "p"),
+                with_allowed_numbers(with_auth(trunk("ST_w", &[]), "u2", "p2"), &["+1999"]),
+            ],
+            call("+1999", "+1555", "1.1.1.1"),
+            Want::Trunk("ST_w", Default),
+        ),
+        case(
+            "two trunks listing the caller stay ambiguous",
+            vec![
+                with_allowed_numbers(trunk("ST_a", &["+1555"]), &["+1999"]),
+                with_allowed_numbers(trunk("ST_b", &["+1555"]), &["1999"]),
+            ],
+            call("+1999", "+1555", "1.1.1.1"),
+            Want::Error(
+                "Multiple SIP Trunks matched for \"+1555\"",
+                ErrorCode::FailedPrecondition,
+            ),
+        ),
         case(
             "source IP allowed",
             vec![with_addresses(trunk("ST_a", &[]), &["10.0.0.5"])],
