@@ -139,6 +139,19 @@ async fn inbound_trunk_round_trip(fx: Fixture) {
             .unwrap(),
         Some(expected.clone())
     );
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(
+        snapshot.inbound_trunks[0].auth_password, "hunter2",
+        "stored"
+    );
+    let printed = format!(
+        "{snapshot:?} {store:?} {:?}",
+        snapshot.routing_index(RoutingOptions::default())
+    );
+    assert!(
+        !printed.contains("hunter2"),
+        "Debug output must not carry passwords: {printed}"
+    );
     let fx = fx.reopen().await;
     assert_eq!(
         fx.store()
