@@ -1,4 +1,31 @@
-//! Durable trunks and dispatch rules: embedded file store and Redis, with a change feed.
+//! Durable SIP trunks and dispatch rules for switchboard.
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
-//! issue has not landed yet.
+//! [`SipStore`] is what the API and the gateway call: create, get, update,
+//! list and delete of inbound trunks, outbound trunks and dispatch rules (with
+//! LiveKit's validation, conflict checks, filters and pagination), a
+//! [`StoreSnapshot`] for the routing index, and a [`ChangeFeed`].
+//! [`LiveRoutingIndex`] keeps a [`switchboard_routing::RoutingIndex`] fresh
+//! from that feed.
+//!
+//! Two backends implement [`StoreBackend`]: [`RedbBackend`], an embedded
+//! crash-safe file under the data directory (the default), and
+//! [`RedisBackend`], shared by replicas. Records are the protobuf encoding of
+//! the LiveKit messages, so no field is lost. Every write is atomic, and a
+//! create or update is conflict-checked at the same store version it is
+//! written at, so two replicas cannot both create conflicting trunks.
+
+mod backend;
+mod error;
+mod live;
+mod random;
+mod redb_backend;
+mod redis_backend;
+mod store;
+
+pub use backend::{BoxFuture, Loaded, Records, StoreBackend, Table, WriteOp};
+pub use error::StoreError;
+pub use live::LiveRoutingIndex;
+pub use random::{generate_id, OsRandom};
+pub use redb_backend::{RedbBackend, DATABASE_FILE};
+pub use redis_backend::{RedisBackend, RedisConfig};
+pub use store::{ChangeFeed, SipStore, StoreSnapshot};
