@@ -259,11 +259,27 @@ async fn run_connection<S>(
             let _ = ctx.input.send(Input::Closed { flow }).await;
             let _ = write_task.await;
         }
+        // Closing a socket with unread input makes the kernel send RST,
+        // which can destroy the answer just written (a framing error stops
+        // reading mid-message). Read and discard what is left, briefly.
+        drain(&mut reader, &mut buf).await;
         return;
     }
     let _ = ctx.input.send(Input::Closed { flow }).await;
     // The writer ends once the driver drops its sender, after flushing.
     let _ = write_task.await;
+}
+
+/// Reads and discards until end of stream, at most 1 MiB or 2 seconds.
+async fn drain<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) {
+    let mut left: usize = 1 << 20;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, reader.read(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 async fn deliver(ctx: &StreamContext, flow: Flow, frame: Frame) {
