@@ -4,6 +4,8 @@ pub mod codec;
 pub mod dtmf;
 pub mod jitter;
 pub mod resample;
+pub mod rtcp;
 pub mod rtp;
+pub mod sdp;
 pub mod srtp;
 pub mod tones;
