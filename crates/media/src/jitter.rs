@@ -106,6 +106,7 @@ pub struct JitterBuffer {
     ssrc: Option<u32>,
     next_seq: Option<u64>,
     highest_seq: Option<u64>,
+    last_pushed: Option<u64>,
     playing: bool,
     count: usize,
     packet_duration: u32,
@@ -129,6 +130,7 @@ impl JitterBuffer {
             ssrc: None,
             next_seq: None,
             highest_seq: None,
+            last_pushed: None,
             playing: false,
             count: 0,
             packet_duration: clock_rate / 50,
@@ -166,6 +168,12 @@ impl JitterBuffer {
         let packet_ms = self.packet_duration * 1000 / self.clock_rate;
         let wanted = packet_ms as f64 + 3.0 * self.jitter_ms();
         (wanted as u32).clamp(self.config.min_delay.as_millis() as u32, self.config.max_delay.as_millis() as u32)
+    }
+
+    /// The extended sequence number of the last packet pushed (whatever
+    /// its outcome), for RTCP reception accounting.
+    pub fn last_extended_sequence(&self) -> Option<u64> {
+        self.last_pushed
     }
 
     /// The highest extended sequence number received, for RTCP.
@@ -222,6 +230,7 @@ impl JitterBuffer {
                 outcome = PushOutcome::Reset;
             }
         }
+        self.last_pushed = Some(ext);
         if let Some(next) = self.next_seq {
             if ext < next {
                 self.stats.late += 1;

@@ -7,5 +7,6 @@ pub mod resample;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod session;
 pub mod srtp;
 pub mod tones;

@@ -321,6 +321,12 @@ impl SdpNegotiator {
         self.current.as_ref()
     }
 
+    /// Replaces the configuration (a re-INVITE under new settings); the
+    /// origin, version and keys carry on.
+    pub fn set_config(&mut self, config: MediaConfig) {
+        self.config = config;
+    }
+
     /// Changes the advertised endpoint (applies to the next SDP).
     pub fn set_local(&mut self, local: LocalEndpoint) {
         self.local = local;
