@@ -155,18 +155,54 @@ pub struct ParsedReport {
 }
 
 /// Parses a compound RTCP packet; `None` if it is malformed.
+///
+/// Walks the compound by each packet's length field and reads SR, RR and
+/// BYE; other types (SDES, APP, XR, feedback) are skipped, so one packet type
+/// we don't model never costs us the reports beside it.
 pub fn parse_report(data: &[u8], our_ssrc: u32) -> Option<ParsedReport> {
-    let packets = rtc_rtcp::packet::unmarshal(&mut &data[..]).ok()?;
     let mut parsed = ParsedReport::default();
-    for packet in &packets {
-        let any = packet.as_any();
-        if let Some(sr) = any.downcast_ref::<SenderReport>() {
-            parsed.sender_report = Some((sr.ssrc, ntp_middle(sr.ntp_time)));
-            parsed.about_us = parsed.about_us.clone().or(sr.reports.iter().find(|r| r.ssrc == our_ssrc).cloned());
-        } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
-            parsed.about_us = parsed.about_us.clone().or(rr.reports.iter().find(|r| r.ssrc == our_ssrc).cloned());
-        } else if any.downcast_ref::<rtc_rtcp::goodbye::Goodbye>().is_some() {
-            parsed.bye = true;
+    let mut rest = data;
+    if rest.len() < 8 {
+        return None;
+    }
+    while !rest.is_empty() {
+        if rest.len() < 4 || rest[0] >> 6 != 2 {
+            return None;
+        }
+        let count = usize::from(rest[0] & 0x1f);
+        let packet_type = rest[1];
+        let len = (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1) * 4;
+        let packet = rest.get(..len)?;
+        rest = &rest[len..];
+        let blocks_at = match packet_type {
+            200 => {
+                let sr = packet.get(4..28)?;
+                let ssrc = u32::from_be_bytes(sr[0..4].try_into().ok()?);
+                let ntp = u64::from_be_bytes(sr[4..12].try_into().ok()?);
+                parsed.sender_report = Some((ssrc, ntp_middle(ntp)));
+                28
+            }
+            201 => 8,
+            203 => {
+                parsed.bye = true;
+                continue;
+            }
+            _ => continue,
+        };
+        for i in 0..count {
+            let block = packet.get(blocks_at + 24 * i..blocks_at + 24 * (i + 1))?;
+            let word = |at: usize| u32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+            if word(0) == our_ssrc && parsed.about_us.is_none() {
+                parsed.about_us = Some(ReceptionReport {
+                    ssrc: word(0),
+                    fraction_lost: block[4],
+                    total_lost: word(4) & 0x00ff_ffff,
+                    last_sequence_number: word(8),
+                    jitter: word(12),
+                    last_sender_report: word(16),
+                    delay: word(20),
+                });
+            }
         }
     }
     Some(parsed)
@@ -217,5 +253,17 @@ mod tests {
         let rtt = round_trip(&about_us, now).unwrap();
         assert!((rtt.as_millis() as i64 - 150).abs() <= 1, "{rtt:?}");
         assert!(parse_report(&[0x80, 200, 0, 9], 1).is_none());
+        assert!(parse_report(&sr[..sr.len() - 3], 2).is_none(), "truncated compound");
+    }
+
+    #[test]
+    fn parses_baresips_bye_with_reason_and_skips_unknown_types() {
+        // BYE with a reason, then SDES, as baresip sends at hang-up.
+        let mut compound = vec![0x81, 0xcb, 0, 3, 1, 2, 3, 4, 4, b'A', b'd', b'j', b'o', 0, 0, 0];
+        compound.extend_from_slice(&[0x81, 0xca, 0, 2, 1, 2, 3, 4, 1, 2, b'h', b'i']);
+        compound.extend_from_slice(&[0x80, 0xcc, 0, 2, 1, 2, 3, 4, b'P', b'I', b'N', b'G']);
+        let parsed = parse_report(&compound, 9).unwrap();
+        assert!(parsed.bye);
+        assert_eq!(parsed.sender_report, None);
     }
 }

@@ -175,8 +175,10 @@ pub struct CallStats {
     pub remote_jitter_ms: Option<f64>,
     /// Round-trip time from RTCP.
     pub round_trip: Option<Duration>,
-    /// Packets refused by SRTP (authentication failure or replay).
+    /// RTP packets refused by SRTP (authentication failure or replay).
     pub srtp_rejected: u64,
+    /// RTCP packets refused by SRTCP (including plain RTCP on an SRTP call).
+    pub srtcp_rejected: u64,
     /// Datagrams that were not valid RTP/RTCP.
     pub malformed: u64,
     /// RTP with a payload type we did not negotiate.
@@ -649,7 +651,7 @@ impl MediaSession {
             Some(srtp) => match srtp.unprotect_rtcp(data, &mut self.rx_plain[..]) {
                 Ok(n) => n,
                 Err(_) => {
-                    self.stats.srtp_rejected += 1;
+                    self.stats.srtcp_rejected += 1;
                     return;
                 }
             },
