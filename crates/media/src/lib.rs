@@ -4,6 +4,7 @@ pub mod codec;
 pub mod driver;
 pub mod dtmf;
 pub mod jitter;
+pub mod mix;
 pub mod ports;
 pub mod resample;
 pub mod rtcp;
