@@ -42,13 +42,38 @@ pub enum DriverError {
 type Reply<T> = oneshot::Sender<T>;
 
 enum Command {
-    Add { id: u64, ports: RtpPorts, session: Box<MediaSession>, audio: Box<dyn CallAudio> },
-    Remove { id: u64 },
-    SendDtmf { id: u64, digits: String, reply: Reply<Result<(), DriverError>> },
-    PlayTone { id: u64, tone: Option<ToneKind> },
-    Update { id: u64, media: Box<NegotiatedMedia>, reply: Reply<Result<(), DriverError>> },
-    Stats { id: u64, reply: Reply<Option<CallStats>> },
-    SetTimeout { id: u64, timeout: Duration, initial: Duration },
+    Add {
+        id: u64,
+        ports: RtpPorts,
+        session: Box<MediaSession>,
+        audio: Box<dyn CallAudio>,
+    },
+    Remove {
+        id: u64,
+    },
+    SendDtmf {
+        id: u64,
+        digits: String,
+        reply: Reply<Result<(), DriverError>>,
+    },
+    PlayTone {
+        id: u64,
+        tone: Option<ToneKind>,
+    },
+    Update {
+        id: u64,
+        media: Box<NegotiatedMedia>,
+        reply: Reply<Result<(), DriverError>>,
+    },
+    Stats {
+        id: u64,
+        reply: Reply<Option<CallStats>>,
+    },
+    SetTimeout {
+        id: u64,
+        timeout: Duration,
+        initial: Duration,
+    },
 }
 
 struct Call {
@@ -79,15 +104,34 @@ impl MediaWorker {
     pub fn spawn() -> MediaWorker {
         let (commands, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(receiver));
-        MediaWorker { commands, next_id: std::sync::atomic::AtomicU64::new(1), task }
+        MediaWorker {
+            commands,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            task,
+        }
     }
 
     /// Puts a call on the worker: its sockets, its session and its room side.
-    pub fn add_call(&self, ports: RtpPorts, session: MediaSession, audio: Box<dyn CallAudio>) -> CallHandle {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub fn add_call(
+        &self,
+        ports: RtpPorts,
+        session: MediaSession,
+        audio: Box<dyn CallAudio>,
+    ) -> CallHandle {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A send error means the worker stopped; the handle then reports CallGone.
-        let _ = self.commands.send(Command::Add { id, ports, session: Box::new(session), audio });
-        CallHandle { id, commands: self.commands.clone() }
+        let _ = self.commands.send(Command::Add {
+            id,
+            ports,
+            session: Box::new(session),
+            audio,
+        });
+        CallHandle {
+            id,
+            commands: self.commands.clone(),
+        }
     }
 }
 
@@ -102,7 +146,11 @@ impl CallHandle {
     pub async fn send_dtmf(&self, digits: &str) -> Result<(), DriverError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::SendDtmf { id: self.id, digits: digits.to_owned(), reply })
+            .send(Command::SendDtmf {
+                id: self.id,
+                digits: digits.to_owned(),
+                reply,
+            })
             .map_err(|_| DriverError::CallGone)?;
         rx.await.map_err(|_| DriverError::CallGone)?
     }
@@ -116,21 +164,33 @@ impl CallHandle {
     pub async fn update(&self, media: NegotiatedMedia) -> Result<(), DriverError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Update { id: self.id, media: Box::new(media), reply })
+            .send(Command::Update {
+                id: self.id,
+                media: Box::new(media),
+                reply,
+            })
             .map_err(|_| DriverError::CallGone)?;
         rx.await.map_err(|_| DriverError::CallGone)?
     }
 
     /// Changes the media timeout of this call.
     pub fn set_media_timeout(&self, timeout: Duration, initial: Duration) {
-        let _ = self.commands.send(Command::SetTimeout { id: self.id, timeout, initial });
+        let _ = self.commands.send(Command::SetTimeout {
+            id: self.id,
+            timeout,
+            initial,
+        });
     }
 
     /// The call's statistics.
     pub async fn stats(&self) -> Result<CallStats, DriverError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::Stats { id: self.id, reply }).map_err(|_| DriverError::CallGone)?;
-        rx.await.map_err(|_| DriverError::CallGone)?.ok_or(DriverError::CallGone)
+        self.commands
+            .send(Command::Stats { id: self.id, reply })
+            .map_err(|_| DriverError::CallGone)?;
+        rx.await
+            .map_err(|_| DriverError::CallGone)?
+            .ok_or(DriverError::CallGone)
     }
 }
 
@@ -164,9 +224,21 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>) {
 fn apply(calls: &mut Vec<Call>, command: Command) {
     let find = |calls: &mut Vec<Call>, id: u64| calls.iter_mut().position(|c| c.id == id);
     match command {
-        Command::Add { id, ports, session, audio } => {
+        Command::Add {
+            id,
+            ports,
+            session,
+            audio,
+        } => {
             let len = session.room_frame_len();
-            calls.push(Call { id, ports, session, audio, outbound: vec![0; len], inbound: vec![0; len] });
+            calls.push(Call {
+                id,
+                ports,
+                session,
+                audio,
+                outbound: vec![0; len],
+                inbound: vec![0; len],
+            });
         }
         Command::Remove { id } => {
             if let Some(i) = find(calls, id) {
@@ -175,7 +247,10 @@ fn apply(calls: &mut Vec<Call>, command: Command) {
         }
         Command::SendDtmf { id, digits, reply } => {
             let result = match find(calls, id) {
-                Some(i) => calls[i].session.send_dtmf(&digits).map_err(DriverError::from),
+                Some(i) => calls[i]
+                    .session
+                    .send_dtmf(&digits)
+                    .map_err(DriverError::from),
                 None => Err(DriverError::CallGone),
             };
             let _ = reply.send(result);
@@ -187,7 +262,10 @@ fn apply(calls: &mut Vec<Call>, command: Command) {
         }
         Command::Update { id, media, reply } => {
             let result = match find(calls, id) {
-                Some(i) => calls[i].session.update(*media, std::time::Instant::now()).map_err(DriverError::from),
+                Some(i) => calls[i]
+                    .session
+                    .update(*media, std::time::Instant::now())
+                    .map_err(DriverError::from),
                 None => Err(DriverError::CallGone),
             };
             let _ = reply.send(result);
@@ -195,7 +273,11 @@ fn apply(calls: &mut Vec<Call>, command: Command) {
         Command::Stats { id, reply } => {
             let _ = reply.send(find(calls, id).map(|i| calls[i].session.stats()));
         }
-        Command::SetTimeout { id, timeout, initial } => {
+        Command::SetTimeout {
+            id,
+            timeout,
+            initial,
+        } => {
             if let Some(i) = find(calls, id) {
                 calls[i].session.set_media_timeout(timeout, initial);
             }
@@ -205,7 +287,10 @@ fn apply(calls: &mut Vec<Call>, command: Command) {
 
 impl Call {
     fn step(&mut self, now: std::time::Instant, buf: &mut [u8]) {
-        for (socket, channel) in [(&self.ports.rtp, Channel::Rtp), (&self.ports.rtcp, Channel::Rtcp)] {
+        for (socket, channel) in [
+            (&self.ports.rtp, Channel::Rtp),
+            (&self.ports.rtcp, Channel::Rtcp),
+        ] {
             loop {
                 match socket.recv_from(buf) {
                     Ok((n, from)) => self.session.handle_datagram(now, from, channel, &buf[..n]),
@@ -216,7 +301,11 @@ impl Call {
             }
         }
         let has_audio = self.audio.outbound(&mut self.outbound);
-        let status = self.session.tick(now, has_audio.then_some(&self.outbound[..]), &mut self.inbound);
+        let status = self.session.tick(
+            now,
+            has_audio.then_some(&self.outbound[..]),
+            &mut self.inbound,
+        );
         self.audio.inbound(&self.inbound, status);
         while let Some(event) = self.session.poll_event() {
             self.audio.event(event);

@@ -68,7 +68,12 @@ impl TelephoneEvent {
     /// The 4-byte payload.
     pub fn to_bytes(self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
-        [self.event, (u8::from(self.end) << 7) | (self.volume & 0x3f), d[0], d[1]]
+        [
+            self.event,
+            (u8::from(self.end) << 7) | (self.volume & 0x3f),
+            d[0],
+            d[1],
+        ]
     }
 }
 
@@ -165,8 +170,15 @@ enum Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendState {
     Idle,
-    Tone { digit: DtmfDigit, timestamp: u32, elapsed: u32, ends_sent: u8 },
-    Silence { remaining: u32 },
+    Tone {
+        digit: DtmfDigit,
+        timestamp: u32,
+        elapsed: u32,
+        ends_sent: u8,
+    },
+    Silence {
+        remaining: u32,
+    },
 }
 
 /// What the sender wants in this 20 ms frame.
@@ -212,7 +224,9 @@ impl DtmfSender {
             .filter(|c| !c.is_whitespace())
             .map(|c| match c {
                 'w' | 'W' => Ok(Step::Pause),
-                c => DtmfDigit::from_char(c).map(Step::Digit).ok_or(InvalidDigit(c)),
+                c => DtmfDigit::from_char(c)
+                    .map(Step::Digit)
+                    .ok_or(InvalidDigit(c)),
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.queue.extend(steps);
@@ -241,7 +255,12 @@ impl DtmfSender {
                         }
                     }
                     Some(Step::Digit(digit)) => {
-                        self.state = SendState::Tone { digit, timestamp, elapsed: 0, ends_sent: 0 };
+                        self.state = SendState::Tone {
+                            digit,
+                            timestamp,
+                            elapsed: 0,
+                            ends_sent: 0,
+                        };
                     }
                 },
                 SendState::Silence { remaining } => {
@@ -254,7 +273,12 @@ impl DtmfSender {
                     };
                     return DtmfFrame::Audio;
                 }
-                SendState::Tone { digit, timestamp: start, elapsed, ends_sent } => {
+                SendState::Tone {
+                    digit,
+                    timestamp: start,
+                    elapsed,
+                    ends_sent,
+                } => {
                     let total = Self::units(self.config.duration, clock_rate).max(frame_units);
                     let marker = elapsed == 0;
                     let elapsed = (elapsed + frame_units).min(total);
@@ -272,9 +296,18 @@ impl DtmfSender {
                             remaining: Self::units(self.config.gap, clock_rate),
                         }
                     } else {
-                        SendState::Tone { digit, timestamp: start, elapsed, ends_sent }
+                        SendState::Tone {
+                            digit,
+                            timestamp: start,
+                            elapsed,
+                            ends_sent,
+                        }
                     };
-                    return DtmfFrame::Event { payload, marker, timestamp: start };
+                    return DtmfFrame::Event {
+                        payload,
+                        marker,
+                        timestamp: start,
+                    };
                 }
             }
         }
@@ -289,7 +322,12 @@ mod tests {
         let mut out = vec![];
         let mut ts = 1000u32;
         for _ in 0..2000 {
-            if let DtmfFrame::Event { payload, marker, timestamp } = sender.next_frame(ts, 160, 8000) {
+            if let DtmfFrame::Event {
+                payload,
+                marker,
+                timestamp,
+            } = sender.next_frame(ts, 160, 8000)
+            {
                 out.push((timestamp, TelephoneEvent::parse(&payload).unwrap(), marker));
             }
             ts = ts.wrapping_add(160);
@@ -311,7 +349,9 @@ mod tests {
         assert!(ends.iter().all(|p| p.1.duration == 2000));
         assert!(packets[0].2, "first packet carries the marker");
         assert!(packets[1..].iter().all(|p| !p.2));
-        assert!(packets.iter().all(|p| p.0 == packets[0].0 && p.1.event == 5 && p.1.volume == 10));
+        assert!(packets
+            .iter()
+            .all(|p| p.0 == packets[0].0 && p.1.event == 5 && p.1.volume == 10));
     }
 
     #[test]
@@ -323,7 +363,10 @@ mod tests {
         let second = packets.iter().find(|p| p.1.event == 2).unwrap().0;
         // 250 ms tone + 40 ms more end packets + 250 ms gap + 500 ms pause.
         let gap_ms = (second - first) / 8;
-        assert!((1000..=1100).contains(&gap_ms), "{gap_ms} ms between digit starts");
+        assert!(
+            (1000..=1100).contains(&gap_ms),
+            "{gap_ms} ms between digit starts"
+        );
         assert_eq!(sender.queue("1x"), Err(InvalidDigit('x')));
     }
 
@@ -331,13 +374,33 @@ mod tests {
     fn receiver_reports_each_digit_once_without_marker_or_end() {
         let mut rx = DtmfReceiver::new();
         let mut seen = vec![];
-        let ev = |e: u8, end: bool, d: u16| TelephoneEvent { event: e, end, volume: 10, duration: d }.to_bytes();
+        let ev = |e: u8, end: bool, d: u16| {
+            TelephoneEvent {
+                event: e,
+                end,
+                volume: 10,
+                duration: d,
+            }
+            .to_bytes()
+        };
         // Digit 1: updates, duplicates, three ends.
-        for (ts, p) in [(100, ev(1, false, 160)), (100, ev(1, false, 320)), (100, ev(1, false, 320)), (100, ev(1, true, 480)), (100, ev(1, true, 480)), (100, ev(1, true, 480))] {
+        for (ts, p) in [
+            (100, ev(1, false, 160)),
+            (100, ev(1, false, 320)),
+            (100, ev(1, false, 320)),
+            (100, ev(1, true, 480)),
+            (100, ev(1, true, 480)),
+            (100, ev(1, true, 480)),
+        ] {
             seen.extend(rx.on_packet(ts, &p));
         }
         // Digit 1 again with its end packets lost, then 2.
-        for (ts, p) in [(2000, ev(1, false, 160)), (2000, ev(1, false, 320)), (4000, ev(2, false, 160)), (4000, ev(2, true, 800))] {
+        for (ts, p) in [
+            (2000, ev(1, false, 160)),
+            (2000, ev(1, false, 320)),
+            (4000, ev(2, false, 160)),
+            (4000, ev(2, true, 800)),
+        ] {
             seen.extend(rx.on_packet(ts, &p));
         }
         // A late duplicate of the first digit.
@@ -348,14 +411,29 @@ mod tests {
     #[test]
     fn long_event_segments_are_one_digit() {
         let mut rx = DtmfReceiver::new();
-        let ev = |end: bool, d: u16| TelephoneEvent { event: 9, end, volume: 10, duration: d }.to_bytes();
+        let ev = |end: bool, d: u16| {
+            TelephoneEvent {
+                event: 9,
+                end,
+                volume: 10,
+                duration: d,
+            }
+            .to_bytes()
+        };
         assert!(rx.on_packet(0, &ev(false, 0xffff)).is_some());
         assert!(rx.on_packet(0xffff, &ev(false, 800)).is_none());
     }
 
     #[test]
     fn digits_map_both_ways() {
-        for (c, code) in [('0', 0), ('9', 9), ('*', 10), ('#', 11), ('a', 12), ('D', 15)] {
+        for (c, code) in [
+            ('0', 0),
+            ('9', 9),
+            ('*', 10),
+            ('#', 11),
+            ('a', 12),
+            ('D', 15),
+        ] {
             let d = DtmfDigit::from_char(c).unwrap();
             assert_eq!(d.code, code);
             assert_eq!(d.as_char(), c.to_ascii_uppercase());

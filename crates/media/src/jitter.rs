@@ -159,7 +159,8 @@ impl JitterBuffer {
 
     /// Audio currently held, in milliseconds.
     pub fn depth_ms(&self) -> u32 {
-        (self.count as u64 * u64::from(self.packet_duration) * 1000 / u64::from(self.clock_rate)) as u32
+        (self.count as u64 * u64::from(self.packet_duration) * 1000 / u64::from(self.clock_rate))
+            as u32
     }
 
     /// The depth the buffer aims for now: the minimum, or twice the jitter
@@ -167,7 +168,10 @@ impl JitterBuffer {
     pub fn target_delay_ms(&self) -> u32 {
         let packet_ms = self.packet_duration * 1000 / self.clock_rate;
         let wanted = packet_ms as f64 + 3.0 * self.jitter_ms();
-        (wanted as u32).clamp(self.config.min_delay.as_millis() as u32, self.config.max_delay.as_millis() as u32)
+        (wanted as u32).clamp(
+            self.config.min_delay.as_millis() as u32,
+            self.config.max_delay.as_millis() as u32,
+        )
     }
 
     /// The extended sequence number of the last packet pushed (whatever
@@ -283,7 +287,11 @@ impl JitterBuffer {
     }
 
     fn lowest_held(&self) -> Option<u64> {
-        self.meta.iter().filter(|m| m.occupied).map(|m| m.ext_seq).min()
+        self.meta
+            .iter()
+            .filter(|m| m.occupied)
+            .map(|m| m.ext_seq)
+            .min()
     }
 
     fn payload_of(&self, ext: u64) -> Option<&[u8]> {
@@ -383,7 +391,10 @@ mod tests {
         for seq in [1u16, 3, 2, 2, 5, 6] {
             jb.push(now, &packet(seq, &[seq as u8]));
         }
-        assert_eq!(drain(&mut jb), vec![Some(1), Some(2), Some(3), None, Some(5), Some(6)]);
+        assert_eq!(
+            drain(&mut jb),
+            vec![Some(1), Some(2), Some(3), None, Some(5), Some(6)]
+        );
         let stats = jb.stats();
         assert_eq!(stats.duplicates, 1);
         assert_eq!(stats.lost, 1);

@@ -10,7 +10,9 @@ pub struct Mixer {
 impl Mixer {
     /// A mixer for frames of `frame_len` samples.
     pub fn new(frame_len: usize) -> Mixer {
-        Mixer { sum: vec![0; frame_len] }
+        Mixer {
+            sum: vec![0; frame_len],
+        }
     }
 
     /// Writes into `outputs[i]` the sum of every input except `inputs[i]`
@@ -44,10 +46,17 @@ mod tests {
         let b = [1i16, 2, 30_000, -30_000];
         let c = [10i16, 20, 0, 0];
         let (mut oa, mut ob, mut oc, mut od) = ([0i16; 4], [0i16; 4], [0i16; 4], [0i16; 4]);
-        mixer.mix_minus(&[Some(&a), Some(&b), Some(&c), None], &mut [&mut oa, &mut ob, &mut oc, &mut od]);
+        mixer.mix_minus(
+            &[Some(&a), Some(&b), Some(&c), None],
+            &mut [&mut oa, &mut ob, &mut oc, &mut od],
+        );
         assert_eq!(oa, [11, 22, 30_000, -30_000]);
         assert_eq!(ob, [110, 220, 30_000, -30_000]);
-        assert_eq!(oc, [101, 202, 32_767, -32_768], "clipped once, at the output");
+        assert_eq!(
+            oc,
+            [101, 202, 32_767, -32_768],
+            "clipped once, at the output"
+        );
         assert_eq!(od, [111, 222, 32_767, -32_768]);
     }
 }

@@ -97,7 +97,9 @@ pub struct RtpPorts {
 
 impl std::fmt::Debug for RtpPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RtpPorts").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("RtpPorts")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,10 +126,18 @@ impl RtpPorts {
             if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
                 rtp.set_nonblocking(true)?;
                 rtcp.set_nonblocking(true)?;
-                return Ok(RtpPorts { rtp, rtcp, port, allocator: None });
+                return Ok(RtpPorts {
+                    rtp,
+                    rtcp,
+                    port,
+                    allocator: None,
+                });
             }
         }
-        Err(PortError::Exhausted { first: 0, last: u16::MAX })
+        Err(PortError::Exhausted {
+            first: 0,
+            last: u16::MAX,
+        })
     }
 
     /// Releases the pair at `now`: it drains before reuse.
@@ -136,7 +146,9 @@ impl RtpPorts {
     }
 
     fn release_inner(&mut self, now: Instant) {
-        let Some(allocator) = self.allocator.take() else { return };
+        let Some(allocator) = self.allocator.take() else {
+            return;
+        };
         let sockets = match (self.rtp.try_clone(), self.rtcp.try_clone()) {
             (Ok(a), Ok(b)) => Some((a, b)),
             _ => None,
@@ -156,12 +168,19 @@ impl PortAllocator {
     pub fn new(config: PortConfig) -> Result<PortAllocator, PortError> {
         let first_even = config.first + (config.first & 1);
         if config.last < first_even.saturating_add(1) || first_even < config.first {
-            return Err(PortError::EmptyRange { first: config.first, last: config.last });
+            return Err(PortError::EmptyRange {
+                first: config.first,
+                last: config.last,
+            });
         }
         let pairs = usize::from((config.last - first_even - 1) / 2 + 1);
         Ok(PortAllocator {
             config,
-            state: Arc::new(Mutex::new(PoolState { in_use: vec![false; pairs], draining: VecDeque::new(), cursor: 0 })),
+            state: Arc::new(Mutex::new(PoolState {
+                in_use: vec![false; pairs],
+                draining: VecDeque::new(),
+                cursor: 0,
+            })),
         })
     }
 
@@ -196,21 +215,36 @@ impl PortAllocator {
                 continue;
             }
             let port = self.first_even() + 2 * index as u16;
-            let Some((rtp, rtcp)) = bind_pair(ip, port) else { continue };
+            let Some((rtp, rtcp)) = bind_pair(ip, port) else {
+                continue;
+            };
             rtp.set_nonblocking(true)?;
             rtcp.set_nonblocking(true)?;
             state.in_use[index] = true;
             // Round-robin: the next call starts after this one, so a port
             // is reused as late as possible.
             state.cursor = (index + 1) % pairs;
-            return Ok(RtpPorts { rtp, rtcp, port, allocator: Some(self.clone()) });
+            return Ok(RtpPorts {
+                rtp,
+                rtcp,
+                port,
+                allocator: Some(self.clone()),
+            });
         }
-        Err(PortError::Exhausted { first: self.config.first, last: self.config.last })
+        Err(PortError::Exhausted {
+            first: self.config.first,
+            last: self.config.last,
+        })
     }
 
     fn release(&self, port: u16, sockets: Option<(UdpSocket, UdpSocket)>, now: Instant) {
         let mut state = self.lock();
-        state.draining.push_back(Draining { port, sockets, released: now, last_packet: now });
+        state.draining.push_back(Draining {
+            port,
+            sockets,
+            released: now,
+            last_packet: now,
+        });
     }
 
     /// Drains quarantined sockets and frees pairs whose quarantine is over.
@@ -268,7 +302,12 @@ mod tests {
         let probe = UdpSocket::bind((LOOPBACK, 0)).unwrap();
         let base = probe.local_addr().unwrap().port().clamp(20_000, 60_000) & !1;
         drop(probe);
-        PortConfig { first: base, last: base + 2 * pairs - 1, drain_idle: Duration::from_secs(30), drain_max: Duration::from_secs(600) }
+        PortConfig {
+            first: base,
+            last: base + 2 * pairs - 1,
+            drain_idle: Duration::from_secs(30),
+            drain_max: Duration::from_secs(600),
+        }
     }
 
     #[test]
@@ -282,7 +321,10 @@ mod tests {
         assert_eq!(first.rtcp.local_addr().unwrap().port(), port + 1);
         let second = allocator.allocate_at(LOOPBACK, t0).unwrap();
         assert_ne!(second.rtp_port(), port);
-        assert!(matches!(allocator.allocate_at(LOOPBACK, t0), Err(PortError::Exhausted { .. })));
+        assert!(matches!(
+            allocator.allocate_at(LOOPBACK, t0),
+            Err(PortError::Exhausted { .. })
+        ));
 
         // A stray packet reaches the released port 20 s later: still draining at 45 s.
         let stray_target = first.rtp_local().unwrap();
@@ -291,9 +333,14 @@ mod tests {
         sender.send_to(b"late RTP", stray_target).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         allocator.maintain(t0 + Duration::from_secs(20));
-        assert!(matches!(allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(45)), Err(PortError::Exhausted { .. })));
+        assert!(matches!(
+            allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(45)),
+            Err(PortError::Exhausted { .. })
+        ));
         // 30 s after the last stray packet it is free again.
-        let again = allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(51)).unwrap();
+        let again = allocator
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(51))
+            .unwrap();
         assert_eq!(again.rtp_port(), port);
         assert_eq!(allocator.draining_count(), 0);
         drop(second);
@@ -313,14 +360,32 @@ mod tests {
             std::thread::sleep(Duration::from_millis(2));
             allocator.maintain(t0 + Duration::from_secs(second));
         }
-        assert!(allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(590)).is_err());
-        assert!(allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(600)).is_ok());
+        assert!(allocator
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(590))
+            .is_err());
+        assert!(allocator
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(600))
+            .is_ok());
     }
 
     #[test]
     fn rejects_a_range_without_a_pair() {
-        let one = PortConfig { first: 10_001, last: 10_002, ..PortConfig::default() };
-        assert!(matches!(PortAllocator::new(one), Err(PortError::EmptyRange { .. })));
-        assert_eq!(PortAllocator::new(PortConfig::default()).unwrap().lock().in_use.len(), 5000);
+        let one = PortConfig {
+            first: 10_001,
+            last: 10_002,
+            ..PortConfig::default()
+        };
+        assert!(matches!(
+            PortAllocator::new(one),
+            Err(PortError::EmptyRange { .. })
+        ));
+        assert_eq!(
+            PortAllocator::new(PortConfig::default())
+                .unwrap()
+                .lock()
+                .in_use
+                .len(),
+            5000
+        );
     }
 }

@@ -41,8 +41,14 @@ impl FrameResampler {
         let inner = if from_rate == to_rate {
             None
         } else {
-            let fft = Fft::<f32>::new(from_rate as usize, to_rate as usize, in_frames, 1, FixedSync::Both)
-                .map_err(|e| err(e.to_string()))?;
+            let fft = Fft::<f32>::new(
+                from_rate as usize,
+                to_rate as usize,
+                in_frames,
+                1,
+                FixedSync::Both,
+            )
+            .map_err(|e| err(e.to_string()))?;
             if fft.input_frames_next() != in_frames || fft.output_frames_next() != out_frames {
                 return Err(err(format!(
                     "chunking {} -> {} frames, wanted {in_frames} -> {out_frames}",
@@ -85,7 +91,11 @@ impl FrameResampler {
             output[n..].fill(0);
             return;
         };
-        for (dst, src) in self.input.iter_mut().zip(input.iter().chain(std::iter::repeat(&0))) {
+        for (dst, src) in self
+            .input
+            .iter_mut()
+            .zip(input.iter().chain(std::iter::repeat(&0)))
+        {
             *dst = f32::from(*src) / 32768.0;
         }
         let in_len = self.input.len();

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
-use rtc_rtcp::source_description::{SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem};
+use rtc_rtcp::source_description::{
+    SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem,
+};
 use rtc_shared::marshal::Marshal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -191,7 +193,9 @@ pub fn parse_report(data: &[u8], our_ssrc: u32) -> Option<ParsedReport> {
         };
         for i in 0..count {
             let block = packet.get(blocks_at + 24 * i..blocks_at + 24 * (i + 1))?;
-            let word = |at: usize| u32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+            let word = |at: usize| {
+                u32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
+            };
             if word(0) == our_ssrc && parsed.about_us.is_none() {
                 parsed.about_us = Some(ReceptionReport {
                     ssrc: word(0),
@@ -213,7 +217,9 @@ pub fn round_trip(block: &ReceptionReport, now_ntp_middle: u32) -> Option<Durati
     if block.last_sender_report == 0 {
         return None;
     }
-    let rtt = now_ntp_middle.wrapping_sub(block.last_sender_report).wrapping_sub(block.delay);
+    let rtt = now_ntp_middle
+        .wrapping_sub(block.last_sender_report)
+        .wrapping_sub(block.delay);
     // Above a minute the echo is bogus (clock step or garbage).
     (rtt < 60 << 16).then(|| Duration::from_micros(u64::from(rtt) * 1_000_000 / 65536))
 }
@@ -230,14 +236,22 @@ mod tests {
         }
         assert_eq!(counter.cumulative_lost(1099), 10);
         assert_eq!(counter.take_fraction_lost(1099), 25, "10 % of 256");
-        assert_eq!(counter.take_fraction_lost(1099), 0, "nothing new in the next interval");
+        assert_eq!(
+            counter.take_fraction_lost(1099),
+            0,
+            "nothing new in the next interval"
+        );
     }
 
     #[test]
     fn report_round_trip_gives_rtt() {
         let sent_at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let sr = build_report(
-            &ReportInput { ssrc: 1, sender: Some((ntp_timestamp(sent_at), 160, 10, 1600)), reception: None },
+            &ReportInput {
+                ssrc: 1,
+                sender: Some((ntp_timestamp(sent_at), 160, 10, 1600)),
+                reception: None,
+            },
             "a@switchboard",
         )
         .unwrap();
@@ -245,21 +259,42 @@ mod tests {
         let (ssrc, lsr) = parsed.sender_report.unwrap();
         assert_eq!(ssrc, 1);
         // The peer holds it 100 ms, and its reply reaches us 250 ms after we sent.
-        let block = ReceptionReport { ssrc: 1, fraction_lost: 64, total_lost: 3, last_sequence_number: 9, jitter: 80, last_sender_report: lsr, delay: 6554 };
-        let rr = build_report(&ReportInput { ssrc: 2, sender: None, reception: Some(block) }, "b").unwrap();
+        let block = ReceptionReport {
+            ssrc: 1,
+            fraction_lost: 64,
+            total_lost: 3,
+            last_sequence_number: 9,
+            jitter: 80,
+            last_sender_report: lsr,
+            delay: 6554,
+        };
+        let rr = build_report(
+            &ReportInput {
+                ssrc: 2,
+                sender: None,
+                reception: Some(block),
+            },
+            "b",
+        )
+        .unwrap();
         let parsed = parse_report(&rr, 1).unwrap();
         let about_us = parsed.about_us.unwrap();
         let now = ntp_middle(ntp_timestamp(sent_at + Duration::from_millis(250)));
         let rtt = round_trip(&about_us, now).unwrap();
         assert!((rtt.as_millis() as i64 - 150).abs() <= 1, "{rtt:?}");
         assert!(parse_report(&[0x80, 200, 0, 9], 1).is_none());
-        assert!(parse_report(&sr[..sr.len() - 3], 2).is_none(), "truncated compound");
+        assert!(
+            parse_report(&sr[..sr.len() - 3], 2).is_none(),
+            "truncated compound"
+        );
     }
 
     #[test]
     fn parses_baresips_bye_with_reason_and_skips_unknown_types() {
         // BYE with a reason, then SDES, as baresip sends at hang-up.
-        let mut compound = vec![0x81, 0xcb, 0, 3, 1, 2, 3, 4, 4, b'A', b'd', b'j', b'o', 0, 0, 0];
+        let mut compound = vec![
+            0x81, 0xcb, 0, 3, 1, 2, 3, 4, 4, b'A', b'd', b'j', b'o', 0, 0, 0,
+        ];
         compound.extend_from_slice(&[0x81, 0xca, 0, 2, 1, 2, 3, 4, 1, 2, b'h', b'i']);
         compound.extend_from_slice(&[0x80, 0xcc, 0, 2, 1, 2, 3, 4, b'P', b'I', b'N', b'G']);
         let parsed = parse_report(&compound, 9).unwrap();

@@ -76,7 +76,14 @@ pub fn parse_rtp(data: &[u8]) -> Result<RtpView<'_>, RtpParseError> {
 }
 
 /// Writes a 12-byte RTP header into `out[..12]`.
-pub fn write_rtp_header(out: &mut [u8], marker: bool, payload_type: u8, sequence: u16, timestamp: u32, ssrc: u32) {
+pub fn write_rtp_header(
+    out: &mut [u8],
+    marker: bool,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+) {
     if out.len() < RTP_HEADER_LEN {
         return;
     }
@@ -109,7 +116,11 @@ impl SequenceExtender {
             return first;
         };
         let base = highest & !0xffff;
-        let candidates = [base.wrapping_sub(1 << 16) | u64::from(seq), base | u64::from(seq), (base + (1 << 16)) | u64::from(seq)];
+        let candidates = [
+            base.wrapping_sub(1 << 16) | u64::from(seq),
+            base | u64::from(seq),
+            (base + (1 << 16)) | u64::from(seq),
+        ];
         let extended = candidates
             .into_iter()
             .min_by_key(|c| c.abs_diff(highest))
@@ -173,7 +184,11 @@ mod tests {
         assert_eq!(ext.extend(65535), a + 1);
         assert_eq!(ext.extend(1), a + 3);
         assert_eq!(ext.extend(0), a + 2, "late packet from before the wrap");
-        assert_eq!(ext.extend(65533), a - 1, "late packet from before the first");
+        assert_eq!(
+            ext.extend(65533),
+            a - 1,
+            "late packet from before the first"
+        );
     }
 
     proptest! {

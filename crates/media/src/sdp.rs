@@ -35,7 +35,8 @@ impl CodecPreference {
         let name = name.strip_suffix("/1").unwrap_or(name);
         let name = name.strip_suffix("/2").unwrap_or(name);
         CodecKind::ALL.into_iter().find(|k| {
-            k.sdp_name().eq_ignore_ascii_case(name) && (self.rate == 0 || self.rate == k.clock_rate())
+            k.sdp_name().eq_ignore_ascii_case(name)
+                && (self.rate == 0 || self.rate == k.clock_rate())
         })
     }
 }
@@ -159,7 +160,10 @@ impl Direction {
     /// The direction an answerer may use for an offer of `self`, limited by
     /// what the answerer wants (`wanted`).
     pub fn answer(self, wanted: Direction) -> Direction {
-        Direction::from_flags(self.receives() && wanted.sends(), self.sends() && wanted.receives())
+        Direction::from_flags(
+            self.receives() && wanted.sends(),
+            self.sends() && wanted.receives(),
+        )
     }
 }
 
@@ -202,7 +206,9 @@ pub struct NegotiatedMedia {
 impl NegotiatedMedia {
     /// Whether the peer is expected to send us media (for the media timeout).
     pub fn expects_inbound(&self) -> bool {
-        self.direction.receives() && self.remote_direction.sends() && !self.remote_rtp.ip().is_unspecified()
+        self.direction.receives()
+            && self.remote_direction.sends()
+            && !self.remote_rtp.ip().is_unspecified()
     }
 }
 
@@ -367,7 +373,10 @@ impl SdpNegotiator {
             .map(|k| (k, k.static_payload_type().unwrap_or(OPUS_PT)))
             .collect();
         if codecs.is_empty() {
-            return Err(SdpError::NoCommonCodec { offered: String::new(), enabled: "none".into() });
+            return Err(SdpError::NoCommonCodec {
+                offered: String::new(),
+                enabled: "none".into(),
+            });
         }
         let secure = self.config.encryption != SrtpPolicy::Disable;
         let mut keys = Vec::new();
@@ -414,7 +423,12 @@ impl SdpNegotiator {
             let _ = write!(sdp, "a=crypto:{}\r\n", CryptoAttribute::format(*tag, key));
         }
         let _ = write!(sdp, "a={}\r\n", direction.as_str());
-        self.pending = Some(PendingOffer { codecs, keys, secure, direction });
+        self.pending = Some(PendingOffer {
+            codecs,
+            keys,
+            secure,
+            direction,
+        });
         Ok(sdp)
     }
 
@@ -431,32 +445,49 @@ impl SdpNegotiator {
             }
         }
         let Some((codec, send_pt, receive_pt)) = chosen else {
-            return Err(SdpError::AnswerMismatch("no offered codec in the answer".into()));
+            return Err(SdpError::AnswerMismatch(
+                "no offered codec in the answer".into(),
+            ));
         };
         let telephone_event = audio
             .formats
             .iter()
             .find(|(_, n, r)| n.eq_ignore_ascii_case("telephone-event") && *r == codec.clock_rate())
             .map(|(pt, _, _)| {
-                let ours = if codec.clock_rate() == 48000 { TELEPHONE_EVENT_48K_PT } else { TELEPHONE_EVENT_8K_PT };
+                let ours = if codec.clock_rate() == 48000 {
+                    TELEPHONE_EVENT_48K_PT
+                } else {
+                    TELEPHONE_EVENT_8K_PT
+                };
                 (*pt, ours)
             });
         let srtp = if pending.secure {
             let usable = audio.crypto.iter().find_map(|c| {
                 let remote = c.key.clone()?;
-                let (_, local) = pending.keys.iter().find(|(tag, k)| *tag == c.tag && k.suite == remote.suite)?;
-                Some(NegotiatedSrtp { local: local.clone(), remote })
+                let (_, local) = pending
+                    .keys
+                    .iter()
+                    .find(|(tag, k)| *tag == c.tag && k.suite == remote.suite)?;
+                Some(NegotiatedSrtp {
+                    local: local.clone(),
+                    remote,
+                })
             });
             match usable {
                 Some(s) => Some(s),
                 None if self.config.encryption == SrtpPolicy::Require || audio.secure_proto => {
-                    return Err(SdpError::SrtpRequired("the answer has no crypto line matching our offer".into()));
+                    return Err(SdpError::SrtpRequired(
+                        "the answer has no crypto line matching our offer".into(),
+                    ));
                 }
                 None => None,
             }
         } else {
             if audio.secure_proto {
-                return Err(SdpError::AnswerMismatch(format!("answered {} to a plain RTP offer", audio.proto)));
+                return Err(SdpError::AnswerMismatch(format!(
+                    "answered {} to a plain RTP offer",
+                    audio.proto
+                )));
             }
             None
         };
@@ -466,7 +497,11 @@ impl SdpNegotiator {
             receive_payload_type: receive_pt,
             telephone_event,
             remote_rtp: audio.remote_rtp,
-            remote_rtcp: if audio.rtcp_mux && self.config.rtcp_mux { audio.remote_rtp } else { audio.remote_rtcp },
+            remote_rtcp: if audio.rtcp_mux && self.config.rtcp_mux {
+                audio.remote_rtp
+            } else {
+                audio.remote_rtcp
+            },
             rtcp_mux: audio.rtcp_mux && self.config.rtcp_mux,
             direction: Direction::from_flags(
                 pending.direction.sends() && audio.direction.receives(),
@@ -483,7 +518,11 @@ impl SdpNegotiator {
     /// Answers the peer's offer; `wanted` is the direction we want (sendrecv,
     /// or sendonly/inactive while we hold). Returns the answer SDP and the
     /// agreed media.
-    pub fn answer_offer(&mut self, offer: &str, wanted: Direction) -> Result<(String, NegotiatedMedia), SdpError> {
+    pub fn answer_offer(
+        &mut self,
+        offer: &str,
+        wanted: Direction,
+    ) -> Result<(String, NegotiatedMedia), SdpError> {
         let audio = parse_audio(offer)?;
         let enabled = self.config.enabled_codecs();
         let offered: Vec<(CodecKind, u8)> = audio
@@ -492,14 +531,25 @@ impl SdpNegotiator {
             .filter_map(|(pt, name, rate)| CodecKind::from_sdp(name, *rate).map(|k| (k, *pt)))
             .collect();
         let chosen = if self.config.answer_in_own_order {
-            enabled.iter().find_map(|k| offered.iter().find(|(o, _)| o == k).copied())
+            enabled
+                .iter()
+                .find_map(|k| offered.iter().find(|(o, _)| o == k).copied())
         } else {
             offered.iter().find(|(k, _)| enabled.contains(k)).copied()
         };
         let Some((codec, pt)) = chosen else {
             return Err(SdpError::NoCommonCodec {
-                offered: audio.formats.iter().map(|(_, n, r)| format!("{n}/{r}")).collect::<Vec<_>>().join(","),
-                enabled: enabled.iter().map(|k| k.sdp_name()).collect::<Vec<_>>().join(","),
+                offered: audio
+                    .formats
+                    .iter()
+                    .map(|(_, n, r)| format!("{n}/{r}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                enabled: enabled
+                    .iter()
+                    .map(|k| k.sdp_name())
+                    .collect::<Vec<_>>()
+                    .join(","),
             });
         };
         let telephone_event = self
@@ -509,7 +559,9 @@ impl SdpNegotiator {
                 audio
                     .formats
                     .iter()
-                    .find(|(_, n, r)| n.eq_ignore_ascii_case("telephone-event") && *r == codec.clock_rate())
+                    .find(|(_, n, r)| {
+                        n.eq_ignore_ascii_case("telephone-event") && *r == codec.clock_rate()
+                    })
                     .map(|(pt, _, _)| (*pt, *pt))
             })
             .flatten();
@@ -536,14 +588,22 @@ impl SdpNegotiator {
             sdp.push_str("\r\n");
             write_rtpmap(&mut sdp, codec, pt);
             if let Some((te, _)) = telephone_event {
-                let _ = write!(sdp, "a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-16\r\n", codec.clock_rate());
+                let _ = write!(
+                    sdp,
+                    "a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-16\r\n",
+                    codec.clock_rate()
+                );
             }
             sdp.push_str("a=ptime:20\r\n");
             if rtcp_mux {
                 sdp.push_str("a=rtcp-mux\r\n");
             }
             if let Some((tag, s)) = &srtp {
-                let _ = write!(sdp, "a=crypto:{}\r\n", CryptoAttribute::format(*tag, &s.local));
+                let _ = write!(
+                    sdp,
+                    "a=crypto:{}\r\n",
+                    CryptoAttribute::format(*tag, &s.local)
+                );
             }
             let _ = write!(sdp, "a={}\r\n", direction.as_str());
         }
@@ -553,7 +613,11 @@ impl SdpNegotiator {
             receive_payload_type: pt,
             telephone_event,
             remote_rtp: audio.remote_rtp,
-            remote_rtcp: if rtcp_mux { audio.remote_rtp } else { audio.remote_rtcp },
+            remote_rtcp: if rtcp_mux {
+                audio.remote_rtp
+            } else {
+                audio.remote_rtcp
+            },
             rtcp_mux,
             direction,
             remote_direction: audio.direction,
@@ -565,7 +629,10 @@ impl SdpNegotiator {
         Ok((sdp, negotiated))
     }
 
-    fn choose_crypto(&mut self, audio: &ParsedAudio) -> Result<Option<(u32, NegotiatedSrtp)>, SdpError> {
+    fn choose_crypto(
+        &mut self,
+        audio: &ParsedAudio,
+    ) -> Result<Option<(u32, NegotiatedSrtp)>, SdpError> {
         match self.config.encryption {
             SrtpPolicy::Disable => {
                 if audio.secure_proto {
@@ -575,7 +642,10 @@ impl SdpNegotiator {
             }
             SrtpPolicy::Allow | SrtpPolicy::Require => {
                 // The offerer lists crypto lines in its order of preference.
-                let usable = audio.crypto.iter().find_map(|c| c.key.clone().map(|k| (c.tag, k)));
+                let usable = audio
+                    .crypto
+                    .iter()
+                    .find_map(|c| c.key.clone().map(|k| (c.tag, k)));
                 if let Some((tag, remote)) = usable {
                     let local = self.key_for(remote.suite)?;
                     return Ok(Some((tag, NegotiatedSrtp { local, remote })));
@@ -603,10 +673,20 @@ impl SdpNegotiator {
 fn write_rtpmap(sdp: &mut String, kind: CodecKind, pt: u8) {
     match kind.sdp_channels() {
         Some(ch) => {
-            let _ = write!(sdp, "a=rtpmap:{pt} {}/{}/{ch}\r\n", kind.sdp_name(), kind.clock_rate());
+            let _ = write!(
+                sdp,
+                "a=rtpmap:{pt} {}/{}/{ch}\r\n",
+                kind.sdp_name(),
+                kind.clock_rate()
+            );
         }
         None => {
-            let _ = write!(sdp, "a=rtpmap:{pt} {}/{}\r\n", kind.sdp_name(), kind.clock_rate());
+            let _ = write!(
+                sdp,
+                "a=rtpmap:{pt} {}/{}\r\n",
+                kind.sdp_name(),
+                kind.clock_rate()
+            );
         }
     }
     if kind == CodecKind::Opus {
@@ -669,7 +749,11 @@ fn parse_audio(text: &str) -> Result<ParsedAudio, SdpError> {
                     "m={} 0 {} {}",
                     md.media_name.media,
                     md.media_name.protos.join("/"),
-                    md.media_name.formats.first().map(String::as_str).unwrap_or("0")
+                    md.media_name
+                        .formats
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("0")
                 ),
             ));
         }
@@ -682,7 +766,8 @@ fn parse_audio(text: &str) -> Result<ParsedAudio, SdpError> {
         .and_then(|c| c.address.as_ref())
         .ok_or_else(|| SdpError::InvalidAddress("no c= line".into()))?;
     let ip = parse_address(&connection.address)?;
-    let port = u16::try_from(md.media_name.port.value).map_err(|_| SdpError::InvalidAddress("port out of range".into()))?;
+    let port = u16::try_from(md.media_name.port.value)
+        .map_err(|_| SdpError::InvalidAddress("port out of range".into()))?;
     let remote_rtp = SocketAddr::new(ip, port);
     let rtcp_mux = md.has_attribute("rtcp-mux");
     let remote_rtcp = match md.attribute("rtcp").flatten() {
@@ -723,7 +808,11 @@ fn parse_audio(text: &str) -> Result<ParsedAudio, SdpError> {
         }
     }
     let proto = md.media_name.protos.join("/");
-    let secure_proto = md.media_name.protos.iter().any(|p| p == "SAVP" || p == "SAVPF");
+    let secure_proto = md
+        .media_name
+        .protos
+        .iter()
+        .any(|p| p == "SAVP" || p == "SAVPF");
     let crypto = md
         .attributes
         .iter()
@@ -733,7 +822,10 @@ fn parse_audio(text: &str) -> Result<ParsedAudio, SdpError> {
     let direction = direction_of(&md.attributes)
         .or_else(|| direction_of(&sd.attributes))
         .unwrap_or_default();
-    let ptime = md.attribute("ptime").flatten().and_then(|v| v.trim().parse().ok());
+    let ptime = md
+        .attribute("ptime")
+        .flatten()
+        .and_then(|v| v.trim().parse().ok());
     Ok(ParsedAudio {
         formats,
         proto,

@@ -13,7 +13,9 @@
 //! the codec rate → encode → RTP → SRTP protect. After construction a frame
 //! allocates nothing on the plain-RTP path (see `tests/alloc.rs`).
 
-use crate::codec::{AudioDecoder, AudioEncoder, CodecError, CodecKind, MAX_ENCODED_FRAME, OpusSettings};
+use crate::codec::{
+    AudioDecoder, AudioEncoder, CodecError, CodecKind, OpusSettings, MAX_ENCODED_FRAME,
+};
 use crate::dtmf::{DtmfDigit, DtmfFrame, DtmfReceiver, DtmfSendConfig, DtmfSender, InvalidDigit};
 use crate::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout, PushOutcome};
 use crate::resample::{FrameResampler, ResampleError};
@@ -315,15 +317,26 @@ fn is_private_or_unusable(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            v4.is_private() || v4.is_unspecified() || v4.is_link_local() || (o[0] == 100 && (64..128).contains(&o[1]))
+            v4.is_private()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
         }
-        IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
 impl MediaSession {
     /// A session for the negotiated `media`, starting at `now`.
-    pub fn new(config: SessionConfig, media: NegotiatedMedia, now: Instant) -> Result<MediaSession, SessionError> {
+    pub fn new(
+        config: SessionConfig,
+        media: NegotiatedMedia,
+        now: Instant,
+    ) -> Result<MediaSession, SessionError> {
         let pipeline = Pipeline::new(media.codec, &config)?;
         let srtp = match &media.srtp {
             Some(keys) => Some(SrtpSession::new(&keys.local, &keys.remote)?),
@@ -447,7 +460,11 @@ impl MediaSession {
     /// Plays a call-progress tone to the peer instead of room audio, or stops it.
     pub fn play_tone(&mut self, tone: Option<ToneKind>) {
         self.tone = tone.map(|kind| {
-            ToneGenerator::new(ToneSpec::of(self.config.tone_plan, kind), self.config.room_rate, self.config.tone_level_dbfs)
+            ToneGenerator::new(
+                ToneSpec::of(self.config.tone_plan, kind),
+                self.config.room_rate,
+                self.config.tone_level_dbfs,
+            )
         });
     }
 
@@ -539,7 +556,13 @@ impl MediaSession {
 
     /// Handles a datagram received on `channel` from `from` at `now`.
     /// Anything invalid is counted and dropped.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, channel: Channel, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        channel: Channel,
+        data: &[u8],
+    ) {
         if data.len() > MAX_DATAGRAM || data.len() < 4 {
             self.stats.malformed += 1;
             return;
@@ -562,18 +585,28 @@ impl MediaSession {
                 data.len()
             }
         };
-        let (payload_type, sequence, timestamp, ssrc, payload_range) = match rtp::parse_rtp(&self.rx_plain[..plain_len]) {
-            Ok(p) => {
-                let start = p.payload.as_ptr() as usize - self.rx_plain.as_ptr() as usize;
-                (p.payload_type, p.sequence, p.timestamp, p.ssrc, start..start + p.payload.len())
-            }
-            Err(_) => {
-                self.stats.malformed += 1;
-                return;
-            }
-        };
+        let (payload_type, sequence, timestamp, ssrc, payload_range) =
+            match rtp::parse_rtp(&self.rx_plain[..plain_len]) {
+                Ok(p) => {
+                    let start = p.payload.as_ptr() as usize - self.rx_plain.as_ptr() as usize;
+                    (
+                        p.payload_type,
+                        p.sequence,
+                        p.timestamp,
+                        p.ssrc,
+                        start..start + p.payload.len(),
+                    )
+                }
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            };
         let is_audio = payload_type == self.media.receive_payload_type;
-        let is_event = self.media.telephone_event.is_some_and(|(_, rx)| rx == payload_type);
+        let is_event = self
+            .media
+            .telephone_event
+            .is_some_and(|(_, rx)| rx == payload_type);
         if !is_audio && !is_event {
             self.stats.unknown_payload_type += 1;
             return;
@@ -583,7 +616,8 @@ impl MediaSession {
         }
         if self.remote_ssrc != Some(ssrc) {
             if self.remote_ssrc.is_some() {
-                self.events.push_back(MediaEvent::RemoteSsrcChanged { ssrc });
+                self.events
+                    .push_back(MediaEvent::RemoteSsrcChanged { ssrc });
             }
             self.remote_ssrc = Some(ssrc);
             self.reception.reset();
@@ -603,7 +637,14 @@ impl MediaSession {
             }
             return;
         }
-        let view = rtp::RtpView { marker: false, payload_type, sequence, timestamp, ssrc, payload };
+        let view = rtp::RtpView {
+            marker: false,
+            payload_type,
+            sequence,
+            timestamp,
+            ssrc,
+            payload,
+        };
         if self.jitter.push(now, &view) == PushOutcome::Reset {
             self.reception.reset();
         }
@@ -620,7 +661,11 @@ impl MediaSession {
         let latch = match self.config.latching {
             Latching::Off => false,
             Latching::On => from != target,
-            Latching::Auto => !latched && from != target && (is_private_or_unusable(sdp_addr.ip()) || from != sdp_addr),
+            Latching::Auto => {
+                !latched
+                    && from != target
+                    && (is_private_or_unusable(sdp_addr.ip()) || from != sdp_addr)
+            }
         };
         if latched && self.config.latching == Latching::Auto && from != target {
             // After latching once, other sources are ignored (RTP injection).
@@ -641,7 +686,10 @@ impl MediaSession {
                 }
                 Channel::Rtcp => self.rtcp_target = from,
             }
-            self.events.push_back(MediaEvent::Latched { channel, destination: from });
+            self.events.push_back(MediaEvent::Latched {
+                channel,
+                destination: from,
+            });
         }
         true
     }
@@ -664,8 +712,14 @@ impl MediaSession {
             self.stats.malformed += 1;
             return;
         };
-        let rtcp_channel = if self.media.rtcp_mux { Channel::Rtp } else { Channel::Rtcp };
-        if (channel == Channel::Rtcp || !self.media.rtcp_mux) && !self.accept_source(from, rtcp_channel) {
+        let rtcp_channel = if self.media.rtcp_mux {
+            Channel::Rtp
+        } else {
+            Channel::Rtcp
+        };
+        if (channel == Channel::Rtcp || !self.media.rtcp_mux)
+            && !self.accept_source(from, rtcp_channel)
+        {
             return;
         }
         self.stats.rtcp_received += 1;
@@ -675,7 +729,8 @@ impl MediaSession {
         if let Some(block) = report.about_us {
             self.stats.remote_fraction_lost = Some(f32::from(block.fraction_lost) / 256.0);
             self.stats.remote_packets_lost = Some(block.total_lost);
-            self.stats.remote_jitter_ms = Some(f64::from(block.jitter) * 1000.0 / f64::from(self.pipeline.clock_rate));
+            self.stats.remote_jitter_ms =
+                Some(f64::from(block.jitter) * 1000.0 / f64::from(self.pipeline.clock_rate));
             let now_ntp = rtcp::ntp_middle(rtcp::ntp_timestamp(self.wall_time(now)));
             if let Some(rtt) = rtcp::round_trip(&block, now_ntp) {
                 self.stats.round_trip = Some(rtt);
@@ -695,8 +750,13 @@ impl MediaSession {
         if let Some(deadline) = self.timeout_deadline() {
             if now >= deadline {
                 self.timed_out = true;
-                let since = self.last_rtp.filter(|l| *l >= self.timeout_reference).unwrap_or(self.timeout_reference);
-                self.events.push_back(MediaEvent::MediaTimeout { silent_for: now.saturating_duration_since(since) });
+                let since = self
+                    .last_rtp
+                    .filter(|l| *l >= self.timeout_reference)
+                    .unwrap_or(self.timeout_reference);
+                self.events.push_back(MediaEvent::MediaTimeout {
+                    silent_for: now.saturating_duration_since(since),
+                });
             }
         } else if !self.media.expects_inbound() {
             self.timeout_reference = now;
@@ -712,7 +772,12 @@ impl MediaSession {
     fn send_report(&mut self, now: Instant) {
         let sender = self.sent_since_report.then(|| {
             let ntp = rtcp::ntp_timestamp(self.wall_time(now));
-            (ntp, self.timestamp, self.stats.packets_sent as u32, self.stats.octets_sent as u32)
+            (
+                ntp,
+                self.timestamp,
+                self.stats.packets_sent as u32,
+                self.stats.octets_sent as u32,
+            )
         });
         self.sent_since_report = false;
         let reception = self.remote_ssrc.map(|ssrc| {
@@ -721,7 +786,11 @@ impl MediaSession {
             self.stats.fraction_lost = f32::from(fraction) / 256.0;
             let lost = self.reception.cumulative_lost(highest).clamp(0, 0x7f_ffff) as u32;
             let (lsr, delay) = match self.last_sr_received {
-                Some((lsr, at)) => (lsr, (now.saturating_duration_since(at).as_micros() as u64 * 65536 / 1_000_000) as u32),
+                Some((lsr, at)) => (
+                    lsr,
+                    (now.saturating_duration_since(at).as_micros() as u64 * 65536 / 1_000_000)
+                        as u32,
+                ),
                 None => (0, 0),
             };
             ReceptionReport {
@@ -734,7 +803,11 @@ impl MediaSession {
                 delay,
             }
         });
-        let input = ReportInput { ssrc: self.ssrc, sender, reception };
+        let input = ReportInput {
+            ssrc: self.ssrc,
+            sender,
+            reception,
+        };
         let Some(packet) = rtcp::build_report(&input, &self.config.cname) else {
             return;
         };
@@ -742,7 +815,11 @@ impl MediaSession {
             return;
         }
         self.tx_plain[..packet.len()].copy_from_slice(&packet);
-        let channel = if self.media.rtcp_mux { Channel::Rtp } else { Channel::Rtcp };
+        let channel = if self.media.rtcp_mux {
+            Channel::Rtp
+        } else {
+            Channel::Rtcp
+        };
         let destination = self.rtcp_target;
         if !destination.ip().is_unspecified() {
             self.push_transmit(channel, destination, packet.len());
@@ -753,7 +830,12 @@ impl MediaSession {
     /// One 20 ms step: sends `outbound` (room audio, `None` = silence) to the
     /// peer and writes the peer's next 20 ms into `inbound` (room rate), then
     /// runs due timers. Both buffers hold [`Self::room_frame_len`] samples.
-    pub fn tick(&mut self, now: Instant, outbound: Option<&[i16]>, inbound: &mut [i16]) -> FrameStatus {
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        outbound: Option<&[i16]>,
+        inbound: &mut [i16],
+    ) -> FrameStatus {
         self.send_frame(outbound);
         let status = self.receive_frame(inbound);
         if now >= self.poll_timeout() {
@@ -767,12 +849,20 @@ impl MediaSession {
         let clock_frame = self.pipeline.clock_frame();
         let timestamp = self.timestamp;
         self.timestamp = self.timestamp.wrapping_add(clock_frame);
-        if !self.media.direction.sends() || self.rtp_target.ip().is_unspecified() || self.rtp_target.port() == 0 {
+        if !self.media.direction.sends()
+            || self.rtp_target.ip().is_unspecified()
+            || self.rtp_target.port() == 0
+        {
             return;
         }
         if let Some((send_pt, _)) = self.media.telephone_event {
-            if let DtmfFrame::Event { payload, marker, timestamp: event_ts } =
-                self.dtmf_tx.next_frame(timestamp, clock_frame, self.pipeline.clock_rate)
+            if let DtmfFrame::Event {
+                payload,
+                marker,
+                timestamp: event_ts,
+            } = self
+                .dtmf_tx
+                .next_frame(timestamp, clock_frame, self.pipeline.clock_rate)
             {
                 self.write_packet(marker, send_pt, event_ts, &payload);
                 return;
@@ -789,11 +879,16 @@ impl MediaSession {
             }
             (None, None) => self.room_scratch[..room_len].fill(0),
         }
-        self.pipeline
-            .from_room
-            .process(&self.room_scratch[..room_len], &mut self.codec_scratch[..codec_len]);
+        self.pipeline.from_room.process(
+            &self.room_scratch[..room_len],
+            &mut self.codec_scratch[..codec_len],
+        );
         let mut payload = [0u8; MAX_ENCODED_FRAME];
-        let encoded = match self.pipeline.encoder.encode(&self.codec_scratch[..codec_len], &mut payload) {
+        let encoded = match self
+            .pipeline
+            .encoder
+            .encode(&self.codec_scratch[..codec_len], &mut payload)
+        {
             Ok(n) => n,
             Err(_) => return,
         };
@@ -807,7 +902,14 @@ impl MediaSession {
         if len > MAX_DATAGRAM - 32 {
             return;
         }
-        rtp::write_rtp_header(&mut self.tx_plain[..], marker, payload_type, self.sequence, timestamp, self.ssrc);
+        rtp::write_rtp_header(
+            &mut self.tx_plain[..],
+            marker,
+            payload_type,
+            self.sequence,
+            timestamp,
+            self.ssrc,
+        );
         self.tx_plain[RTP_HEADER_LEN..len].copy_from_slice(payload);
         self.sequence = self.sequence.wrapping_add(1);
         self.first_packet_sent = true;
@@ -826,12 +928,17 @@ impl MediaSession {
             let space = self.fifo.len() - self.fifo_len;
             let out = &mut self.fifo[self.fifo_len..];
             let written = match self.jitter.pop() {
-                Playout::Packet { payload, .. } => self.pipeline.decoder.decode(payload, out).unwrap_or(0),
+                Playout::Packet { payload, .. } => {
+                    self.pipeline.decoder.decode(payload, out).unwrap_or(0)
+                }
                 Playout::Lost { next } => {
                     concealed = true;
                     self.stats.concealed_frames += 1;
                     let n = need.min(space);
-                    self.pipeline.decoder.conceal(next, &mut out[..n]).unwrap_or(0)
+                    self.pipeline
+                        .decoder
+                        .conceal(next, &mut out[..n])
+                        .unwrap_or(0)
                 }
                 Playout::Empty => break,
             };
@@ -842,7 +949,9 @@ impl MediaSession {
             inbound.fill(0);
             return FrameStatus::Silence;
         }
-        self.pipeline.to_room.process(&self.fifo[..need], &mut inbound[..room_len]);
+        self.pipeline
+            .to_room
+            .process(&self.fifo[..need], &mut inbound[..room_len]);
         self.fifo.copy_within(need..self.fifo_len, 0);
         self.fifo_len -= need;
         if concealed {

@@ -2,8 +2,8 @@
 //! the `a=crypto` attribute, suite names as carriers spell them, keys from
 //! the OS CSPRNG, and protect/unprotect contexts with replay protection.
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use rtc_srtp::context::Context;
 use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc_srtp::protection_profile::ProtectionProfile;
@@ -114,7 +114,9 @@ pub struct SrtpKey {
 impl std::fmt::Debug for SrtpKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys never reach logs.
-        f.debug_struct("SrtpKey").field("suite", &self.suite).finish_non_exhaustive()
+        f.debug_struct("SrtpKey")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,7 +136,10 @@ impl SrtpKey {
     pub fn generate(suite: SrtpSuite) -> Result<SrtpKey, SrtpError> {
         let mut key_and_salt = vec![0u8; suite.key_len() + suite.salt_len()];
         getrandom::fill(&mut key_and_salt).map_err(|e| SrtpError::Random(e.to_string()))?;
-        Ok(SrtpKey { suite, key_and_salt })
+        Ok(SrtpKey {
+            suite,
+            key_and_salt,
+        })
     }
 
     /// The `inline:` base64 value.
@@ -187,7 +192,11 @@ impl CryptoAttribute {
         };
         if session_params.iter().any(|p| {
             let p = p.to_ascii_uppercase();
-            p.starts_with("UNENCRYPTED_SRTP") || p.starts_with("UNAUTHENTICATED_SRTP") || p.starts_with("UNENCRYPTED_SRTCP") || (p.starts_with("KDR=") && p != "KDR=0") || p.starts_with("FEC_")
+            p.starts_with("UNENCRYPTED_SRTP")
+                || p.starts_with("UNAUTHENTICATED_SRTP")
+                || p.starts_with("UNENCRYPTED_SRTCP")
+                || (p.starts_with("KDR=") && p != "KDR=0")
+                || p.starts_with("FEC_")
         }) {
             attr.unusable = Some("unsupported session parameter");
             return Some(attr);
@@ -208,7 +217,10 @@ impl CryptoAttribute {
         }
         match STANDARD.decode(encoded) {
             Ok(bytes) if bytes.len() == suite.key_len() + suite.salt_len() => {
-                attr.key = Some(SrtpKey { suite, key_and_salt: bytes });
+                attr.key = Some(SrtpKey {
+                    suite,
+                    key_and_salt: bytes,
+                });
             }
             _ => attr.unusable = Some("key is not valid base64 of the suite's length"),
         }
@@ -235,16 +247,27 @@ pub struct SrtpSession {
 impl SrtpSession {
     /// Builds both contexts.
     pub fn new(local: &SrtpKey, remote: &SrtpKey) -> Result<SrtpSession, SrtpError> {
-        let provider = rtc_srtp::crypto::default_provider().map_err(|e| SrtpError::Context(e.to_string()))?;
+        let provider =
+            rtc_srtp::crypto::default_provider().map_err(|e| SrtpError::Context(e.to_string()))?;
         let make = |key: &SrtpKey, replay: bool| {
             let (k, s) = key.key_and_salt.split_at(key.suite.key_len());
             let (rtp_opt, rtcp_opt) = if replay {
-                (Some(srtp_replay_protection(REPLAY_WINDOW)), Some(srtcp_replay_protection(REPLAY_WINDOW)))
+                (
+                    Some(srtp_replay_protection(REPLAY_WINDOW)),
+                    Some(srtcp_replay_protection(REPLAY_WINDOW)),
+                )
             } else {
                 (None, None)
             };
-            Context::new(k, s, key.suite.profile(), rtp_opt, rtcp_opt, provider.crypto())
-                .map_err(|e| SrtpError::Context(e.to_string()))
+            Context::new(
+                k,
+                s,
+                key.suite.profile(),
+                rtp_opt,
+                rtcp_opt,
+                provider.crypto(),
+            )
+            .map_err(|e| SrtpError::Context(e.to_string()))
         };
         Ok(SrtpSession {
             outbound: make(local, false)?,
@@ -260,25 +283,49 @@ impl SrtpSession {
 
     /// Protects an RTP packet into `out`; returns the protected length.
     pub fn protect_rtp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
-        let protected = self.outbound.encrypt_rtp(packet).map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+        let protected = self
+            .outbound
+            .encrypt_rtp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
         copy_out(&protected, out)
     }
 
     /// Authenticates and decrypts an SRTP packet into `out`; returns the RTP length.
-    pub fn unprotect_rtp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
-        let plain = self.inbound.decrypt_rtp(packet).map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+    pub fn unprotect_rtp(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SrtpPacketError> {
+        let plain = self
+            .inbound
+            .decrypt_rtp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
         copy_out(&plain, out)
     }
 
     /// Protects an RTCP compound packet into `out`.
-    pub fn protect_rtcp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
-        let protected = self.outbound.encrypt_rtcp(packet).map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+    pub fn protect_rtcp(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SrtpPacketError> {
+        let protected = self
+            .outbound
+            .encrypt_rtcp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
         copy_out(&protected, out)
     }
 
     /// Authenticates and decrypts an SRTCP packet into `out`.
-    pub fn unprotect_rtcp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
-        let plain = self.inbound.decrypt_rtcp(packet).map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+    pub fn unprotect_rtcp(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SrtpPacketError> {
+        let plain = self
+            .inbound
+            .decrypt_rtcp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
         copy_out(&plain, out)
     }
 }
@@ -314,26 +361,49 @@ mod tests {
             let mut plain = [0u8; 1500];
             for seq in [65530u16, 65531, 65535, 0, 1] {
                 let n = alice.protect_rtp(&rtp(seq), &mut wire).unwrap();
-                assert_ne!(&wire[12..n.min(172)], &rtp(seq)[12..n.min(172)], "{suite:?} encrypts");
+                assert_ne!(
+                    &wire[12..n.min(172)],
+                    &rtp(seq)[12..n.min(172)],
+                    "{suite:?} encrypts"
+                );
                 let m = bob.unprotect_rtp(&wire[..n], &mut plain).unwrap();
-                assert_eq!(parse_rtp(&plain[..m]).unwrap().payload, &rtp(seq)[12..], "{suite:?}");
-                assert!(bob.unprotect_rtp(&wire[..n], &mut plain).is_err(), "{suite:?} replay refused");
+                assert_eq!(
+                    parse_rtp(&plain[..m]).unwrap().payload,
+                    &rtp(seq)[12..],
+                    "{suite:?}"
+                );
+                assert!(
+                    bob.unprotect_rtp(&wire[..n], &mut plain).is_err(),
+                    "{suite:?} replay refused"
+                );
             }
             let n = alice.protect_rtp(&rtp(2), &mut wire).unwrap();
             wire[20] ^= 1;
-            assert!(bob.unprotect_rtp(&wire[..n], &mut plain).is_err(), "{suite:?} tamper refused");
+            assert!(
+                bob.unprotect_rtp(&wire[..n], &mut plain).is_err(),
+                "{suite:?} tamper refused"
+            );
         }
     }
 
     #[test]
     fn parses_crypto_lines_from_carriers() {
         let key = SrtpKey::generate(SrtpSuite::Aes256CmHmacSha1_80).unwrap();
-        let line = format!("3 AES_CM_256_HMAC_SHA1_80 inline:{}|2^31", key.inline_base64());
+        let line = format!(
+            "3 AES_CM_256_HMAC_SHA1_80 inline:{}|2^31",
+            key.inline_base64()
+        );
         let attr = CryptoAttribute::parse(&line).unwrap();
         assert_eq!(attr.tag, 3);
         assert_eq!(attr.key, Some(key.clone()));
-        let mki = format!("1 AES_256_CM_HMAC_SHA1_80 inline:{}|2^20|1:4", key.inline_base64());
-        assert_eq!(CryptoAttribute::parse(&mki).unwrap().unusable, Some("MKI is not supported"));
+        let mki = format!(
+            "1 AES_256_CM_HMAC_SHA1_80 inline:{}|2^20|1:4",
+            key.inline_base64()
+        );
+        assert_eq!(
+            CryptoAttribute::parse(&mki).unwrap().unusable,
+            Some("MKI is not supported")
+        );
         let gcm8 = CryptoAttribute::parse("1 AEAD_AES_256_GCM_8 inline:AAAA").unwrap();
         assert_eq!(gcm8.unusable, Some("unsupported crypto suite"));
         let short = CryptoAttribute::parse("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA").unwrap();

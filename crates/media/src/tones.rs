@@ -36,10 +36,26 @@ impl ToneSpec {
     /// The tone `kind` in `plan`.
     pub fn of(plan: TonePlan, kind: ToneKind) -> ToneSpec {
         match (plan, kind) {
-            (TonePlan::Us, ToneKind::Dial) => ToneSpec { frequencies: [350.0, 440.0], on_ms: 1000, off_ms: 0 },
-            (TonePlan::Us, ToneKind::Ringback) => ToneSpec { frequencies: [440.0, 480.0], on_ms: 2000, off_ms: 4000 },
-            (TonePlan::Eu, ToneKind::Dial) => ToneSpec { frequencies: [425.0, 0.0], on_ms: 1000, off_ms: 0 },
-            (TonePlan::Eu, ToneKind::Ringback) => ToneSpec { frequencies: [425.0, 0.0], on_ms: 1000, off_ms: 4000 },
+            (TonePlan::Us, ToneKind::Dial) => ToneSpec {
+                frequencies: [350.0, 440.0],
+                on_ms: 1000,
+                off_ms: 0,
+            },
+            (TonePlan::Us, ToneKind::Ringback) => ToneSpec {
+                frequencies: [440.0, 480.0],
+                on_ms: 2000,
+                off_ms: 4000,
+            },
+            (TonePlan::Eu, ToneKind::Dial) => ToneSpec {
+                frequencies: [425.0, 0.0],
+                on_ms: 1000,
+                off_ms: 0,
+            },
+            (TonePlan::Eu, ToneKind::Ringback) => ToneSpec {
+                frequencies: [425.0, 0.0],
+                on_ms: 1000,
+                off_ms: 4000,
+            },
         }
     }
 }
@@ -91,7 +107,11 @@ impl ToneGenerator {
                     self.phase[k] -= std::f32::consts::TAU;
                 }
             }
-            *o = if audible { (v * self.amplitude) as i16 } else { 0 };
+            *o = if audible {
+                (v * self.amplitude) as i16
+            } else {
+                0
+            };
             self.position_samples += 1;
         }
     }
@@ -120,12 +140,19 @@ pub fn rms_dbfs(samples: &[i16]) -> f32 {
     if samples.is_empty() {
         return -200.0;
     }
-    let sum: f64 = samples.iter().map(|&s| (f64::from(s) / 32768.0).powi(2)).sum();
+    let sum: f64 = samples
+        .iter()
+        .map(|&s| (f64::from(s) / 32768.0).powi(2))
+        .sum();
     (10.0 * (sum / samples.len() as f64).max(1e-20).log10()) as f32
 }
 
 /// The strongest frequency among `candidates` in `samples`.
-pub fn dominant_frequency(samples: &[i16], rate: u32, candidates: impl IntoIterator<Item = f32>) -> Option<f32> {
+pub fn dominant_frequency(
+    samples: &[i16],
+    rate: u32,
+    candidates: impl IntoIterator<Item = f32>,
+) -> Option<f32> {
     candidates
         .into_iter()
         .map(|f| (f, goertzel_dbfs(samples, rate, f)))
@@ -139,7 +166,8 @@ mod tests {
 
     #[test]
     fn us_dial_tone_has_both_frequencies_and_nothing_else() {
-        let mut generator = ToneGenerator::new(ToneSpec::of(TonePlan::Us, ToneKind::Dial), 8000, -20.0);
+        let mut generator =
+            ToneGenerator::new(ToneSpec::of(TonePlan::Us, ToneKind::Dial), 8000, -20.0);
         let mut buf = vec![0i16; 8000];
         generator.fill(&mut buf);
         let p350 = goertzel_dbfs(&buf, 8000, 350.0);
@@ -151,8 +179,12 @@ mod tests {
 
     #[test]
     fn ringback_follows_its_cadence() {
-        for (plan, on_ms, off_ms, f) in [(TonePlan::Us, 2000, 4000, 480.0), (TonePlan::Eu, 1000, 4000, 425.0)] {
-            let mut generator = ToneGenerator::new(ToneSpec::of(plan, ToneKind::Ringback), 48000, -20.0);
+        for (plan, on_ms, off_ms, f) in [
+            (TonePlan::Us, 2000, 4000, 480.0),
+            (TonePlan::Eu, 1000, 4000, 425.0),
+        ] {
+            let mut generator =
+                ToneGenerator::new(ToneSpec::of(plan, ToneKind::Ringback), 48000, -20.0);
             let mut buf = vec![0i16; 48 * (on_ms + off_ms) as usize];
             generator.fill(&mut buf);
             let on = &buf[..48 * on_ms as usize];

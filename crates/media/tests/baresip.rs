@@ -8,6 +8,9 @@
 //! that order; the harness sends 1 kHz that baresip must record (sndfile).
 //! Fails, never skips, when baresip is missing.
 
+// Helpers of this test file fail the test by panicking, as its #[test] fns do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,9 @@ use std::time::{Duration, Instant};
 use switchboard_media::codec::CodecKind;
 use switchboard_media::driver::{CallAudio, MediaWorker};
 use switchboard_media::ports::RtpPorts;
-use switchboard_media::sdp::{CodecPreference, Direction, LocalEndpoint, MediaConfig, SdpNegotiator};
+use switchboard_media::sdp::{
+    CodecPreference, Direction, LocalEndpoint, MediaConfig, SdpNegotiator,
+};
 use switchboard_media::session::{FrameStatus, MediaEvent, MediaSession, SessionConfig};
 use switchboard_media::srtp::SrtpPolicy;
 use switchboard_media::tones::{dominant_frequency, goertzel_dbfs};
@@ -29,7 +34,10 @@ const HARNESS_HZ: f32 = 1000.0;
 
 fn write_wav(path: &Path, rate: u32, channels: u16, mono: &[i16]) {
     // baresip's aufile wants the codec's channel count (2 for opus/48000/2).
-    let samples: Vec<i16> = mono.iter().flat_map(|&s| std::iter::repeat_n(s, usize::from(channels))).collect();
+    let samples: Vec<i16> = mono
+        .iter()
+        .flat_map(|&s| std::iter::repeat_n(s, usize::from(channels)))
+        .collect();
     let data_len = (samples.len() * 2) as u32;
     let mut out = Vec::with_capacity(44 + samples.len() * 2);
     out.extend_from_slice(b"RIFF");
@@ -64,8 +72,15 @@ fn read_wav(path: &Path) -> (u32, u16, Vec<i16>) {
             rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
         } else if id == b"data" {
             // A writer killed mid-call leaves the length unset: take what is there.
-            let body = if declared == 0 || declared > bytes.len() { &bytes[pos + 8..] } else { body };
-            samples = body.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            let body = if declared == 0 || declared > bytes.len() {
+                &bytes[pos + 8..]
+            } else {
+                body
+            };
+            samples = body
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
             break;
         }
         pos += 8 + declared + (declared & 1);
@@ -75,7 +90,10 @@ fn read_wav(path: &Path) -> (u32, u16, Vec<i16>) {
 
 fn tone(rate: u32, hz: f32, seconds: f32, start: usize) -> Vec<i16> {
     (0..(rate as f32 * seconds) as usize)
-        .map(|i| (6000.0 * (2.0 * std::f32::consts::PI * hz * (start + i) as f32 / rate as f32).sin()) as i16)
+        .map(|i| {
+            (6000.0 * (2.0 * std::f32::consts::PI * hz * (start + i) as f32 / rate as f32).sin())
+                as i16
+        })
         .collect()
 }
 
@@ -84,7 +102,10 @@ fn free_sip_port() -> u16 {
     loop {
         let a = UdpSocket::bind((LOOPBACK, 0)).unwrap();
         let port = a.local_addr().unwrap().port();
-        if port < u16::MAX && UdpSocket::bind((LOOPBACK, port + 1)).is_ok() && std::net::TcpListener::bind((LOOPBACK, port)).is_ok() {
+        if port < u16::MAX
+            && UdpSocket::bind((LOOPBACK, port + 1)).is_ok()
+            && std::net::TcpListener::bind((LOOPBACK, port)).is_ok()
+        {
             return port;
         }
     }
@@ -115,8 +136,15 @@ impl Baresip {
     }
 }
 
-fn start_baresip(name: &str, codec: &str, wav_rate: u32, channels: u16, harness: SocketAddr) -> Baresip {
-    let dir = std::env::temp_dir().join(format!("switchboard-baresip-{name}-{}", std::process::id()));
+fn start_baresip(
+    name: &str,
+    codec: &str,
+    wav_rate: u32,
+    channels: u16,
+    harness: SocketAddr,
+) -> Baresip {
+    let dir =
+        std::env::temp_dir().join(format!("switchboard-baresip-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("dump")).unwrap();
     let mut wav = tone(wav_rate, FIRST_HZ, 1.5, 0);
@@ -172,15 +200,26 @@ impl SipRequest {
             .filter_map(|l| l.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        Some(SipRequest { method, headers, body: body.to_owned() })
+        Some(SipRequest {
+            method,
+            headers,
+            body: body.to_owned(),
+        })
     }
 
     fn header(&self, name: &str) -> &str {
-        self.headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
     }
 
     fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -197,7 +236,12 @@ struct Harness {
 
 impl CallAudio for Harness {
     fn outbound(&mut self, frame: &mut [i16]) -> bool {
-        let t = tone(48_000, HARNESS_HZ, frame.len() as f32 / 48_000.0, self.sample);
+        let t = tone(
+            48_000,
+            HARNESS_HZ,
+            frame.len() as f32 / 48_000.0,
+            self.sample,
+        );
         frame.copy_from_slice(&t[..frame.len()]);
         self.sample += frame.len();
         true
@@ -216,14 +260,22 @@ impl CallAudio for Harness {
 fn first_window_with(audio: &[i16], hz: f32) -> Option<usize> {
     audio.chunks(9600).position(|w| {
         w.len() == 9600
-            && dominant_frequency(w, 48_000, [FIRST_HZ, SECOND_HZ, HARNESS_HZ, 300.0, 2500.0]) == Some(hz)
+            && dominant_frequency(w, 48_000, [FIRST_HZ, SECOND_HZ, HARNESS_HZ, 300.0, 2500.0])
+                == Some(hz)
             && goertzel_dbfs(w, 48_000, hz) > -30.0
     })
 }
 
-async fn call_from_baresip(name: &str, baresip_codec: &str, wav_rate: u32, channels: u16, expected: CodecKind) {
+async fn call_from_baresip(
+    name: &str,
+    baresip_codec: &str,
+    wav_rate: u32,
+    channels: u16,
+    expected: CodecKind,
+) {
     let sip = UdpSocket::bind((LOOPBACK, 0)).unwrap();
-    sip.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    sip.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let harness_addr = sip.local_addr().unwrap();
     let mut baresip = start_baresip(name, baresip_codec, wav_rate, channels, harness_addr);
 
@@ -231,7 +283,11 @@ async fn call_from_baresip(name: &str, baresip_codec: &str, wav_rate: u32, chann
     let mut buf = vec![0u8; 65_535];
     let deadline = Instant::now() + Duration::from_secs(10);
     let (invite, peer) = loop {
-        assert!(Instant::now() < deadline, "no INVITE from baresip; its log:\n{}", baresip.log());
+        assert!(
+            Instant::now() < deadline,
+            "no INVITE from baresip; its log:\n{}",
+            baresip.log()
+        );
         if let Ok((n, from)) = sip.recv_from(&mut buf) {
             if let Some(req) = SipRequest::parse(&buf[..n]) {
                 if req.method == "INVITE" {
@@ -240,13 +296,33 @@ async fn call_from_baresip(name: &str, baresip_codec: &str, wav_rate: u32, chann
             }
         }
     };
-    assert!(invite.body.contains("RTP/SAVP") && invite.body.contains("a=crypto:"), "baresip offers SDES-SRTP:\n{}", invite.body);
+    assert!(
+        invite.body.contains("RTP/SAVP") && invite.body.contains("a=crypto:"),
+        "baresip offers SDES-SRTP:\n{}",
+        invite.body
+    );
 
     // Answer it with the media crate.
     let ports = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
-    let config = MediaConfig { encryption: SrtpPolicy::Require, codecs: vec![CodecPreference { name: expected.sdp_name().into(), rate: 0 }], only_listed_codecs: true, ..MediaConfig::default() };
-    let mut negotiator = SdpNegotiator::new(config, LocalEndpoint { address: LOOPBACK, rtp_port: ports.rtp_port() });
-    let (answer, media) = negotiator.answer_offer(&invite.body, Direction::SendRecv).unwrap();
+    let config = MediaConfig {
+        encryption: SrtpPolicy::Require,
+        codecs: vec![CodecPreference {
+            name: expected.sdp_name().into(),
+            rate: 0,
+        }],
+        only_listed_codecs: true,
+        ..MediaConfig::default()
+    };
+    let mut negotiator = SdpNegotiator::new(
+        config,
+        LocalEndpoint {
+            address: LOOPBACK,
+            rtp_port: ports.rtp_port(),
+        },
+    );
+    let (answer, media) = negotiator
+        .answer_offer(&invite.body, Direction::SendRecv)
+        .unwrap();
     assert_eq!(media.codec, expected);
     assert!(media.srtp.is_some());
     let to_tag = "sbharness1";
@@ -254,7 +330,13 @@ async fn call_from_baresip(name: &str, baresip_codec: &str, wav_rate: u32, chann
     for via in invite.all("via") {
         response.push_str(&format!("Via: {via}\r\n"));
     }
-    let remote_contact = invite.header("contact").trim_start_matches('<').split('>').next().unwrap_or_default().to_owned();
+    let remote_contact = invite
+        .header("contact")
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     response.push_str(&format!(
         "From: {}\r\nTo: {};tag={to_tag}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:harness@{harness_addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
         invite.header("from"),
@@ -268,7 +350,14 @@ async fn call_from_baresip(name: &str, baresip_codec: &str, wav_rate: u32, chann
     let session = MediaSession::new(SessionConfig::default(), media, Instant::now()).unwrap();
     let heard = Arc::new(Mutex::new(Heard::default()));
     let worker = MediaWorker::spawn();
-    let call = worker.add_call(ports, session, Box::new(Harness { heard: heard.clone(), sample: 0 }));
+    let call = worker.add_call(
+        ports,
+        session,
+        Box::new(Harness {
+            heard: heard.clone(),
+            sample: 0,
+        }),
+    );
 
     // Let the WAV play; answer retransmitted INVITEs, take the ACK.
     let mut requests: HashMap<String, usize> = HashMap::new();
@@ -300,22 +389,58 @@ async fn call_from_baresip(name: &str, baresip_codec: &str, wav_rate: u32, chann
     let audio = heard.lock().unwrap().audio.clone();
     let first = first_window_with(&audio, FIRST_HZ);
     let second = first_window_with(&audio, SECOND_HZ);
-    let log = if first.is_none() || second.is_none() { baresip.log() } else { String::new() };
-    assert!(requests.get("ACK").is_some(), "{name}: baresip acknowledged the 200: {requests:?}");
+    let log = if first.is_none() || second.is_none() {
+        baresip.log()
+    } else {
+        String::new()
+    };
+    assert!(
+        requests.contains_key("ACK"),
+        "{name}: baresip acknowledged the 200: {requests:?}"
+    );
     assert!(stats.packets_received > 100, "{name}: {stats:?}\n{log}");
-    assert_eq!(stats.srtp_rejected, 0, "{name}: every SRTP packet from baresip authenticated");
-    let (first, second) = (first.unwrap_or_else(|| panic!("{name}: {FIRST_HZ} Hz never heard\n{log}")), second.unwrap_or_else(|| panic!("{name}: {SECOND_HZ} Hz never heard\n{log}")));
-    assert!(first < second, "{name}: heard the WAV in order ({first} < {second})");
+    assert_eq!(
+        stats.srtp_rejected, 0,
+        "{name}: every SRTP packet from baresip authenticated"
+    );
+    let (first, second) = (
+        first.unwrap_or_else(|| panic!("{name}: {FIRST_HZ} Hz never heard\n{log}")),
+        second.unwrap_or_else(|| panic!("{name}: {SECOND_HZ} Hz never heard\n{log}")),
+    );
+    assert!(
+        first < second,
+        "{name}: heard the WAV in order ({first} < {second})"
+    );
 
     // baresip heard our 1 kHz: its sndfile recording of the decoded stream.
-    let dump = std::fs::read_dir(baresip.dir.join("dump")).unwrap().filter_map(Result::ok).map(|e| e.path()).find(|p| p.to_string_lossy().ends_with("-dec.wav"));
-    let dump = dump.unwrap_or_else(|| panic!("{name}: baresip wrote no recording\n{}", baresip.log()));
+    let dump = std::fs::read_dir(baresip.dir.join("dump"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"));
+    let dump =
+        dump.unwrap_or_else(|| panic!("{name}: baresip wrote no recording\n{}", baresip.log()));
     let (rate, channels, samples) = read_wav(&dump);
-    let mono: Vec<i16> = samples.iter().step_by(usize::from(channels.max(1))).copied().collect();
-    assert!(mono.len() > rate as usize * 2, "{name}: {} samples at {rate} Hz recorded", mono.len());
+    let mono: Vec<i16> = samples
+        .iter()
+        .step_by(usize::from(channels.max(1)))
+        .copied()
+        .collect();
+    assert!(
+        mono.len() > rate as usize * 2,
+        "{name}: {} samples at {rate} Hz recorded",
+        mono.len()
+    );
     let tail = &mono[mono.len() / 2..];
-    assert_eq!(dominant_frequency(tail, rate, [FIRST_HZ, SECOND_HZ, HARNESS_HZ, 300.0, 2500.0]), Some(HARNESS_HZ), "{name}: baresip heard 1 kHz");
-    assert!(goertzel_dbfs(tail, rate, HARNESS_HZ) > -30.0, "{name}: at a real level");
+    assert_eq!(
+        dominant_frequency(tail, rate, [FIRST_HZ, SECOND_HZ, HARNESS_HZ, 300.0, 2500.0]),
+        Some(HARNESS_HZ),
+        "{name}: baresip heard 1 kHz"
+    );
+    assert!(
+        goertzel_dbfs(tail, rate, HARNESS_HZ) > -30.0,
+        "{name}: at a real level"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,9 @@
 //! The tokio driver over real loopback UDP: two calls on one worker talk to
 //! each other through the kernel, with SRTP, audio and DTMF.
 
+// Helpers of this test file fail the test by panicking, as its #[test] fns do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,11 +52,26 @@ impl CallAudio for Side {
 
 #[tokio::test(flavor = "current_thread")]
 async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
-    let config = MediaConfig { encryption: SrtpPolicy::Require, ..MediaConfig::default() };
+    let config = MediaConfig {
+        encryption: SrtpPolicy::Require,
+        ..MediaConfig::default()
+    };
     let a_ports = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
     let b_ports = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
-    let mut a_sdp = SdpNegotiator::new(config.clone(), LocalEndpoint { address: LOOPBACK, rtp_port: a_ports.rtp_port() });
-    let mut b_sdp = SdpNegotiator::new(config, LocalEndpoint { address: LOOPBACK, rtp_port: b_ports.rtp_port() });
+    let mut a_sdp = SdpNegotiator::new(
+        config.clone(),
+        LocalEndpoint {
+            address: LOOPBACK,
+            rtp_port: a_ports.rtp_port(),
+        },
+    );
+    let mut b_sdp = SdpNegotiator::new(
+        config,
+        LocalEndpoint {
+            address: LOOPBACK,
+            rtp_port: b_ports.rtp_port(),
+        },
+    );
     let offer = a_sdp.create_offer(Direction::SendRecv).unwrap();
     let (answer, b_media) = b_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
     let a_media = a_sdp.accept_answer(&answer).unwrap();
@@ -64,8 +82,24 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     let a_record = Arc::new(Mutex::new(Recorder::default()));
     let b_record = Arc::new(Mutex::new(Recorder::default()));
     let worker = MediaWorker::spawn();
-    let a = worker.add_call(a_ports, a_session, Box::new(Side { tone_hz: 1000.0, sample: 0, record: a_record.clone() }));
-    let b = worker.add_call(b_ports, b_session, Box::new(Side { tone_hz: 700.0, sample: 0, record: b_record.clone() }));
+    let a = worker.add_call(
+        a_ports,
+        a_session,
+        Box::new(Side {
+            tone_hz: 1000.0,
+            sample: 0,
+            record: a_record.clone(),
+        }),
+    );
+    let b = worker.add_call(
+        b_ports,
+        b_session,
+        Box::new(Side {
+            tone_hz: 700.0,
+            sample: 0,
+            record: b_record.clone(),
+        }),
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // Audio first (DTMF replaces audio packets while a digit plays).
     let b_heard = b_record.lock().unwrap().heard.clone();
@@ -74,8 +108,14 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     tokio::time::sleep(Duration::from_millis(1800)).await;
 
     let tail = |v: &[i16]| v[v.len().saturating_sub(48_000)..].to_vec();
-    assert_eq!(dominant_frequency(&tail(&b_heard), 48_000, [700.0, 1000.0, 1500.0]), Some(1000.0));
-    assert_eq!(dominant_frequency(&tail(&a_heard), 48_000, [700.0, 1000.0, 1500.0]), Some(700.0));
+    assert_eq!(
+        dominant_frequency(&tail(&b_heard), 48_000, [700.0, 1000.0, 1500.0]),
+        Some(1000.0)
+    );
+    assert_eq!(
+        dominant_frequency(&tail(&a_heard), 48_000, [700.0, 1000.0, 1500.0]),
+        Some(700.0)
+    );
     let level = goertzel_dbfs(&tail(&b_heard), 48_000, 1000.0);
     assert!(level > -24.0, "1 kHz at {level} dBFS, sent at -20");
     let digits: String = b_record
@@ -94,5 +134,5 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     assert_eq!(stats.srtp_rejected, 0);
     drop(a);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(matches!(b.stats().await, Ok(_)));
+    assert!(b.stats().await.is_ok(), "the other call carries on");
 }

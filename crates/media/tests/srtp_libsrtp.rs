@@ -5,10 +5,13 @@
 //! both sides. Needs `python3` with `pylibsrtp` (tests/deps/media.pip); fails
 //! without them.
 
-use serde_json::{Value, json};
+// Helpers of this test file fail the test by panicking, as its #[test] fns do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use switchboard_media::rtcp::{ReportInput, build_report};
+use switchboard_media::rtcp::{build_report, ReportInput};
 use switchboard_media::rtp::write_rtp_header;
 use switchboard_media::srtp::{SrtpKey, SrtpSession, SrtpSuite};
 
@@ -17,12 +20,22 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     let mut p = vec![0u8; 12 + 160];
-    write_rtp_header(&mut p, seq == 0, 0, seq, u32::from(seq).wrapping_mul(160), ssrc);
+    write_rtp_header(
+        &mut p,
+        seq == 0,
+        0,
+        seq,
+        u32::from(seq).wrapping_mul(160),
+        ssrc,
+    );
     for (i, b) in p[12..].iter_mut().enumerate() {
         *b = (i as u16 ^ seq) as u8;
     }
@@ -38,7 +51,12 @@ fn libsrtp(request: Value) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 must be installed (tests/deps/media.apt)");
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -67,7 +85,9 @@ fn switchboard_and_libsrtp_interoperate_and_both_refuse_tamper_and_replay() {
         let mut buf = [0u8; 1500];
 
         // 21 packets across the sequence wrap (exercises the rollover counter).
-        let plain: Vec<Vec<u8>> = (0..21u16).map(|i| rtp(65_530u16.wrapping_add(i), 0x1111)).collect();
+        let plain: Vec<Vec<u8>> = (0..21u16)
+            .map(|i| rtp(65_530u16.wrapping_add(i), 0x1111))
+            .collect();
         let protected: Vec<Vec<u8>> = plain
             .iter()
             .map(|p| {
@@ -81,11 +101,29 @@ fn switchboard_and_libsrtp_interoperate_and_both_refuse_tamper_and_replay() {
         let mut to_libsrtp: Vec<String> = protected[..20].iter().map(|p| hex(p)).collect();
         to_libsrtp.extend([hex(&tampered), hex(&protected[20]), hex(&protected[5])]);
 
-        let report = build_report(&ReportInput { ssrc: 0x1111, sender: Some((1 << 40, 160, 21, 3360)), reception: None }, "sb").unwrap();
+        let report = build_report(
+            &ReportInput {
+                ssrc: 0x1111,
+                sender: Some((1 << 40, 160, 21, 3360)),
+                reception: None,
+            },
+            "sb",
+        )
+        .unwrap();
         let n = session.protect_rtcp(&report, &mut buf).unwrap();
         let protected_rtcp = buf[..n].to_vec();
-        let peer_plain: Vec<Vec<u8>> = (0..21u16).map(|i| rtp(65_525u16.wrapping_add(i), 0x2222)).collect();
-        let peer_report = build_report(&ReportInput { ssrc: 0x2222, sender: None, reception: None }, "libsrtp").unwrap();
+        let peer_plain: Vec<Vec<u8>> = (0..21u16)
+            .map(|i| rtp(65_525u16.wrapping_add(i), 0x2222))
+            .collect();
+        let peer_report = build_report(
+            &ReportInput {
+                ssrc: 0x2222,
+                sender: None,
+                reception: None,
+            },
+            "libsrtp",
+        )
+        .unwrap();
 
         let answer = libsrtp(json!({
             "profile": profile,
@@ -101,37 +139,95 @@ fn switchboard_and_libsrtp_interoperate_and_both_refuse_tamper_and_replay() {
         // libsrtp accepts ours and recovers the plaintext.
         let unprotected = answer["unprotect_rtp"].as_array().unwrap();
         for i in 0..20 {
-            assert_eq!(ok(&unprotected[i]).as_deref(), Some(&plain[i][..]), "{profile}: libsrtp unprotects packet {i}");
+            assert_eq!(
+                ok(&unprotected[i]).as_deref(),
+                Some(&plain[i][..]),
+                "{profile}: libsrtp unprotects packet {i}"
+            );
         }
-        assert!(ok(&unprotected[20]).is_none(), "{profile}: libsrtp refuses a tampered packet: {}", unprotected[20]);
-        assert_eq!(ok(&unprotected[21]).as_deref(), Some(&plain[20][..]), "{profile}: the genuine one after it passes");
-        assert!(ok(&unprotected[22]).is_none(), "{profile}: libsrtp refuses a replay: {}", unprotected[22]);
-        assert_eq!(ok(&answer["unprotect_rtcp"][0]).as_deref(), Some(&report[..]), "{profile}: SRTCP to libsrtp");
+        assert!(
+            ok(&unprotected[20]).is_none(),
+            "{profile}: libsrtp refuses a tampered packet: {}",
+            unprotected[20]
+        );
+        assert_eq!(
+            ok(&unprotected[21]).as_deref(),
+            Some(&plain[20][..]),
+            "{profile}: the genuine one after it passes"
+        );
+        assert!(
+            ok(&unprotected[22]).is_none(),
+            "{profile}: libsrtp refuses a replay: {}",
+            unprotected[22]
+        );
+        assert_eq!(
+            ok(&answer["unprotect_rtcp"][0]).as_deref(),
+            Some(&report[..]),
+            "{profile}: SRTCP to libsrtp"
+        );
 
         // Same key, same plaintext: byte-identical output.
-        for (i, reprotected) in answer["reprotect_rtp"].as_array().unwrap().iter().enumerate() {
-            assert_eq!(ok(reprotected).as_deref(), Some(&protected[i][..]), "{profile}: byte-identical to libsrtp, packet {i}");
+        for (i, reprotected) in answer["reprotect_rtp"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                ok(reprotected).as_deref(),
+                Some(&protected[i][..]),
+                "{profile}: byte-identical to libsrtp, packet {i}"
+            );
         }
 
         // Switchboard accepts libsrtp's, refuses tampered and replayed ones.
-        let from_libsrtp: Vec<Vec<u8>> = answer["protect_rtp"].as_array().unwrap().iter().map(|v| ok(v).unwrap()).collect();
+        let from_libsrtp: Vec<Vec<u8>> = answer["protect_rtp"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| ok(v).unwrap())
+            .collect();
         for (i, packet) in from_libsrtp[..20].iter().enumerate() {
-            let n = session.unprotect_rtp(packet, &mut buf).unwrap_or_else(|e| panic!("{profile}: packet {i}: {e}"));
-            assert_eq!(&buf[..n], &peer_plain[i][..], "{profile}: switchboard unprotects packet {i}");
+            let n = session
+                .unprotect_rtp(packet, &mut buf)
+                .unwrap_or_else(|e| panic!("{profile}: packet {i}: {e}"));
+            assert_eq!(
+                &buf[..n],
+                &peer_plain[i][..],
+                "{profile}: switchboard unprotects packet {i}"
+            );
         }
         let mut tampered = from_libsrtp[20].clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 0x80;
-        assert!(session.unprotect_rtp(&tampered, &mut buf).is_err(), "{profile}: tampered tag refused");
+        assert!(
+            session.unprotect_rtp(&tampered, &mut buf).is_err(),
+            "{profile}: tampered tag refused"
+        );
         let mut tampered = from_libsrtp[20].clone();
         tampered[14] ^= 0x01;
-        assert!(session.unprotect_rtp(&tampered, &mut buf).is_err(), "{profile}: tampered payload refused");
-        assert!(session.unprotect_rtp(&from_libsrtp[20], &mut buf).is_ok(), "{profile}: genuine accepted");
-        assert!(session.unprotect_rtp(&from_libsrtp[3], &mut buf).is_err(), "{profile}: replay refused");
-        assert!(session.unprotect_rtp(&from_libsrtp[20], &mut buf).is_err(), "{profile}: immediate replay refused");
+        assert!(
+            session.unprotect_rtp(&tampered, &mut buf).is_err(),
+            "{profile}: tampered payload refused"
+        );
+        assert!(
+            session.unprotect_rtp(&from_libsrtp[20], &mut buf).is_ok(),
+            "{profile}: genuine accepted"
+        );
+        assert!(
+            session.unprotect_rtp(&from_libsrtp[3], &mut buf).is_err(),
+            "{profile}: replay refused"
+        );
+        assert!(
+            session.unprotect_rtp(&from_libsrtp[20], &mut buf).is_err(),
+            "{profile}: immediate replay refused"
+        );
         let rtcp = ok(&answer["protect_rtcp"][0]).unwrap();
         let n = session.unprotect_rtcp(&rtcp, &mut buf).unwrap();
         assert_eq!(&buf[..n], &peer_report[..], "{profile}: SRTCP from libsrtp");
-        assert!(session.unprotect_rtcp(&rtcp, &mut buf).is_err(), "{profile}: SRTCP replay refused");
+        assert!(
+            session.unprotect_rtcp(&rtcp, &mut buf).is_err(),
+            "{profile}: SRTCP replay refused"
+        );
     }
 }

@@ -166,7 +166,11 @@ mod tests {
             let s = i32::from(s);
             // Relative step of a logarithmic segment is 1/16 of the value, plus the small-signal step.
             // Beyond the µ-law clip level (32635) the error is the clipping itself.
-            let bound = if s.abs() > 32124 { 700 } else { s.abs() / 16 + 16 };
+            let bound = if s.abs() > 32124 {
+                700
+            } else {
+                s.abs() / 16 + 16
+            };
             assert!((u - s).abs() <= bound, "ulaw {s} -> {u}");
             assert!((a - s).abs() <= bound + 8, "alaw {s} -> {a}");
         }

@@ -25,7 +25,12 @@ pub enum CodecKind {
 
 impl CodecKind {
     /// Every codec, in switchboard's default preference order.
-    pub const ALL: [CodecKind; 4] = [CodecKind::G722, CodecKind::Pcmu, CodecKind::Pcma, CodecKind::Opus];
+    pub const ALL: [CodecKind; 4] = [
+        CodecKind::G722,
+        CodecKind::Pcmu,
+        CodecKind::Pcma,
+        CodecKind::Opus,
+    ];
 
     /// The encoding name as written in `a=rtpmap`.
     pub fn sdp_name(self) -> &'static str {
@@ -76,9 +81,14 @@ impl CodecKind {
     /// Matches an rtpmap encoding name case-insensitively; `rate` is the
     /// rtpmap clock rate.
     pub fn from_sdp(name: &str, rate: u32) -> Option<CodecKind> {
-        let kind = [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::G722, CodecKind::Opus]
-            .into_iter()
-            .find(|k| k.sdp_name().eq_ignore_ascii_case(name))?;
+        let kind = [
+            CodecKind::Pcmu,
+            CodecKind::Pcma,
+            CodecKind::G722,
+            CodecKind::Opus,
+        ]
+        .into_iter()
+        .find(|k| k.sdp_name().eq_ignore_ascii_case(name))?;
         (kind.clock_rate() == rate).then_some(kind)
     }
 }
@@ -180,9 +190,15 @@ impl AudioDecoder {
     /// Fills `out` for a lost packet. For Opus, `next_payload` (the packet
     /// after the lost one, when the jitter buffer already holds it) lets the
     /// decoder recover the loss from in-band FEC.
-    pub fn conceal(&mut self, next_payload: Option<&[u8]>, out: &mut [i16]) -> Result<usize, CodecError> {
+    pub fn conceal(
+        &mut self,
+        next_payload: Option<&[u8]>,
+        out: &mut [i16],
+    ) -> Result<usize, CodecError> {
         Ok(match self {
-            AudioDecoder::Pcmu(c) | AudioDecoder::Pcma(c) | AudioDecoder::G722(_, c) => c.conceal(out),
+            AudioDecoder::Pcmu(c) | AudioDecoder::Pcma(c) | AudioDecoder::G722(_, c) => {
+                c.conceal(out)
+            }
             AudioDecoder::Opus(dec) => dec.conceal(next_payload, out)?,
         })
     }

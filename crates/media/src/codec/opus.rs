@@ -7,9 +7,12 @@ use audiopus::{Application, Bitrate, Channels, SampleRate};
 
 /// Opus encoder and decoder settings.
 ///
-/// Defaults: complexity 5, 24 kbit/s, 48 kHz PCM, in-band FEC on with 5 %
-/// expected loss. Complexity and the PCM rate dominate the cost per frame
-/// (see `bench/media.md`): an 8 kHz PCM rate suits narrowband sources.
+/// Defaults: complexity 5, 24 kbit/s, 16 kHz PCM (wideband voice, G.722
+/// class), in-band FEC on with 5 % expected loss. Complexity and the PCM
+/// rate dominate the cost per frame (see `bench/media.md`):
+/// [`OpusSettings::narrowband_capacity`] halves it for calls whose audio is
+/// narrowband anyway (a G.711 caller), [`OpusSettings::fullband`] spends
+/// more for music or fullband TTS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpusSettings {
     /// 0 (cheapest) to 10 (libopus default, about 4x the cost of 5).
@@ -30,9 +33,32 @@ impl Default for OpusSettings {
         OpusSettings {
             complexity: 5,
             bitrate: 24_000,
-            pcm_rate: 48_000,
+            pcm_rate: 16_000,
             fec: true,
             expected_loss_percent: 5,
+        }
+    }
+}
+
+impl OpusSettings {
+    /// 8 kHz PCM, complexity 5, 16 kbit/s: the cheapest setting that still
+    /// sounds like the G.711 it carries.
+    pub fn narrowband_capacity() -> Self {
+        OpusSettings {
+            complexity: 5,
+            bitrate: 16_000,
+            pcm_rate: 8000,
+            ..OpusSettings::default()
+        }
+    }
+
+    /// 48 kHz PCM, complexity 10, 32 kbit/s: libopus' own defaults (LiveKit's choice).
+    pub fn fullband() -> Self {
+        OpusSettings {
+            complexity: 10,
+            bitrate: 32_000,
+            pcm_rate: 48_000,
+            ..OpusSettings::default()
         }
     }
 }
@@ -60,13 +86,19 @@ pub struct OpusEncoder {
 impl OpusEncoder {
     /// Creates an encoder with `settings`.
     pub fn new(settings: &OpusSettings) -> Result<Self, CodecError> {
-        let mut encoder = Encoder::new(sample_rate(settings.pcm_rate)?, Channels::Mono, Application::Voip)
-            .map_err(opus_err)?;
+        let mut encoder = Encoder::new(
+            sample_rate(settings.pcm_rate)?,
+            Channels::Mono,
+            Application::Voip,
+        )
+        .map_err(opus_err)?;
         encoder
             .set_complexity(settings.complexity.min(10))
             .map_err(opus_err)?;
         encoder
-            .set_bitrate(Bitrate::BitsPerSecond(settings.bitrate.clamp(6000, 510_000)))
+            .set_bitrate(Bitrate::BitsPerSecond(
+                settings.bitrate.clamp(6000, 510_000),
+            ))
             .map_err(opus_err)?;
         encoder.set_inband_fec(settings.fec).map_err(opus_err)?;
         encoder
@@ -98,15 +130,24 @@ impl OpusDecoder {
         if payload.is_empty() {
             return self.conceal(None, out);
         }
-        self.decoder.decode(Some(payload), out, false).map_err(opus_err)
+        self.decoder
+            .decode(Some(payload), out, false)
+            .map_err(opus_err)
     }
 
     /// Conceals one lost frame of `out.len()` samples, from FEC in
     /// `next_payload` when there is one, else by libopus PLC.
-    pub fn conceal(&mut self, next_payload: Option<&[u8]>, out: &mut [i16]) -> Result<usize, CodecError> {
+    pub fn conceal(
+        &mut self,
+        next_payload: Option<&[u8]>,
+        out: &mut [i16],
+    ) -> Result<usize, CodecError> {
         match next_payload.filter(|p| !p.is_empty()) {
             Some(next) => self.decoder.decode(Some(next), out, true).map_err(opus_err),
-            None => self.decoder.decode(None::<&[u8]>, out, false).map_err(opus_err),
+            None => self
+                .decoder
+                .decode(None::<&[u8]>, out, false)
+                .map_err(opus_err),
         }
     }
 }

@@ -22,6 +22,9 @@ impl Rng {
     }
 }
 
+/// Edits or drops a datagram in flight (false = drop).
+type Tamper = Box<dyn FnMut(&mut Vec<u8>) -> bool>;
+
 /// One direction of the simulated network.
 struct Link {
     loss: f64,
@@ -30,20 +33,37 @@ struct Link {
     rng: Rng,
     held: Vec<(SocketAddr, Channel, Vec<u8>)>,
     /// Edits or drops a datagram (false = drop) before delivery.
-    tamper: Option<Box<dyn FnMut(&mut Vec<u8>) -> bool>>,
+    tamper: Option<Tamper>,
 }
 
 impl Link {
     fn clean() -> Link {
-        Link { loss: 0.0, reorder: 0.0, duplicate: 0.0, rng: Rng(0x9e37_79b9_7f4a_7c15), held: vec![], tamper: None }
+        Link {
+            loss: 0.0,
+            reorder: 0.0,
+            duplicate: 0.0,
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            held: vec![],
+            tamper: None,
+        }
     }
 
     fn lossy(loss: f64, reorder: f64) -> Link {
-        Link { loss, reorder, ..Link::clean() }
+        Link {
+            loss,
+            reorder,
+            ..Link::clean()
+        }
     }
 
     /// Moves `from`'s transmits to `to`, applying loss, reordering and tampering.
-    fn carry(&mut self, now: Instant, from: &mut MediaSession, from_addr: SocketAddr, to: &mut MediaSession) {
+    fn carry(
+        &mut self,
+        now: Instant,
+        from: &mut MediaSession,
+        from_addr: SocketAddr,
+        to: &mut MediaSession,
+    ) {
         let mut out = vec![];
         while let Some(t) = from.poll_transmit() {
             out.push((t.channel, t.data.to_vec()));
@@ -75,11 +95,27 @@ impl Link {
 }
 
 /// Negotiates a call between two configs and builds both sessions.
-fn pair(offer_cfg: MediaConfig, answer_cfg: MediaConfig, session_cfg: SessionConfig) -> (MediaSession, MediaSession) {
+fn pair(
+    offer_cfg: MediaConfig,
+    answer_cfg: MediaConfig,
+    session_cfg: SessionConfig,
+) -> (MediaSession, MediaSession) {
     let a_addr: SocketAddr = A_ADDR.parse().unwrap();
     let b_addr: SocketAddr = B_ADDR.parse().unwrap();
-    let mut a = SdpNegotiator::new(offer_cfg, LocalEndpoint { address: a_addr.ip(), rtp_port: a_addr.port() });
-    let mut b = SdpNegotiator::new(answer_cfg, LocalEndpoint { address: b_addr.ip(), rtp_port: b_addr.port() });
+    let mut a = SdpNegotiator::new(
+        offer_cfg,
+        LocalEndpoint {
+            address: a_addr.ip(),
+            rtp_port: a_addr.port(),
+        },
+    );
+    let mut b = SdpNegotiator::new(
+        answer_cfg,
+        LocalEndpoint {
+            address: b_addr.ip(),
+            rtp_port: b_addr.port(),
+        },
+    );
     let offer = a.create_offer(Direction::SendRecv).unwrap();
     let (answer, b_media) = b.answer_offer(&offer, Direction::SendRecv).unwrap();
     let a_media = a.accept_answer(&answer).unwrap();
@@ -92,7 +128,10 @@ fn pair(offer_cfg: MediaConfig, answer_cfg: MediaConfig, session_cfg: SessionCon
 
 fn only(codec: &str, encryption: SrtpPolicy, suite: Option<SrtpSuite>) -> MediaConfig {
     MediaConfig {
-        codecs: vec![CodecPreference { name: codec.into(), rate: 0 }],
+        codecs: vec![CodecPreference {
+            name: codec.into(),
+            rate: 0,
+        }],
         only_listed_codecs: true,
         encryption,
         offered_suites: suite.map_or_else(|| MediaConfig::default().offered_suites, |s| vec![s]),
@@ -120,13 +159,27 @@ struct Run {
 
 /// Runs `frames` ticks of 20 ms: A sends a sine of `frequency` (or nothing
 /// when 0), B sends silence.
-fn run(a: &mut MediaSession, b: &mut MediaSession, frames: usize, frequency: f32, a_to_b: &mut Link, b_to_a: &mut Link, start: Instant) -> Run {
+fn run(
+    a: &mut MediaSession,
+    b: &mut MediaSession,
+    frames: usize,
+    frequency: f32,
+    a_to_b: &mut Link,
+    b_to_a: &mut Link,
+    start: Instant,
+) -> Run {
     let rate = a.config.room_rate;
     let len = a.room_frame_len();
     let (a_addr, b_addr) = (A_ADDR.parse().unwrap(), B_ADDR.parse().unwrap());
     let mut out = vec![0i16; len];
     let mut heard = vec![0i16; len];
-    let mut run = Run { b_heard: vec![], a_heard: vec![], b_events: vec![], a_events: vec![], end: start };
+    let mut run = Run {
+        b_heard: vec![],
+        a_heard: vec![],
+        b_events: vec![],
+        a_events: vec![],
+        end: start,
+    };
     for i in 0..frames {
         let now = start + Duration::from_millis(20 * i as u64);
         sine(frequency, rate, -20.0, i * len, &mut out);
@@ -146,23 +199,53 @@ fn run(a: &mut MediaSession, b: &mut MediaSession, frames: usize, frequency: f32
 fn assert_tone(heard: &[i16], rate: u32, frequency: f32, what: &str) {
     // Skip the first half second: jitter buffer fill and resampler delay.
     let tail = &heard[rate as usize / 2..];
-    let candidates = [300.0, 440.0, 700.0, 1000.0, 1500.0, 2200.0, 3000.0, 5000.0, 6000.0];
+    let candidates = [
+        300.0, 440.0, 700.0, 1000.0, 1500.0, 2200.0, 3000.0, 5000.0, 6000.0,
+    ];
     let found = dominant_frequency(tail, rate, candidates).unwrap();
     assert_eq!(found, frequency, "{what}: dominant frequency");
     let level = goertzel_dbfs(tail, rate, frequency);
-    assert!((level + 20.0).abs() < 3.0, "{what}: level {level:.1} dBFS, sent -20");
+    assert!(
+        (level + 20.0).abs() < 3.0,
+        "{what}: level {level:.1} dBFS, sent -20"
+    );
 }
 
 #[test]
 fn every_codec_carries_a_tone_at_every_room_rate() {
     for codec in ["PCMU", "PCMA", "G722", "opus"] {
         for room_rate in [8000, 16000, 48000] {
-            let cfg = SessionConfig { room_rate, ..SessionConfig::default() };
-            let (mut a, mut b) = pair(only(codec, SrtpPolicy::Disable, None), only(codec, SrtpPolicy::Disable, None), cfg);
-            let r = run(&mut a, &mut b, 100, 1000.0, &mut Link::clean(), &mut Link::clean(), Instant::now());
-            assert_tone(&r.b_heard, room_rate, 1000.0, &format!("{codec} room {room_rate}"));
+            let cfg = SessionConfig {
+                room_rate,
+                ..SessionConfig::default()
+            };
+            let (mut a, mut b) = pair(
+                only(codec, SrtpPolicy::Disable, None),
+                only(codec, SrtpPolicy::Disable, None),
+                cfg,
+            );
+            let r = run(
+                &mut a,
+                &mut b,
+                100,
+                1000.0,
+                &mut Link::clean(),
+                &mut Link::clean(),
+                Instant::now(),
+            );
+            assert_tone(
+                &r.b_heard,
+                room_rate,
+                1000.0,
+                &format!("{codec} room {room_rate}"),
+            );
             assert_eq!(b.stats().packets_lost, 0);
-            assert!(r.a_heard[room_rate as usize / 2..].iter().all(|s| s.abs() < 200), "{codec}: B sent silence");
+            assert!(
+                r.a_heard[room_rate as usize / 2..]
+                    .iter()
+                    .all(|s| s.abs() < 200),
+                "{codec}: B sent silence"
+            );
         }
     }
 }
@@ -171,13 +254,40 @@ fn every_codec_carries_a_tone_at_every_room_rate() {
 fn wideband_codecs_carry_what_narrowband_cannot() {
     // 6 kHz survives G.722 (16 kHz audio) and Opus, not G.711.
     for codec in ["G722", "opus"] {
-        let (mut a, mut b) = pair(only(codec, SrtpPolicy::Disable, None), only(codec, SrtpPolicy::Disable, None), SessionConfig::default());
-        let r = run(&mut a, &mut b, 100, 6000.0, &mut Link::clean(), &mut Link::clean(), Instant::now());
+        let (mut a, mut b) = pair(
+            only(codec, SrtpPolicy::Disable, None),
+            only(codec, SrtpPolicy::Disable, None),
+            SessionConfig::default(),
+        );
+        let r = run(
+            &mut a,
+            &mut b,
+            100,
+            6000.0,
+            &mut Link::clean(),
+            &mut Link::clean(),
+            Instant::now(),
+        );
         assert_tone(&r.b_heard, 48000, 6000.0, codec);
     }
-    let (mut a, mut b) = pair(only("PCMU", SrtpPolicy::Disable, None), only("PCMU", SrtpPolicy::Disable, None), SessionConfig::default());
-    let r = run(&mut a, &mut b, 100, 6000.0, &mut Link::clean(), &mut Link::clean(), Instant::now());
-    assert!(goertzel_dbfs(&r.b_heard[24000..], 48000, 6000.0) < -50.0, "G.711 band-limits to 4 kHz");
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        SessionConfig::default(),
+    );
+    let r = run(
+        &mut a,
+        &mut b,
+        100,
+        6000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        Instant::now(),
+    );
+    assert!(
+        goertzel_dbfs(&r.b_heard[24000..], 48000, 6000.0) < -50.0,
+        "G.711 band-limits to 4 kHz"
+    );
 }
 
 #[test]
@@ -198,16 +308,36 @@ fn every_srtp_suite_with_every_codec() {
             let pt = a.media().send_payload_type;
             a_to_b.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
                 if d[1] & 0x7f == pt && d.len() >= 172 {
-                    tap.borrow_mut().extend(d[12..172].iter().map(|&c| crate::codec::g711::ulaw_to_linear(c)));
+                    tap.borrow_mut().extend(
+                        d[12..172]
+                            .iter()
+                            .map(|&c| crate::codec::g711::ulaw_to_linear(c)),
+                    );
                 }
                 true
             }));
-            let r = run(&mut a, &mut b, 75, 1000.0, &mut a_to_b, &mut Link::clean(), Instant::now());
-            assert_tone(&r.b_heard, 48000, 1000.0, &format!("{codec} over {suite:?}"));
+            let r = run(
+                &mut a,
+                &mut b,
+                75,
+                1000.0,
+                &mut a_to_b,
+                &mut Link::clean(),
+                Instant::now(),
+            );
+            assert_tone(
+                &r.b_heard,
+                48000,
+                1000.0,
+                &format!("{codec} over {suite:?}"),
+            );
             assert_eq!(b.stats().srtp_rejected, 0);
             if codec == "PCMU" {
                 let on_wire = goertzel_dbfs(&wire.borrow(), 8000, 1000.0);
-                assert!(on_wire < -35.0, "{suite:?}: 1 kHz visible on the wire at {on_wire} dB");
+                assert!(
+                    on_wire < -35.0,
+                    "{suite:?}: 1 kHz visible on the wire at {on_wire} dB"
+                );
             }
         }
     }
@@ -215,7 +345,11 @@ fn every_srtp_suite_with_every_codec() {
 
 #[test]
 fn tampered_and_replayed_packets_are_rejected_in_a_call() {
-    let (mut a, mut b) = pair(only("PCMU", SrtpPolicy::Require, None), only("PCMU", SrtpPolicy::Require, None), SessionConfig::default());
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Require, None),
+        only("PCMU", SrtpPolicy::Require, None),
+        SessionConfig::default(),
+    );
     let now = Instant::now();
     let mut out = vec![0i16; 960];
     let mut heard = vec![0i16; 960];
@@ -237,15 +371,46 @@ fn tampered_and_replayed_packets_are_rejected_in_a_call() {
 #[test]
 fn tone_survives_five_percent_loss_and_reordering() {
     for codec in ["PCMU", "G722", "opus"] {
-        let (mut a, mut b) = pair(only(codec, SrtpPolicy::Disable, None), only(codec, SrtpPolicy::Disable, None), SessionConfig::default());
-        let r = run(&mut a, &mut b, 250, 1000.0, &mut Link::lossy(0.05, 0.05), &mut Link::clean(), Instant::now());
+        let (mut a, mut b) = pair(
+            only(codec, SrtpPolicy::Disable, None),
+            only(codec, SrtpPolicy::Disable, None),
+            SessionConfig::default(),
+        );
+        let r = run(
+            &mut a,
+            &mut b,
+            250,
+            1000.0,
+            &mut Link::lossy(0.05, 0.05),
+            &mut Link::clean(),
+            Instant::now(),
+        );
         let tail = &r.b_heard[24000..];
-        assert_eq!(dominant_frequency(tail, 48000, [300.0, 700.0, 1000.0, 1500.0, 3000.0]), Some(1000.0), "{codec}");
-        assert!(goertzel_dbfs(tail, 48000, 1000.0) > -26.0, "{codec}: concealment keeps the level up");
+        assert_eq!(
+            dominant_frequency(tail, 48000, [300.0, 700.0, 1000.0, 1500.0, 3000.0]),
+            Some(1000.0),
+            "{codec}"
+        );
+        assert!(
+            goertzel_dbfs(tail, 48000, 1000.0) > -26.0,
+            "{codec}: concealment keeps the level up"
+        );
         let stats = b.stats();
-        assert!(stats.jitter_buffer.lost > 3, "{codec}: jitter buffer reports loss: {:?}", stats.jitter_buffer);
-        assert!(stats.jitter_buffer.reordered > 3, "{codec}: reordering seen: {:?}", stats.jitter_buffer);
-        assert!(stats.packets_lost > 3, "{codec}: RFC 3550 loss {}", stats.packets_lost);
+        assert!(
+            stats.jitter_buffer.lost > 3,
+            "{codec}: jitter buffer reports loss: {:?}",
+            stats.jitter_buffer
+        );
+        assert!(
+            stats.jitter_buffer.reordered > 3,
+            "{codec}: reordering seen: {:?}",
+            stats.jitter_buffer
+        );
+        assert!(
+            stats.packets_lost > 3,
+            "{codec}: RFC 3550 loss {}",
+            stats.packets_lost
+        );
         assert!(stats.concealed_frames > 3);
     }
 }
@@ -253,7 +418,11 @@ fn tone_survives_five_percent_loss_and_reordering() {
 #[test]
 fn opus_fec_recovers_single_losses() {
     let cfg = SessionConfig::default();
-    let (mut a, mut b) = pair(only("opus", SrtpPolicy::Disable, None), only("opus", SrtpPolicy::Disable, None), cfg);
+    let (mut a, mut b) = pair(
+        only("opus", SrtpPolicy::Disable, None),
+        only("opus", SrtpPolicy::Disable, None),
+        cfg,
+    );
     let mut link = Link::clean();
     let mut n = 0;
     // Drop every 10th audio packet.
@@ -264,7 +433,15 @@ fn opus_fec_recovers_single_losses() {
         n += 1;
         n % 10 != 0
     }));
-    let r = run(&mut a, &mut b, 200, 1000.0, &mut link, &mut Link::clean(), Instant::now());
+    let r = run(
+        &mut a,
+        &mut b,
+        200,
+        1000.0,
+        &mut link,
+        &mut Link::clean(),
+        Instant::now(),
+    );
     assert_tone(&r.b_heard, 48000, 1000.0, "opus with FEC");
     assert!(b.stats().jitter_buffer.lost >= 15);
 }
@@ -279,15 +456,40 @@ fn collect_digits(events: &[MediaEvent]) -> String {
         .collect()
 }
 
-fn dtmf_run(codec: &str, tamper: Option<Box<dyn FnMut(&mut Vec<u8>) -> bool>>) -> (String, MediaSession) {
-    dtmf_run_on(codec, Link { tamper, ..Link::clean() })
+fn dtmf_run(codec: &str, tamper: Option<Tamper>) -> (String, MediaSession) {
+    dtmf_run_on(
+        codec,
+        Link {
+            tamper,
+            ..Link::clean()
+        },
+    )
 }
 
 fn dtmf_run_on(codec: &str, mut link: Link) -> (String, MediaSession) {
-    let cfg = SessionConfig { dtmf: DtmfSendConfig { duration: Duration::from_millis(100), gap: Duration::from_millis(60), ..DtmfSendConfig::default() }, ..SessionConfig::default() };
-    let (mut a, mut b) = pair(only(codec, SrtpPolicy::Disable, None), only(codec, SrtpPolicy::Disable, None), cfg);
+    let cfg = SessionConfig {
+        dtmf: DtmfSendConfig {
+            duration: Duration::from_millis(100),
+            gap: Duration::from_millis(60),
+            ..DtmfSendConfig::default()
+        },
+        ..SessionConfig::default()
+    };
+    let (mut a, mut b) = pair(
+        only(codec, SrtpPolicy::Disable, None),
+        only(codec, SrtpPolicy::Disable, None),
+        cfg,
+    );
     a.send_dtmf("0123456789*#ABCD1w1").unwrap();
-    let r = run(&mut a, &mut b, 300, 0.0, &mut link, &mut Link::clean(), Instant::now());
+    let r = run(
+        &mut a,
+        &mut b,
+        300,
+        0.0,
+        &mut link,
+        &mut Link::clean(),
+        Instant::now(),
+    );
     (collect_digits(&r.b_events), b)
 }
 
@@ -322,7 +524,9 @@ fn digits_without_marker_bits_arrive_once() {
 fn digits_whose_end_packets_are_lost_arrive_once() {
     let (digits, _) = dtmf_run(
         "PCMU",
-        Some(Box::new(|d: &mut Vec<u8>| !(event_pt(d) && d[13] & 0x80 != 0))),
+        Some(Box::new(|d: &mut Vec<u8>| {
+            !(event_pt(d) && d[13] & 0x80 != 0)
+        })),
     );
     assert_eq!(digits, "0123456789*#ABCD11");
 }
@@ -346,81 +550,161 @@ fn digits_missing_their_first_packet_arrive_once() {
 
 #[test]
 fn dtmf_needs_telephone_event() {
-    let cfg = MediaConfig { telephone_event: false, ..only("PCMU", SrtpPolicy::Disable, None) };
+    let cfg = MediaConfig {
+        telephone_event: false,
+        ..only("PCMU", SrtpPolicy::Disable, None)
+    };
     let (mut a, _) = pair(cfg.clone(), cfg, SessionConfig::default());
-    assert!(matches!(a.send_dtmf("1"), Err(SessionError::NoTelephoneEvent)));
+    assert!(matches!(
+        a.send_dtmf("1"),
+        Err(SessionError::NoTelephoneEvent)
+    ));
 }
 
 #[test]
 fn ringback_and_dial_tone_reach_the_peer() {
-    for (plan, kind, freq) in [(TonePlan::Us, ToneKind::Ringback, 440.0), (TonePlan::Eu, ToneKind::Dial, 425.0)] {
-        let cfg = SessionConfig { tone_plan: plan, ..SessionConfig::default() };
-        let (mut a, mut b) = pair(only("PCMA", SrtpPolicy::Disable, None), only("PCMA", SrtpPolicy::Disable, None), cfg);
+    for (plan, kind, freq) in [
+        (TonePlan::Us, ToneKind::Ringback, 440.0),
+        (TonePlan::Eu, ToneKind::Dial, 425.0),
+    ] {
+        let cfg = SessionConfig {
+            tone_plan: plan,
+            ..SessionConfig::default()
+        };
+        let (mut a, mut b) = pair(
+            only("PCMA", SrtpPolicy::Disable, None),
+            only("PCMA", SrtpPolicy::Disable, None),
+            cfg,
+        );
         a.play_tone(Some(kind));
-        let r = run(&mut a, &mut b, 75, 0.0, &mut Link::clean(), &mut Link::clean(), Instant::now());
+        let r = run(
+            &mut a,
+            &mut b,
+            75,
+            0.0,
+            &mut Link::clean(),
+            &mut Link::clean(),
+            Instant::now(),
+        );
         let heard = &r.b_heard[24000..];
-        assert!(goertzel_dbfs(heard, 48000, freq) > -24.0, "{plan:?} {kind:?}");
-        assert_eq!(dominant_frequency(heard, 48000, [freq, 1000.0, 2000.0]), Some(freq));
+        assert!(
+            goertzel_dbfs(heard, 48000, freq) > -24.0,
+            "{plan:?} {kind:?}"
+        );
+        assert_eq!(
+            dominant_frequency(heard, 48000, [freq, 1000.0, 2000.0]),
+            Some(freq)
+        );
     }
 }
 
 #[test]
 fn media_timeout_fires_after_the_initial_allowance_then_after_silence() {
-    let (mut a, mut b) = pair(only("PCMU", SrtpPolicy::Disable, None), only("PCMU", SrtpPolicy::Disable, None), SessionConfig::default());
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        SessionConfig::default(),
+    );
     let start = Instant::now();
     let mut heard = vec![0i16; 960];
     // Nothing at all for 29 s: no timeout yet; at 30 s it fires.
     a.handle_timeout(start + Duration::from_secs(29));
-    assert!(std::iter::from_fn(|| a.poll_event()).all(|e| !matches!(e, MediaEvent::MediaTimeout { .. })));
+    assert!(std::iter::from_fn(|| a.poll_event())
+        .all(|e| !matches!(e, MediaEvent::MediaTimeout { .. })));
     a.handle_timeout(start + Duration::from_secs(30));
-    assert!(std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, MediaEvent::MediaTimeout { .. })));
+    assert!(
+        std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, MediaEvent::MediaTimeout { .. }))
+    );
     // Media flows: resumed. Then B stops: 15 s later, timeout again.
-    let r = run(&mut a, &mut b, 50, 0.0, &mut Link::clean(), &mut Link::clean(), start + Duration::from_secs(31));
+    let r = run(
+        &mut a,
+        &mut b,
+        50,
+        0.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        start + Duration::from_secs(31),
+    );
     assert!(r.a_events.contains(&MediaEvent::MediaResumed));
     let last = r.end;
     a.tick(last + Duration::from_secs(14), None, &mut heard);
-    assert!(!std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, MediaEvent::MediaTimeout { .. })));
+    assert!(!std::iter::from_fn(|| a.poll_event())
+        .any(|e| matches!(e, MediaEvent::MediaTimeout { .. })));
     a.tick(last + Duration::from_millis(15_020), None, &mut heard);
     let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
-    assert!(events.iter().any(|e| matches!(e, MediaEvent::MediaTimeout { silent_for } if silent_for.as_secs() >= 15)), "{events:?}");
+    assert!(
+        events.iter().any(
+            |e| matches!(e, MediaEvent::MediaTimeout { silent_for } if silent_for.as_secs() >= 15)
+        ),
+        "{events:?}"
+    );
 }
 
 #[test]
 fn media_timeout_is_suspended_on_hold_and_configurable() {
-    let (mut a, _) = pair(only("PCMU", SrtpPolicy::Disable, None), only("PCMU", SrtpPolicy::Disable, None), SessionConfig::default());
+    let (mut a, _) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        SessionConfig::default(),
+    );
     let start = Instant::now();
     let mut held = a.media().clone();
     held.remote_direction = Direction::Inactive;
     held.direction = Direction::Inactive;
     a.update(held.clone(), start).unwrap();
     a.handle_timeout(start + Duration::from_secs(600));
-    assert!(std::iter::from_fn(|| a.poll_event()).all(|e| !matches!(e, MediaEvent::MediaTimeout { .. })), "held for 10 min");
+    assert!(
+        std::iter::from_fn(|| a.poll_event())
+            .all(|e| !matches!(e, MediaEvent::MediaTimeout { .. })),
+        "held for 10 min"
+    );
     held.direction = Direction::SendRecv;
     held.remote_direction = Direction::SendRecv;
     a.update(held, start + Duration::from_secs(600)).unwrap();
     a.set_media_timeout(Duration::from_secs(5), Duration::from_secs(5));
     a.handle_timeout(start + Duration::from_secs(604));
-    assert!(std::iter::from_fn(|| a.poll_event()).all(|e| !matches!(e, MediaEvent::MediaTimeout { .. })));
+    assert!(std::iter::from_fn(|| a.poll_event())
+        .all(|e| !matches!(e, MediaEvent::MediaTimeout { .. })));
     a.handle_timeout(start + Duration::from_secs(605));
-    assert!(std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, MediaEvent::MediaTimeout { .. })));
+    assert!(
+        std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, MediaEvent::MediaTimeout { .. }))
+    );
 }
 
 #[test]
 fn hold_stops_sending() {
-    let (mut a, _) = pair(only("PCMU", SrtpPolicy::Disable, None), only("PCMU", SrtpPolicy::Disable, None), SessionConfig::default());
+    let (mut a, _) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        SessionConfig::default(),
+    );
     let mut media = a.media().clone();
     media.direction = Direction::RecvOnly;
     a.update(media, Instant::now()).unwrap();
     let mut heard = vec![0i16; 960];
     a.tick(Instant::now(), None, &mut heard);
-    assert!(std::iter::from_fn(|| a.poll_transmit().map(|t| t.data.len())).all(|len| len != 172), "no audio while we only receive");
+    assert!(
+        std::iter::from_fn(|| a.poll_transmit().map(|t| t.data.len())).all(|len| len != 172),
+        "no audio while we only receive"
+    );
 }
 
 #[test]
 fn latching_follows_the_real_source() {
-    for (mode, expect_latch) in [(Latching::Off, false), (Latching::Auto, true), (Latching::On, true)] {
-        let cfg = SessionConfig { latching: mode, ..SessionConfig::default() };
-        let (mut a, mut b) = pair(only("PCMU", SrtpPolicy::Disable, None), only("PCMU", SrtpPolicy::Disable, None), cfg);
+    for (mode, expect_latch) in [
+        (Latching::Off, false),
+        (Latching::Auto, true),
+        (Latching::On, true),
+    ] {
+        let cfg = SessionConfig {
+            latching: mode,
+            ..SessionConfig::default()
+        };
+        let (mut a, mut b) = pair(
+            only("PCMU", SrtpPolicy::Disable, None),
+            only("PCMU", SrtpPolicy::Disable, None),
+            cfg,
+        );
         // B is behind a NAT: its packets come from another address than its SDP says.
         let nat: SocketAddr = "127.0.0.9:40000".parse().unwrap();
         let now = Instant::now();
@@ -430,7 +714,12 @@ fn latching_follows_the_real_source() {
             let data = t.data.to_vec();
             a.handle_datagram(now, nat, Channel::Rtp, &data);
         }
-        let latched = std::iter::from_fn(|| a.poll_event()).any(|e| e == MediaEvent::Latched { channel: Channel::Rtp, destination: nat });
+        let latched = std::iter::from_fn(|| a.poll_event()).any(|e| {
+            e == MediaEvent::Latched {
+                channel: Channel::Rtp,
+                destination: nat,
+            }
+        });
         assert_eq!(latched, expect_latch, "{mode:?}");
         assert_eq!(a.rtp_destination() == nat, expect_latch, "{mode:?}");
         // In Auto, a third party can't steal the stream afterwards.
@@ -446,36 +735,88 @@ fn latching_follows_the_real_source() {
 
 #[test]
 fn rtcp_reports_loss_jitter_and_round_trip() {
-    let (mut a, mut b) = pair(only("PCMU", SrtpPolicy::Require, None), only("PCMU", SrtpPolicy::Require, None), SessionConfig::default());
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Require, None),
+        only("PCMU", SrtpPolicy::Require, None),
+        SessionConfig::default(),
+    );
     // A -> B loses 10 %, B -> A is clean; both send audio.
-    let r = run(&mut a, &mut b, 1000, 1000.0, &mut Link::lossy(0.10, 0.0), &mut Link::clean(), Instant::now());
+    let r = run(
+        &mut a,
+        &mut b,
+        1000,
+        1000.0,
+        &mut Link::lossy(0.10, 0.0),
+        &mut Link::clean(),
+        Instant::now(),
+    );
     let _ = r;
     let (sa, sb) = (a.stats(), b.stats());
-    assert!(sa.rtcp_sent >= 2 && sb.rtcp_sent >= 2, "{} {}", sa.rtcp_sent, sb.rtcp_sent);
+    assert!(
+        sa.rtcp_sent >= 2 && sb.rtcp_sent >= 2,
+        "{} {}",
+        sa.rtcp_sent,
+        sb.rtcp_sent
+    );
     assert!(sa.rtcp_received >= 1, "A heard B's reports");
     let remote_loss = sa.remote_fraction_lost.unwrap();
-    assert!(remote_loss > 0.0 && remote_loss < 0.3, "B told A it lost {remote_loss}");
+    assert!(
+        remote_loss > 0.0 && remote_loss < 0.3,
+        "B told A it lost {remote_loss}"
+    );
     assert!(sa.remote_packets_lost.unwrap() > 20);
     assert!(sb.packets_lost > 20 && sb.fraction_lost > 0.0, "{sb:?}");
     // Virtual time with instant delivery: the RTT is what the reports say it is, about zero.
-    assert!(sa.round_trip.unwrap() < Duration::from_millis(25), "{:?}", sa.round_trip);
+    assert!(
+        sa.round_trip.unwrap() < Duration::from_millis(25),
+        "{:?}",
+        sa.round_trip
+    );
     assert!(sb.round_trip.is_some());
 }
 
 #[test]
 fn reinvite_changes_codec_and_keeps_audio_flowing() {
-    let both = MediaConfig { encryption: SrtpPolicy::Allow, ..MediaConfig::default() };
+    let both = MediaConfig {
+        encryption: SrtpPolicy::Allow,
+        ..MediaConfig::default()
+    };
     let a_addr: SocketAddr = A_ADDR.parse().unwrap();
     let b_addr: SocketAddr = B_ADDR.parse().unwrap();
-    let mut na = SdpNegotiator::new(both.clone(), LocalEndpoint { address: a_addr.ip(), rtp_port: a_addr.port() });
-    let mut nb = SdpNegotiator::new(both, LocalEndpoint { address: b_addr.ip(), rtp_port: b_addr.port() });
-    let (answer, b_media) = nb.answer_offer(&na.create_offer(Direction::SendRecv).unwrap(), Direction::SendRecv).unwrap();
+    let mut na = SdpNegotiator::new(
+        both.clone(),
+        LocalEndpoint {
+            address: a_addr.ip(),
+            rtp_port: a_addr.port(),
+        },
+    );
+    let mut nb = SdpNegotiator::new(
+        both,
+        LocalEndpoint {
+            address: b_addr.ip(),
+            rtp_port: b_addr.port(),
+        },
+    );
+    let (answer, b_media) = nb
+        .answer_offer(
+            &na.create_offer(Direction::SendRecv).unwrap(),
+            Direction::SendRecv,
+        )
+        .unwrap();
     let a_media = na.accept_answer(&answer).unwrap();
     assert_eq!(a_media.codec, CodecKind::G722);
     let start = Instant::now();
     let mut a = MediaSession::new(SessionConfig::default(), a_media, start).unwrap();
     let mut b = MediaSession::new(SessionConfig::default(), b_media, start).unwrap();
-    run(&mut a, &mut b, 50, 1000.0, &mut Link::clean(), &mut Link::clean(), start);
+    run(
+        &mut a,
+        &mut b,
+        50,
+        1000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        start,
+    );
     // B re-offers with PCMA only (a re-INVITE); A answers.
     let mut nb2 = nb.clone();
     nb2.set_config(only("PCMA", SrtpPolicy::Allow, None));
@@ -486,13 +827,25 @@ fn reinvite_changes_codec_and_keeps_audio_flowing() {
     let t = start + Duration::from_secs(1);
     a.update(a_media, t).unwrap();
     b.update(b_media, t).unwrap();
-    let r = run(&mut a, &mut b, 75, 3000.0, &mut Link::clean(), &mut Link::clean(), t);
+    let r = run(
+        &mut a,
+        &mut b,
+        75,
+        3000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        t,
+    );
     assert_tone(&r.b_heard, 48000, 3000.0, "after re-INVITE to PCMA");
 }
 
 #[test]
 fn garbage_is_counted_never_fatal() {
-    let (mut a, _) = pair(only("PCMU", SrtpPolicy::Require, None), only("PCMU", SrtpPolicy::Require, None), SessionConfig::default());
+    let (mut a, _) = pair(
+        only("PCMU", SrtpPolicy::Require, None),
+        only("PCMU", SrtpPolicy::Require, None),
+        SessionConfig::default(),
+    );
     let from: SocketAddr = B_ADDR.parse().unwrap();
     let now = Instant::now();
     let mut rng = Rng(42);
@@ -508,21 +861,48 @@ fn garbage_is_counted_never_fatal() {
 
 #[test]
 fn remote_ssrc_change_restarts_the_stream() {
-    let (mut a, mut b) = pair(only("PCMU", SrtpPolicy::Disable, None), only("PCMU", SrtpPolicy::Disable, None), SessionConfig::default());
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        SessionConfig::default(),
+    );
     let start = Instant::now();
-    run(&mut a, &mut b, 25, 1000.0, &mut Link::clean(), &mut Link::clean(), start);
+    run(
+        &mut a,
+        &mut b,
+        25,
+        1000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        start,
+    );
     // A restarts its stream (new SSRC and sequence), as a peer does after a re-INVITE or failover.
     a.ssrc ^= 0x5555;
     a.sequence = a.sequence.wrapping_add(30_000);
-    let r = run(&mut a, &mut b, 50, 1000.0, &mut Link::clean(), &mut Link::clean(), start + Duration::from_millis(500));
-    assert!(r.b_events.iter().any(|e| matches!(e, MediaEvent::RemoteSsrcChanged { .. })));
+    let r = run(
+        &mut a,
+        &mut b,
+        50,
+        1000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        start + Duration::from_millis(500),
+    );
+    assert!(r
+        .b_events
+        .iter()
+        .any(|e| matches!(e, MediaEvent::RemoteSsrcChanged { .. })));
     assert_tone(&r.b_heard, 48000, 1000.0, "after SSRC change");
     assert_eq!(b.stats().packets_lost, 0);
 }
 
 #[test]
 fn duplicated_and_reordered_dtmf_packets_give_each_digit_once() {
-    let link = Link { duplicate: 0.3, reorder: 0.2, ..Link::clean() };
+    let link = Link {
+        duplicate: 0.3,
+        reorder: 0.2,
+        ..Link::clean()
+    };
     let (digits, _) = dtmf_run_on("PCMU", link);
     assert_eq!(digits, "0123456789*#ABCD11");
 }
