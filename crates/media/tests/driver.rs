@@ -136,3 +136,83 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(b.stats().await.is_ok(), "the other call carries on");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn ipv6_call_with_separate_rtcp_port() {
+    let v6: IpAddr = "::1".parse().unwrap();
+    let config = MediaConfig {
+        rtcp_mux: false,
+        codecs: vec![switchboard_media::sdp::CodecPreference {
+            name: "PCMA".into(),
+            rate: 8000,
+        }],
+        only_listed_codecs: true,
+        ..MediaConfig::default()
+    };
+    let a_ports = RtpPorts::bind_ephemeral(v6).unwrap();
+    let b_ports = RtpPorts::bind_ephemeral(v6).unwrap();
+    let mut a_sdp = SdpNegotiator::new(
+        config.clone(),
+        LocalEndpoint {
+            address: v6,
+            rtp_port: a_ports.rtp_port(),
+        },
+    );
+    let mut b_sdp = SdpNegotiator::new(
+        config,
+        LocalEndpoint {
+            address: v6,
+            rtp_port: b_ports.rtp_port(),
+        },
+    );
+    let offer = a_sdp.create_offer(Direction::SendRecv).unwrap();
+    assert!(offer.contains("c=IN IP6 ::1") && !offer.contains("rtcp-mux"));
+    let (answer, b_media) = b_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
+    let a_media = a_sdp.accept_answer(&answer).unwrap();
+    assert_eq!(a_media.remote_rtcp.port(), a_media.remote_rtp.port() + 1);
+    let cfg = SessionConfig {
+        rtcp_interval: Duration::from_millis(400),
+        ..SessionConfig::default()
+    };
+    let now = std::time::Instant::now();
+    let a_record = Arc::new(Mutex::new(Recorder::default()));
+    let b_record = Arc::new(Mutex::new(Recorder::default()));
+    let worker = MediaWorker::spawn();
+    let a = worker.add_call(
+        a_ports,
+        MediaSession::new(cfg.clone(), a_media, now).unwrap(),
+        Box::new(Side {
+            tone_hz: 1000.0,
+            sample: 0,
+            record: a_record,
+        }),
+    );
+    let _b = worker.add_call(
+        b_ports,
+        MediaSession::new(cfg, b_media, now).unwrap(),
+        Box::new(Side {
+            tone_hz: 0.0,
+            sample: 0,
+            record: b_record.clone(),
+        }),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let heard = b_record.lock().unwrap().heard.clone();
+    assert_eq!(
+        dominant_frequency(
+            &heard[heard.len() - 24_000..],
+            48_000,
+            [700.0, 1000.0, 1500.0]
+        ),
+        Some(1000.0)
+    );
+    let stats = a.stats().await.unwrap();
+    assert!(
+        stats.rtcp_received >= 1,
+        "RTCP over the separate IPv6 port: {stats:?}"
+    );
+    assert!(
+        stats.round_trip.is_some(),
+        "RTT from B's reports: {stats:?}"
+    );
+}

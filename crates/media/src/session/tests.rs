@@ -906,3 +906,49 @@ fn duplicated_and_reordered_dtmf_packets_give_each_digit_once() {
     let (digits, _) = dtmf_run_on("PCMU", link);
     assert_eq!(digits, "0123456789*#ABCD11");
 }
+
+/// Caller A (codec `first`) → B, whose inbound room frames become C's
+/// outbound frames → D (codec `second`): a call bridged through a room.
+#[test]
+fn every_codec_pair_bridged_through_the_room() {
+    let codecs = ["PCMU", "PCMA", "G722", "opus"];
+    for first in codecs {
+        for second in codecs {
+            let (mut a, mut b) = pair(
+                only(first, SrtpPolicy::Disable, None),
+                only(first, SrtpPolicy::Disable, None),
+                SessionConfig::default(),
+            );
+            let (mut c, mut d) = pair(
+                only(second, SrtpPolicy::Require, None),
+                only(second, SrtpPolicy::Require, None),
+                SessionConfig::default(),
+            );
+            let (from_a, from_c): (SocketAddr, SocketAddr) =
+                (A_ADDR.parse().unwrap(), A_ADDR.parse().unwrap());
+            let start = Instant::now();
+            let mut tone = vec![0i16; 960];
+            let mut room = vec![0i16; 960];
+            let mut scratch = vec![0i16; 960];
+            let mut heard = vec![];
+            let (mut ab, mut cd) = (Link::clean(), Link::clean());
+            for i in 0..100 {
+                let now = start + Duration::from_millis(20 * i as u64);
+                sine(2200.0, 48_000, -20.0, i * 960, &mut tone);
+                a.tick(now, Some(&tone), &mut scratch);
+                ab.carry(now, &mut a, from_a, &mut b);
+                b.tick(now, None, &mut room);
+                c.tick(now, Some(&room), &mut scratch);
+                cd.carry(now, &mut c, from_c, &mut d);
+                d.tick(now, None, &mut scratch);
+                heard.extend_from_slice(&scratch);
+            }
+            assert_tone(
+                &heard,
+                48_000,
+                2200.0,
+                &format!("{first} -> room -> {second}"),
+            );
+        }
+    }
+}
