@@ -26,10 +26,24 @@ impl Mixer {
             }
         }
         for (i, out) in outputs.iter_mut().enumerate() {
-            let own = inputs.get(i).copied().flatten();
-            for (j, (o, acc)) in out.iter_mut().zip(self.sum.iter()).enumerate() {
-                let mine = own.and_then(|f| f.get(j)).map_or(0, |s| i32::from(*s));
-                *o = (acc - mine).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+            let clip = |v: i32| v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+            match inputs.get(i).copied().flatten() {
+                // Straight zips so the compiler vectorises the common case.
+                Some(own) if own.len() >= self.sum.len() => {
+                    for ((o, acc), mine) in out.iter_mut().zip(self.sum.iter()).zip(own.iter()) {
+                        *o = clip(acc - i32::from(*mine));
+                    }
+                }
+                Some(own) => {
+                    for (j, (o, acc)) in out.iter_mut().zip(self.sum.iter()).enumerate() {
+                        *o = clip(acc - own.get(j).map_or(0, |s| i32::from(*s)));
+                    }
+                }
+                None => {
+                    for (o, acc) in out.iter_mut().zip(self.sum.iter()) {
+                        *o = clip(*acc);
+                    }
+                }
             }
         }
     }
