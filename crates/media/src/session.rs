@@ -426,11 +426,24 @@ impl MediaSession {
             self.remote_ssrc = None;
             self.reception.reset();
         }
-        if media.srtp != self.media.srtp {
-            self.srtp = match &media.srtp {
-                Some(keys) => Some(SrtpSession::new(&keys.local, &keys.remote)?),
-                None => None,
-            };
+        match (&mut self.srtp, &self.media.srtp, &media.srtp) {
+            // Re-key only the direction whose key changed, so the other
+            // keeps its rollover counter (which its receiver is tracking).
+            (Some(session), Some(old), Some(new)) if old.local.suite == new.local.suite => {
+                if old.local != new.local {
+                    session.replace_outbound(&new.local)?;
+                }
+                if old.remote != new.remote {
+                    session.replace_inbound(&new.remote)?;
+                }
+            }
+            (_, old, new) if old != new => {
+                self.srtp = match new {
+                    Some(keys) => Some(SrtpSession::new(&keys.local, &keys.remote)?),
+                    None => None,
+                };
+            }
+            _ => {}
         }
         if media.remote_rtp != self.media.remote_rtp {
             self.rtp_target = media.remote_rtp;

@@ -276,6 +276,19 @@ impl SrtpSession {
         })
     }
 
+    /// Takes our new key; the inbound context and its rollover counter carry on.
+    pub fn replace_outbound(&mut self, local: &SrtpKey) -> Result<(), SrtpError> {
+        self.outbound = context(local, false)?;
+        Ok(())
+    }
+
+    /// Takes the peer's new key (a re-INVITE re-keyed its side); our
+    /// outbound context and its rollover counter carry on.
+    pub fn replace_inbound(&mut self, remote: &SrtpKey) -> Result<(), SrtpError> {
+        self.inbound = inbound_context(remote)?;
+        Ok(())
+    }
+
     /// The negotiated suite.
     pub fn suite(&self) -> SrtpSuite {
         self.suite
@@ -328,6 +341,33 @@ impl SrtpSession {
             .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
         copy_out(&plain, out)
     }
+}
+
+fn context(key: &SrtpKey, replay_protection: bool) -> Result<Context, SrtpError> {
+    let provider =
+        rtc_srtp::crypto::default_provider().map_err(|e| SrtpError::Context(e.to_string()))?;
+    let (master_key, salt) = key.key_and_salt.split_at(key.suite.key_len());
+    let (rtp_opt, rtcp_opt) = if replay_protection {
+        (
+            Some(srtp_replay_protection(REPLAY_WINDOW)),
+            Some(srtcp_replay_protection(REPLAY_WINDOW)),
+        )
+    } else {
+        (None, None)
+    };
+    Context::new(
+        master_key,
+        salt,
+        key.suite.profile(),
+        rtp_opt,
+        rtcp_opt,
+        provider.crypto(),
+    )
+    .map_err(|e| SrtpError::Context(e.to_string()))
+}
+
+fn inbound_context(key: &SrtpKey) -> Result<Context, SrtpError> {
+    context(key, true)
 }
 
 fn copy_out(src: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {

@@ -952,3 +952,51 @@ fn every_codec_pair_bridged_through_the_room() {
         }
     }
 }
+
+#[test]
+fn peer_rekey_after_a_sequence_wrap_keeps_our_stream_valid() {
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Require, None),
+        only("PCMU", SrtpPolicy::Require, None),
+        SessionConfig::default(),
+    );
+    // Start A's sequence just before the wrap so its rollover counter moves.
+    a.sequence = 65_500;
+    let start = Instant::now();
+    run(
+        &mut a,
+        &mut b,
+        60,
+        1000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        start,
+    );
+    // B re-keys its side in a re-INVITE; A keeps its key.
+    let new_key =
+        crate::srtp::SrtpKey::generate(crate::srtp::SrtpSuite::AesCm128HmacSha1_80).unwrap();
+    let mut a_media = a.media().clone();
+    let mut b_media = b.media().clone();
+    a_media.srtp.as_mut().unwrap().remote = new_key.clone();
+    b_media.srtp.as_mut().unwrap().local = new_key;
+    let t = start + Duration::from_millis(1200);
+    a.update(a_media, t).unwrap();
+    b.update(b_media, t).unwrap();
+    let r = run(
+        &mut a,
+        &mut b,
+        60,
+        1000.0,
+        &mut Link::clean(),
+        &mut Link::clean(),
+        t,
+    );
+    assert_tone(
+        &r.b_heard,
+        48_000,
+        1000.0,
+        "A's stream past the wrap, after B re-keyed",
+    );
+    assert_eq!(b.stats().srtp_rejected, 0);
+    assert_eq!(a.stats().srtp_rejected, 0, "A took B's new key");
+}
