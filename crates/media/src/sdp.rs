@@ -187,6 +187,10 @@ pub struct NegotiatedMedia {
     pub receive_payload_type: u8,
     /// telephone-event payload types (send, receive), at the codec's clock rate.
     pub telephone_event: Option<(u8, u8)>,
+    /// Clock rate of telephone-event: the codec's, unless the peer pairs a
+    /// codec with telephone-event at another rate (baresip sends
+    /// opus/48000 with telephone-event/8000), which we tolerate.
+    pub telephone_event_rate: u32,
     /// Where the peer wants RTP.
     pub remote_rtp: SocketAddr,
     /// Where the peer wants RTCP (the RTP address when muxed).
@@ -449,18 +453,16 @@ impl SdpNegotiator {
                 "no offered codec in the answer".into(),
             ));
         };
-        let telephone_event = audio
-            .formats
-            .iter()
-            .find(|(_, n, r)| n.eq_ignore_ascii_case("telephone-event") && *r == codec.clock_rate())
-            .map(|(pt, _, _)| {
-                let ours = if codec.clock_rate() == 48000 {
-                    TELEPHONE_EVENT_48K_PT
-                } else {
-                    TELEPHONE_EVENT_8K_PT
-                };
-                (*pt, ours)
-            });
+        let picked = pick_telephone_event(&audio.formats, codec.clock_rate());
+        let telephone_event = picked.map(|(pt, rate)| {
+            let ours = if rate == 48000 {
+                TELEPHONE_EVENT_48K_PT
+            } else {
+                TELEPHONE_EVENT_8K_PT
+            };
+            (pt, ours)
+        });
+        let telephone_event_rate = picked.map_or(codec.clock_rate(), |(_, rate)| rate);
         let srtp = if pending.secure {
             let usable = audio.crypto.iter().find_map(|c| {
                 let remote = c.key.clone()?;
@@ -496,6 +498,7 @@ impl SdpNegotiator {
             send_payload_type: send_pt,
             receive_payload_type: receive_pt,
             telephone_event,
+            telephone_event_rate,
             remote_rtp: audio.remote_rtp,
             remote_rtcp: if audio.rtcp_mux && self.config.rtcp_mux {
                 audio.remote_rtp
@@ -552,19 +555,13 @@ impl SdpNegotiator {
                     .join(","),
             });
         };
-        let telephone_event = self
+        let picked = self
             .config
             .telephone_event
-            .then(|| {
-                audio
-                    .formats
-                    .iter()
-                    .find(|(_, n, r)| {
-                        n.eq_ignore_ascii_case("telephone-event") && *r == codec.clock_rate()
-                    })
-                    .map(|(pt, _, _)| (*pt, *pt))
-            })
+            .then(|| pick_telephone_event(&audio.formats, codec.clock_rate()))
             .flatten();
+        let telephone_event = picked.map(|(pt, _)| (pt, pt));
+        let telephone_event_rate = picked.map_or(codec.clock_rate(), |(_, rate)| rate);
 
         let srtp = self.choose_crypto(&audio)?;
         let direction = audio.direction.answer(wanted);
@@ -590,8 +587,7 @@ impl SdpNegotiator {
             if let Some((te, _)) = telephone_event {
                 let _ = write!(
                     sdp,
-                    "a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-16\r\n",
-                    codec.clock_rate()
+                    "a=rtpmap:{te} telephone-event/{telephone_event_rate}\r\na=fmtp:{te} 0-16\r\n"
                 );
             }
             sdp.push_str("a=ptime:20\r\n");
@@ -612,6 +608,7 @@ impl SdpNegotiator {
             send_payload_type: pt,
             receive_payload_type: pt,
             telephone_event,
+            telephone_event_rate,
             remote_rtp: audio.remote_rtp,
             remote_rtcp: if rtcp_mux {
                 audio.remote_rtp
@@ -692,6 +689,20 @@ fn write_rtpmap(sdp: &mut String, kind: CodecKind, pt: u8) {
     if kind == CodecKind::Opus {
         let _ = write!(sdp, "a=fmtp:{pt} useinbandfec=1;minptime=10\r\n");
     }
+}
+
+/// The peer's telephone-event: at the codec's clock rate if offered, else
+/// at any rate (payload type, clock rate).
+fn pick_telephone_event(formats: &[(u8, String, u32)], codec_clock: u32) -> Option<(u8, u32)> {
+    let events = || {
+        formats
+            .iter()
+            .filter(|(_, n, _)| n.eq_ignore_ascii_case("telephone-event"))
+    };
+    events()
+        .find(|(_, _, r)| *r == codec_clock)
+        .or_else(|| events().next())
+        .map(|(pt, _, r)| (*pt, *r))
 }
 
 fn static_format(pt: u8) -> Option<(&'static str, u32)> {

@@ -873,10 +873,11 @@ impl MediaSession {
                 payload,
                 marker,
                 timestamp: event_ts,
-            } = self
-                .dtmf_tx
-                .next_frame(timestamp, clock_frame, self.pipeline.clock_rate)
-            {
+            } = self.dtmf_tx.next_frame(
+                timestamp,
+                self.media.telephone_event_rate / 50,
+                self.media.telephone_event_rate,
+            ) {
                 self.write_packet(marker, send_pt, event_ts, &payload);
                 return;
             }

@@ -31,6 +31,7 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const FIRST_HZ: f32 = 600.0;
 const SECOND_HZ: f32 = 1400.0;
 const HARNESS_HZ: f32 = 1000.0;
+const DIGITS: &str = "159#";
 
 fn write_wav(path: &Path, rate: u32, channels: u16, mono: &[i16]) {
     // baresip's aufile wants the codec's channel count (2 for opus/48000/2).
@@ -114,6 +115,8 @@ fn free_sip_port() -> u16 {
 struct Baresip {
     child: Child,
     dir: PathBuf,
+    /// baresip's UDP keystroke console: digits typed here during a call go out as RFC 4733 DTMF.
+    console: SocketAddr,
 }
 
 impl Drop for Baresip {
@@ -148,15 +151,16 @@ fn start_baresip(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("dump")).unwrap();
     let mut wav = tone(wav_rate, FIRST_HZ, 1.5, 0);
-    wav.extend(tone(wav_rate, SECOND_HZ, 1.5, 0));
+    wav.extend(tone(wav_rate, SECOND_HZ, 3.5, 0));
     write_wav(&dir.join("source.wav"), wav_rate, channels, &wav);
     let sip_port = free_sip_port();
+    let console_port = free_sip_port();
     let config = format!(
         "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
 audio_player aubridge,nil\naudio_alert aubridge,nil\naudio_source aufile,{src}\n\
 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\n\
 module aufile.so\nmodule aubridge.so\nmodule srtp.so\nmodule sndfile.so\nsnd_path {dump}\n\
-module_app account.so\nmodule_app menu.so\n",
+module_app account.so\nmodule_app menu.so\nmodule cons.so\ncons_listen 127.0.0.1:{console_port}\n",
         src = dir.join("source.wav").display(),
         dump = dir.join("dump").display(),
     );
@@ -176,7 +180,11 @@ module_app account.so\nmodule_app menu.so\n",
         .stderr(Stdio::null())
         .spawn()
         .expect("baresip must be installed: apt-get install baresip-core (tests/deps/media.apt)");
-    Baresip { child, dir }
+    Baresip {
+        child,
+        dir,
+        console: SocketAddr::new(LOOPBACK, console_port),
+    }
 }
 
 /// A parsed SIP request: start line, headers (lower-case names, in order), body.
@@ -361,9 +369,20 @@ async fn call_from_baresip(
 
     // Let the WAV play; answer retransmitted INVITEs, take the ACK.
     let mut requests: HashMap<String, usize> = HashMap::new();
-    let until = Instant::now() + Duration::from_millis(3600);
+    let started = Instant::now();
+    let until = started + Duration::from_millis(4400);
+    let keys = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    let mut typed = 0;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        // Type 1, 5, 9, # on baresip's console, 350 ms apart, from 1.8 s on.
+        if typed < DIGITS.len()
+            && started.elapsed() > Duration::from_millis(1800 + 350 * typed as u64)
+        {
+            keys.send_to(&DIGITS.as_bytes()[typed..typed + 1], baresip.console)
+                .unwrap();
+            typed += 1;
+        }
         if let Ok((n, from)) = sip.recv_from(&mut buf) {
             if let Some(req) = SipRequest::parse(&buf[..n]) {
                 *requests.entry(req.method.clone()).or_default() += 1;
@@ -387,6 +406,16 @@ async fn call_from_baresip(
     drop(call);
 
     let audio = heard.lock().unwrap().audio.clone();
+    let digits: String = heard
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Dtmf(d) => Some(d.as_char()),
+            _ => None,
+        })
+        .collect();
     let first = first_window_with(&audio, FIRST_HZ);
     let second = first_window_with(&audio, SECOND_HZ);
     let log = if first.is_none() || second.is_none() {
@@ -410,6 +439,10 @@ async fn call_from_baresip(
     assert!(
         first < second,
         "{name}: heard the WAV in order ({first} < {second})"
+    );
+    assert_eq!(
+        digits, DIGITS,
+        "{name}: baresip's RFC 4733 digits, each once"
     );
 
     // baresip heard our 1 kHz: its sndfile recording of the decoded stream.
