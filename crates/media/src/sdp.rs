@@ -436,9 +436,12 @@ impl SdpNegotiator {
         Ok(sdp)
     }
 
-    /// Applies the peer's answer to our last offer.
+    /// Applies the peer's answer to our last offer. May be called again
+    /// with the answer repeated in a later response (183 then 200).
     pub fn accept_answer(&mut self, answer: &str) -> Result<NegotiatedMedia, SdpError> {
-        let pending = self.pending.take().ok_or(SdpError::NoPendingOffer)?;
+        // The offer stays pending: the same answer may come in a 183 (early
+        // media) and again in the 200.
+        let pending = self.pending.clone().ok_or(SdpError::NoPendingOffer)?;
         let audio = parse_audio(answer)?;
         let mut chosen = None;
         for (pt, name, rate) in &audio.formats {

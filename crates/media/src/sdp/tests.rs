@@ -128,6 +128,11 @@ fn offer_then_answer_with_srtp_and_rtcp_mux() {
     );
     assert!(answer.contains("RTP/SAVP"));
     let our_media = ours.accept_answer(&answer).unwrap();
+    assert_eq!(
+        ours.accept_answer(&answer).unwrap(),
+        our_media,
+        "the 200 may repeat the 183's answer"
+    );
     let (a, b) = (our_media.srtp.unwrap(), their_media.srtp.unwrap());
     assert_eq!(a.local, b.remote);
     assert_eq!(a.remote, b.local);
@@ -280,4 +285,33 @@ fn offer_stays_small_and_versions_increase() {
             .collect::<Vec<_>>()
     };
     assert_eq!(keys(&first), keys(&second), "re-offers keep the keys");
+}
+
+#[test]
+fn telephone_event_at_another_clock_is_tolerated() {
+    let offer = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let (answer, media) = SdpNegotiator::new(MediaConfig::default(), local(1))
+        .answer_offer(offer, Direction::SendRecv)
+        .unwrap();
+    assert_eq!(media.telephone_event, Some((101, 101)));
+    assert_eq!(media.telephone_event_rate, 8000);
+    assert!(
+        answer.contains("a=rtpmap:101 telephone-event/8000"),
+        "{answer}"
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn offers_of_any_shape_never_panic(body in "(v=0\r\n)?(o=- 1 1 IN IP4 [0-9.]{1,15}\r\n)?(s=-\r\n)?(c=IN IP[46] [0-9a-f.:]{0,20}\r\n)?(t=0 0\r\n)?(m=audio [0-9]{1,6} RTP/S?AVP( [0-9]{1,3}){0,5}\r\n)?(a=[a-z-]{1,12}(:[ -~]{0,40})?\r\n){0,8}") {
+        let mut n = SdpNegotiator::new(MediaConfig { encryption: SrtpPolicy::Allow, ..MediaConfig::default() }, local(1));
+        let _ = n.answer_offer(&body, Direction::SendRecv);
+        let _ = n.create_offer(Direction::SendRecv).map(|_| n.accept_answer(&body));
+    }
+
+    #[test]
+    fn crypto_lines_of_any_shape_never_panic(value in "[ -~]{0,120}") {
+        let _ = CryptoAttribute::parse(&value);
+    }
 }
