@@ -1,0 +1,391 @@
+//! RTP port pairs from a configurable range, and their quarantine.
+//!
+//! Each call gets an even RTP port and the odd port above it for RTCP. When
+//! a call ends its sockets are not closed at once: they stay bound and are
+//! drained ("draining", as LiveKit calls it) until no stray packet has
+//! arrived for `drain_idle` (30 s), or for at most `drain_max` (10 min), so a
+//! late packet of an old call never reaches a new one on a reused port.
+//!
+//! The bookkeeping is a plain data structure driven with explicit `now`
+//! values ([`PortAllocator::allocate_at`], [`PortAllocator::maintain`]), so
+//! the quarantine is tested without waiting.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Port range and quarantine settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortConfig {
+    /// First port of the range (inclusive).
+    pub first: u16,
+    /// Last port of the range (inclusive).
+    pub last: u16,
+    /// A released pair is reusable after this long without stray packets.
+    pub drain_idle: Duration,
+    /// ...and in any case after this long.
+    pub drain_max: Duration,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            first: 10_000,
+            last: 20_000,
+            drain_idle: Duration::from_secs(30),
+            drain_max: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why no pair could be allocated.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Every pair in the range is in use, draining, or taken by another process.
+    #[error("no free RTP port pair in {first}-{last}")]
+    Exhausted {
+        /// Range start.
+        first: u16,
+        /// Range end.
+        last: u16,
+    },
+    /// The range holds no even/odd pair.
+    #[error("RTP port range {first}-{last} holds no even/odd pair")]
+    EmptyRange {
+        /// Range start.
+        first: u16,
+        /// Range end.
+        last: u16,
+    },
+    /// A socket option failed.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+struct Draining {
+    port: u16,
+    sockets: Option<(UdpSocket, UdpSocket)>,
+    released: Instant,
+    last_packet: Instant,
+}
+
+struct PoolState {
+    in_use: Vec<bool>,
+    draining: VecDeque<Draining>,
+    cursor: usize,
+}
+
+/// Hands out RTP/RTCP socket pairs. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct PortAllocator {
+    config: PortConfig,
+    state: Arc<Mutex<PoolState>>,
+}
+
+/// A bound RTP/RTCP socket pair. Dropping it starts the port's quarantine;
+/// [`RtpPorts::release_at`] does so with an explicit time.
+pub struct RtpPorts {
+    /// The RTP socket (even port), non-blocking.
+    pub rtp: UdpSocket,
+    /// The RTCP socket (RTP port + 1), non-blocking.
+    pub rtcp: UdpSocket,
+    port: u16,
+    allocator: Option<PortAllocator>,
+}
+
+impl std::fmt::Debug for RtpPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtpPorts")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtpPorts {
+    /// The RTP port (RTCP is one above).
+    pub fn rtp_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Local address of the RTP socket.
+    pub fn rtp_local(&self) -> io::Result<SocketAddr> {
+        self.rtp.local_addr()
+    }
+
+    /// Binds an unmanaged pair on OS-chosen ports (even RTP, RTCP above it),
+    /// for tests and tools that have no allocator.
+    pub fn bind_ephemeral(ip: IpAddr) -> Result<RtpPorts, PortError> {
+        for _ in 0..64 {
+            let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+            let port = rtp.local_addr()?.port();
+            if port % 2 == 1 || port == u16::MAX {
+                continue;
+            }
+            if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+                rtp.set_nonblocking(true)?;
+                rtcp.set_nonblocking(true)?;
+                return Ok(RtpPorts {
+                    rtp,
+                    rtcp,
+                    port,
+                    allocator: None,
+                });
+            }
+        }
+        Err(PortError::Exhausted {
+            first: 0,
+            last: u16::MAX,
+        })
+    }
+
+    /// Releases the pair at `now`: it drains before reuse.
+    pub fn release_at(mut self, now: Instant) {
+        self.release_inner(now);
+    }
+
+    fn release_inner(&mut self, now: Instant) {
+        let Some(allocator) = self.allocator.take() else {
+            return;
+        };
+        let sockets = match (self.rtp.try_clone(), self.rtcp.try_clone()) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            _ => None,
+        };
+        allocator.release(self.port, sockets, now);
+    }
+}
+
+impl Drop for RtpPorts {
+    fn drop(&mut self) {
+        self.release_inner(Instant::now());
+    }
+}
+
+impl PortAllocator {
+    /// An allocator over `config.first..=config.last`.
+    pub fn new(config: PortConfig) -> Result<PortAllocator, PortError> {
+        let first_even = config.first + (config.first & 1);
+        if config.last < first_even.saturating_add(1) || first_even < config.first {
+            return Err(PortError::EmptyRange {
+                first: config.first,
+                last: config.last,
+            });
+        }
+        let pairs = usize::from((config.last - first_even - 1) / 2 + 1);
+        Ok(PortAllocator {
+            config,
+            state: Arc::new(Mutex::new(PoolState {
+                in_use: vec![false; pairs],
+                draining: VecDeque::new(),
+                cursor: 0,
+            })),
+        })
+    }
+
+    fn first_even(&self) -> u16 {
+        self.config.first + (self.config.first & 1)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // A poisoned lock only means another thread panicked mid-update of
+        // plain bookkeeping; the data is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pairs currently in quarantine.
+    pub fn draining_count(&self) -> usize {
+        self.lock().draining.len()
+    }
+
+    /// Allocates a pair bound on `ip` now.
+    pub fn allocate(&self, ip: IpAddr) -> Result<RtpPorts, PortError> {
+        self.allocate_at(ip, Instant::now())
+    }
+
+    /// Allocates a pair bound on `ip`, with `now` as the current time.
+    pub fn allocate_at(&self, ip: IpAddr, now: Instant) -> Result<RtpPorts, PortError> {
+        self.maintain(now);
+        let mut state = self.lock();
+        let pairs = state.in_use.len();
+        for step in 0..pairs {
+            let index = (state.cursor + step) % pairs;
+            if state.in_use[index] {
+                continue;
+            }
+            let port = self.first_even() + 2 * index as u16;
+            let Some((rtp, rtcp)) = bind_pair(ip, port) else {
+                continue;
+            };
+            rtp.set_nonblocking(true)?;
+            rtcp.set_nonblocking(true)?;
+            state.in_use[index] = true;
+            // Round-robin: the next call starts after this one, so a port
+            // is reused as late as possible.
+            state.cursor = (index + 1) % pairs;
+            return Ok(RtpPorts {
+                rtp,
+                rtcp,
+                port,
+                allocator: Some(self.clone()),
+            });
+        }
+        Err(PortError::Exhausted {
+            first: self.config.first,
+            last: self.config.last,
+        })
+    }
+
+    fn release(&self, port: u16, sockets: Option<(UdpSocket, UdpSocket)>, now: Instant) {
+        let mut state = self.lock();
+        state.draining.push_back(Draining {
+            port,
+            sockets,
+            released: now,
+            last_packet: now,
+        });
+    }
+
+    /// Drains quarantined sockets and frees pairs whose quarantine is over.
+    /// Called by [`Self::allocate_at`]; a worker may also call it periodically.
+    pub fn maintain(&self, now: Instant) {
+        let mut state = self.lock();
+        let mut buf = [0u8; 1500];
+        let first = self.first_even();
+        let mut freed = Vec::new();
+        state.draining.retain_mut(|d| {
+            if let Some((rtp, rtcp)) = &d.sockets {
+                let mut got = false;
+                for socket in [rtp, rtcp] {
+                    while socket.recv_from(&mut buf).is_ok() {
+                        got = true;
+                    }
+                }
+                if got {
+                    d.last_packet = now;
+                }
+            }
+            let idle = now.saturating_duration_since(d.last_packet) >= self.config.drain_idle;
+            let expired = now.saturating_duration_since(d.released) >= self.config.drain_max;
+            let done = idle || expired;
+            if done {
+                freed.push(d.port);
+            }
+            !done
+        });
+        for port in freed {
+            let index = usize::from((port - first) / 2);
+            if let Some(slot) = state.in_use.get_mut(index) {
+                *slot = false;
+            }
+        }
+    }
+}
+
+fn bind_pair(ip: IpAddr, port: u16) -> Option<(UdpSocket, UdpSocket)> {
+    let rtp = UdpSocket::bind(SocketAddr::new(ip, port)).ok()?;
+    let rtcp = UdpSocket::bind(SocketAddr::new(ip, port.checked_add(1)?)).ok()?;
+    Some((rtp, rtcp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// A small range the OS is unlikely to be using right now: around a port
+    /// it just handed out and took back.
+    fn free_range(pairs: u16) -> PortConfig {
+        let probe = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+        let base = probe.local_addr().unwrap().port().clamp(20_000, 60_000) & !1;
+        drop(probe);
+        PortConfig {
+            first: base,
+            last: base + 2 * pairs - 1,
+            drain_idle: Duration::from_secs(30),
+            drain_max: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn pairs_are_even_and_odd_and_not_reused_while_draining() {
+        let config = free_range(2);
+        let allocator = PortAllocator::new(config).unwrap();
+        let t0 = Instant::now();
+        let first = allocator.allocate_at(LOOPBACK, t0).unwrap();
+        let port = first.rtp_port();
+        assert_eq!(port % 2, 0);
+        assert_eq!(first.rtcp.local_addr().unwrap().port(), port + 1);
+        let second = allocator.allocate_at(LOOPBACK, t0).unwrap();
+        assert_ne!(second.rtp_port(), port);
+        assert!(matches!(
+            allocator.allocate_at(LOOPBACK, t0),
+            Err(PortError::Exhausted { .. })
+        ));
+
+        // A stray packet reaches the released port 20 s later: still draining at 45 s.
+        let stray_target = first.rtp_local().unwrap();
+        first.release_at(t0);
+        let sender = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+        sender.send_to(b"late RTP", stray_target).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        allocator.maintain(t0 + Duration::from_secs(20));
+        assert!(matches!(
+            allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(45)),
+            Err(PortError::Exhausted { .. })
+        ));
+        // 30 s after the last stray packet it is free again.
+        let again = allocator
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(51))
+            .unwrap();
+        assert_eq!(again.rtp_port(), port);
+        assert_eq!(allocator.draining_count(), 0);
+        drop(second);
+        assert_eq!(allocator.draining_count(), 1);
+    }
+
+    #[test]
+    fn quarantine_ends_at_the_cap_even_under_a_stream_of_strays() {
+        let allocator = PortAllocator::new(free_range(1)).unwrap();
+        let t0 = Instant::now();
+        let ports = allocator.allocate_at(LOOPBACK, t0).unwrap();
+        let target = ports.rtp_local().unwrap();
+        ports.release_at(t0);
+        let sender = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+        for second in (20..=580).step_by(20) {
+            sender.send_to(b"x", target).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            allocator.maintain(t0 + Duration::from_secs(second));
+        }
+        assert!(allocator
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(590))
+            .is_err());
+        assert!(allocator
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(600))
+            .is_ok());
+    }
+
+    #[test]
+    fn rejects_a_range_without_a_pair() {
+        let one = PortConfig {
+            first: 10_001,
+            last: 10_002,
+            ..PortConfig::default()
+        };
+        assert!(matches!(
+            PortAllocator::new(one),
+            Err(PortError::EmptyRange { .. })
+        ));
+        assert_eq!(
+            PortAllocator::new(PortConfig::default())
+                .unwrap()
+                .lock()
+                .in_use
+                .len(),
+            5000
+        );
+    }
+}

@@ -1,0 +1,463 @@
+//! SRTP with SDES key exchange (RFC 4568, RFC 3711, RFC 6188, RFC 7714):
+//! the `a=crypto` attribute, suite names as carriers spell them, keys from
+//! the OS CSPRNG, and protect/unprotect contexts with replay protection.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rtc_srtp::context::Context;
+use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
+use rtc_srtp::protection_profile::ProtectionProfile;
+
+/// Replay window of the receiving contexts, in packets (RFC 3711 asks ≥ 64;
+/// libsrtp uses 128).
+pub const REPLAY_WINDOW: usize = 128;
+
+/// The SRTP policy of a trunk, rule or call (LiveKit's `SIPMediaEncryption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// Offer and accept plain RTP only.
+    #[default]
+    Disable,
+    /// Offer SRTP; accept SRTP or plain RTP.
+    Allow,
+    /// Offer SRTP; refuse anything without a usable crypto line (488).
+    Require,
+}
+
+/// The crypto suites switchboard implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SrtpSuite {
+    /// AES_CM_128_HMAC_SHA1_80 (RFC 4568), the one every carrier has.
+    AesCm128HmacSha1_80,
+    /// AES_CM_128_HMAC_SHA1_32 (RFC 4568).
+    AesCm128HmacSha1_32,
+    /// AES_256_CM_HMAC_SHA1_80 (RFC 6188).
+    Aes256CmHmacSha1_80,
+    /// AES_256_CM_HMAC_SHA1_32 (RFC 6188).
+    Aes256CmHmacSha1_32,
+    /// AEAD_AES_128_GCM (RFC 7714, 16-byte tag).
+    AeadAes128Gcm,
+    /// AEAD_AES_256_GCM (RFC 7714, 16-byte tag).
+    AeadAes256Gcm,
+}
+
+impl SrtpSuite {
+    /// Our offer order: strongest widely deployed first, then the rest.
+    pub const OFFER_ORDER: [SrtpSuite; 6] = [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+        SrtpSuite::Aes256CmHmacSha1_80,
+        SrtpSuite::Aes256CmHmacSha1_32,
+        SrtpSuite::AeadAes128Gcm,
+        SrtpSuite::AeadAes256Gcm,
+    ];
+
+    /// The RFC spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SrtpSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            SrtpSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            SrtpSuite::Aes256CmHmacSha1_80 => "AES_256_CM_HMAC_SHA1_80",
+            SrtpSuite::Aes256CmHmacSha1_32 => "AES_256_CM_HMAC_SHA1_32",
+            SrtpSuite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            SrtpSuite::AeadAes256Gcm => "AEAD_AES_256_GCM",
+        }
+    }
+
+    /// Parses a suite name, accepting the alternative spellings FreeSWITCH
+    /// and Linphone use (`AES_CM_256_HMAC_SHA1_80`, `AES_128_CM_...`).
+    /// FreeSWITCH's `AEAD_AES_*_GCM_8` use an 8-byte tag, which is a
+    /// different suite: they are not accepted.
+    pub fn from_name(name: &str) -> Option<SrtpSuite> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "AES_CM_128_HMAC_SHA1_80" | "AES_128_CM_HMAC_SHA1_80" => SrtpSuite::AesCm128HmacSha1_80,
+            "AES_CM_128_HMAC_SHA1_32" | "AES_128_CM_HMAC_SHA1_32" => SrtpSuite::AesCm128HmacSha1_32,
+            "AES_256_CM_HMAC_SHA1_80" | "AES_CM_256_HMAC_SHA1_80" => SrtpSuite::Aes256CmHmacSha1_80,
+            "AES_256_CM_HMAC_SHA1_32" | "AES_CM_256_HMAC_SHA1_32" => SrtpSuite::Aes256CmHmacSha1_32,
+            "AEAD_AES_128_GCM" => SrtpSuite::AeadAes128Gcm,
+            "AEAD_AES_256_GCM" => SrtpSuite::AeadAes256Gcm,
+            _ => return None,
+        })
+    }
+
+    fn profile(self) -> ProtectionProfile {
+        match self {
+            SrtpSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
+            SrtpSuite::Aes256CmHmacSha1_80 => ProtectionProfile::Aes256CmHmacSha1_80,
+            SrtpSuite::Aes256CmHmacSha1_32 => ProtectionProfile::Aes256CmHmacSha1_32,
+            SrtpSuite::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
+            SrtpSuite::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
+        }
+    }
+
+    /// Master key length in bytes.
+    pub fn key_len(self) -> usize {
+        self.profile().key_len()
+    }
+
+    /// Master salt length in bytes.
+    pub fn salt_len(self) -> usize {
+        self.profile().salt_len()
+    }
+}
+
+/// A master key and salt for one direction.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKey {
+    /// The suite the key is for.
+    pub suite: SrtpSuite,
+    /// Master key followed by master salt.
+    pub key_and_salt: Vec<u8>,
+}
+
+impl std::fmt::Debug for SrtpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys never reach logs.
+        f.debug_struct("SrtpKey")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors of SRTP keying and contexts.
+#[derive(Debug, thiserror::Error)]
+pub enum SrtpError {
+    /// The OS random source failed.
+    #[error("no randomness for SRTP keys: {0}")]
+    Random(String),
+    /// The crypto backend refused the key.
+    #[error("SRTP context: {0}")]
+    Context(String),
+}
+
+impl SrtpKey {
+    /// A fresh random key from the OS CSPRNG.
+    pub fn generate(suite: SrtpSuite) -> Result<SrtpKey, SrtpError> {
+        let mut key_and_salt = vec![0u8; suite.key_len() + suite.salt_len()];
+        getrandom::fill(&mut key_and_salt).map_err(|e| SrtpError::Random(e.to_string()))?;
+        Ok(SrtpKey {
+            suite,
+            key_and_salt,
+        })
+    }
+
+    /// The `inline:` base64 value.
+    pub fn inline_base64(&self) -> String {
+        STANDARD.encode(&self.key_and_salt)
+    }
+}
+
+/// A parsed `a=crypto` attribute value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoAttribute {
+    /// The tag the answer must mirror.
+    pub tag: u32,
+    /// The suite, or `None` when we don't implement it.
+    pub suite: Option<SrtpSuite>,
+    /// The suite name as written.
+    pub suite_name: String,
+    /// The key, when the line is usable by us.
+    pub key: Option<SrtpKey>,
+    /// Why the line is unusable, when it is.
+    pub unusable: Option<&'static str>,
+}
+
+impl CryptoAttribute {
+    /// Formats `<tag> <suite> inline:<key>` for `a=crypto:`.
+    pub fn format(tag: u32, key: &SrtpKey) -> String {
+        format!("{tag} {} inline:{}", key.suite.name(), key.inline_base64())
+    }
+
+    /// Parses an `a=crypto` value. `None` only when the line is not even
+    /// `<tag> <suite> <key-params>`; a well-formed line we can't use comes
+    /// back with `unusable` set, so the caller can pick another.
+    pub fn parse(value: &str) -> Option<CryptoAttribute> {
+        let mut parts = value.split_ascii_whitespace();
+        let tag: u32 = parts.next()?.parse().ok()?;
+        let suite_name = parts.next()?.to_owned();
+        let key_params = parts.next()?;
+        let session_params: Vec<&str> = parts.collect();
+        let suite = SrtpSuite::from_name(&suite_name);
+        let mut attr = CryptoAttribute {
+            tag,
+            suite,
+            suite_name,
+            key: None,
+            unusable: None,
+        };
+        let Some(suite) = suite else {
+            attr.unusable = Some("unsupported crypto suite");
+            return Some(attr);
+        };
+        if session_params.iter().any(|p| {
+            let p = p.to_ascii_uppercase();
+            p.starts_with("UNENCRYPTED_SRTP")
+                || p.starts_with("UNAUTHENTICATED_SRTP")
+                || p.starts_with("UNENCRYPTED_SRTCP")
+                || (p.starts_with("KDR=") && p != "KDR=0")
+                || p.starts_with("FEC_")
+        }) {
+            attr.unusable = Some("unsupported session parameter");
+            return Some(attr);
+        }
+        // Several key params (';'-separated) only matter with MKI; use the first.
+        let first = key_params.split(';').next().unwrap_or_default();
+        let Some(rest) = first.strip_prefix("inline:") else {
+            attr.unusable = Some("key method is not inline");
+            return Some(attr);
+        };
+        let mut fields = rest.split('|');
+        let encoded = fields.next().unwrap_or_default();
+        for field in fields {
+            if field.contains(':') {
+                attr.unusable = Some("MKI is not supported");
+                return Some(attr);
+            }
+        }
+        match STANDARD.decode(encoded) {
+            Ok(bytes) if bytes.len() == suite.key_len() + suite.salt_len() => {
+                attr.key = Some(SrtpKey {
+                    suite,
+                    key_and_salt: bytes,
+                });
+            }
+            _ => attr.unusable = Some("key is not valid base64 of the suite's length"),
+        }
+        Some(attr)
+    }
+}
+
+/// Why a packet was not protected or accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SrtpPacketError {
+    /// Authentication failed, a replay, or a malformed packet.
+    #[error("SRTP: {0}")]
+    Rejected(String),
+}
+
+/// One call's SRTP state: an outbound context with our key and an inbound
+/// context with the peer's key and replay protection.
+pub struct SrtpSession {
+    outbound: Context,
+    inbound: Context,
+    suite: SrtpSuite,
+}
+
+impl SrtpSession {
+    /// Builds both contexts.
+    pub fn new(local: &SrtpKey, remote: &SrtpKey) -> Result<SrtpSession, SrtpError> {
+        let provider =
+            rtc_srtp::crypto::default_provider().map_err(|e| SrtpError::Context(e.to_string()))?;
+        let make = |key: &SrtpKey, replay: bool| {
+            let (k, s) = key.key_and_salt.split_at(key.suite.key_len());
+            let (rtp_opt, rtcp_opt) = if replay {
+                (
+                    Some(srtp_replay_protection(REPLAY_WINDOW)),
+                    Some(srtcp_replay_protection(REPLAY_WINDOW)),
+                )
+            } else {
+                (None, None)
+            };
+            Context::new(
+                k,
+                s,
+                key.suite.profile(),
+                rtp_opt,
+                rtcp_opt,
+                provider.crypto(),
+            )
+            .map_err(|e| SrtpError::Context(e.to_string()))
+        };
+        Ok(SrtpSession {
+            outbound: make(local, false)?,
+            inbound: make(remote, true)?,
+            suite: local.suite,
+        })
+    }
+
+    /// Takes our new key; the inbound context and its rollover counter carry on.
+    pub fn replace_outbound(&mut self, local: &SrtpKey) -> Result<(), SrtpError> {
+        self.outbound = context(local, false)?;
+        Ok(())
+    }
+
+    /// Takes the peer's new key (a re-INVITE re-keyed its side); our
+    /// outbound context and its rollover counter carry on.
+    pub fn replace_inbound(&mut self, remote: &SrtpKey) -> Result<(), SrtpError> {
+        self.inbound = inbound_context(remote)?;
+        Ok(())
+    }
+
+    /// The negotiated suite.
+    pub fn suite(&self) -> SrtpSuite {
+        self.suite
+    }
+
+    /// Protects an RTP packet into `out`; returns the protected length.
+    pub fn protect_rtp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
+        let protected = self
+            .outbound
+            .encrypt_rtp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+        copy_out(&protected, out)
+    }
+
+    /// Authenticates and decrypts an SRTP packet into `out`; returns the RTP length.
+    pub fn unprotect_rtp(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SrtpPacketError> {
+        let plain = self
+            .inbound
+            .decrypt_rtp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+        copy_out(&plain, out)
+    }
+
+    /// Protects an RTCP compound packet into `out`.
+    pub fn protect_rtcp(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SrtpPacketError> {
+        let protected = self
+            .outbound
+            .encrypt_rtcp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+        copy_out(&protected, out)
+    }
+
+    /// Authenticates and decrypts an SRTCP packet into `out`.
+    pub fn unprotect_rtcp(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SrtpPacketError> {
+        let plain = self
+            .inbound
+            .decrypt_rtcp(packet)
+            .map_err(|e| SrtpPacketError::Rejected(e.to_string()))?;
+        copy_out(&plain, out)
+    }
+}
+
+fn context(key: &SrtpKey, replay_protection: bool) -> Result<Context, SrtpError> {
+    let provider =
+        rtc_srtp::crypto::default_provider().map_err(|e| SrtpError::Context(e.to_string()))?;
+    let (master_key, salt) = key.key_and_salt.split_at(key.suite.key_len());
+    let (rtp_opt, rtcp_opt) = if replay_protection {
+        (
+            Some(srtp_replay_protection(REPLAY_WINDOW)),
+            Some(srtcp_replay_protection(REPLAY_WINDOW)),
+        )
+    } else {
+        (None, None)
+    };
+    Context::new(
+        master_key,
+        salt,
+        key.suite.profile(),
+        rtp_opt,
+        rtcp_opt,
+        provider.crypto(),
+    )
+    .map_err(|e| SrtpError::Context(e.to_string()))
+}
+
+fn inbound_context(key: &SrtpKey) -> Result<Context, SrtpError> {
+    context(key, true)
+}
+
+fn copy_out(src: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
+    let dst = out
+        .get_mut(..src.len())
+        .ok_or_else(|| SrtpPacketError::Rejected("output buffer too small".into()))?;
+    dst.copy_from_slice(src);
+    Ok(src.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::{parse_rtp, write_rtp_header};
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 12 + 160];
+        write_rtp_header(&mut p, false, 0, seq, u32::from(seq) * 160, 42);
+        p[12..].fill(seq as u8);
+        p
+    }
+
+    #[test]
+    fn every_suite_round_trips_and_rejects_tamper_and_replay() {
+        for suite in SrtpSuite::OFFER_ORDER {
+            let a = SrtpKey::generate(suite).unwrap();
+            let b = SrtpKey::generate(suite).unwrap();
+            let mut alice = SrtpSession::new(&a, &b).unwrap();
+            let mut bob = SrtpSession::new(&b, &a).unwrap();
+            let mut wire = [0u8; 1500];
+            let mut plain = [0u8; 1500];
+            for seq in [65530u16, 65531, 65535, 0, 1] {
+                let n = alice.protect_rtp(&rtp(seq), &mut wire).unwrap();
+                assert_ne!(
+                    &wire[12..n.min(172)],
+                    &rtp(seq)[12..n.min(172)],
+                    "{suite:?} encrypts"
+                );
+                let m = bob.unprotect_rtp(&wire[..n], &mut plain).unwrap();
+                assert_eq!(
+                    parse_rtp(&plain[..m]).unwrap().payload,
+                    &rtp(seq)[12..],
+                    "{suite:?}"
+                );
+                assert!(
+                    bob.unprotect_rtp(&wire[..n], &mut plain).is_err(),
+                    "{suite:?} replay refused"
+                );
+            }
+            let n = alice.protect_rtp(&rtp(2), &mut wire).unwrap();
+            wire[20] ^= 1;
+            assert!(
+                bob.unprotect_rtp(&wire[..n], &mut plain).is_err(),
+                "{suite:?} tamper refused"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_crypto_lines_from_carriers() {
+        let key = SrtpKey::generate(SrtpSuite::Aes256CmHmacSha1_80).unwrap();
+        let line = format!(
+            "3 AES_CM_256_HMAC_SHA1_80 inline:{}|2^31",
+            key.inline_base64()
+        );
+        let attr = CryptoAttribute::parse(&line).unwrap();
+        assert_eq!(attr.tag, 3);
+        assert_eq!(attr.key, Some(key.clone()));
+        let mki = format!(
+            "1 AES_256_CM_HMAC_SHA1_80 inline:{}|2^20|1:4",
+            key.inline_base64()
+        );
+        assert_eq!(
+            CryptoAttribute::parse(&mki).unwrap().unusable,
+            Some("MKI is not supported")
+        );
+        let gcm8 = CryptoAttribute::parse("1 AEAD_AES_256_GCM_8 inline:AAAA").unwrap();
+        assert_eq!(gcm8.unusable, Some("unsupported crypto suite"));
+        let short = CryptoAttribute::parse("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA").unwrap();
+        assert!(short.key.is_none());
+        assert!(CryptoAttribute::parse("x AES_CM_128_HMAC_SHA1_80").is_none());
+        let formatted = CryptoAttribute::format(7, &key);
+        assert_eq!(CryptoAttribute::parse(&formatted).unwrap().key, Some(key));
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = SrtpKey::generate(SrtpSuite::AesCm128HmacSha1_80).unwrap();
+        let b = SrtpKey::generate(SrtpSuite::AesCm128HmacSha1_80).unwrap();
+        assert_ne!(a.key_and_salt, b.key_and_salt);
+        assert_eq!(a.key_and_salt.len(), 30);
+    }
+}
