@@ -546,14 +546,23 @@ impl Driver {
         if self.closing.is_empty() {
             return;
         }
-        let done: Vec<Flow> = {
-            let ep = self.shared.endpoint();
-            self.closing
+        // Transmits are taken under the same lock as the check: an answer
+        // given by the transaction user after the last flush is still queued
+        // in the endpoint, and closing first would drop it.
+        let (transmits, done): (Vec<_>, Vec<Flow>) = {
+            let mut ep = self.shared.endpoint();
+            let transmits = std::iter::from_fn(|| ep.poll_transmit()).collect();
+            let done = self
+                .closing
                 .iter()
                 .filter(|(id, _)| !ep.awaits_response_on(**id))
                 .map(|(_, flow)| *flow)
-                .collect()
+                .collect();
+            (transmits, done)
         };
+        for transmit in transmits {
+            self.send(transmit.destination, transmit.payload);
+        }
         for flow in done {
             self.close(flow);
         }
