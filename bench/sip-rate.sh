@@ -29,16 +29,19 @@ target=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['sip'][s
 sipp_transport=u1; [ "$transport" = tcp ] && sipp_transport=t1
 
 echo "scenario=$scenario transport=$transport step=${seconds}s target=$target cpu=$(nproc) cores"
-printf '%8s %10s %10s %10s %8s\n' rate calls ok failed "sb cpu%"
+printf '%8s %10s %10s %10s %8s %9s\n' rate calls ok failed "sb cpu%" "sipp cpu%"
 best=0
 for rate in "${rates[@]}"; do
   calls=$(( rate * seconds ))
   cpu_before=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   start=$(date +%s.%N)
   # -nr: no SIPp retransmissions, so every loss counts as a failure.
-  timeout $(( seconds * 3 + 30 )) sipp -sf "tests/sipp/$scenario.xml" "$target" -t "$sipp_transport" \
+  # bash's time with %P: the generator's own CPU share, to tell when SIPp
+  # (single-threaded) and not switchboard is the limit.
+  TIMEFORMAT=%P
+  sipp_cpu=$( { time timeout $(( seconds * 3 + 30 )) sipp -sf "tests/sipp/$scenario.xml" "$target" -t "$sipp_transport" \
     -i 127.0.0.1 -p 0 -r "$rate" -m "$calls" -l $(( rate * 2 )) -nostdin -nr -timeout $(( seconds * 3 )) \
-    -recv_timeout 5000 -trace_stat -stf "$work/stat.csv" -fd 1000 >/dev/null 2>&1 || true
+    -recv_timeout 5000 -buff_size 4194304 -trace_stat -stf "$work/stat.csv" -fd 1000 >/dev/null 2>&1 || true; } 2>&1 )
   end=$(date +%s.%N)
   cpu_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   last=$(tail -n 1 "$work/stat.csv")
@@ -48,7 +51,7 @@ for rate in "${rates[@]}"; do
   failed=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
   ticks=$(getconf CLK_TCK)
   cpu=$(python3 -c "print(round(100*($cpu_after-$cpu_before)/$ticks/($end-$start),1))")
-  printf '%8s %10s %10s %10s %8s\n' "$rate" "$calls" "$ok" "$failed" "$cpu"
+  printf '%8s %10s %10s %10s %8s %9s\n' "$rate" "$calls" "$ok" "$failed" "$cpu" "$sipp_cpu"
   rm -f "$work/stat.csv"
   if [ "$failed" = 0 ] && [ "$ok" = "$calls" ]; then best=$rate; else break; fi
 done

@@ -8,11 +8,11 @@
 //! Tests drive the core with virtual time, so every timer of RFC 3261 is
 //! tested in milliseconds.
 //!
-//! Why not rsipstack's transport and transaction layers: its parser drops
-//! messages it cannot parse without a response (RFC 4475 wants 400s), takes
-//! the last of several Content-Length values, accepts bracketed
-//! Request-URIs and trailing whitespace, cannot represent extension methods
-//! (so no 501), and loses the host of `sip:user;par=u%40example.net@host`.
+//! Why not rsipstack: its parser takes the last of several Content-Length
+//! values instead of refusing them, accepts bracketed Request-URIs,
+//! unbalanced quotes and Max-Forwards 300 (RFC 4475 wants 400s), rejects
+//! valid extension methods (so no 501), and re-escapes `%` in a URI on every
+//! serialisation. Its transactions and transports are bound to that parser.
 //! See `docs/architecture.md` for the evaluation.
 
 pub mod auth;

@@ -455,6 +455,17 @@ impl Endpoint {
             return;
         }
         let verdict = self.verdict(&request);
+        if let (Method::Options, Verdict::Respond(spec)) = (&request.method, &verdict) {
+            // Keepalive pings and scanners are answered statelessly: a
+            // transaction would linger 32 s (timer J) per ping over UDP, and
+            // a flood of them could fill the table real calls need. The To
+            // tag is derived from the transaction key so a retransmission
+            // gets the same answer (RFC 3261 §8.2.7).
+            debug!(call_id = ?request.call_id(), status = spec.status, peer = %flow.remote, "OPTIONS answered statelessly");
+            let tag = stateless_tag(&key);
+            self.send_stateless_tagged(flow, &request.headers, spec, &tag);
+            return;
+        }
         let call_id = request.call_id().unwrap_or_default().to_string();
         let method = request.method.clone();
         let id = self.create_server_txn(key, flow, request);
@@ -962,11 +973,20 @@ impl Endpoint {
     /// Answers a request without a transaction: rejections of malformed
     /// requests and overload refusals.
     fn send_stateless(&mut self, flow: Flow, request_headers: &Headers, spec: &ResponseSpec) {
-        let tag = random_token(16);
+        self.send_stateless_tagged(flow, request_headers, spec, &random_token(16));
+    }
+
+    fn send_stateless_tagged(
+        &mut self,
+        flow: Flow,
+        request_headers: &Headers,
+        spec: &ResponseSpec,
+        tag: &str,
+    ) {
         let response = ResponseBuilder {
             request_headers,
             source: Some(flow.remote),
-            local_tag: Some(&tag),
+            local_tag: Some(tag),
             server: Some(&self.config.user_agent),
         }
         .build(spec);
@@ -1364,3 +1384,13 @@ fn build_non2xx_ack(invite: &Request, response: &Response) -> Bytes {
 
 #[cfg(test)]
 mod tests;
+
+/// A To tag that is the same for every retransmission of one request, for
+/// stateless answers. `DefaultHasher::new()` has fixed keys: stable within
+/// one binary, which is all a retransmission needs; the tag is not secret.
+fn stateless_tag(key: &TxnKey) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}

@@ -143,6 +143,34 @@ fn options_out_of_dialog_is_answered_with_capabilities() {
 }
 
 #[test]
+fn options_pings_leave_no_transaction_and_retransmissions_get_the_same_tag() {
+    let mut h = Harness::with_config(
+        Transport::Udp,
+        EndpointConfig {
+            max_transactions: 4,
+            ..EndpointConfig::default()
+        },
+    );
+    for i in 0..50 {
+        h.send(&request("OPTIONS", &format!("z9hG4bKping{i}"), ""));
+    }
+    assert_eq!(h.ep.transaction_count(), (0, 0));
+    let statuses: Vec<u16> = h.responses().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![200; 50], "a ping flood cannot fill the table");
+    h.send(&request("OPTIONS", "z9hG4bKsame", ""));
+    h.send(&request("OPTIONS", "z9hG4bKsame", ""));
+    let tags: Vec<String> = h
+        .responses()
+        .iter()
+        .map(|r| r.to().unwrap().tag().unwrap().to_string())
+        .collect();
+    assert_eq!(tags.len(), 2);
+    assert_eq!(tags[0], tags[1], "a retransmission gets the same To tag");
+    h.send(&invite("z9hG4bKi1"));
+    assert_eq!(h.statuses(), vec![100], "the INVITE still gets a transaction");
+}
+
+#[test]
 fn draining_refuses_options_and_new_invites_with_retry_after() {
     let mut h = Harness::new(Transport::Udp);
     h.ep.set_draining(true);
