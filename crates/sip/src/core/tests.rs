@@ -156,7 +156,11 @@ fn options_pings_leave_no_transaction_and_retransmissions_get_the_same_tag() {
     }
     assert_eq!(h.ep.transaction_count(), (0, 0));
     let statuses: Vec<u16> = h.responses().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![200; 50], "a ping flood cannot fill the table");
+    assert_eq!(
+        statuses,
+        vec![200; 50],
+        "a ping flood cannot fill the table"
+    );
     h.send(&request("OPTIONS", "z9hG4bKsame", ""));
     h.send(&request("OPTIONS", "z9hG4bKsame", ""));
     let tags: Vec<String> = h
@@ -167,7 +171,11 @@ fn options_pings_leave_no_transaction_and_retransmissions_get_the_same_tag() {
     assert_eq!(tags.len(), 2);
     assert_eq!(tags[0], tags[1], "a retransmission gets the same To tag");
     h.send(&invite("z9hG4bKi1"));
-    assert_eq!(h.statuses(), vec![100], "the INVITE still gets a transaction");
+    assert_eq!(
+        h.statuses(),
+        vec![100],
+        "the INVITE still gets a transaction"
+    );
 }
 
 #[test]
