@@ -49,6 +49,41 @@ impl Mixer {
     }
 }
 
+impl Mixer {
+    /// [`Mixer::mix_minus`] over flat buffers, for callers that keep every
+    /// participant's frame in one allocation: frame `i` is
+    /// `inputs[i * len..(i + 1) * len]` (silent unless `active[i]`), and its
+    /// mix is written to the same range of `outputs`.
+    pub fn mix_minus_flat(&mut self, inputs: &[i16], active: &[bool], outputs: &mut [i16]) {
+        let len = self.sum.len();
+        if len == 0 {
+            return;
+        }
+        self.sum.fill(0);
+        for (frame, _) in inputs.chunks_exact(len).zip(active).filter(|(_, on)| **on) {
+            for (acc, s) in self.sum.iter_mut().zip(frame) {
+                *acc += i32::from(*s);
+            }
+        }
+        let clip = |v: i32| v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+        for ((out, own), on) in outputs
+            .chunks_exact_mut(len)
+            .zip(inputs.chunks_exact(len))
+            .zip(active)
+        {
+            if *on {
+                for ((o, acc), mine) in out.iter_mut().zip(self.sum.iter()).zip(own) {
+                    *o = clip(acc - i32::from(*mine));
+                }
+            } else {
+                for (o, acc) in out.iter_mut().zip(self.sum.iter()) {
+                    *o = clip(*acc);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +107,14 @@ mod tests {
             "clipped once, at the output"
         );
         assert_eq!(od, [111, 222, 32_767, -32_768]);
+
+        let inputs = [a, b, c, [7, 7, 7, 7]].concat();
+        let mut flat = [0i16; 16];
+        mixer.mix_minus_flat(&inputs, &[true, true, true, false], &mut flat);
+        assert_eq!(
+            flat.to_vec(),
+            [oa, ob, oc, od].concat(),
+            "flat and sliced agree"
+        );
     }
 }

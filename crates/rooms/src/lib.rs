@@ -1,4 +1,912 @@
-//! Embedded rooms and participants: audio mixing, data events, attributes.
+//! Embedded rooms and their participants: audio mixing, data events (DTMF),
+//! attributes, and the events the gateway acts on (a participant removed, a
+//! room deleted).
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
-//! issue has not landed yet.
+//! [`Rooms`] is the registry, shared behind a cheap clone. A member joins
+//! with [`Rooms::join`] and gets a [`Participant`]: its event stream, its
+//! [`AudioPort`] and the calls that change what others see of it. Dropping
+//! the handle leaves the room.
+//!
+//! Audio: every participant's endpoint (an RTP worker for a SIP call, a
+//! WebSocket task) pushes its 20 ms frames at the room rate into its port
+//! and pulls the mix of everyone else from it. One clock
+//! ([`Rooms::spawn_clock`], or [`Rooms::tick`] driven by a test) mixes every
+//! room once per 20 ms: the endpoints and the mixer run on different clocks,
+//! and a small ring per direction absorbs the difference (a participant's
+//! audio enters the mix once two frames are buffered; a full ring drops its
+//! oldest frame).
+
+mod ids;
+mod ring;
+
+pub use ids::new_sid;
+
+use ring::FrameRing;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use switchboard_media::mix::Mixer;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Settings of the embedded rooms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsConfig {
+    /// The rate every room mixes at; endpoints convert at their edge.
+    pub sample_rate: u32,
+    /// Most rooms at once.
+    pub max_rooms: usize,
+    /// Most participants in one room.
+    pub max_participants: usize,
+    /// Frames each direction of a participant may hold (20 ms each).
+    pub buffered_frames: usize,
+    /// Frames a participant must have buffered before its audio enters the
+    /// mix (again after it ran dry), to ride out the two clocks' jitter.
+    pub prebuffer_frames: usize,
+    /// Events queued for one participant before it counts as stuck and is
+    /// removed.
+    pub event_queue: usize,
+    /// How long a room created through the API lives without participants.
+    /// Rooms created by a join close when their last participant leaves.
+    pub empty_timeout: Duration,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> RoomsConfig {
+        RoomsConfig {
+            sample_rate: 48_000,
+            max_rooms: 10_000,
+            max_participants: 100,
+            buffered_frames: 5,
+            prebuffer_frames: 2,
+            event_queue: 1024,
+            empty_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What kind of member a participant is (LiveKit's `ParticipantInfo.Kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParticipantKind {
+    /// A phone call bridged by the gateway.
+    Sip,
+    /// An agent or test connected over the WebSocket endpoint.
+    WebSocket,
+}
+
+/// Why a participant left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaveReason {
+    /// It left by itself (hung up, closed its socket).
+    ClientInitiated,
+    /// An administrator removed it.
+    Removed,
+    /// Another participant joined with the same identity.
+    DuplicateIdentity,
+    /// The room was deleted.
+    RoomDeleted,
+    /// It did not take its events and was disconnected.
+    Stuck,
+}
+
+/// What others see of a participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// `PA_…`.
+    pub sid: String,
+    /// Unique within the room.
+    pub identity: String,
+    /// Display name.
+    pub name: String,
+    /// Free-form metadata.
+    pub metadata: String,
+    /// Key-value attributes (`sip.callStatus` and friends).
+    pub attributes: BTreeMap<String, String>,
+    /// SIP, WebSocket…
+    pub kind: ParticipantKind,
+    /// Whether it sends audio into the room (a call is answered only when
+    /// someone who can be heard is there).
+    pub publishes_audio: bool,
+    /// When it joined.
+    pub joined_at: SystemTime,
+}
+
+/// What a new participant starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// Unique within the room; a second join with it replaces the first.
+    pub identity: String,
+    /// Display name.
+    pub name: String,
+    /// Free-form metadata.
+    pub metadata: String,
+    /// Initial attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// SIP, WebSocket…
+    pub kind: ParticipantKind,
+    /// Whether it sends audio.
+    pub publishes_audio: bool,
+}
+
+/// A room as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// `RM_…`.
+    pub sid: String,
+    /// Its name.
+    pub name: String,
+    /// Free-form metadata.
+    pub metadata: String,
+    /// Participants now.
+    pub num_participants: usize,
+    /// When it was created.
+    pub created_at: SystemTime,
+}
+
+/// Something that happened in a participant's room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// Another participant joined.
+    ParticipantJoined(ParticipantInfo),
+    /// A participant's name, metadata, attributes or audio changed (its own
+    /// changes included, so every member sees one order of changes).
+    ParticipantUpdated(ParticipantInfo),
+    /// Another participant left.
+    ParticipantLeft {
+        /// Who.
+        identity: String,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// DTMF sent by another participant (LiveKit's `SipDTMF`).
+    Dtmf {
+        /// The sender's identity.
+        from: String,
+        /// The RFC 4733 event code (0–15).
+        code: u32,
+        /// The digit as text ("0"–"9", "*", "#", "A"–"D").
+        digit: String,
+    },
+    /// This participant was taken out of the room; nothing follows.
+    Disconnected {
+        /// Why.
+        reason: LeaveReason,
+    },
+}
+
+/// Why a room operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The room name or identity is empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// The process holds `max_rooms` rooms.
+    #[error("too many rooms (limit {0})")]
+    TooManyRooms(usize),
+    /// The room holds `max_participants` participants.
+    #[error("room {room:?} is full (limit {limit})")]
+    RoomFull {
+        /// The room.
+        room: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// No such room.
+    #[error("room {0:?} does not exist")]
+    NoSuchRoom(String),
+    /// No such participant.
+    #[error("participant {identity:?} is not in room {room:?}")]
+    NoSuchParticipant {
+        /// The room.
+        room: String,
+        /// The identity.
+        identity: String,
+    },
+    /// The room already exists (explicit creation only).
+    #[error("room {0:?} already exists")]
+    RoomExists(String),
+}
+
+/// The registry of rooms. Clones share it.
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Registry>,
+}
+
+struct Registry {
+    config: RoomsConfig,
+    frame_len: usize,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+}
+
+struct Room {
+    sid: String,
+    name: String,
+    created_at: SystemTime,
+    /// Created through the API: outlives its participants until
+    /// `empty_timeout`.
+    explicit: bool,
+    state: Mutex<RoomState>,
+}
+
+struct RoomState {
+    metadata: String,
+    members: Vec<Member>,
+    deleted: bool,
+    empty_since: Option<Instant>,
+    mixer: Mixer,
+    inputs: Vec<i16>,
+    active: Vec<bool>,
+    outputs: Vec<i16>,
+}
+
+struct Member {
+    slot: Arc<Slot>,
+    events: mpsc::Sender<RoomEvent>,
+}
+
+/// One participant's shared state: what others see, and its audio rings.
+struct Slot {
+    info: Mutex<ParticipantInfo>,
+    audio: Mutex<SlotAudio>,
+    gone: AtomicBool,
+    left_reason: Mutex<Option<LeaveReason>>,
+}
+
+struct SlotAudio {
+    /// From the participant, waiting for the mixer.
+    inbound: FrameRing,
+    /// The mix for the participant, waiting for its endpoint.
+    outbound: FrameRing,
+    /// Its audio is in the mix (the prebuffer was reached).
+    playing: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a room lock leaves data that is still
+    // consistent (every update is a single assignment or push), so a
+    // poisoned lock is used rather than spreading the panic.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Rooms {
+    /// An empty registry.
+    pub fn new(config: RoomsConfig) -> Rooms {
+        let frame_len = (config.sample_rate / 50) as usize;
+        Rooms {
+            inner: Arc::new(Registry {
+                config,
+                frame_len,
+                rooms: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RoomsConfig {
+        &self.inner.config
+    }
+
+    /// Samples in one 20 ms frame at the room rate.
+    pub fn frame_len(&self) -> usize {
+        self.inner.frame_len
+    }
+
+    /// Creates a room ahead of any participant (the API's CreateRoom).
+    pub fn create_room(&self, name: &str, metadata: &str) -> Result<RoomInfo, RoomError> {
+        if name.is_empty() {
+            return Err(RoomError::Empty("room name"));
+        }
+        let mut rooms = lock(&self.inner.rooms);
+        if rooms.contains_key(name) {
+            return Err(RoomError::RoomExists(name.to_string()));
+        }
+        if rooms.len() >= self.inner.config.max_rooms {
+            return Err(RoomError::TooManyRooms(self.inner.config.max_rooms));
+        }
+        let room = self.new_room(name, metadata, true);
+        let info = room.info();
+        rooms.insert(name.to_string(), room);
+        info!(room = name, sid = %info.sid, "room created");
+        Ok(info)
+    }
+
+    fn new_room(&self, name: &str, metadata: &str, explicit: bool) -> Arc<Room> {
+        Arc::new(Room {
+            sid: new_sid("RM_"),
+            name: name.to_string(),
+            created_at: SystemTime::now(),
+            explicit,
+            state: Mutex::new(RoomState {
+                metadata: metadata.to_string(),
+                members: Vec::new(),
+                deleted: false,
+                empty_since: Some(Instant::now()),
+                mixer: Mixer::new(self.inner.frame_len),
+                inputs: Vec::new(),
+                active: Vec::new(),
+                outputs: Vec::new(),
+            }),
+        })
+    }
+
+    /// Every room.
+    pub fn list_rooms(&self) -> Vec<RoomInfo> {
+        let rooms: Vec<Arc<Room>> = lock(&self.inner.rooms).values().cloned().collect();
+        let mut infos: Vec<RoomInfo> = rooms.iter().map(|r| r.info()).collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
+    }
+
+    /// One room.
+    pub fn room(&self, name: &str) -> Option<RoomInfo> {
+        let room = lock(&self.inner.rooms).get(name).cloned();
+        room.map(|r| r.info())
+    }
+
+    /// Deletes a room: every participant gets [`RoomEvent::Disconnected`]
+    /// with [`LeaveReason::RoomDeleted`].
+    pub fn delete_room(&self, name: &str) -> Result<(), RoomError> {
+        let room = lock(&self.inner.rooms)
+            .remove(name)
+            .ok_or_else(|| RoomError::NoSuchRoom(name.to_string()))?;
+        let mut state = lock(&room.state);
+        state.deleted = true;
+        for member in state.members.drain(..) {
+            disconnect(&member, LeaveReason::RoomDeleted);
+        }
+        info!(room = name, sid = %room.sid, "room deleted");
+        Ok(())
+    }
+
+    /// Joins `room` (created on demand). A participant already there with
+    /// the same identity is disconnected with
+    /// [`LeaveReason::DuplicateIdentity`].
+    pub fn join(&self, room: &str, request: JoinRequest) -> Result<Participant, RoomError> {
+        if room.is_empty() {
+            return Err(RoomError::Empty("room name"));
+        }
+        if request.identity.is_empty() {
+            return Err(RoomError::Empty("identity"));
+        }
+        let config = &self.inner.config;
+        loop {
+            let shared = {
+                let mut rooms = lock(&self.inner.rooms);
+                match rooms.get(room) {
+                    Some(r) => r.clone(),
+                    None => {
+                        if rooms.len() >= config.max_rooms {
+                            return Err(RoomError::TooManyRooms(config.max_rooms));
+                        }
+                        let r = self.new_room(room, "", false);
+                        rooms.insert(room.to_string(), r.clone());
+                        info!(room, sid = %r.sid, "room created on join");
+                        r
+                    }
+                }
+            };
+            let mut state = lock(&shared.state);
+            if state.deleted {
+                // Deleted between the look-up and the lock: look again.
+                continue;
+            }
+            if let Some(pos) = state
+                .members
+                .iter()
+                .position(|m| lock(&m.slot.info).identity == request.identity)
+            {
+                let old = state.members.remove(pos);
+                disconnect(&old, LeaveReason::DuplicateIdentity);
+                broadcast(
+                    &mut state,
+                    RoomEvent::ParticipantLeft {
+                        identity: request.identity.clone(),
+                        reason: LeaveReason::DuplicateIdentity,
+                    },
+                    None,
+                );
+            }
+            if state.members.len() >= config.max_participants {
+                return Err(RoomError::RoomFull {
+                    room: room.to_string(),
+                    limit: config.max_participants,
+                });
+            }
+            let info = ParticipantInfo {
+                sid: new_sid("PA_"),
+                identity: request.identity,
+                name: request.name,
+                metadata: request.metadata,
+                attributes: request.attributes,
+                kind: request.kind,
+                publishes_audio: request.publishes_audio,
+                joined_at: SystemTime::now(),
+            };
+            let slot = Arc::new(Slot {
+                info: Mutex::new(info.clone()),
+                audio: Mutex::new(SlotAudio {
+                    inbound: FrameRing::new(self.inner.frame_len, config.buffered_frames),
+                    outbound: FrameRing::new(self.inner.frame_len, config.buffered_frames),
+                    playing: false,
+                }),
+                gone: AtomicBool::new(false),
+                left_reason: Mutex::new(None),
+            });
+            let (tx, rx) = mpsc::channel(config.event_queue.max(1));
+            broadcast(&mut state, RoomEvent::ParticipantJoined(info.clone()), None);
+            state.members.push(Member {
+                slot: slot.clone(),
+                events: tx,
+            });
+            state.empty_since = None;
+            resize_scratch(&mut state, self.inner.frame_len);
+            info!(room, identity = %info.identity, sid = %info.sid, kind = ?info.kind, "participant joined");
+            return Ok(Participant {
+                registry: self.inner.clone(),
+                room: shared.clone(),
+                slot,
+                events: rx,
+                frame_len: self.inner.frame_len,
+            });
+        }
+    }
+
+    /// The participants of a room.
+    pub fn participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, RoomError> {
+        let shared = self.find(room)?;
+        let state = lock(&shared.state);
+        Ok(state
+            .members
+            .iter()
+            .map(|m| lock(&m.slot.info).clone())
+            .collect())
+    }
+
+    /// One participant of a room.
+    pub fn participant(&self, room: &str, identity: &str) -> Result<ParticipantInfo, RoomError> {
+        self.participants(room)?
+            .into_iter()
+            .find(|p| p.identity == identity)
+            .ok_or_else(|| RoomError::NoSuchParticipant {
+                room: room.to_string(),
+                identity: identity.to_string(),
+            })
+    }
+
+    /// Takes a participant out (the API's RemoveParticipant): it gets
+    /// [`RoomEvent::Disconnected`] with [`LeaveReason::Removed`], the
+    /// others [`RoomEvent::ParticipantLeft`].
+    pub fn remove_participant(&self, room: &str, identity: &str) -> Result<(), RoomError> {
+        let shared = self.find(room)?;
+        let mut state = lock(&shared.state);
+        let pos = state
+            .members
+            .iter()
+            .position(|m| lock(&m.slot.info).identity == identity)
+            .ok_or_else(|| RoomError::NoSuchParticipant {
+                room: room.to_string(),
+                identity: identity.to_string(),
+            })?;
+        let member = state.members.remove(pos);
+        disconnect(&member, LeaveReason::Removed);
+        broadcast(
+            &mut state,
+            RoomEvent::ParticipantLeft {
+                identity: identity.to_string(),
+                reason: LeaveReason::Removed,
+            },
+            None,
+        );
+        info!(room, identity, "participant removed");
+        self.after_leave(&shared, &mut state);
+        Ok(())
+    }
+
+    /// Changes another participant's attributes as an administrator (the
+    /// API's UpdateParticipant); an empty value deletes the key.
+    pub fn update_attributes(
+        &self,
+        room: &str,
+        identity: &str,
+        changes: &BTreeMap<String, String>,
+    ) -> Result<ParticipantInfo, RoomError> {
+        let shared = self.find(room)?;
+        let mut state = lock(&shared.state);
+        let slot = state
+            .members
+            .iter()
+            .find(|m| lock(&m.slot.info).identity == identity)
+            .map(|m| m.slot.clone())
+            .ok_or_else(|| RoomError::NoSuchParticipant {
+                room: room.to_string(),
+                identity: identity.to_string(),
+            })?;
+        Ok(update_info(&mut state, &slot, |info| {
+            apply_attributes(&mut info.attributes, changes)
+        }))
+    }
+
+    fn find(&self, room: &str) -> Result<Arc<Room>, RoomError> {
+        lock(&self.inner.rooms)
+            .get(room)
+            .cloned()
+            .ok_or_else(|| RoomError::NoSuchRoom(room.to_string()))
+    }
+
+    fn after_leave(&self, room: &Arc<Room>, state: &mut RoomState) {
+        resize_scratch(state, self.inner.frame_len);
+        if state.members.is_empty() {
+            state.empty_since = Some(Instant::now());
+            if !room.explicit {
+                close_if_still_empty(&self.inner, room, state);
+            }
+        }
+    }
+
+    /// Mixes one 20 ms frame in every room and closes API-created rooms
+    /// that stayed empty past `empty_timeout`.
+    pub fn tick(&self, now: Instant) {
+        let rooms: Vec<Arc<Room>> = lock(&self.inner.rooms).values().cloned().collect();
+        for room in rooms {
+            let mut state = lock(&room.state);
+            if state.members.is_empty() {
+                let expired = state.empty_since.is_some_and(|since| {
+                    now.duration_since(since) >= self.inner.config.empty_timeout
+                });
+                if expired {
+                    close_if_still_empty(&self.inner, &room, &mut state);
+                }
+                continue;
+            }
+            mix(
+                &mut state,
+                self.inner.frame_len,
+                self.inner.config.prebuffer_frames,
+            );
+        }
+    }
+
+    /// Runs [`Rooms::tick`] every 20 ms on the current tokio runtime until
+    /// the returned handle is aborted.
+    pub fn spawn_clock(&self) -> tokio::task::JoinHandle<()> {
+        let rooms = self.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(20));
+            // A late tick is made up at once: each tick is one frame of audio.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            loop {
+                interval.tick().await;
+                rooms.tick(Instant::now());
+            }
+        })
+    }
+}
+
+impl Room {
+    fn info(&self) -> RoomInfo {
+        let state = lock(&self.state);
+        RoomInfo {
+            sid: self.sid.clone(),
+            name: self.name.clone(),
+            metadata: state.metadata.clone(),
+            num_participants: state.members.len(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+fn close_if_still_empty(registry: &Registry, room: &Arc<Room>, state: &mut RoomState) {
+    let mut rooms = lock(&registry.rooms);
+    // Only this room object: a new room of the same name may exist already.
+    if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+        rooms.remove(&room.name);
+        state.deleted = true;
+        info!(room = %room.name, sid = %room.sid, "empty room closed");
+    }
+}
+
+fn resize_scratch(state: &mut RoomState, frame_len: usize) {
+    let n = state.members.len();
+    state.inputs.resize(n * frame_len, 0);
+    state.outputs.resize(n * frame_len, 0);
+    state.active.resize(n, false);
+}
+
+/// One frame of mix-minus: every participant hears the sum of the others.
+fn mix(state: &mut RoomState, frame_len: usize, prebuffer: usize) {
+    let RoomState {
+        members,
+        mixer,
+        inputs,
+        active,
+        outputs,
+        ..
+    } = state;
+    let mut anyone = false;
+    for (i, member) in members.iter().enumerate() {
+        let mut audio = lock(&member.slot.audio);
+        if !audio.playing && audio.inbound.len() >= prebuffer.max(1) {
+            audio.playing = true;
+        }
+        let dest = &mut inputs[i * frame_len..(i + 1) * frame_len];
+        active[i] = audio.playing && audio.inbound.pop_into(dest);
+        if audio.playing && audio.inbound.len() == 0 {
+            // Ran dry: wait for the prebuffer again rather than stutter.
+            audio.playing = false;
+        }
+        anyone |= active[i];
+    }
+    if members.len() < 2 || !anyone {
+        return;
+    }
+    mixer.mix_minus_flat(inputs, active, outputs);
+    for (i, member) in members.iter().enumerate() {
+        let mut audio = lock(&member.slot.audio);
+        audio
+            .outbound
+            .push(&outputs[i * frame_len..(i + 1) * frame_len]);
+    }
+}
+
+/// Sends an event to every member except `except`; a member whose queue is
+/// full is stuck and is disconnected rather than silently missing events.
+fn broadcast(state: &mut RoomState, event: RoomEvent, except: Option<&Arc<Slot>>) {
+    let mut stuck = Vec::new();
+    for (i, member) in state.members.iter().enumerate() {
+        if except.is_some_and(|e| Arc::ptr_eq(e, &member.slot)) {
+            continue;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = member.events.try_send(event.clone()) {
+            stuck.push(i);
+        }
+    }
+    for i in stuck.into_iter().rev() {
+        let member = state.members.remove(i);
+        let identity = lock(&member.slot.info).identity.clone();
+        warn!(identity = %identity, "participant does not take its events; disconnected");
+        disconnect(&member, LeaveReason::Stuck);
+    }
+}
+
+/// Marks a member gone and tells it why; dropping its sender closes its
+/// event stream after that last event.
+fn disconnect(member: &Member, reason: LeaveReason) {
+    member.slot.gone.store(true, Ordering::Release);
+    *lock(&member.slot.left_reason) = Some(reason);
+    let _ = member.events.try_send(RoomEvent::Disconnected { reason });
+}
+
+fn update_info(
+    state: &mut RoomState,
+    slot: &Arc<Slot>,
+    change: impl FnOnce(&mut ParticipantInfo),
+) -> ParticipantInfo {
+    let info = {
+        let mut info = lock(&slot.info);
+        change(&mut info);
+        info.clone()
+    };
+    broadcast(state, RoomEvent::ParticipantUpdated(info.clone()), None);
+    info
+}
+
+/// LiveKit's attribute update: set each key, and delete it when the value
+/// is empty.
+fn apply_attributes(attributes: &mut BTreeMap<String, String>, changes: &BTreeMap<String, String>) {
+    for (key, value) in changes {
+        if value.is_empty() {
+            attributes.remove(key);
+        } else {
+            attributes.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// A member's handle: its events, its audio port, and the changes it may
+/// make. Dropping it leaves the room.
+pub struct Participant {
+    registry: Arc<Registry>,
+    room: Arc<Room>,
+    slot: Arc<Slot>,
+    events: mpsc::Receiver<RoomEvent>,
+    frame_len: usize,
+}
+
+impl Participant {
+    /// What others see of it now.
+    pub fn info(&self) -> ParticipantInfo {
+        lock(&self.slot.info).clone()
+    }
+
+    /// The room's name.
+    pub fn room_name(&self) -> &str {
+        &self.room.name
+    }
+
+    /// The room's `RM_…` ID.
+    pub fn room_sid(&self) -> &str {
+        &self.room.sid
+    }
+
+    /// Its audio port, for the endpoint that carries its media.
+    pub fn audio(&self) -> AudioPort {
+        AudioPort {
+            slot: self.slot.clone(),
+            frame_len: self.frame_len,
+        }
+    }
+
+    /// The next event; `None` once it is out of the room (the last event
+    /// was [`RoomEvent::Disconnected`] with the reason, or it left).
+    pub async fn next_event(&mut self) -> Option<RoomEvent> {
+        self.events.recv().await
+    }
+
+    /// An event if one is waiting.
+    pub fn try_event(&mut self) -> Option<RoomEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Why it was taken out of the room, if it was.
+    pub fn disconnected(&self) -> Option<LeaveReason> {
+        *lock(&self.slot.left_reason)
+    }
+
+    /// The other participants.
+    pub fn others(&self) -> Vec<ParticipantInfo> {
+        let state = lock(&self.room.state);
+        state
+            .members
+            .iter()
+            .filter(|m| !Arc::ptr_eq(&m.slot, &self.slot))
+            .map(|m| lock(&m.slot.info).clone())
+            .collect()
+    }
+
+    /// Whether someone else in the room sends audio (LiveKit answers an
+    /// inbound call only then).
+    pub fn others_publish_audio(&self) -> bool {
+        self.others().iter().any(|p| p.publishes_audio)
+    }
+
+    /// Changes its attributes (empty value deletes); every member sees it.
+    pub fn set_attributes(&self, changes: &BTreeMap<String, String>) -> ParticipantInfo {
+        self.update(|info| apply_attributes(&mut info.attributes, changes))
+    }
+
+    /// Changes its metadata; every member sees it.
+    pub fn set_metadata(&self, metadata: &str) -> ParticipantInfo {
+        self.update(|info| info.metadata = metadata.to_string())
+    }
+
+    /// Says whether it sends audio; every member sees it.
+    pub fn set_publishes_audio(&self, on: bool) -> ParticipantInfo {
+        self.update(|info| info.publishes_audio = on)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ParticipantInfo)) -> ParticipantInfo {
+        let mut state = lock(&self.room.state);
+        if self.slot.gone.load(Ordering::Acquire) {
+            // Out of the room: change the local view only.
+            let mut info = lock(&self.slot.info);
+            change(&mut info);
+            return info.clone();
+        }
+        update_info(&mut state, &self.slot, change)
+    }
+
+    /// Sends DTMF to the other participants, or only to `destinations`
+    /// (identities) when given.
+    pub fn send_dtmf(&self, code: u32, digit: &str, destinations: &[String]) {
+        let mut state = lock(&self.room.state);
+        if self.slot.gone.load(Ordering::Acquire) {
+            return;
+        }
+        let from = lock(&self.slot.info).identity.clone();
+        let event = RoomEvent::Dtmf {
+            from,
+            code,
+            digit: digit.to_string(),
+        };
+        if destinations.is_empty() {
+            broadcast(&mut state, event, Some(&self.slot));
+            return;
+        }
+        for member in &state.members {
+            if Arc::ptr_eq(&member.slot, &self.slot) {
+                continue;
+            }
+            let wanted = destinations.contains(&lock(&member.slot.info).identity);
+            if wanted {
+                let _ = member.events.try_send(event.clone());
+            }
+        }
+    }
+
+    fn leave(&mut self) {
+        let mut state = lock(&self.room.state);
+        if self.slot.gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(pos) = state
+            .members
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.slot, &self.slot))
+        else {
+            return;
+        };
+        state.members.remove(pos);
+        let identity = lock(&self.slot.info).identity.clone();
+        *lock(&self.slot.left_reason) = Some(LeaveReason::ClientInitiated);
+        broadcast(
+            &mut state,
+            RoomEvent::ParticipantLeft {
+                identity: identity.clone(),
+                reason: LeaveReason::ClientInitiated,
+            },
+            None,
+        );
+        info!(room = %self.room.name, identity = %identity, "participant left");
+        let rooms = Rooms {
+            inner: self.registry.clone(),
+        };
+        rooms.after_leave(&self.room, &mut state);
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// Where a participant's endpoint exchanges 20 ms frames at the room rate
+/// with the mixer. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct AudioPort {
+    slot: Arc<Slot>,
+    frame_len: usize,
+}
+
+impl AudioPort {
+    /// Samples per frame (room rate / 50).
+    pub fn frame_len(&self) -> usize {
+        self.frame_len
+    }
+
+    /// Hands the participant's next frame to the room.
+    pub fn push(&self, frame: &[i16]) {
+        lock(&self.slot.audio).inbound.push(frame);
+    }
+
+    /// Takes the room's next frame for the participant; `false` (and `out`
+    /// untouched) when there is none: play silence.
+    pub fn pull(&self, out: &mut [i16]) -> bool {
+        lock(&self.slot.audio).outbound.pop_into(out)
+    }
+
+    /// Whether the participant is still in its room.
+    pub fn is_connected(&self) -> bool {
+        !self.slot.gone.load(Ordering::Acquire)
+    }
+
+    /// Frames dropped because a ring was full (inbound, outbound): a sign of
+    /// an endpoint or a mixer that falls behind.
+    pub fn dropped_frames(&self) -> (u64, u64) {
+        let audio = lock(&self.slot.audio);
+        (audio.inbound.dropped(), audio.outbound.dropped())
+    }
+
+    /// Forgets buffered audio both ways (after hold, say).
+    pub fn flush(&self) {
+        let mut audio = lock(&self.slot.audio);
+        audio.inbound.clear();
+        audio.outbound.clear();
+        audio.playing = false;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+
+fn config() -> RoomsConfig {
+    RoomsConfig {
+        // 8 kHz keeps frames short (160 samples) and the arithmetic obvious.
+        sample_rate: 8_000,
+        ..RoomsConfig::default()
+    }
+}
+
+fn request(identity: &str, kind: ParticipantKind) -> JoinRequest {
+    JoinRequest {
+        identity: identity.to_string(),
+        name: format!("name of {identity}"),
+        metadata: String::new(),
+        attributes: BTreeMap::new(),
+        kind,
+        publishes_audio: true,
+    }
+}
+
+fn join(rooms: &Rooms, room: &str, identity: &str) -> Participant {
+    rooms
+        .join(room, request(identity, ParticipantKind::WebSocket))
+        .unwrap()
+}
+
+fn drain(p: &mut Participant) -> Vec<RoomEvent> {
+    std::iter::from_fn(|| p.try_event()).collect()
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn each_participant_hears_the_others_but_not_itself() {
+    let rooms = Rooms::new(config());
+    let (a, b, c) = (
+        join(&rooms, "r", "a"),
+        join(&rooms, "r", "b"),
+        join(&rooms, "r", "c"),
+    );
+    let n = rooms.frame_len();
+    let now = Instant::now();
+    let mut heard = vec![0i16; n];
+    for tick in 0..6 {
+        a.audio().push(&vec![100; n]);
+        b.audio().push(&vec![200; n]);
+        c.audio().push(&vec![400; n]);
+        rooms.tick(now);
+        if tick == 0 {
+            // Nobody has reached the two-frame prebuffer yet.
+            assert!(!a.audio().pull(&mut heard), "no mix before the prebuffer");
+        }
+    }
+    let mut last = |p: &Participant| {
+        let mut got = None;
+        while p.audio().pull(&mut heard) {
+            got = Some(heard[0]);
+            assert!(heard.iter().all(|s| *s == heard[0]));
+        }
+        got
+    };
+    assert_eq!(last(&a), Some(600));
+    assert_eq!(last(&b), Some(500));
+    assert_eq!(last(&c), Some(300));
+}
+
+#[test]
+fn a_participant_alone_hears_silence_and_a_silent_one_is_left_out() {
+    let rooms = Rooms::new(config());
+    let a = join(&rooms, "r", "a");
+    let n = rooms.frame_len();
+    let mut out = vec![7i16; n];
+    for _ in 0..4 {
+        a.audio().push(&vec![1000; n]);
+        rooms.tick(Instant::now());
+    }
+    assert!(!a.audio().pull(&mut out));
+    assert_eq!(out, vec![7i16; n], "untouched on silence");
+
+    let b = join(&rooms, "r", "b");
+    for _ in 0..4 {
+        a.audio().push(&vec![1000; n]);
+        rooms.tick(Instant::now());
+    }
+    assert!(b.audio().pull(&mut out));
+    assert_eq!(out[0], 1000);
+    let mut got_any = false;
+    while a.audio().pull(&mut out) {
+        got_any = true;
+        assert_eq!(out[0], 0, "b sent nothing, so a hears nothing of b");
+    }
+    assert!(got_any);
+}
+
+#[test]
+fn audio_that_runs_dry_waits_for_the_prebuffer_again() {
+    let rooms = Rooms::new(config());
+    let (a, b) = (join(&rooms, "r", "a"), join(&rooms, "r", "b"));
+    let n = rooms.frame_len();
+    let mut out = vec![0i16; n];
+    a.audio().push(&vec![50; n]);
+    a.audio().push(&vec![50; n]);
+    rooms.tick(Instant::now());
+    rooms.tick(Instant::now());
+    rooms.tick(Instant::now());
+    let mut frames = 0;
+    while b.audio().pull(&mut out) {
+        frames += u32::from(out[0] == 50);
+    }
+    assert_eq!(frames, 2, "both buffered frames are played, then silence");
+    a.audio().push(&vec![60; n]);
+    rooms.tick(Instant::now());
+    while b.audio().pull(&mut out) {
+        assert_ne!(out[0], 60, "one frame is below the prebuffer");
+    }
+}
+
+#[test]
+fn joins_updates_dtmf_and_leaves_are_seen_by_everyone() {
+    let rooms = Rooms::new(config());
+    let mut a = join(&rooms, "r", "a");
+    let mut b = join(&rooms, "r", "b");
+    let joined = drain(&mut a);
+    assert!(matches!(&joined[..], [RoomEvent::ParticipantJoined(p)] if p.identity == "b"));
+    assert!(
+        drain(&mut b).is_empty(),
+        "a joiner is not told about itself"
+    );
+    assert_eq!(b.others().len(), 1);
+    assert_eq!(b.others()[0].identity, "a");
+
+    b.set_attributes(&attrs(&[("sip.callStatus", "ringing"), ("x", "1")]));
+    b.set_attributes(&attrs(&[("sip.callStatus", "active"), ("x", "")]));
+    let seen: Vec<_> = drain(&mut a)
+        .into_iter()
+        .map(|e| match e {
+            RoomEvent::ParticipantUpdated(p) => p.attributes,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            attrs(&[("sip.callStatus", "ringing"), ("x", "1")]),
+            attrs(&[("sip.callStatus", "active")]),
+        ],
+        "an empty value deletes the key"
+    );
+    assert_eq!(drain(&mut b).len(), 2, "its own changes in the same order");
+
+    let mut c = join(&rooms, "r", "c");
+    drain(&mut a);
+    drain(&mut b);
+    a.send_dtmf(5, "5", &[]);
+    a.send_dtmf(11, "#", &["c".to_string()]);
+    assert!(drain(&mut a).is_empty(), "DTMF is not echoed to its sender");
+    assert_eq!(
+        drain(&mut b),
+        vec![RoomEvent::Dtmf {
+            from: "a".into(),
+            code: 5,
+            digit: "5".into()
+        }]
+    );
+    assert_eq!(drain(&mut c).len(), 2);
+
+    drop(c);
+    let left = RoomEvent::ParticipantLeft {
+        identity: "c".into(),
+        reason: LeaveReason::ClientInitiated,
+    };
+    assert_eq!(drain(&mut a), vec![left.clone()]);
+    assert_eq!(drain(&mut b), vec![left]);
+}
+
+#[tokio::test]
+async fn a_removed_participant_is_told_why_and_its_stream_ends() {
+    let rooms = Rooms::new(config());
+    let mut a = join(&rooms, "r", "a");
+    let mut b = join(&rooms, "r", "b");
+    drain(&mut a);
+    rooms.remove_participant("r", "b").unwrap();
+    assert_eq!(
+        b.next_event().await,
+        Some(RoomEvent::Disconnected {
+            reason: LeaveReason::Removed
+        })
+    );
+    assert_eq!(b.next_event().await, None);
+    assert_eq!(b.disconnected(), Some(LeaveReason::Removed));
+    assert!(!b.audio().is_connected());
+    assert_eq!(
+        drain(&mut a),
+        vec![RoomEvent::ParticipantLeft {
+            identity: "b".into(),
+            reason: LeaveReason::Removed
+        }]
+    );
+    assert_eq!(
+        rooms.remove_participant("r", "b"),
+        Err(RoomError::NoSuchParticipant {
+            room: "r".into(),
+            identity: "b".into()
+        })
+    );
+    drop(b);
+    assert!(
+        drain(&mut a).is_empty(),
+        "dropping a removed handle says nothing"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_room_disconnects_everyone_and_forgets_it() {
+    let rooms = Rooms::new(config());
+    let mut a = join(&rooms, "r", "a");
+    let mut b = join(&rooms, "r", "b");
+    drain(&mut a);
+    rooms.delete_room("r").unwrap();
+    for p in [&mut a, &mut b] {
+        assert_eq!(
+            p.next_event().await,
+            Some(RoomEvent::Disconnected {
+                reason: LeaveReason::RoomDeleted
+            })
+        );
+        assert_eq!(p.next_event().await, None);
+    }
+    assert!(rooms.room("r").is_none());
+    assert_eq!(
+        rooms.delete_room("r"),
+        Err(RoomError::NoSuchRoom("r".into()))
+    );
+    // A new join makes a new room of the same name.
+    let c = join(&rooms, "r", "c");
+    assert_eq!(rooms.participants("r").unwrap().len(), 1);
+    assert_ne!(c.room_sid(), a.room_sid());
+}
+
+#[test]
+fn a_second_join_with_an_identity_replaces_the_first() {
+    let rooms = Rooms::new(config());
+    let mut watcher = join(&rooms, "r", "w");
+    let mut first = join(&rooms, "r", "same");
+    let _second = join(&rooms, "r", "same");
+    assert_eq!(
+        drain(&mut first),
+        vec![RoomEvent::Disconnected {
+            reason: LeaveReason::DuplicateIdentity
+        }]
+    );
+    let events = drain(&mut watcher);
+    assert_eq!(events.len(), 3, "joined, left, joined: {events:?}");
+    assert_eq!(
+        events[1],
+        RoomEvent::ParticipantLeft {
+            identity: "same".into(),
+            reason: LeaveReason::DuplicateIdentity
+        }
+    );
+    assert_eq!(rooms.participants("r").unwrap().len(), 2);
+    drop(first);
+    assert_eq!(
+        rooms.participants("r").unwrap().len(),
+        2,
+        "the old handle no longer leaves for the new"
+    );
+}
+
+#[test]
+fn rooms_made_by_a_join_close_with_their_last_participant() {
+    let rooms = Rooms::new(config());
+    let a = join(&rooms, "on-demand", "a");
+    assert_eq!(rooms.list_rooms().len(), 1);
+    drop(a);
+    assert!(rooms.list_rooms().is_empty());
+}
+
+#[test]
+fn rooms_made_by_the_api_live_until_empty_for_the_timeout() {
+    let rooms = Rooms::new(RoomsConfig {
+        empty_timeout: Duration::from_secs(60),
+        ..config()
+    });
+    let info = rooms.create_room("api", "meta").unwrap();
+    assert!(info.sid.starts_with("RM_"));
+    assert_eq!(
+        rooms.create_room("api", ""),
+        Err(RoomError::RoomExists("api".into()))
+    );
+    let a = join(&rooms, "api", "a");
+    assert_eq!(a.room_sid(), info.sid);
+    drop(a);
+    let start = Instant::now();
+    rooms.tick(start);
+    assert!(rooms.room("api").is_some(), "kept while within the timeout");
+    rooms.tick(start + Duration::from_secs(61));
+    assert!(rooms.room("api").is_none());
+}
+
+#[test]
+fn limits_are_enforced() {
+    let rooms = Rooms::new(RoomsConfig {
+        max_rooms: 1,
+        max_participants: 2,
+        ..config()
+    });
+    let _a = join(&rooms, "r", "a");
+    let _b = join(&rooms, "r", "b");
+    assert_eq!(
+        rooms.join("r", request("c", ParticipantKind::Sip)).err(),
+        Some(RoomError::RoomFull {
+            room: "r".into(),
+            limit: 2
+        })
+    );
+    assert_eq!(
+        rooms
+            .join("other", request("c", ParticipantKind::Sip))
+            .err(),
+        Some(RoomError::TooManyRooms(1))
+    );
+    assert_eq!(
+        rooms.join("r", request("", ParticipantKind::Sip)).err(),
+        Some(RoomError::Empty("identity"))
+    );
+    assert_eq!(
+        rooms.join("", request("x", ParticipantKind::Sip)).err(),
+        Some(RoomError::Empty("room name"))
+    );
+}
+
+#[test]
+fn a_participant_that_does_not_take_its_events_is_disconnected() {
+    let rooms = Rooms::new(RoomsConfig {
+        event_queue: 2,
+        ..config()
+    });
+    let stuck = join(&rooms, "r", "stuck");
+    let mut active = join(&rooms, "r", "active");
+    for i in 0..3 {
+        active.set_metadata(&i.to_string());
+        drain(&mut active);
+    }
+    assert_eq!(stuck.disconnected(), Some(LeaveReason::Stuck));
+    assert_eq!(rooms.participants("r").unwrap().len(), 1);
+}
+
+#[test]
+fn audio_presence_and_admin_attribute_updates() {
+    let rooms = Rooms::new(config());
+    let caller = rooms
+        .join(
+            "r",
+            JoinRequest {
+                publishes_audio: true,
+                ..request("sip_+1555", ParticipantKind::Sip)
+            },
+        )
+        .unwrap();
+    assert!(!caller.others_publish_audio());
+    let agent = rooms
+        .join(
+            "r",
+            JoinRequest {
+                publishes_audio: false,
+                ..request("agent", ParticipantKind::WebSocket)
+            },
+        )
+        .unwrap();
+    assert!(!caller.others_publish_audio(), "a listener is not enough");
+    agent.set_publishes_audio(true);
+    assert!(caller.others_publish_audio());
+
+    let info = rooms
+        .update_attributes("r", "sip_+1555", &attrs(&[("k", "v")]))
+        .unwrap();
+    assert_eq!(info.attributes, attrs(&[("k", "v")]));
+    assert_eq!(caller.info().attributes, attrs(&[("k", "v")]));
+    assert_eq!(
+        rooms.participant("r", "agent").unwrap().kind,
+        ParticipantKind::WebSocket
+    );
+}
