@@ -133,11 +133,22 @@ pub fn verify(keys: &ApiKeys, token: &str) -> Result<Claims, AuthRejection> {
         .map_err(|e| AuthRejection(format!("invalid token: {}", verify_reason(&e))))
 }
 
+/// Why a token does not verify, in go-jose's words where LiveKit's server
+/// would print them.
 fn verify_reason(e: &livekit_api::access_token::AccessTokenError) -> String {
+    use jsonwebtoken::errors::ErrorKind;
     use livekit_api::access_token::AccessTokenError;
-    match e {
-        AccessTokenError::Encoding(inner) => inner.to_string(),
-        other => other.to_string(),
+    let AccessTokenError::Encoding(inner) = e else {
+        return e.to_string();
+    };
+    match inner.kind() {
+        ErrorKind::ExpiredSignature => "token is expired (exp)".into(),
+        ErrorKind::ImmatureSignature => "token not valid yet (nbf)".into(),
+        ErrorKind::InvalidSignature => "signature is invalid".into(),
+        ErrorKind::InvalidIssuer => "invalid issuer (iss)".into(),
+        ErrorKind::InvalidAlgorithm => "unexpected signature algorithm (HS256 only)".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("missing required claim ({claim})"),
+        _ => format!("malformed token: {inner}"),
     }
 }
 

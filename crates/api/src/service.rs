@@ -58,6 +58,18 @@ impl Call<'_> {
         decode_request(self.encoding, self.body)
     }
 
+    /// The trunk of a JSON create request written without its `trunk`
+    /// wrapper, as LiveKit's API reference shows it in its curl example
+    /// (`{"name": ..., "numbers": [...]}`). LiveKit would discard those keys
+    /// and refuse the request; taking them costs SDK users nothing.
+    fn unwrapped_json<M: ProtoMessage + PartialEq>(&self) -> Result<Option<M>, TwirpError> {
+        if self.encoding != Encoding::Json {
+            return Ok(None);
+        }
+        let inner: M = decode_request(Encoding::Json, self.body)?;
+        Ok((inner != M::default()).then_some(inner))
+    }
+
     fn reply<M: ProtoMessage>(&self, message: &M) -> Result<Vec<u8>, TwirpError> {
         encode_response(self.encoding, message)
     }
@@ -160,7 +172,10 @@ fn outbound_as_legacy(t: SipOutboundTrunkInfo) -> SipTrunkInfo {
 async fn create_inbound_trunk(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
     let req: CreateSipInboundTrunkRequest = call.request()?;
     require_sip_admin(call.claims)?;
-    let trunk = req.trunk.ok_or_else(|| missing("trunk"))?;
+    let trunk = match req.trunk {
+        Some(trunk) => trunk,
+        None => call.unwrapped_json()?.ok_or_else(|| missing("trunk"))?,
+    };
     let created = call.state.store.create_inbound_trunk(trunk).await?;
     tracing::info!(trunk_id = %created.sip_trunk_id, name = %created.name, "inbound trunk created");
     call.reply(&created)
@@ -169,7 +184,10 @@ async fn create_inbound_trunk(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
 async fn create_outbound_trunk(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
     let req: CreateSipOutboundTrunkRequest = call.request()?;
     require_sip_admin(call.claims)?;
-    let trunk = req.trunk.ok_or_else(|| missing("trunk"))?;
+    let trunk = match req.trunk {
+        Some(trunk) => trunk,
+        None => call.unwrapped_json()?.ok_or_else(|| missing("trunk"))?,
+    };
     let created = call.state.store.create_outbound_trunk(trunk).await?;
     tracing::info!(trunk_id = %created.sip_trunk_id, name = %created.name, "outbound trunk created");
     call.reply(&created)

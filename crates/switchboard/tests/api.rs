@@ -757,6 +757,17 @@ fn errors_are_twirp_json_with_livekits_codes_and_statuses() {
         "invalid_argument",
         "for security, one of the fields must be set: AuthUsername+AuthPassword, AllowedAddresses or Numbers",
     );
+    // LiveKit's API reference posts the trunk's fields without the wrapper.
+    let unwrapped = api.ok(
+        "CreateSIPInboundTrunk",
+        json!({"name": "My trunk", "numbers": ["+15105550100"]}),
+    );
+    assert_eq!(unwrapped["name"], "My trunk");
+    assert_eq!(unwrapped["numbers"], json!(["+15105550100"]));
+    api.json(
+        "DeleteSIPTrunk",
+        json!({"sip_trunk_id": unwrapped["sip_trunk_id"]}),
+    );
     api.json("CreateSIPInboundTrunk", json!({})).assert_twirp(
         400,
         "invalid_argument",
@@ -998,10 +1009,14 @@ fn tokens_and_grants_are_checked_as_livekit_checks_them() {
     plain_401(&call(&[("Authorization", &bearer(&jwt(SECRET, &c)))]));
     let mut c = claims(json!({"sip": {"admin": true}}));
     c["exp"] = json!(now() - 120);
-    plain_401(&call(&[("Authorization", &bearer(&jwt(SECRET, &c)))]));
+    let r = call(&[("Authorization", &bearer(&jwt(SECRET, &c)))]);
+    plain_401(&r);
+    assert_eq!(r.text().trim(), "invalid token: token is expired (exp)");
     let mut c = claims(json!({"sip": {"admin": true}}));
     c["nbf"] = json!(now() + 300);
-    plain_401(&call(&[("Authorization", &bearer(&jwt(SECRET, &c)))]));
+    let r = call(&[("Authorization", &bearer(&jwt(SECRET, &c)))]);
+    plain_401(&r);
+    assert_eq!(r.text().trim(), "invalid token: token not valid yet (nbf)");
     let mut c = claims(json!({"sip": {"admin": true}}));
     c.as_object_mut().unwrap().remove("exp");
     plain_401(&call(&[("Authorization", &bearer(&jwt(SECRET, &c)))]));
