@@ -26,24 +26,20 @@ const API_SECRET: &str = "sdk-test-secret-0123456789abcdefghijklmnopqrstuv";
 /// Longer than any script needs, shorter than nextest's kill (5 x 60 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Starts switchboard with the test key and its API on an ephemeral port;
-/// returns it and the API's base URL, read from the ready file.
+/// Starts switchboard with the test key (the harness puts its API on an
+/// ephemeral port); returns it and the API's base URL.
 fn start() -> (Switchboard, String) {
     let sb = Switchboard::start(&[
         ("LIVEKIT_API_KEY", API_KEY),
         ("LIVEKIT_API_SECRET", API_SECRET),
-        ("SWITCHBOARD_API__BIND", "127.0.0.1"),
-        ("SWITCHBOARD_API__PORT", "0"),
     ]);
-    let ready = std::fs::read_to_string(sb.dir().join("ready.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&ready).unwrap();
-    let Some(addr) = json["api"].as_str() else {
+    let Some(api) = sb.api else {
         panic!(
-            "the ready file has no \"api\" address: {ready}\n--- switchboard log\n{}",
+            "the ready file names no API address\n--- switchboard log\n{}",
             sb.log()
         );
     };
-    (sb, format!("http://{addr}"))
+    (sb, format!("http://{api}"))
 }
 
 /// Runs `program args` from the repository root with the API's URL and key

@@ -44,13 +44,16 @@ function eq(actual, expected, what) {
 
 const sorted = (xs) => [...xs].sort();
 
-/** LiveKit's trunk conflict text names two IDs in an order the reference
- * does not fix; both orders are accepted, nothing else. */
-function trunkConflict(a, b, tail) {
-  return [
-    `Conflicting inbound SIP Trunks: "${a}" and "${b}", ${tail}`,
-    `Conflicting inbound SIP Trunks: "${b}" and "${a}", ${tail}`,
-  ];
+/** A list as LiveKit prints it in conflict texts (Go's %q), or <any>. */
+const goList = (items) => (items.length ? `[${items.map((n) => `"${n}"`).join(' ')}]` : '<any>');
+
+/** LiveKit's inbound trunk conflict text. `candidate` and `stored` are
+ * [id, numbers] pairs, id '' for a trunk being created. LiveKit names the
+ * later trunk (in ID order, a new one last) first, with its numbers. */
+function trunkConflict([cid, cnums], [sid, snums], allowedNumber) {
+  const [first, firstNumbers, second] = cid === '' || cid > sid ? [cid || '<new>', cnums, sid] : [sid, snums, cid];
+  const text = `Conflicting inbound SIP Trunks: "${first}" and "${second}", using the same number(s) ${goList(firstNumbers)}`;
+  return allowedNumber === undefined ? `${text} without AllowedNumbers set` : `${text} and AllowedNumber "${allowedNumber}"`;
 }
 
 /** Runs `call`, which must fail with this Twirp code and HTTP status and, when
@@ -151,18 +154,16 @@ async function inboundFailures({ a, b, c }) {
   await expectError(() => sipClient.createSipInboundTrunk('Second any-number trunk', [], {
     allowedAddresses: ['203.0.113.0/24'],
   }), 'invalid_argument', 400, 'second any-number trunk', {
-    messages: trunkConflict('<new>', c.sipTrunkId, 'using the same number(s) <any> without AllowedNumbers set'),
+    message: trunkConflict(['', []], [c.sipTrunkId, c.numbers]),
   });
   await expectError(() => sipClient.createSipInboundTrunk('Same number', ['+15105550100']),
     'invalid_argument', 400, 'second trunk on +15105550100 without allowed numbers', {
-      messages: trunkConflict('<new>', a.sipTrunkId,
-        'using the same number(s) +15105550100 without AllowedNumbers set'),
+      message: trunkConflict(['', ['+15105550100']], [a.sipTrunkId, a.numbers]),
     });
   await expectError(() => sipClient.createSipInboundTrunk('Same caller', ['+15105550100'], {
     allowedNumbers: ['+13105550100'],
   }), 'invalid_argument', 400, 'trunk allowing a caller B allows on the same number', {
-    messages: trunkConflict('<new>', b.sipTrunkId,
-      'using the same number(s) +15105550100 and AllowedNumber "+13105550100"'),
+    message: trunkConflict(['', ['+15105550100']], [b.sipTrunkId, b.numbers], '+13105550100'),
   });
   eq(sorted(await inboundIds()), sorted([a.sipTrunkId, b.sipTrunkId, c.sipTrunkId]), 'trunks after refusals');
   step('conflicting inbound trunks refused with LiveKit\'s texts');
@@ -482,7 +483,7 @@ async function tokens({ o1 }) {
   const expired = client(await token({ sip: { admin: true } }, '-10m'));
   await expectError(() => expired.listSipInboundTrunk(), 'unauthenticated', 401,
     'token expired 10 minutes ago', { pattern: /expired/i });
-  const forged = new SipClient(url, apiKey, 'not-the-secret');
+  const forged = new SipClient(url, apiKey, 'not-the-secret-but-just-as-long-0123456789');
   await expectError(() => forged.listSipOutboundTrunk(), 'unauthenticated', 401, 'token with the wrong secret');
   step('expired and forged tokens get unauthenticated');
 }
