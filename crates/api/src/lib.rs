@@ -13,7 +13,8 @@
 //!   names or numbers, and unknown keys are ignored.
 //! - `POST /twirp/switchboard.SIP/ExplainCall` (JSON only, `sip.admin`):
 //!   how this replica's live routing index would route a call.
-//! - `GET /healthz`: `200 OK`, or `503` while the process drains.
+//! - `GET /healthz` (and `GET /`, where LiveKit's server answers health
+//!   checks): `200 OK`, or `503` while the process drains.
 //!
 //! # Errors
 //!

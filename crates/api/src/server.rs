@@ -23,6 +23,8 @@ use crate::ApiState;
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        // LiveKit's server answers health checks on `/`; probes written for it keep working.
+        .route("/", get(healthz))
         .fallback(entry)
         .with_state(state)
 }

@@ -139,7 +139,7 @@ struct Api {
 
 async fn open_store(config: &Config) -> Result<SipStore, String> {
     match config.store.url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        Some(url) if url.starts_with("redis://") => {
             let store = SipStore::connect_redis(RedisConfig::new(url))
                 .await
                 .map_err(|e| e.to_string())?;

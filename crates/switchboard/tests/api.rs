@@ -1284,8 +1284,10 @@ fn explain_call_answers_from_the_live_routing_index() {
 #[test]
 fn health_answers_503_while_draining_and_the_api_keeps_serving() {
     let mut api = start(&[("SWITCHBOARD_DRAIN__MIN_SECS", "30")]);
-    let r = http(api.addr, "GET", "/healthz", &[], b"");
-    assert_eq!((r.status, r.text().trim()), (200, "OK"));
+    for path in ["/healthz", "/"] {
+        let r = http(api.addr, "GET", path, &[], b"");
+        assert_eq!((r.status, r.text().trim()), (200, "OK"), "{path}");
+    }
     let out = api.ok(
         "CreateSIPOutboundTrunk",
         json!({"trunk": {"address": "sip.example.com", "numbers": ["+1"]}}),
@@ -1301,6 +1303,7 @@ fn health_answers_503_while_draining_and_the_api_keeps_serving() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(api.sb.is_running());
+    assert_eq!(http(api.addr, "GET", "/", &[], b"").status, 503);
     // Management keeps working; new calls are refused.
     assert_eq!(
         api.ok("ListSIPOutboundTrunk", json!({}))["items"]
