@@ -73,18 +73,18 @@ impl<K: Into<String>, S: Into<String>> FromIterator<(K, S)> for ApiKeys {
     }
 }
 
-/// A token that was presented and refused: HTTP 401, plain text.
+/// A token that was presented and refused: HTTP 401 as LiveKit answers,
+/// but as Twirp JSON `unauthenticated` rather than LiveKit's plain text.
+/// The status is the same, so code written against LiveKit keeps working;
+/// the body is what the SDKs can read: with plain text the Python SDK
+/// reports code "unknown" with an empty message, and Node an undefined
+/// code, so a user cannot tell an expired token from a server fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRejection(pub String);
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", self.0),
-        )
-            .into_response()
+        TwirpError::new(crate::twirp::Code::Unauthenticated, self.0).into_response()
     }
 }
 
