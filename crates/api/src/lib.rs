@@ -1,4 +1,122 @@
-//! The HTTP surface: Twirp livekit.SIP, access tokens, health and metrics.
+//! The HTTP surface of switchboard: the LiveKit SIP API (Twirp
+//! `livekit.SIP`), wire-compatible with LiveKit's server, plus an operator
+//! endpoint that explains call routing, and a health check.
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
-//! issue has not landed yet.
+//! # Endpoints
+//!
+//! - `POST /twirp/livekit.SIP/<Method>` for the 16 methods of the service
+//!   (see [`service::METHODS`]). Bodies are `application/protobuf` or
+//!   `application/json` (parameters after `;` ignored); the response uses
+//!   the request's encoding. JSON responses are written as LiveKit's server
+//!   writes them (protojson, snake_case names, every default emitted; see
+//!   [`wire`]); JSON requests may use snake_case or lowerCamelCase keys, enum
+//!   names or numbers, and unknown keys are ignored.
+//! - `POST /twirp/switchboard.SIP/ExplainCall` (JSON only, `sip.admin`):
+//!   how this replica's live routing index would route a call.
+//! - `GET /healthz` (and `GET /`, where LiveKit's server answers health
+//!   checks): `200 OK`, or `503` while the process drains.
+//!
+//! # Errors
+//!
+//! Twirp JSON `{"code","msg","meta"}` with `Content-Type: application/json`
+//! and Twirp's HTTP status for the code ([`twirp::Code::http_status`]).
+//! Unknown paths, non-POST requests and other content types are `bad_route`
+//! (404, meta `twirp_invalid_route` = `"POST /path"`). A body over
+//! `max_body_bytes` is HTTP 413 with code `resource_exhausted`. A refused
+//! token is HTTP 401 in plain text, as LiveKit answers it; see [`auth`].
+//!
+//! # ExplainCall
+//!
+//! Request (every field optional; `source_ip` empty skips the address check):
+//!
+//! ```json
+//! {"from": "+15550100", "to": "+15550200", "source_ip": "203.0.113.5",
+//!  "from_host": "sip.example.com", "request_uri_user": "+15550200",
+//!  "pin": "1234", "no_pin": false}
+//! ```
+//!
+//! Response:
+//!
+//! ```json
+//! {"verdict": "accepted: trunk ST_x, rule SDR_y, room R",
+//!  "accepted": true,
+//!  "trunk": {"id": "ST_x", "match": "specific", "digest_auth": false, "error": null,
+//!            "passed_over": [{"kind": "trunk", "id": "ST_z", "name": "other",
+//!                             "reason": "called number \"+1\" (To user) not in numbers"}]},
+//!  "dispatch": {"rule_id": "SDR_y", "request_pin": false, "room_name": "R",
+//!               "participant_identity": "sip_+15550100",
+//!               "participant_name": "Phone +15550100", "error": null,
+//!               "passed_over": []}}
+//! ```
+//!
+//! - `verdict`: one line, `accepted: …`, or `refused: <SIP status> <reason>:
+//!   <routing error>` (see [`explain::refusal_status`]).
+//! - `accepted`: the call would be put in a room, or asked for its PIN
+//!   (`dispatch.request_pin`).
+//! - `trunk.match`: `specific` (lists the called number), `default`
+//!   (wildcard trunk), `unmatched` (no trunk, allowed by policy) or `none`
+//!   (refused; `trunk.error` says why).
+//! - `dispatch`: `null` when the trunk step refused the call; otherwise
+//!   the rule, or `rule_id` "" with `error` set.
+//! - `passed_over[].kind`: `trunk` or `dispatch_rule`; `reason` is the
+//!   routing crate's explanation in words.
+//!
+//! # Call control
+//!
+//! CreateSIPParticipant and TransferSIPParticipant are validated here and
+//! handed to a [`CallControl`] implementation plugged in by the binary.
+
+pub mod auth;
+pub mod call_control;
+pub mod explain;
+mod server;
+pub mod service;
+pub mod twirp;
+pub mod wire;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use switchboard_store::{LiveRoutingIndex, SipStore};
+
+pub use auth::ApiKeys;
+pub use call_control::{CallControl, CallFuture, OutboundCall, Transfer};
+pub use server::{router, serve};
+pub use twirp::{Code, TwirpError};
+
+/// The default limit on a request body: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything the API needs.
+pub struct ApiState {
+    /// Trunks and dispatch rules.
+    pub store: SipStore,
+    /// This replica's routing index (ExplainCall).
+    pub routing: Arc<LiveRoutingIndex>,
+    /// Outbound calls and transfers.
+    pub call_control: Arc<dyn CallControl>,
+    /// API keys and secrets.
+    pub keys: ApiKeys,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Set when the process drains: health answers 503 and no new calls
+    /// are placed; everything else keeps working.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("keys", &self.keys)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// True once the drain started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -40,9 +42,15 @@ pub enum TransportName {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Where the embedded store (and later other local state) lives.
+    pub data_dir: PathBuf,
+    /// Trunks and dispatch rules.
+    pub store: StoreConfig,
+    /// The LiveKit SIP API over HTTP.
+    pub api: ApiConfig,
     /// SIP signalling.
     pub sip: SipConfig,
     /// Graceful shutdown.
@@ -51,6 +59,68 @@ pub struct Config {
     pub calls: CallsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            store: StoreConfig::default(),
+            api: ApiConfig::default(),
+            sip: SipConfig::default(),
+            drain: DrainConfig::default(),
+            calls: CallsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Where trunks and dispatch rules are kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `redis://[user:password@]host:port[/db]` to share the store between
+    /// replicas; unset keeps the embedded store under `data_dir`.
+    pub url: Option<String>,
+}
+
+/// The HTTP API (Twirp `livekit.SIP`, health, ExplainCall).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the API listens on.
+    pub bind: IpAddr,
+    /// Port (0 picks a free one; see --ready-file).
+    pub port: u16,
+    /// API keys and their secrets (`key: secret`). LIVEKIT_API_KEY and
+    /// LIVEKIT_API_SECRET add one more. With none at all, a development key
+    /// `devkey` with a random secret is made at start and printed.
+    pub keys: BTreeMap<String, String>,
+    /// Largest request body accepted, in bytes (larger: HTTP 413).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 7880,
+            keys: BTreeMap::new(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets never reach a log line.
+        f.debug_struct("ApiConfig")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
 }
 
 /// SIP signalling settings.
@@ -235,7 +305,14 @@ impl Config {
             }
             None => Value::Mapping(Mapping::new()),
         };
+        let mut livekit_key = None;
+        let mut livekit_secret = None;
         for (name, raw) in env {
+            match name.as_str() {
+                "LIVEKIT_API_KEY" => livekit_key = Some(raw.clone()),
+                "LIVEKIT_API_SECRET" => livekit_secret = Some(raw.clone()),
+                _ => {}
+            }
             let Some(path) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
@@ -248,7 +325,21 @@ impl Config {
             set_path(&mut tree, &keys, value)
                 .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
         }
-        serde_norway::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))
+        let mut config: Config =
+            serde_norway::from_value(tree).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        // The variables LiveKit's SDKs read, so SDK users change nothing.
+        match (livekit_key.filter(|k| !k.is_empty()), livekit_secret) {
+            (Some(key), Some(secret)) if !secret.is_empty() => {
+                config.api.keys.insert(key, secret);
+            }
+            (None, _) => {}
+            (Some(_), _) => {
+                return Err(ConfigError::Invalid(
+                    "LIVEKIT_API_KEY is set without LIVEKIT_API_SECRET".into(),
+                ))
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -328,6 +419,43 @@ mod tests {
         assert!(Config::load(None, env(&[("SWITCHBOARD_SIP__UDP_PRT", "1")])).is_err());
         assert!(Config::load(None, env(&[("SWITCHBOARD_SIP__UDP_PORT", "70000")])).is_err());
         assert!(Config::load(None, env(&[("SWITCHBOARD_SIP__BIND", "not-an-ip")])).is_err());
+    }
+
+    #[test]
+    fn api_keys_come_from_the_file_the_environment_and_livekits_variables() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_API__KEYS", "{ops: s3cret}"),
+                ("LIVEKIT_API_KEY", "APIsdk"),
+                ("LIVEKIT_API_SECRET", "sdk-secret"),
+                ("SWITCHBOARD_API__PORT", "0"),
+                ("SWITCHBOARD_STORE__URL", "redis://127.0.0.1:6390/"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.api.keys.get("ops").map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(
+            config.api.keys.get("APIsdk").map(String::as_str),
+            Some("sdk-secret")
+        );
+        assert_eq!(config.api.port, 0);
+        assert_eq!(config.store.url.as_deref(), Some("redis://127.0.0.1:6390/"));
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("s3cret") && !printed.contains("sdk-secret"),
+            "{printed}"
+        );
+        assert!(Config::load(None, env(&[("LIVEKIT_API_KEY", "k")])).is_err());
+        let defaults = Config::load(None, env(&[])).unwrap();
+        assert!(defaults.api.keys.is_empty());
+        assert_eq!(defaults.api.port, 7880);
+        assert_eq!(defaults.api.max_body_bytes, 1 << 20);
+        assert_eq!(defaults.data_dir, PathBuf::from("./data"));
+        assert_eq!(defaults.store.url, None);
     }
 
     #[test]

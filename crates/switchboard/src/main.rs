@@ -1,5 +1,6 @@
 //! The switchboard binary: configuration, wiring, signals and drain.
 
+mod call_control;
 mod config;
 mod drain;
 
@@ -9,10 +10,15 @@ use drain::Drain;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_api::{ApiKeys, ApiState};
 use switchboard_gateway::{Gateway, GatewayConfig};
+use switchboard_routing::RoutingOptions;
 use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
+use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
@@ -40,6 +46,10 @@ struct ServeArgs {
     /// orchestration and tests that ask for port 0).
     #[arg(long, env = "SWITCHBOARD_READY_FILE")]
     ready_file: Option<PathBuf>,
+    /// Store URL (`redis://...`); overrides store.url. Default: the
+    /// embedded store under data_dir.
+    #[arg(long)]
+    store: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -50,13 +60,16 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match Config::load(args.config.as_deref(), std::env::vars()) {
+    let mut config = match Config::load(args.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("switchboard: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(url) = args.store {
+        config.store.url = Some(url);
+    }
     init_logging(&config);
     let (transport, endpoint) = match sip_settings(&config) {
         Ok(settings) => settings,
@@ -96,19 +109,123 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let api = match main_runtime.block_on(start_api(&config)) {
+        Ok(api) => api,
+        Err(e) => {
+            error!(error = %e, "cannot start the API");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(path) = &args.ready_file {
-        if let Err(e) = write_ready_file(path, &stack.bound) {
+        if let Err(e) = write_ready_file(path, &stack.bound, api.addr) {
             error!(error = %e, path = %path.display(), "cannot write the ready file");
             return ExitCode::FAILURE;
         }
     }
-    let code = main_runtime.block_on(run(stack, &config));
+    let code = main_runtime.block_on(run(stack, api, &config));
     sip_runtime.shutdown_timeout(Duration::from_secs(1));
     main_runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
-async fn run(stack: SipStack, config: &Config) -> ExitCode {
+/// The store, the routing index and the API listener, ready to serve.
+struct Api {
+    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    /// Kept for the gateway, which will route inbound calls with it.
+    _routing: Arc<LiveRoutingIndex>,
+}
+
+async fn open_store(config: &Config) -> Result<SipStore, String> {
+    match config.store.url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) if url.starts_with("redis://") => {
+            let store = SipStore::connect_redis(RedisConfig::new(url))
+                .await
+                .map_err(|e| e.to_string())?;
+            // The URL may carry a password: it is not logged.
+            info!("store: redis");
+            Ok(store)
+        }
+        Some(_) => Err("store.url must be a redis:// URL (or unset for the embedded store)".into()),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+            let store = SipStore::open_embedded(&config.data_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(data_dir = %config.data_dir.display(), "store: embedded");
+            Ok(store)
+        }
+    }
+}
+
+/// The configured keys, or a fresh development key printed once on stdout
+/// (not through the log) so a laptop user can sign tokens with it.
+fn api_keys(config: &Config) -> Result<ApiKeys, String> {
+    if !config.api.keys.is_empty() {
+        return Ok(config
+            .api
+            .keys
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect());
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| format!("random source: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    println!(
+        "switchboard: no API key configured; made a development key for this run:\n  \
+         LIVEKIT_API_KEY=devkey\n  LIVEKIT_API_SECRET={secret}"
+    );
+    info!("no API key configured: using a development key `devkey` (printed on stdout)");
+    Ok(ApiKeys::from_iter([("devkey", secret)]))
+}
+
+async fn start_api(config: &Config) -> Result<Api, String> {
+    let store = open_store(config).await?;
+    let routing = Arc::new(
+        LiveRoutingIndex::start(store.clone(), RoutingOptions::default())
+            .await
+            .map_err(|e| format!("routing index: {e}"))?,
+    );
+    let keys = api_keys(config)?;
+    let listener = tokio::net::TcpListener::bind((config.api.bind, config.api.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot bind the API on {}:{}: {e}",
+                config.api.bind, config.api.port
+            )
+        })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(%addr, keys = ?keys.key_names(), "API listening");
+    let state = Arc::new(ApiState {
+        store,
+        routing: routing.clone(),
+        call_control: Arc::new(call_control::NotYetImplemented),
+        keys,
+        max_body_bytes: config.api.max_body_bytes,
+        draining: Arc::new(AtomicBool::new(false)),
+    });
+    Ok(Api {
+        addr,
+        listener,
+        state,
+        _routing: routing,
+    })
+}
+
+async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
+    let draining = api.state.draining.clone();
+    let router = switchboard_api::router(api.state.clone());
+    // The API keeps serving through the drain; it ends with the process.
+    tokio::spawn(async move {
+        if let Err(e) = switchboard_api::serve(api.listener, router, std::future::pending()).await {
+            error!(error = %e, "the API server stopped");
+        }
+    });
+    let _routing = api._routing;
     let SipStack {
         handle,
         events,
@@ -140,6 +257,7 @@ async fn run(stack: SipStack, config: &Config) -> ExitCode {
         _ = int.recv() => info!("SIGINT: draining"),
     }
     handle.set_draining(true);
+    draining.store(true, Ordering::Relaxed);
     let drain = Drain::new(
         Instant::now(),
         Duration::from_secs(config.drain.min_secs),
@@ -259,8 +377,9 @@ fn default_route_ip() -> Option<IpAddr> {
         .filter(|ip| !ip.is_unspecified())
 }
 
-fn write_ready_file(path: &Path, bound: &BoundAddrs) -> std::io::Result<()> {
+fn write_ready_file(path: &Path, bound: &BoundAddrs, api: SocketAddr) -> std::io::Result<()> {
     let json = serde_json::json!({
+        "api": api.to_string(),
         "sip": {
             "udp": bound.udp.map(|a| a.to_string()),
             "tcp": bound.tcp.map(|a| a.to_string()),

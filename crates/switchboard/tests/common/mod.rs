@@ -23,11 +23,14 @@ pub struct Switchboard {
     pub tcp: Option<SocketAddr>,
     /// Bound SIP TLS address.
     pub tls: Option<SocketAddr>,
+    /// Bound HTTP API address.
+    pub api: Option<SocketAddr>,
 }
 
 impl Switchboard {
-    /// Starts `switchboard serve` on 127.0.0.1 with ephemeral UDP and TCP
-    /// ports, plus `env` overrides, and waits until it is listening.
+    /// Starts `switchboard serve` on 127.0.0.1 with ephemeral UDP, TCP and
+    /// API ports and the embedded store in a temporary directory, plus `env`
+    /// overrides, and waits until it is listening.
     pub fn start(env: &[(&str, &str)]) -> Switchboard {
         let dir = tempfile::tempdir().unwrap();
         let ready = dir.path().join("ready.json");
@@ -43,6 +46,8 @@ impl Switchboard {
             .env("SWITCHBOARD_SIP__BIND", "127.0.0.1")
             .env("SWITCHBOARD_SIP__UDP_PORT", "0")
             .env("SWITCHBOARD_SIP__TCP_PORT", "0")
+            .env("SWITCHBOARD_API__BIND", "127.0.0.1")
+            .env("SWITCHBOARD_API__PORT", "0")
             .env("SWITCHBOARD_LOG__LEVEL", "debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -57,6 +62,7 @@ impl Switchboard {
             udp: None,
             tcp: None,
             tls: None,
+            api: None,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -66,6 +72,7 @@ impl Switchboard {
                 sb.udp = addr("udp");
                 sb.tcp = addr("tcp");
                 sb.tls = addr("tls");
+                sb.api = json["api"].as_str().map(|s| s.parse().unwrap());
                 return sb;
             }
             if let Some(status) = sb.child.as_mut().unwrap().try_wait().unwrap() {

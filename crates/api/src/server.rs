@@ -1,0 +1,194 @@
+//! The axum router: Twirp routing (method, path, content type), the token,
+//! the body limit, then the method.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use switchboard_routing::go_quote;
+
+use crate::auth::{authenticate, require_sip_admin};
+use crate::explain::{explain, ExplainCallRequest};
+use crate::service::{self, Call};
+use crate::twirp::{Code, TwirpError};
+use crate::wire::Encoding;
+use crate::ApiState;
+
+/// The router serving every endpoint of the crate.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        // LiveKit's server answers health checks on `/`; probes written for it keep working.
+        .route("/", get(healthz))
+        .fallback(entry)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "OK\n").into_response()
+    }
+}
+
+const SIP_SERVICE: &str = "livekit.SIP";
+const SWITCHBOARD_SERVICE: &str = "switchboard.SIP";
+
+async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let Some(route) = path.strip_prefix("/twirp/") else {
+        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    };
+    // LiveKit checks the token in a middleware, before Twirp sees the request.
+    let claims = match authenticate(&state.keys, &parts.headers, &parts.uri) {
+        Ok(claims) => claims,
+        Err(rejection) => {
+            tracing::info!(path = %path, reason = %rejection.0, "API request with a refused token");
+            return rejection.into_response();
+        }
+    };
+    let method_name = parts.method.as_str();
+    if parts.method != Method::POST {
+        return TwirpError::bad_route(
+            format!(
+                "unsupported method {} (only POST is allowed)",
+                go_quote(method_name)
+            ),
+            method_name,
+            &path,
+        )
+        .into_response();
+    }
+    let no_handler = || {
+        TwirpError::bad_route(
+            format!("no handler for path {}", go_quote(&path)),
+            method_name,
+            &path,
+        )
+    };
+    let Some((service_name, rpc)) = route.split_once('/') else {
+        return no_handler().into_response();
+    };
+    let explain_call = service_name == SWITCHBOARD_SERVICE && rpc == "ExplainCall";
+    let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc)) || explain_call;
+    if !known {
+        return no_handler().into_response();
+    }
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let encoding = match Encoding::from_content_type(content_type) {
+        Some(Encoding::Protobuf) if explain_call => None,
+        other => other,
+    };
+    let Some(encoding) = encoding else {
+        return TwirpError::bad_route(
+            format!("unexpected Content-Type: {}", go_quote(content_type)),
+            method_name,
+            &path,
+        )
+        .into_response();
+    };
+    let body = match read_body(body, state.max_body_bytes, &parts.headers).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let result = if explain_call {
+        explain_call_json(&state, claims.as_ref(), &body)
+    } else {
+        let call = Call {
+            state: &state,
+            claims: claims.as_ref(),
+            encoding,
+            body: &body,
+        };
+        match service::dispatch(rpc, call).await {
+            Some(result) => result,
+            None => Err(no_handler()),
+        }
+    };
+    match result {
+        Ok(bytes) => {
+            let mut response = (StatusCode::OK, bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            );
+            response
+        }
+        Err(e) => {
+            if e.http_status() >= 500 {
+                tracing::warn!(method = rpc, code = %e.code, msg = %e.msg, "API request failed");
+            } else {
+                tracing::debug!(method = rpc, code = %e.code, msg = %e.msg, "API request refused");
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn too_large(limit: usize) -> TwirpError {
+    let mut e = TwirpError::new(
+        Code::ResourceExhausted,
+        format!("request body larger than {limit} bytes"),
+    );
+    e.status_override = Some(413);
+    e
+}
+
+async fn read_body(
+    body: Body,
+    limit: usize,
+    headers: &axum::http::HeaderMap,
+) -> Result<Vec<u8>, TwirpError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(e) => Err(
+            TwirpError::new(Code::Malformed, "failed to read request body")
+                .with_meta("cause", e.to_string()),
+        ),
+    }
+}
+
+fn explain_call_json(
+    state: &ApiState,
+    claims: Option<&crate::auth::Claims>,
+    body: &[u8],
+) -> Result<Vec<u8>, TwirpError> {
+    let req: ExplainCallRequest = serde_json::from_slice(body).map_err(|e| {
+        TwirpError::new(Code::Malformed, "the json request could not be decoded")
+            .with_meta("cause", e.to_string())
+    })?;
+    require_sip_admin(claims)?;
+    let call = req.call_input()?;
+    let answer = explain(&state.routing.current(), &call);
+    serde_json::to_vec(&answer).map_err(|e| TwirpError::internal(e.to_string()))
+}
