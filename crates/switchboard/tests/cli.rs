@@ -358,11 +358,12 @@ fn inbound_trunk_lifecycle() {
         server.json(&["inbound", "list"])["items"],
         serde_json::json!([])
     );
-    let again = server.run(&["inbound", "delete", &id]);
-    assert_eq!(again.code, 1, "{again:#?}");
+    // Deleting a trunk twice succeeds, as in LiveKit; changing a deleted one does not.
+    let gone = server.run(&["inbound", "update", "--id", &id, "--name", "ghost"]);
+    assert_eq!(gone.code, 1, "{gone:#?}");
     assert!(
-        again.stderr.contains("not_found") && again.stderr.contains("404"),
-        "{again:#?}"
+        gone.stderr.starts_with("switchboard: not_found (HTTP 404)"),
+        "{gone:#?}"
     );
 }
 
@@ -493,6 +494,14 @@ fn dispatch_rule_lifecycle() {
     assert_eq!(
         server.json(&["dispatch", "list"])["items"],
         serde_json::json!([])
+    );
+    let again = server.run(&["dispatch", "delete", &agent_rule]);
+    assert_eq!(again.code, 1, "{again:#?}");
+    assert!(
+        again
+            .stderr
+            .starts_with("switchboard: not_found (HTTP 404)"),
+        "{again:#?}"
     );
 }
 
