@@ -1,6 +1,7 @@
 //! The switchboard binary: configuration, wiring, signals and drain.
 
 mod call_control;
+mod cli;
 mod config;
 mod drain;
 
@@ -34,6 +35,10 @@ struct Cli {
 enum Command {
     /// Run the gateway (embedded defaults when no configuration is given).
     Serve(ServeArgs),
+    /// Manage SIP trunks and dispatch rules on a running server (like `lk sip`).
+    Sip(cli::SipArgs),
+    /// Create access tokens.
+    Token(cli::TokenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Sip(args) => cli::run_sip(args),
+        Command::Token(args) => cli::run_token(args),
     }
 }
 
