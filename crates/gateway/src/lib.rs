@@ -1,26 +1,94 @@
 //! Call control for switchboard: the B2BUA between SIP legs and rooms.
 //!
-//! The gateway is the SIP stack's transaction user. The SIP core has already
-//! answered everything that needs no policy (OPTIONS, CANCEL, malformed and
-//! out-of-dialog requests, drain); what reaches the gateway is a new INVITE
-//! or a request in a dialog it created. Routing is not wired in yet, so
-//! every new INVITE is refused with 404 and a Reason header that says no
-//! trunk is configured: an honest final answer, never silence.
+//! The gateway is the SIP stack's transaction user. The SIP core has
+//! already answered everything that needs no policy (OPTIONS, CANCEL,
+//! malformed and out-of-dialog requests, drain); what reaches the gateway
+//! is a new INVITE, or a request, ACK or response that belongs to a call.
+//!
+//! [`Gateway::run`] is the dispatcher: each new INVITE becomes a call task
+//! ([`inbound`]), and every later SIP event is routed to its call by the
+//! INVITE's server transaction, the dialog, or the client transaction the
+//! call started. A call owns its media session (on a [`MediaPool`] worker),
+//! its room participant, its timers and its dialog; when its task ends,
+//! everything it held is released.
 
+mod bridge;
+mod inbound;
+mod info_dtmf;
+mod media_config;
+mod prompts;
+mod refusal;
+
+pub use info_dtmf::parse_info_dtmf;
+pub use prompts::Prompt;
+pub use refusal::Refusal;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use switchboard_sip::message::{HeaderName, Method, ResponseSpec};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use switchboard_media::driver::MediaWorker;
+use switchboard_media::ports::{PortAllocator, PortConfig, PortError};
+use switchboard_media::session::SessionConfig;
+use switchboard_rooms::Rooms;
+use switchboard_routing::RoutingIndex;
+use switchboard_sip::auth::{ChallengeKind, DigestServer};
+use switchboard_sip::dialog::DialogId;
+use switchboard_sip::message::{Method, Request, Response, ResponseSpec};
 use switchboard_sip::transport::{EventReceiver, SipHandle};
-use switchboard_sip::{Event, Incoming};
-use tracing::{debug, info, warn};
+use switchboard_sip::{ClientTxnId, Event, Flow, Incoming, RequestFailure, ServerTxnId};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// When an inbound call is answered with 200 OK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnswerMode {
+    /// Once another participant who sends audio is in the room (LiveKit's
+    /// rule: the caller is not charged for talking to nobody).
+    #[default]
+    OnParticipant,
+    /// At once, when the caller has joined the room.
+    Immediate,
+}
 
 /// Gateway settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Most calls up at once; further INVITEs get 503 with Retry-After.
     pub max_active_calls: usize,
-    /// Retry-After seconds on a 503 for the call limit.
+    /// Retry-After seconds on a 503.
     pub retry_after_secs: u32,
+    /// When to answer inbound calls.
+    pub answer: AnswerMode,
+    /// Send 183 Session Progress with ringback as early media while the
+    /// call waits for the room.
+    pub early_media: bool,
+    /// Challenge with 407 (Proxy-Authenticate, the default) or 401.
+    pub challenge: ChallengeKind,
+    /// Realm for trunks that set none.
+    pub default_realm: String,
+    /// How long a call rings when the trunk sets no ringing timeout.
+    pub ringing_timeout: Duration,
+    /// How often 180 Ringing is repeated while the call rings.
+    pub ringing_interval: Duration,
+    /// Longest call when the trunk sets no maximum.
+    pub max_call_duration: Duration,
+    /// No RTP for this long ends an answered call (unless the trunk or rule
+    /// sets its own).
+    pub media_timeout: Duration,
+    /// The allowance before the first RTP packet.
+    pub initial_media_timeout: Duration,
+    /// How long a caller has to enter a PIN.
+    pub pin_timeout: Duration,
+    /// Most PIN digits before `#`.
+    pub max_pin_digits: usize,
+    /// The address written in SDP (`c=`): the public address behind NAT.
+    pub media_address: IpAddr,
+    /// The address RTP sockets bind to.
+    pub rtp_bind: IpAddr,
+    /// Media session settings (room rate, Opus, jitter, DTMF, latching).
+    pub session: SessionConfig,
 }
 
 impl Default for GatewayConfig {
@@ -28,145 +96,340 @@ impl Default for GatewayConfig {
         GatewayConfig {
             max_active_calls: 1000,
             retry_after_secs: 30,
+            answer: AnswerMode::OnParticipant,
+            early_media: false,
+            challenge: ChallengeKind::Proxy,
+            default_realm: "switchboard".into(),
+            ringing_timeout: Duration::from_secs(180),
+            ringing_interval: Duration::from_secs(1),
+            max_call_duration: Duration::from_secs(24 * 3600),
+            media_timeout: Duration::from_secs(15),
+            initial_media_timeout: Duration::from_secs(30),
+            pin_timeout: Duration::from_secs(30),
+            max_pin_digits: 16,
+            media_address: IpAddr::from([127, 0, 0, 1]),
+            rtp_bind: IpAddr::from([0, 0, 0, 0]),
+            session: SessionConfig::default(),
         }
     }
 }
 
-/// Calls in progress, shared with whoever needs to know (drain, metrics).
+/// Where the gateway reads the current routing configuration: the store's
+/// live index in production, a fixed index in tests.
+pub trait RoutingSource: Send + Sync + 'static {
+    /// The routing index to decide the next call with.
+    fn current(&self) -> Arc<RoutingIndex>;
+}
+
+impl RoutingSource for switchboard_store::LiveRoutingIndex {
+    fn current(&self) -> Arc<RoutingIndex> {
+        switchboard_store::LiveRoutingIndex::current(self)
+    }
+}
+
+impl RoutingSource for Arc<RoutingIndex> {
+    fn current(&self) -> Arc<RoutingIndex> {
+        self.clone()
+    }
+}
+
+/// The media workers and the RTP port range calls draw from.
+pub struct MediaPool {
+    workers: Vec<MediaWorker>,
+    ports: PortAllocator,
+    maintenance: tokio::task::JoinHandle<()>,
+}
+
+impl MediaPool {
+    /// Starts `workers` media workers (at least one) on the current tokio
+    /// runtime, and a task that returns quarantined ports to the pool.
+    pub fn start(workers: usize, ports: PortConfig) -> Result<MediaPool, PortError> {
+        let ports = PortAllocator::new(ports)?;
+        let maintained = ports.clone();
+        let maintenance = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                maintained.maintain(Instant::now());
+            }
+        });
+        Ok(MediaPool {
+            workers: (0..workers.max(1)).map(|_| MediaWorker::spawn()).collect(),
+            ports,
+            maintenance,
+        })
+    }
+
+    /// The worker for a room: every participant of one room on one worker.
+    fn worker_for(&self, room: &str) -> &MediaWorker {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        room.hash(&mut hasher);
+        let index = (hasher.finish() % self.workers.len() as u64) as usize;
+        &self.workers[index]
+    }
+
+    /// The port allocator.
+    pub fn ports(&self) -> &PortAllocator {
+        &self.ports
+    }
+}
+
+impl Drop for MediaPool {
+    fn drop(&mut self) {
+        self.maintenance.abort();
+    }
+}
+
+/// Calls in progress, shared with whoever needs to know (drain, metrics,
+/// leak checks).
 #[derive(Debug, Default)]
 pub struct CallRegistry {
     active: AtomicUsize,
+    tasks: AtomicUsize,
 }
 
 impl CallRegistry {
-    /// Calls in progress.
+    /// Calls in progress (from the INVITE until the call's resources are
+    /// released).
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
+
+    /// Call tasks alive, refused ones included: zero when nothing leaks.
+    pub fn tasks(&self) -> usize {
+        self.tasks.load(Ordering::Relaxed)
+    }
 }
 
-/// Why an inbound call was refused: the status, its text, and the words an
-/// operator reads in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No inbound trunk can take the call (none is configured yet).
-    NoTrunkConfigured,
-    /// The call limit is reached.
-    AtCapacity,
+/// Counts a call task (and optionally an active call) for as long as it
+/// lives.
+struct CallGuard {
+    calls: Arc<CallRegistry>,
+    active: bool,
 }
 
-impl Refusal {
-    /// The SIP status.
-    pub fn status(self) -> u16 {
-        match self {
-            Refusal::NoTrunkConfigured => 404,
-            Refusal::AtCapacity => 503,
+impl CallGuard {
+    fn task(calls: &Arc<CallRegistry>) -> CallGuard {
+        calls.tasks.fetch_add(1, Ordering::Relaxed);
+        CallGuard {
+            calls: calls.clone(),
+            active: false,
         }
     }
 
-    /// The text of the Reason header (RFC 3326) and the log line.
-    pub fn text(self) -> &'static str {
-        match self {
-            Refusal::NoTrunkConfigured => "No trunk configured",
-            Refusal::AtCapacity => "Call limit reached",
-        }
+    /// Counts the call as active; false when that would pass `limit`.
+    fn activate(&mut self, limit: usize) -> bool {
+        let admitted = self
+            .calls
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        self.active = admitted;
+        admitted
     }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.active {
+            self.calls.active.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.calls.tasks.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a call's task is told by the dispatcher.
+#[derive(Debug)]
+enum Signal {
+    /// The caller cancelled; the core has answered 487.
+    Cancelled,
+    /// The ACK for our 2xx.
+    Ack,
+    /// Our 2xx was never acknowledged.
+    AckTimeout,
+    /// A request within the call's dialog.
+    Request(Incoming),
+    /// A response to a request the call sent.
+    Response(ClientTxnId, Response),
+    /// A request the call sent got no final response.
+    RequestFailed(ClientTxnId, RequestFailure),
+}
+
+type CallSender = mpsc::UnboundedSender<Signal>;
+
+/// Which call each SIP event belongs to.
+#[derive(Default)]
+struct Routes {
+    invites: HashMap<ServerTxnId, CallSender>,
+    dialogs: HashMap<DialogId, CallSender>,
+    requests: HashMap<ClientTxnId, CallSender>,
+}
+
+/// Everything a call task needs, shared by all calls.
+struct Shared {
+    config: GatewayConfig,
+    sip: SipHandle,
+    routing: Arc<dyn RoutingSource>,
+    rooms: Rooms,
+    media: MediaPool,
+    digest: Mutex<DigestServer>,
+    routes: Mutex<Routes>,
+    calls: Arc<CallRegistry>,
+}
+
+impl Shared {
+    fn routes(&self) -> MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn digest(&self) -> MutexGuard<'_, DigestServer> {
+        self.digest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the gateway is built from.
+pub struct GatewayParts {
+    /// The SIP stack.
+    pub sip: SipHandle,
+    /// The routing configuration.
+    pub routing: Arc<dyn RoutingSource>,
+    /// The rooms calls join.
+    pub rooms: Rooms,
+    /// Media workers and ports.
+    pub media: MediaPool,
+    /// Checks digest credentials; its key signs nonces, so replicas that
+    /// share it accept each other's challenges.
+    pub digest: DigestServer,
 }
 
 /// The transaction user of the SIP stack.
 pub struct Gateway {
-    sip: SipHandle,
-    config: GatewayConfig,
-    calls: Arc<CallRegistry>,
+    shared: Arc<Shared>,
 }
 
 impl Gateway {
-    /// A gateway answering through `sip`.
-    pub fn new(sip: SipHandle, config: GatewayConfig) -> Gateway {
+    /// A gateway answering through `parts.sip`.
+    pub fn new(config: GatewayConfig, parts: GatewayParts) -> Gateway {
         Gateway {
-            sip,
-            config,
-            calls: Arc::new(CallRegistry::default()),
+            shared: Arc::new(Shared {
+                config,
+                sip: parts.sip,
+                routing: parts.routing,
+                rooms: parts.rooms,
+                media: parts.media,
+                digest: Mutex::new(parts.digest),
+                routes: Mutex::new(Routes::default()),
+                calls: Arc::new(CallRegistry::default()),
+            }),
         }
     }
 
-    /// The call registry (for drain and metrics).
+    /// The call registry (for drain, metrics and leak checks).
     pub fn calls(&self) -> Arc<CallRegistry> {
-        self.calls.clone()
+        self.shared.calls.clone()
+    }
+
+    /// RTP port pairs held by calls now.
+    pub fn active_ports(&self) -> usize {
+        self.shared.media.ports().active_count()
     }
 
     /// Handles the stack's events until it stops.
     pub async fn run(self, mut events: EventReceiver) {
         while let Some(event) = events.recv().await {
-            self.handle(event);
+            self.dispatch(event);
         }
     }
 
-    fn handle(&self, event: Event) {
+    fn dispatch(&self, event: Event) {
         match event {
-            Event::Request(incoming) => {
-                if incoming.request.method == Method::Invite && incoming.dialog.is_none() {
-                    self.on_new_invite(incoming);
-                } else {
-                    // The gateway creates no dialogs yet, so the core cannot
-                    // have matched one; answer as for an unknown dialog.
-                    warn!(call_id = ?incoming.request.call_id(), method = %incoming.request.method, "in-dialog request without a call");
+            Event::Request(incoming) => match &incoming.dialog {
+                None if incoming.request.method == Method::Invite => {
+                    inbound::spawn(self.shared.clone(), incoming);
+                }
+                Some(dialog) => {
+                    let target = self.shared.routes().dialogs.get(dialog).cloned();
+                    match target {
+                        Some(call) => {
+                            if let Err(mpsc::error::SendError(Signal::Request(incoming))) =
+                                call.send(Signal::Request(incoming))
+                            {
+                                self.answer(&incoming, ResponseSpec::new(481));
+                            }
+                        }
+                        None => self.answer(&incoming, ResponseSpec::new(481)),
+                    }
+                }
+                None => {
+                    // The core answers out-of-dialog requests other than
+                    // INVITE itself; anything else here has lost its call.
+                    warn!(call_id = ?incoming.request.call_id(), method = %incoming.request.method, "request without a call");
                     self.answer(&incoming, ResponseSpec::new(481));
                 }
+            },
+            Event::Cancelled { txn } => self.to_invite(txn, Signal::Cancelled),
+            Event::AckTimeout { txn } => self.to_invite(txn, Signal::AckTimeout),
+            Event::Ack { txn, request, flow } => self.on_ack(txn, request, flow),
+            Event::Response { txn, response, .. } => {
+                self.to_request(txn, Signal::Response(txn, response))
             }
-            Event::Cancelled { txn } => debug!(?txn, "INVITE cancelled by the caller"),
-            other => debug!(event = ?other, "event ignored: no outbound calls yet"),
+            Event::RequestFailed { txn, reason } => {
+                self.to_request(txn, Signal::RequestFailed(txn, reason))
+            }
         }
     }
 
-    fn on_new_invite(&self, incoming: Incoming) {
-        let refusal = if self.calls.active() >= self.config.max_active_calls {
-            Refusal::AtCapacity
-        } else {
-            Refusal::NoTrunkConfigured
-        };
-        let request = &incoming.request;
-        let from = request.from().and_then(|f| f.uri.user());
-        let to = request.to().and_then(|t| t.uri.user());
-        info!(
-            call_id = ?request.call_id().unwrap_or_default(),
-            from = ?from.unwrap_or_default(),
-            to = ?to.unwrap_or_default(),
-            source = %incoming.flow.remote,
-            transport = incoming.flow.transport.as_str(),
-            status = refusal.status(),
-            reason = refusal.text(),
-            "inbound call refused"
-        );
-        let mut spec = ResponseSpec::new(refusal.status()).header(
-            HeaderName::Reason,
-            format!("SIP;cause={};text=\"{}\"", refusal.status(), refusal.text()),
-        );
-        if refusal == Refusal::AtCapacity {
-            spec = spec.header(
-                HeaderName::RetryAfter,
-                self.config.retry_after_secs.to_string(),
-            );
+    fn to_invite(&self, txn: ServerTxnId, signal: Signal) {
+        let target = self.shared.routes().invites.get(&txn).cloned();
+        match target {
+            Some(call) => {
+                let _ = call.send(signal);
+            }
+            None => debug!(?txn, ?signal, "event for a finished call"),
         }
-        self.answer(&incoming, spec);
+    }
+
+    fn to_request(&self, txn: ClientTxnId, signal: Signal) {
+        let target = self.shared.routes().requests.get(&txn).cloned();
+        match target {
+            Some(call) => {
+                let _ = call.send(signal);
+            }
+            None => debug!(?txn, "response for a finished call"),
+        }
+    }
+
+    fn on_ack(&self, txn: Option<ServerTxnId>, request: Request, flow: Flow) {
+        let routes = self.shared.routes();
+        let by_txn = txn.and_then(|t| routes.invites.get(&t).cloned());
+        let target = by_txn.or_else(|| {
+            let id = DialogId {
+                call_id: request.call_id()?.to_string(),
+                local_tag: request.to()?.tag()?.to_string(),
+                remote_tag: request.from()?.tag()?.to_string(),
+            };
+            routes.dialogs.get(&id).cloned()
+        });
+        drop(routes);
+        match target {
+            Some(call) => {
+                let _ = call.send(Signal::Ack);
+            }
+            None => debug!(peer = %flow.remote, call_id = ?request.call_id(), "ACK for no call"),
+        }
     }
 
     fn answer(&self, incoming: &Incoming, spec: ResponseSpec) {
-        if let Err(e) = self.sip.respond(incoming.txn, spec) {
-            // CANCEL can win the race: the core has then sent 487 already.
-            debug!(call_id = ?incoming.request.call_id(), error = %e, "response not sent");
-        }
+        answer(&self.shared.sip, incoming, spec);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_carry_honest_codes() {
-        assert_eq!(Refusal::NoTrunkConfigured.status(), 404);
-        assert_eq!(Refusal::AtCapacity.status(), 503);
-        assert!(Refusal::NoTrunkConfigured.text().contains("trunk"));
+fn answer(sip: &SipHandle, incoming: &Incoming, spec: ResponseSpec) {
+    if let Err(e) = sip.respond(incoming.txn, spec) {
+        // CANCEL can win the race: the core has then sent 487 already.
+        debug!(call_id = ?incoming.request.call_id(), error = %e, "response not sent");
     }
 }

@@ -199,6 +199,14 @@ impl PortAllocator {
         self.lock().draining.len()
     }
 
+    /// Pairs held by calls now (allocated and not yet released): what a
+    /// leak check expects back at zero once every call has ended.
+    pub fn active_count(&self) -> usize {
+        let state = self.lock();
+        let taken = state.in_use.iter().filter(|used| **used).count();
+        taken.saturating_sub(state.draining.len())
+    }
+
     /// Allocates a pair bound on `ip` now.
     pub fn allocate(&self, ip: IpAddr) -> Result<RtpPorts, PortError> {
         self.allocate_at(ip, Instant::now())
@@ -321,6 +329,7 @@ mod tests {
         assert_eq!(first.rtcp.local_addr().unwrap().port(), port + 1);
         let second = allocator.allocate_at(LOOPBACK, t0).unwrap();
         assert_ne!(second.rtp_port(), port);
+        assert_eq!(allocator.active_count(), 2);
         assert!(matches!(
             allocator.allocate_at(LOOPBACK, t0),
             Err(PortError::Exhausted { .. })
@@ -329,6 +338,7 @@ mod tests {
         // A stray packet reaches the released port 20 s later: still draining at 45 s.
         let stray_target = first.rtp_local().unwrap();
         first.release_at(t0);
+        assert_eq!(allocator.active_count(), 1, "draining pairs are not active");
         let sender = UdpSocket::bind((LOOPBACK, 0)).unwrap();
         sender.send_to(b"late RTP", stray_target).unwrap();
         std::thread::sleep(Duration::from_millis(20));

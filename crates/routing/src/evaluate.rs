@@ -205,7 +205,10 @@ pub fn header_attributes(
 
 /// The media config an object asks for, with its deprecated top-level
 /// `media_encryption` folded in when `media.encryption` is unset.
-fn effective_media(media: Option<&SipMediaConfig>, deprecated_encryption: i32) -> SipMediaConfig {
+pub fn effective_media(
+    media: Option<&SipMediaConfig>,
+    deprecated_encryption: i32,
+) -> SipMediaConfig {
     let mut out = media.cloned().unwrap_or_default();
     if out.encryption.is_none()
         && deprecated_encryption != SipMediaEncryption::SipMediaEncryptDisable as i32

@@ -29,7 +29,7 @@ pub use address::AddressMask;
 pub use call::CallInput;
 pub use error::{go_quote, go_quote_list, ErrorCode, ObjectKind, RoutingError};
 pub use evaluate::{
-    attrs, evaluate_dispatch, hashed_number, header_attributes, merge_media,
+    attrs, effective_media, evaluate_dispatch, hashed_number, header_attributes, merge_media,
     participant_identity_and_name, room_name, DispatchResult, BUILTIN_HEADER_ATTRIBUTES,
 };
 pub use explain::{PassOverReason, PassedOver};

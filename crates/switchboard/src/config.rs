@@ -55,8 +55,12 @@ pub struct Config {
     pub sip: SipConfig,
     /// Graceful shutdown.
     pub drain: DrainConfig,
-    /// Call limits.
+    /// Call handling.
     pub calls: CallsConfig,
+    /// RTP media.
+    pub media: MediaSection,
+    /// The embedded rooms.
+    pub rooms: RoomsSection,
     /// Logging.
     pub log: LogConfig,
 }
@@ -70,6 +74,8 @@ impl Default for Config {
             sip: SipConfig::default(),
             drain: DrainConfig::default(),
             calls: CallsConfig::default(),
+            media: MediaSection::default(),
+            rooms: RoomsSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -241,17 +247,177 @@ impl Default for DrainConfig {
     }
 }
 
-/// Call limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Call handling.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CallsConfig {
     /// Most calls up at once; further INVITEs get 503.
     pub max_active: usize,
+    /// When inbound calls are answered.
+    pub answer: AnswerName,
+    /// Send 183 with ringback as early media while a call waits.
+    pub early_media: bool,
+    /// Digest challenge status: 407 (Proxy-Authenticate) or 401.
+    pub auth_challenge: u16,
+    /// Realm for trunks that set none.
+    pub auth_realm: String,
+    /// 64 hex characters signing digest nonces. Replicas behind one address
+    /// must share it (a challenge from one is answered to another); unset,
+    /// each process makes its own.
+    pub auth_nonce_key: Option<String>,
+    /// Let a call that matches no trunk go on to wildcard dispatch rules
+    /// (LiveKit's open-source behaviour). Off: such a call gets 404.
+    pub allow_unmatched_calls: bool,
+    /// Ringing timeout when the trunk sets none.
+    pub ringing_timeout_secs: u64,
+    /// How often 180 Ringing is repeated while a call rings.
+    pub ringing_interval_ms: u64,
+    /// Longest call when the trunk sets no maximum.
+    pub max_call_duration_secs: u64,
+    /// How long a caller has to enter a PIN.
+    pub pin_timeout_secs: u64,
 }
 
 impl Default for CallsConfig {
     fn default() -> CallsConfig {
-        CallsConfig { max_active: 1000 }
+        CallsConfig {
+            max_active: 1000,
+            answer: AnswerName::OnParticipant,
+            early_media: false,
+            auth_challenge: 407,
+            auth_realm: "switchboard".into(),
+            auth_nonce_key: None,
+            allow_unmatched_calls: false,
+            ringing_timeout_secs: 180,
+            ringing_interval_ms: 1000,
+            max_call_duration_secs: 24 * 3600,
+            pin_timeout_secs: 30,
+        }
+    }
+}
+
+impl fmt::Debug for CallsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The nonce key is a secret: never in a log line.
+        f.debug_struct("CallsConfig")
+            .field("max_active", &self.max_active)
+            .field("answer", &self.answer)
+            .field("early_media", &self.early_media)
+            .field("auth_challenge", &self.auth_challenge)
+            .field("auth_realm", &self.auth_realm)
+            .field(
+                "auth_nonce_key",
+                &self.auth_nonce_key.as_ref().map(|_| "<set>"),
+            )
+            .field("allow_unmatched_calls", &self.allow_unmatched_calls)
+            .field("ringing_timeout_secs", &self.ringing_timeout_secs)
+            .field("ringing_interval_ms", &self.ringing_interval_ms)
+            .field("max_call_duration_secs", &self.max_call_duration_secs)
+            .field("pin_timeout_secs", &self.pin_timeout_secs)
+            .finish()
+    }
+}
+
+/// When inbound calls are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerName {
+    /// Once someone who sends audio is in the room.
+    OnParticipant,
+    /// At once.
+    Immediate,
+}
+
+/// Symmetric RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatchingName {
+    /// Always send where the SDP says.
+    Off,
+    /// Latch to the real source when the SDP address is private or differs.
+    Auto,
+    /// Always follow the latest source.
+    On,
+}
+
+/// RTP media.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSection {
+    /// Address RTP sockets bind to.
+    pub bind: IpAddr,
+    /// The address written in SDP; default: `sip.advertise.host` when it is
+    /// an IP, else the bind address or the default route's address.
+    pub advertise: Option<IpAddr>,
+    /// First port of the RTP range.
+    pub rtp_port_first: u16,
+    /// Last port of the RTP range.
+    pub rtp_port_last: u16,
+    /// A released port pair is reused after this long without stray packets...
+    pub port_drain_idle_secs: u64,
+    /// ...and in any case after this long.
+    pub port_drain_max_secs: u64,
+    /// Media worker tasks; 0 = one per CPU.
+    pub workers: usize,
+    /// No RTP for this long ends a call (trunks and rules may override).
+    pub timeout_secs: u64,
+    /// The allowance before the first packet of an answered call.
+    pub initial_timeout_secs: u64,
+    /// Symmetric RTP: off, auto or on.
+    pub latching: LatchingName,
+    /// Opus encoder complexity, 0 (cheap) to 10.
+    pub opus_complexity: u8,
+    /// Opus bitrate, bit/s.
+    pub opus_bitrate: i32,
+    /// PCM rate inside the Opus codec: 8000, 12000, 16000, 24000 or 48000.
+    pub opus_pcm_rate: u32,
+    /// Opus in-band forward error correction.
+    pub opus_fec: bool,
+}
+
+impl Default for MediaSection {
+    fn default() -> MediaSection {
+        MediaSection {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            advertise: None,
+            rtp_port_first: 10_000,
+            rtp_port_last: 20_000,
+            port_drain_idle_secs: 30,
+            port_drain_max_secs: 600,
+            workers: 0,
+            timeout_secs: 15,
+            initial_timeout_secs: 30,
+            latching: LatchingName::Auto,
+            opus_complexity: 5,
+            opus_bitrate: 24_000,
+            opus_pcm_rate: 16_000,
+            opus_fec: true,
+        }
+    }
+}
+
+/// The embedded rooms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsSection {
+    /// The rate rooms mix at (8000, 16000 or 48000).
+    pub sample_rate: u32,
+    /// Most rooms at once.
+    pub max_rooms: usize,
+    /// Most participants in one room.
+    pub max_participants: usize,
+    /// How long a room created through the API lives without participants.
+    pub empty_timeout_secs: u64,
+}
+
+impl Default for RoomsSection {
+    fn default() -> RoomsSection {
+        RoomsSection {
+            sample_rate: 48_000,
+            max_rooms: 10_000,
+            max_participants: 100,
+            empty_timeout_secs: 300,
+        }
     }
 }
 

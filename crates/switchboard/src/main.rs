@@ -6,7 +6,7 @@ mod config;
 mod drain;
 
 use clap::{Parser, Subcommand};
-use config::{Config, LogFormat, TransportName};
+use config::{AnswerName, Config, LatchingName, LogFormat, TransportName};
 use drain::Drain;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,8 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiKeys, ApiState};
-use switchboard_gateway::{Gateway, GatewayConfig};
+use switchboard_gateway::{AnswerMode, Gateway, GatewayConfig, GatewayParts, MediaPool};
+use switchboard_media::codec::OpusSettings;
+use switchboard_media::ports::PortConfig;
+use switchboard_media::session::{Latching, SessionConfig};
+use switchboard_rooms::{Rooms, RoomsConfig};
 use switchboard_routing::RoutingOptions;
+use switchboard_sip::auth::{ChallengeKind, DigestServer, DigestServerConfig};
 use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
 use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
@@ -140,8 +145,8 @@ struct Api {
     addr: SocketAddr,
     listener: tokio::net::TcpListener,
     state: Arc<ApiState>,
-    /// Kept for the gateway, which will route inbound calls with it.
-    _routing: Arc<LiveRoutingIndex>,
+    /// The routing index the gateway decides calls with.
+    routing: Arc<LiveRoutingIndex>,
 }
 
 async fn open_store(config: &Config) -> Result<SipStore, String> {
@@ -192,9 +197,14 @@ fn api_keys(config: &Config) -> Result<ApiKeys, String> {
 async fn start_api(config: &Config) -> Result<Api, String> {
     let store = open_store(config).await?;
     let routing = Arc::new(
-        LiveRoutingIndex::start(store.clone(), RoutingOptions::default())
-            .await
-            .map_err(|e| format!("routing index: {e}"))?,
+        LiveRoutingIndex::start(
+            store.clone(),
+            RoutingOptions {
+                allow_unmatched_calls: config.calls.allow_unmatched_calls,
+            },
+        )
+        .await
+        .map_err(|e| format!("routing index: {e}"))?,
     );
     let keys = api_keys(config)?;
     let listener = tokio::net::TcpListener::bind((config.api.bind, config.api.port))
@@ -219,7 +229,7 @@ async fn start_api(config: &Config) -> Result<Api, String> {
         addr,
         listener,
         state,
-        _routing: routing,
+        routing,
     })
 }
 
@@ -232,20 +242,19 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
             error!(error = %e, "the API server stopped");
         }
     });
-    let _routing = api._routing;
     let SipStack {
         handle,
         events,
         bound: _,
         tasks: _tasks,
     } = stack;
-    let gateway = Gateway::new(
-        handle.clone(),
-        GatewayConfig {
-            max_active_calls: config.calls.max_active,
-            retry_after_secs: config.drain.retry_after_secs,
-        },
-    );
+    let gateway = match start_gateway(config, handle.clone(), api.routing.clone()) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            error!(error = %e, "cannot start call handling");
+            return ExitCode::FAILURE;
+        }
+    };
     let calls = gateway.calls();
     tokio::spawn(gateway.run(events));
     let (mut term, mut int) = match (
@@ -282,6 +291,136 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     }
     info!(active_calls = calls.active(), "drained; exiting");
     ExitCode::SUCCESS
+}
+
+/// The rooms, the media workers and the gateway, on the current runtime.
+fn start_gateway(
+    config: &Config,
+    sip: switchboard_sip::transport::SipHandle,
+    routing: Arc<LiveRoutingIndex>,
+) -> Result<Gateway, String> {
+    let rooms_config = &config.rooms;
+    if !(8_000..=48_000).contains(&rooms_config.sample_rate)
+        || !rooms_config.sample_rate.is_multiple_of(50)
+    {
+        return Err(format!(
+            "rooms.sample_rate {} must be 8000 to 48000 and a multiple of 50",
+            rooms_config.sample_rate
+        ));
+    }
+    let rooms = Rooms::new(RoomsConfig {
+        sample_rate: rooms_config.sample_rate,
+        max_rooms: rooms_config.max_rooms,
+        max_participants: rooms_config.max_participants,
+        empty_timeout: Duration::from_secs(rooms_config.empty_timeout_secs),
+        ..RoomsConfig::default()
+    });
+    // The mixing clock runs for the life of the process.
+    let _clock = rooms.spawn_clock();
+    let media = &config.media;
+    let workers = if media.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        media.workers
+    };
+    let pool = MediaPool::start(
+        workers,
+        PortConfig {
+            first: media.rtp_port_first,
+            last: media.rtp_port_last,
+            drain_idle: Duration::from_secs(media.port_drain_idle_secs),
+            drain_max: Duration::from_secs(media.port_drain_max_secs),
+        },
+    )
+    .map_err(|e| format!("media ports: {e}"))?;
+    let digest = digest_server(config)?;
+    let challenge = match config.calls.auth_challenge {
+        401 => ChallengeKind::Www,
+        407 => ChallengeKind::Proxy,
+        other => {
+            return Err(format!(
+                "calls.auth_challenge must be 401 or 407, not {other}"
+            ))
+        }
+    };
+    let media_address = media.advertise.unwrap_or_else(|| {
+        let advertised = advertised_host(config);
+        advertised
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    });
+    let gateway_config = GatewayConfig {
+        max_active_calls: config.calls.max_active,
+        retry_after_secs: config.drain.retry_after_secs,
+        answer: match config.calls.answer {
+            AnswerName::OnParticipant => AnswerMode::OnParticipant,
+            AnswerName::Immediate => AnswerMode::Immediate,
+        },
+        early_media: config.calls.early_media,
+        challenge,
+        default_realm: config.calls.auth_realm.clone(),
+        ringing_timeout: Duration::from_secs(config.calls.ringing_timeout_secs),
+        ringing_interval: Duration::from_millis(config.calls.ringing_interval_ms.max(100)),
+        max_call_duration: Duration::from_secs(config.calls.max_call_duration_secs),
+        media_timeout: Duration::from_secs(media.timeout_secs),
+        initial_media_timeout: Duration::from_secs(media.initial_timeout_secs),
+        media_address,
+        rtp_bind: media.bind,
+        session: SessionConfig {
+            room_rate: rooms_config.sample_rate,
+            opus: OpusSettings {
+                complexity: media.opus_complexity,
+                bitrate: media.opus_bitrate,
+                pcm_rate: media.opus_pcm_rate,
+                fec: media.opus_fec,
+                ..OpusSettings::default()
+            },
+            latching: match media.latching {
+                LatchingName::Off => Latching::Off,
+                LatchingName::Auto => Latching::Auto,
+                LatchingName::On => Latching::On,
+            },
+            ..SessionConfig::default()
+        },
+        ..GatewayConfig::default()
+    };
+    info!(%media_address, workers, rtp_ports = %format!("{}-{}", media.rtp_port_first, media.rtp_port_last), "call handling ready");
+    Ok(Gateway::new(
+        gateway_config,
+        GatewayParts {
+            sip,
+            routing,
+            rooms,
+            media: pool,
+            digest,
+        },
+    ))
+}
+
+/// The digest nonce signer: the configured key (shared by replicas) or a
+/// random one.
+fn digest_server(config: &Config) -> Result<DigestServer, String> {
+    let settings = DigestServerConfig::default();
+    match &config.calls.auth_nonce_key {
+        Some(hex) => {
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .filter_map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|b| u8::from_str_radix(b, 16).ok())
+                })
+                .collect();
+            let key: [u8; 32] = bytes
+                .try_into()
+                .ok()
+                .filter(|_| hex.len() == 64)
+                .ok_or("calls.auth_nonce_key must be 64 hex characters")?;
+            Ok(DigestServer::new(key, settings))
+        }
+        None => DigestServer::with_random_key(settings).map_err(|e| format!("random source: {e}")),
+    }
 }
 
 fn init_logging(config: &Config) {

@@ -288,6 +288,18 @@ impl Endpoint {
         })
     }
 
+    /// Our Contact URI for a transport: the advertised host and port, with
+    /// `transport=` for streams (and `sips:` for TLS).
+    pub fn contact_uri(&self, transport: Transport) -> String {
+        let port = self.config.advertised_ports.for_transport(transport);
+        let host = &self.config.advertised_host;
+        match transport {
+            Transport::Udp => format!("sip:{host}:{port}"),
+            Transport::Tcp => format!("sip:{host}:{port};transport=tcp"),
+            Transport::Tls => format!("sips:{host}:{port}"),
+        }
+    }
+
     /// Live server and client transactions.
     pub fn transaction_count(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())

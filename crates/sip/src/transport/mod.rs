@@ -214,6 +214,11 @@ impl SipHandle {
         self.with(|ep, _| ep.dialog_mut(id).map(f))
     }
 
+    /// Our Contact URI for a transport (see [`Endpoint::contact_uri`]).
+    pub fn contact_uri(&self, transport: crate::Transport) -> String {
+        self.with(|ep, _| ep.contact_uri(transport))
+    }
+
     /// Endpoint counters.
     pub fn stats(&self) -> Stats {
         self.with(|ep, _| ep.stats())

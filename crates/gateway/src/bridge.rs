@@ -1,0 +1,157 @@
+//! The media worker's side of a call: 20 ms frames between the RTP session
+//! and the room, prompts played to the caller, and media events handed to
+//! the call's task. Runs on the media worker, so it never blocks: one
+//! uncontended lock per frame.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use switchboard_media::driver::CallAudio;
+use switchboard_media::session::{FrameStatus, MediaEvent};
+use switchboard_rooms::AudioPort;
+use tokio::sync::mpsc;
+
+/// What the call's task controls of the bridge.
+#[derive(Default)]
+pub struct BridgeState {
+    /// The room's port, once the caller is in a room.
+    pub port: Option<AudioPort>,
+    /// Samples still to play to the caller before the room's audio.
+    pub prompt: VecDeque<i16>,
+    /// Room audio is not sent to the caller (a tone plays instead).
+    pub room_muted: bool,
+}
+
+/// Shared handle on a [`BridgeState`].
+#[derive(Clone, Default)]
+pub struct BridgeControl(Arc<Mutex<BridgeState>>);
+
+impl BridgeControl {
+    /// Locks the state (a poisoned lock is still consistent: plain fields).
+    pub fn lock(&self) -> MutexGuard<'_, BridgeState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a prompt; it plays before any room audio.
+    pub fn play(&self, samples: &[i16]) {
+        self.lock().prompt.extend(samples.iter().copied());
+    }
+
+    /// Whether a prompt is still playing.
+    pub fn prompt_playing(&self) -> bool {
+        !self.lock().prompt.is_empty()
+    }
+
+    /// Connects the caller's audio to a room port (or disconnects it).
+    pub fn set_port(&self, port: Option<AudioPort>) {
+        self.lock().port = port;
+    }
+}
+
+/// The [`CallAudio`] given to the media worker.
+pub struct RoomBridge {
+    control: BridgeControl,
+    events: mpsc::UnboundedSender<MediaEvent>,
+}
+
+impl RoomBridge {
+    /// A bridge reporting media events on `events`.
+    pub fn new(control: BridgeControl, events: mpsc::UnboundedSender<MediaEvent>) -> RoomBridge {
+        RoomBridge { control, events }
+    }
+}
+
+impl CallAudio for RoomBridge {
+    fn outbound(&mut self, frame: &mut [i16]) -> bool {
+        let mut state = self.control.lock();
+        if !state.prompt.is_empty() {
+            for sample in frame.iter_mut() {
+                *sample = state.prompt.pop_front().unwrap_or(0);
+            }
+            return true;
+        }
+        if state.room_muted {
+            return false;
+        }
+        match &state.port {
+            Some(port) => port.pull(frame),
+            None => false,
+        }
+    }
+
+    fn inbound(&mut self, frame: &[i16], status: FrameStatus) {
+        if status == FrameStatus::Silence {
+            return;
+        }
+        if let Some(port) = &self.control.lock().port {
+            port.push(frame);
+        }
+    }
+
+    fn event(&mut self, event: MediaEvent) {
+        // The call's task may be gone already; the event then has no one to
+        // act on it.
+        let _ = self.events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_rooms::{JoinRequest, ParticipantKind, Rooms, RoomsConfig};
+
+    #[test]
+    fn prompts_come_first_then_the_room_and_caller_audio_reaches_the_room() {
+        let rooms = Rooms::new(RoomsConfig {
+            sample_rate: 8_000,
+            ..RoomsConfig::default()
+        });
+        let join = |id: &str| JoinRequest {
+            identity: id.into(),
+            name: String::new(),
+            metadata: String::new(),
+            attributes: Default::default(),
+            kind: ParticipantKind::Sip,
+            publishes_audio: true,
+        };
+        let caller = rooms
+            .join("r", join("caller"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let other = rooms
+            .join("r", join("other"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let control = BridgeControl::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut bridge = RoomBridge::new(control.clone(), tx);
+        let mut frame = vec![0i16; 160];
+
+        assert!(!bridge.outbound(&mut frame), "no room yet: silence");
+        control.play(&[5; 200]);
+        assert!(bridge.outbound(&mut frame));
+        assert_eq!(frame[159], 5);
+        assert!(bridge.outbound(&mut frame));
+        assert_eq!((frame[39], frame[40]), (5, 0), "the prompt ends, padded");
+        assert!(!control.prompt_playing());
+
+        control.set_port(Some(caller.audio()));
+        for _ in 0..3 {
+            bridge.inbound(&[300; 160], FrameStatus::Audio);
+            bridge.inbound(&[999; 160], FrameStatus::Silence);
+            other.audio().push(&[40; 160]);
+            rooms.tick(std::time::Instant::now());
+        }
+        assert!(bridge.outbound(&mut frame));
+        assert_eq!(frame[0], 40, "the caller hears the room");
+        let mut heard = vec![0i16; 160];
+        assert!(other.audio().pull(&mut heard));
+        assert_eq!(
+            heard[0], 300,
+            "the room hears the caller, not silence frames"
+        );
+
+        control.lock().room_muted = true;
+        assert!(!bridge.outbound(&mut frame));
+
+        bridge.event(MediaEvent::RemoteBye);
+        assert_eq!(rx.try_recv().ok(), Some(MediaEvent::RemoteBye));
+    }
+}

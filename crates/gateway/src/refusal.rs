@@ -1,0 +1,112 @@
+//! Why an inbound call was refused, as a SIP status with honest words: every
+//! refusal is a final response a carrier can act on (never silence, never
+//! LiveKit's 486 "flood" for a routing miss).
+
+use switchboard_sip::message::{HeaderName, ResponseSpec};
+
+/// Why an inbound call was refused before it was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No inbound trunk takes the call.
+    NoMatchingTrunk,
+    /// Several trunks take it equally: a configuration error.
+    AmbiguousTrunk,
+    /// The digest credentials were wrong.
+    AuthenticationFailed,
+    /// The trunk matched but no dispatch rule takes the call.
+    NoMatchingDispatchRule,
+    /// Several dispatch rules collide: a configuration error.
+    AmbiguousDispatchRule,
+    /// The SDP offer has nothing we can accept (codec, SRTP policy).
+    MediaNotAcceptable(String),
+    /// The SDP offer cannot be parsed.
+    BadSdp(String),
+    /// The INVITE carries no SDP offer (late offer is not supported).
+    NoSdpOffer,
+    /// The call limit is reached.
+    AtCapacity,
+    /// No RTP port pair is free.
+    NoMediaPorts,
+    /// The room cannot take another participant.
+    RoomUnavailable(String),
+    /// Nobody in the room answered within the ringing timeout.
+    RingingTimeout,
+}
+
+impl Refusal {
+    /// The SIP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NoMatchingTrunk | Refusal::NoMatchingDispatchRule => 404,
+            Refusal::AuthenticationFailed => 403,
+            Refusal::BadSdp(_) => 400,
+            Refusal::MediaNotAcceptable(_) | Refusal::NoSdpOffer => 488,
+            Refusal::AtCapacity | Refusal::NoMediaPorts | Refusal::RoomUnavailable(_) => 503,
+            Refusal::AmbiguousTrunk | Refusal::AmbiguousDispatchRule => 500,
+            Refusal::RingingTimeout => 480,
+        }
+    }
+
+    /// The text of the Reason header (RFC 3326) and the log line.
+    pub fn text(&self) -> String {
+        match self {
+            Refusal::NoMatchingTrunk => "No matching trunk".into(),
+            Refusal::AmbiguousTrunk => "Several trunks match this call".into(),
+            Refusal::AuthenticationFailed => "Authentication failed".into(),
+            Refusal::NoMatchingDispatchRule => "No matching dispatch rule".into(),
+            Refusal::AmbiguousDispatchRule => "Conflicting dispatch rules".into(),
+            Refusal::MediaNotAcceptable(why) => format!("Media not acceptable: {why}"),
+            Refusal::BadSdp(why) => format!("Malformed SDP: {why}"),
+            Refusal::NoSdpOffer => "INVITE without an SDP offer is not supported".into(),
+            Refusal::AtCapacity => "Call limit reached".into(),
+            Refusal::NoMediaPorts => "No media ports free".into(),
+            Refusal::RoomUnavailable(why) => format!("Room unavailable: {why}"),
+            Refusal::RingingTimeout => "No answer in the room".into(),
+        }
+    }
+
+    /// The response: status, its standard reason phrase, and a Reason
+    /// header carrying our words (quotes and backslashes escaped).
+    pub fn response(&self, retry_after_secs: u32) -> ResponseSpec {
+        let text = self.text().replace(['\\', '"'], "'");
+        let mut spec = ResponseSpec::new(self.status()).header(
+            HeaderName::Reason,
+            format!("SIP;cause={};text=\"{text}\"", self.status()),
+        );
+        if matches!(self, Refusal::AtCapacity | Refusal::NoMediaPorts) {
+            spec = spec.header(HeaderName::RetryAfter, retry_after_secs.to_string());
+        }
+        spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_honest_codes_and_words() {
+        assert_eq!(Refusal::NoMatchingTrunk.status(), 404);
+        assert_eq!(Refusal::NoMatchingDispatchRule.status(), 404);
+        assert_eq!(Refusal::AuthenticationFailed.status(), 403);
+        assert_eq!(Refusal::MediaNotAcceptable("x".into()).status(), 488);
+        assert_eq!(Refusal::AtCapacity.status(), 503);
+        assert_eq!(Refusal::NoMatchingTrunk.text(), "No matching trunk");
+        assert_eq!(
+            Refusal::NoMatchingDispatchRule.text(),
+            "No matching dispatch rule"
+        );
+    }
+
+    #[test]
+    fn capacity_refusals_say_when_to_retry_and_quotes_cannot_break_the_header() {
+        let spec = Refusal::AtCapacity.response(30);
+        assert_eq!(spec.headers.get(&HeaderName::RetryAfter), Some("30"));
+        let spec = Refusal::MediaNotAcceptable("no \"PCMX\"".into()).response(30);
+        assert_eq!(
+            spec.headers.get(&HeaderName::Reason),
+            Some("SIP;cause=488;text=\"Media not acceptable: no 'PCMX'\"")
+        );
+        assert_eq!(spec.headers.get(&HeaderName::RetryAfter), None);
+    }
+}
