@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use axum::extract::Query;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 pub use livekit_api::access_token::Claims;
 use livekit_api::access_token::TokenVerifier;
