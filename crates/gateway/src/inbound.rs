@@ -293,7 +293,10 @@ impl InboundCall {
                 Err(self.refuse(Refusal::AmbiguousTrunk, &explain(&report.passed_over)))
             }
             Err(e) => {
-                let mut why = explain(&report.passed_over);
+                // The fast path only looked at trunks for this number; the
+                // log says why every trunk passed (what `explain` prints).
+                let full = index.match_trunk_explained(input);
+                let mut why = explain(&full.passed_over);
                 if why.is_empty() {
                     why = e.to_string();
                 }

@@ -261,6 +261,9 @@ pub struct CallsConfig {
     pub auth_challenge: u16,
     /// Realm for trunks that set none.
     pub auth_realm: String,
+    /// Digest algorithms offered, one challenge header each, in this order
+    /// (some clients take only the first header they see).
+    pub auth_algorithms: Vec<String>,
     /// 64 hex characters signing digest nonces. Replicas behind one address
     /// must share it (a challenge from one is answered to another); unset,
     /// each process makes its own.
@@ -286,6 +289,7 @@ impl Default for CallsConfig {
             early_media: false,
             auth_challenge: 407,
             auth_realm: "switchboard".into(),
+            auth_algorithms: vec!["SHA-256".into(), "MD5".into()],
             auth_nonce_key: None,
             allow_unmatched_calls: false,
             ringing_timeout_secs: 180,
@@ -305,6 +309,7 @@ impl fmt::Debug for CallsConfig {
             .field("early_media", &self.early_media)
             .field("auth_challenge", &self.auth_challenge)
             .field("auth_realm", &self.auth_realm)
+            .field("auth_algorithms", &self.auth_algorithms)
             .field(
                 "auth_nonce_key",
                 &self.auth_nonce_key.as_ref().map(|_| "<set>"),

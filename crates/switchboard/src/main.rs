@@ -21,7 +21,7 @@ use switchboard_media::ports::PortConfig;
 use switchboard_media::session::{Latching, SessionConfig};
 use switchboard_rooms::{Rooms, RoomsConfig};
 use switchboard_routing::RoutingOptions;
-use switchboard_sip::auth::{ChallengeKind, DigestServer, DigestServerConfig};
+use switchboard_sip::auth::{Algorithm, ChallengeKind, DigestServer, DigestServerConfig};
 use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
 use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
@@ -402,7 +402,18 @@ fn start_gateway(
 /// The digest nonce signer: the configured key (shared by replicas) or a
 /// random one.
 fn digest_server(config: &Config) -> Result<DigestServer, String> {
-    let settings = DigestServerConfig::default();
+    let mut settings = DigestServerConfig::default();
+    settings.algorithms = config
+        .calls
+        .auth_algorithms
+        .iter()
+        .map(|name| {
+            Algorithm::parse(name).ok_or_else(|| format!("calls.auth_algorithms: unknown {name:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if settings.algorithms.is_empty() {
+        return Err("calls.auth_algorithms must name at least one algorithm".into());
+    }
     match &config.calls.auth_nonce_key {
         Some(hex) => {
             let bytes: Vec<u8> = (0..hex.len())

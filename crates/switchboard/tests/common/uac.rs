@@ -1,0 +1,390 @@
+//! A raw-bytes SIP caller over UDP for the inbound call tests: it writes
+//! the messages a carrier would, reads what comes back, and answers what
+//! a UAC must (ACK, 200 to BYE). Small on purpose: each test states the
+//! bytes it depends on.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::{header, status_and_call_id};
+
+/// One SIP message as text, with its first line split out.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    /// The whole message.
+    pub text: String,
+}
+
+impl Msg {
+    /// The status of a response; 0 for a request.
+    pub fn status(&self) -> u16 {
+        if self.text.starts_with("SIP/2.0 ") {
+            status_and_call_id(&self.text).0
+        } else {
+            0
+        }
+    }
+
+    /// The method of a request ("" for a response).
+    pub fn method(&self) -> &str {
+        if self.text.starts_with("SIP/2.0 ") {
+            ""
+        } else {
+            self.text.split(' ').next().unwrap_or("")
+        }
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.text, name)
+    }
+
+    /// Every value of a header, in order.
+    pub fn headers(&self, name: &str) -> Vec<&str> {
+        let head = self.text.split("\r\n\r\n").next().unwrap_or("");
+        head.lines()
+            .skip(1)
+            .filter_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+            .collect()
+    }
+
+    /// The body.
+    pub fn body(&self) -> &str {
+        self.text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+
+    /// The To tag.
+    pub fn to_tag(&self) -> Option<String> {
+        let to = self.header("To")?;
+        to.split(';')
+            .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_string))
+    }
+}
+
+/// A caller: one UDP socket for SIP, one for RTP.
+pub struct Uac {
+    sip: UdpSocket,
+    /// Our RTP socket (its port is in our SDP offers).
+    pub rtp: UdpSocket,
+    target: SocketAddr,
+    local: SocketAddr,
+    /// Call-ID of the current call.
+    pub call_id: String,
+    from_tag: String,
+    cseq: u32,
+    to_user: String,
+    from_user: String,
+    remote_tag: Option<String>,
+    remote_target: Option<String>,
+    backlog: VecDeque<Msg>,
+}
+
+/// An SDP offer for `port` with these `m=` payload types and rtpmap lines.
+pub fn sdp_offer(port: u16, payloads: &str, rtpmaps: &[&str]) -> String {
+    let mut sdp = format!(
+        "v=0\r\no=uac 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {payloads}\r\n"
+    );
+    for map in rtpmaps {
+        sdp.push_str(&format!("a=rtpmap:{map}\r\n"));
+    }
+    sdp.push_str("a=sendrecv\r\n");
+    sdp
+}
+
+impl Uac {
+    /// A caller to `target` from `from_user`, calling `to_user`.
+    pub fn new(target: SocketAddr, from_user: &str, to_user: &str) -> Uac {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = sip.local_addr().unwrap();
+        let n: u64 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Uac {
+            sip,
+            rtp,
+            target,
+            local,
+            call_id: format!("uac-{n}@127.0.0.1"),
+            from_tag: format!("ft{n}"),
+            cseq: 0,
+            to_user: to_user.into(),
+            from_user: from_user.into(),
+            remote_tag: None,
+            remote_target: None,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// The port of our RTP socket.
+    pub fn rtp_port(&self) -> u16 {
+        self.rtp.local_addr().unwrap().port()
+    }
+
+    /// A PCMU + telephone-event offer for our RTP socket.
+    pub fn pcmu_offer(&self) -> String {
+        sdp_offer(
+            self.rtp_port(),
+            "0 101",
+            &["0 PCMU/8000", "101 telephone-event/8000"],
+        )
+    }
+
+    fn from_header(&self) -> String {
+        format!(
+            "<sip:{}@{}>;tag={}",
+            self.from_user, self.local, self.from_tag
+        )
+    }
+
+    fn to_header(&self) -> String {
+        let mut to = format!("<sip:{}@{}>", self.to_user, self.target);
+        if let Some(tag) = &self.remote_tag {
+            to.push_str(&format!(";tag={tag}"));
+        }
+        to
+    }
+
+    fn send(&self, text: &str) {
+        self.sip.send_to(text.as_bytes(), self.target).unwrap();
+    }
+
+    /// Sends an INVITE (a new CSeq) with `sdp` and extra header lines.
+    pub fn invite(&mut self, sdp: &str, extra: &[String]) -> u32 {
+        self.cseq += 1;
+        let branch = format!("z9hG4bK-{}-{}", self.from_tag, self.cseq);
+        let mut text = format!(
+            "INVITE sip:{to}@{target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             From: {from}\r\nTo: {to_h}\r\nCall-ID: {call}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\n",
+            to = self.to_user,
+            target = self.target,
+            local = self.local,
+            from = self.from_header(),
+            to_h = self.to_header(),
+            call = self.call_id,
+            cseq = self.cseq,
+            user = self.from_user,
+        );
+        for line in extra {
+            text.push_str(line);
+            text.push_str("\r\n");
+        }
+        if sdp.is_empty() {
+            text.push_str("Content-Length: 0\r\n\r\n");
+        } else {
+            text.push_str(&format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ));
+        }
+        self.send(&text);
+        self.cseq
+    }
+
+    /// Sends CANCEL for the INVITE with CSeq `seq` (same branch).
+    pub fn cancel(&self, seq: u32) {
+        let branch = format!("z9hG4bK-{}-{}", self.from_tag, seq);
+        self.send(&format!(
+            "CANCEL sip:{to}@{target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             From: {from}\r\nTo: <sip:{to}@{target}>\r\nCall-ID: {call}\r\nCSeq: {seq} CANCEL\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            to = self.to_user,
+            target = self.target,
+            local = self.local,
+            from = self.from_header(),
+            call = self.call_id,
+        ));
+    }
+
+    /// Receives the next message within `within`.
+    pub fn recv(&mut self, within: Duration) -> Option<Msg> {
+        if let Some(m) = self.backlog.pop_front() {
+            return Some(m);
+        }
+        self.sip
+            .set_read_timeout(Some(within.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        match self.sip.recv_from(&mut buf) {
+            Ok((n, _)) => Some(Msg {
+                text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            }),
+            Err(_) => None,
+        }
+    }
+
+    /// Responses to the INVITE with CSeq `seq` until its final one:
+    /// (provisional statuses, the final response). Requests that arrive
+    /// meanwhile are kept for later.
+    pub fn final_response(&mut self, seq: u32, within: Duration) -> (Vec<u16>, Msg) {
+        let deadline = Instant::now() + within;
+        let mut provisional = Vec::new();
+        let mut kept = VecDeque::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self.recv(left).unwrap_or_else(|| {
+                panic!("no final response within {within:?}; got {provisional:?}")
+            });
+            let is_ours = msg
+                .header("CSeq")
+                .is_some_and(|c| c.trim() == format!("{seq} INVITE"));
+            if msg.status() == 0 || !is_ours {
+                kept.push_back(msg);
+                continue;
+            }
+            if msg.status() < 200 {
+                provisional.push(msg.status());
+                continue;
+            }
+            self.backlog.extend(kept);
+            if (200..300).contains(&msg.status()) {
+                self.remote_tag = msg.to_tag();
+                self.remote_target = msg.header("Contact").map(|c| {
+                    c.trim_matches(|ch| ch == '<' || ch == '>' || ch == ' ')
+                        .to_string()
+                });
+            }
+            return (provisional, msg);
+        }
+    }
+
+    /// ACKs a final response to the INVITE with CSeq `seq`.
+    pub fn ack(&self, seq: u32, response: &Msg) {
+        let to = response.header("To").unwrap_or_default();
+        let (uri, branch) = if (200..300).contains(&response.status()) {
+            let uri = self
+                .remote_target
+                .clone()
+                .unwrap_or_else(|| format!("sip:{}@{}", self.to_user, self.target));
+            (uri, format!("z9hG4bK-ack-{}-{}", self.from_tag, seq))
+        } else {
+            (
+                format!("sip:{}@{}", self.to_user, self.target),
+                format!("z9hG4bK-{}-{}", self.from_tag, seq),
+            )
+        };
+        self.send(&format!(
+            "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} ACK\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            local = self.local,
+            from = self.from_header(),
+            call = self.call_id,
+        ));
+    }
+
+    /// Sends a request in the dialog (BYE, INFO, re-INVITE…); returns its CSeq.
+    pub fn in_dialog(&mut self, method: &str, content_type: &str, body: &str) -> u32 {
+        self.cseq += 1;
+        let uri = self
+            .remote_target
+            .clone()
+            .unwrap_or_else(|| format!("sip:{}@{}", self.to_user, self.target));
+        let mut text = format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}-d{seq};rport\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} {method}\r\n\
+             Contact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\n",
+            local = self.local,
+            tag = self.from_tag,
+            seq = self.cseq,
+            from = self.from_header(),
+            to = self.to_header(),
+            call = self.call_id,
+            user = self.from_user,
+        );
+        if body.is_empty() {
+            text.push_str("Content-Length: 0\r\n\r\n");
+        } else {
+            text.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        self.send(&text);
+        self.cseq
+    }
+
+    /// Waits for the final response to the in-dialog request with CSeq `seq`.
+    pub fn response_to(&mut self, seq: u32, method: &str, within: Duration) -> Msg {
+        let deadline = Instant::now() + within;
+        let mut kept = VecDeque::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self
+                .recv(left)
+                .unwrap_or_else(|| panic!("no response to {method} within {within:?}"));
+            let ours = msg.status() >= 200
+                && msg
+                    .header("CSeq")
+                    .is_some_and(|c| c.trim() == format!("{seq} {method}"));
+            if ours {
+                self.backlog.extend(kept);
+                return msg;
+            }
+            if msg.status() == 0 {
+                kept.push_back(msg);
+            }
+        }
+    }
+
+    /// Waits for a request from the gateway (a BYE, say) and answers it 200.
+    pub fn expect_request(&mut self, method: &str, within: Duration) -> Msg {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self
+                .recv(left)
+                .unwrap_or_else(|| panic!("no {method} within {within:?}"));
+            if msg.method() == method {
+                self.answer(&msg, 200);
+                return msg;
+            }
+        }
+    }
+
+    /// Answers a request from the gateway.
+    pub fn answer(&self, request: &Msg, status: u16) {
+        let mut text = format!("SIP/2.0 {status} OK\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            for value in request.headers(name) {
+                text.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        self.send(&text);
+    }
+
+    /// Sends one RTP packet (PCMU silence, payload type 0) to `to`.
+    pub fn send_rtp(&self, to: SocketAddr, seq: u16, timestamp: u32) {
+        let mut packet = vec![0x80, 0, (seq >> 8) as u8, seq as u8];
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend(std::iter::repeat_n(0xffu8, 160));
+        self.rtp.send_to(&packet, to).unwrap();
+    }
+}
+
+/// The RTP address in an SDP body (`c=` and `m=audio`).
+pub fn sdp_rtp_addr(sdp: &str) -> Option<SocketAddr> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
+        .trim()
+        .to_string();
+    let port = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split(' ')
+        .next()?
+        .to_string();
+    format!("{ip}:{port}").parse().ok()
+}

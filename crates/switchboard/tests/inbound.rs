@@ -1,0 +1,553 @@
+//! Inbound calls through the real binary: routing refusals with honest
+//! codes, digest authentication, answer, timers, teardown. The caller is a
+//! raw-bytes UAC (tests/common/uac.rs), so every byte a test depends on is
+//! in this file; SIPp and baresip calls are in tests/calls.rs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::uac::{sdp_offer, sdp_rtp_addr, Msg, Uac};
+use common::Switchboard;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard_sip::auth::DigestClient;
+
+const KEY: &str = "inbound-test";
+const SECRET: &str = "inbound-test-secret-0123456789abcdef";
+
+fn start(env: &[(&str, &str)]) -> Switchboard {
+    let mut all = vec![
+        ("LIVEKIT_API_KEY", KEY),
+        ("LIVEKIT_API_SECRET", SECRET),
+        ("SWITCHBOARD_MEDIA__BIND", "127.0.0.1"),
+    ];
+    all.extend_from_slice(env);
+    Switchboard::start(&all)
+}
+
+/// Runs `switchboard sip ...` against the server; returns stdout.
+fn cli(sb: &Switchboard, args: &[&str]) -> String {
+    let api = sb.api.expect("the API is listening");
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .env("LIVEKIT_URL", format!("http://{api}"))
+        .env("LIVEKIT_API_KEY", KEY)
+        .env("LIVEKIT_API_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "switchboard {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Creates an inbound trunk from its JSON fields; returns its ID.
+fn trunk(sb: &Switchboard, fields: &str) -> String {
+    let out = cli(
+        sb,
+        &[
+            "sip",
+            "inbound",
+            "create",
+            &format!("{{\"trunk\": {fields}}}"),
+        ],
+    );
+    out.trim()
+        .strip_prefix("SIPTrunkID: ")
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+        .to_string()
+}
+
+/// Creates a dispatch rule from its JSON fields; returns its ID.
+fn rule(sb: &Switchboard, fields: &str) -> String {
+    let out = cli(
+        sb,
+        &[
+            "sip",
+            "dispatch",
+            "create",
+            &format!("{{\"dispatch_rule\": {fields}}}"),
+        ],
+    );
+    out.trim()
+        .strip_prefix("SIPDispatchRuleID: ")
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+        .to_string()
+}
+
+/// Waits until the routing index has caught up with the store (it
+/// refreshes from the change feed).
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn reason(msg: &Msg) -> String {
+    msg.header("Reason").unwrap_or_default().to_string()
+}
+
+/// Waits until the log shows `needle` (or fails with the log).
+fn wait_log(sb: &Switchboard, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let log = sb.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log never showed {needle:?}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every call has ended and released its ports.
+fn wait_idle(sb: &Switchboard, calls: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = sb.log();
+        let ended = log.matches("call ended").count() + log.matches("inbound call refused").count();
+        if ended >= calls {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {ended} of {calls} calls ended:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn refusals_are_final_honest_and_explained() {
+    let sb = start(&[("SWITCHBOARD_CALLS__AUTH_ALGORITHMS", "[MD5]")]);
+    let auth_trunk = trunk(
+        &sb,
+        r#"{"name": "auth", "numbers": ["+15550100"], "auth_username": "carrier", "auth_password": "s3cret"}"#,
+    );
+    trunk(&sb, r#"{"name": "no rule", "numbers": ["+15550200"]}"#);
+    let media_trunk = trunk(
+        &sb,
+        r#"{"name": "pcmu only", "numbers": ["+15550300"], "media": {"only_listed_codecs": true, "codecs": [{"name": "PCMU", "rate": 8000}]}}"#,
+    );
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "a", "trunk_ids": ["{auth_trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "a"}}}}}}"#
+        ),
+    );
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "m", "trunk_ids": ["{media_trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "m"}}}}}}"#
+        ),
+    );
+    settle();
+    let target = sb.udp.unwrap();
+
+    // No trunk for the number.
+    let mut uac = Uac::new(target, "+15550199", "+15559999");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (provisional, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_eq!(provisional, vec![100]);
+    assert_eq!(last.status(), 404, "{}", last.text);
+    assert_eq!(reason(&last), r#"SIP;cause=404;text="No matching trunk""#);
+
+    // A trunk with credentials challenges, and refuses a wrong password.
+    let mut uac = Uac::new(target, "+15550199", "+15550100");
+    let offer = uac.pcmu_offer();
+    let seq = uac.invite(&offer, &[]);
+    let (_, challenge) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &challenge);
+    assert_eq!(challenge.status(), 407, "{}", challenge.text);
+    let challenges = challenge.headers("Proxy-Authenticate");
+    assert_eq!(challenges.len(), 1, "only MD5 was configured");
+    assert!(challenges[0].contains("algorithm=MD5") && challenges[0].contains(r#"qop="auth""#));
+    let uri = format!("sip:+15550100@{target}");
+    let credentials = DigestClient::new("carrier", "wrong")
+        .authorize(&challenges, "INVITE", &uri, offer.as_bytes())
+        .unwrap();
+    let seq = uac.invite(&offer, &[format!("Proxy-Authorization: {credentials}")]);
+    let (_, refused) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &refused);
+    assert_eq!(refused.status(), 403, "{}", refused.text);
+    assert_eq!(
+        reason(&refused),
+        r#"SIP;cause=403;text="Authentication failed""#
+    );
+
+    // The trunk matches but no rule takes the call.
+    let mut uac = Uac::new(target, "+15550199", "+15550200");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_eq!(last.status(), 404, "{}", last.text);
+    assert_eq!(
+        reason(&last),
+        r#"SIP;cause=404;text="No matching dispatch rule""#
+    );
+
+    // Nothing acceptable in the offer for a PCMU-only trunk.
+    let mut uac = Uac::new(target, "+15550199", "+15550300");
+    let pcma = sdp_offer(uac.rtp_port(), "8", &["8 PCMA/8000"]);
+    let seq = uac.invite(&pcma, &[]);
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_eq!(last.status(), 488, "{}", last.text);
+    assert!(
+        reason(&last).contains("no common codec"),
+        "{}",
+        reason(&last)
+    );
+
+    // Each refusal is logged with the reasons explain would give.
+    let log = wait_log(&sb, "No matching dispatch rule", Duration::from_secs(2));
+    assert!(
+        log.contains(r#"explain=trunk ST_"#)
+            && log.contains(r#"called number "+15559999" (To user) not in numbers"#),
+        "{log}"
+    );
+    assert!(
+        log.contains("trunk ") && log.contains("credentials refused"),
+        "{log}"
+    );
+    wait_idle(&sb, 4);
+}
+
+#[test]
+fn over_the_call_limit_callers_are_told_when_to_retry() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__MAX_ACTIVE", "0"),
+        ("SWITCHBOARD_DRAIN__RETRY_AFTER_SECS", "7"),
+    ]);
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_eq!(last.status(), 503, "{}", last.text);
+    assert_eq!(last.header("Retry-After"), Some("7"));
+    assert_eq!(reason(&last), r#"SIP;cause=503;text="Call limit reached""#);
+}
+
+/// A trunk and a direct rule into room "r" for +15550100, with extra trunk fields.
+fn open_route(sb: &Switchboard, trunk_fields: &str) {
+    let id = trunk(
+        sb,
+        &format!(r#"{{"name": "t", "numbers": ["+15550100"]{trunk_fields}}}"#),
+    );
+    rule(
+        sb,
+        &format!(
+            r#"{{"name": "r", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "r"}}}}}}"#
+        ),
+    );
+    settle();
+}
+
+#[test]
+fn a_call_nobody_answers_gets_480_after_the_ringing_timeout() {
+    let sb = start(&[]);
+    open_route(&sb, r#", "ringing_timeout": "1s""#);
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let started = Instant::now();
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (provisional, last) = uac.final_response(seq, Duration::from_secs(10));
+    uac.ack(seq, &last);
+    assert!(provisional.contains(&180), "{provisional:?}");
+    assert_eq!(last.status(), 480, "{}", last.text);
+    assert_eq!(
+        reason(&last),
+        r#"SIP;cause=480;text="No answer in the room""#
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let log = wait_log(&sb, "empty room closed", Duration::from_secs(3));
+    assert!(log.contains("ringing timeout"), "{log}");
+}
+
+#[test]
+fn cancel_while_ringing_gets_487_and_the_caller_leaves_the_room() {
+    let sb = start(&[]);
+    open_route(&sb, "");
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let ringing = uac.recv(Duration::from_secs(5)).unwrap();
+    assert_eq!(ringing.status(), 100);
+    let ringing = uac.recv(Duration::from_secs(5)).unwrap();
+    assert_eq!(ringing.status(), 180);
+    wait_log(&sb, "caller joined the room", Duration::from_secs(2));
+    uac.cancel(seq);
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        let msg = uac.recv(Duration::from_secs(5)).expect("CANCEL answered");
+        if msg.status() != 180 {
+            statuses.push((msg.status(), msg.header("CSeq").unwrap().to_string()));
+        }
+        if msg.status() == 487 {
+            uac.ack(seq, &msg);
+        }
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            (200, format!("{seq} CANCEL")),
+            (487, format!("{seq} INVITE"))
+        ]
+    );
+    let log = wait_log(
+        &sb,
+        "reason=cancelled by the caller",
+        Duration::from_secs(3),
+    );
+    assert!(log.contains("participant left room=r"), "{log}");
+    assert!(log.contains("empty room closed room=r"), "{log}");
+}
+
+/// Calls +15550100 with answer=immediate; returns the caller and the
+/// gateway's RTP address after the ACK.
+fn answered_call(sb: &Switchboard) -> (Uac, std::net::SocketAddr) {
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert_eq!(ok.header("Content-Type"), Some("application/sdp"));
+    assert!(ok.header("Contact").is_some());
+    let to_tag = ok.to_tag().unwrap();
+    assert!(
+        to_tag.starts_with("SCL_"),
+        "the To tag is the call ID: {to_tag}"
+    );
+    uac.ack(seq, &ok);
+    let rtp = sdp_rtp_addr(ok.body()).expect("an SDP answer");
+    (uac, rtp)
+}
+
+#[test]
+fn max_call_duration_ends_the_call_with_bye() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, r#", "max_call_duration": "1s""#);
+    let (mut uac, _) = answered_call(&sb);
+    let started = Instant::now();
+    let bye = uac.expect_request("BYE", Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        bye.header("Reason")
+            .unwrap_or_default()
+            .contains("maximum call duration"),
+        "{}",
+        bye.text
+    );
+    let log = wait_log(
+        &sb,
+        "reason=maximum call duration reached",
+        Duration::from_secs(6),
+    );
+    assert!(
+        log.contains("sip.callStatus") || log.contains("participant left room=r"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_silent_caller_is_hung_up_after_the_media_timeout() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_MEDIA__TIMEOUT_SECS", "1"),
+        ("SWITCHBOARD_MEDIA__INITIAL_TIMEOUT_SECS", "1"),
+    ]);
+    open_route(&sb, "");
+    let (mut uac, _) = answered_call(&sb);
+    let bye = uac.expect_request("BYE", Duration::from_secs(6));
+    assert!(
+        bye.header("Reason")
+            .unwrap_or_default()
+            .contains("cause=408"),
+        "{}",
+        bye.text
+    );
+    wait_log(&sb, "reason=media timeout", Duration::from_secs(3));
+}
+
+#[test]
+fn a_caller_who_sends_rtp_is_not_timed_out_and_hangs_up_with_bye() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_MEDIA__TIMEOUT_SECS", "1"),
+        ("SWITCHBOARD_MEDIA__INITIAL_TIMEOUT_SECS", "1"),
+    ]);
+    open_route(&sb, "");
+    let (mut uac, rtp) = answered_call(&sb);
+    // 2.5 s of RTP: past the 1 s media timeout, so only the packets keep
+    // the call up.
+    for i in 0..125u16 {
+        uac.send_rtp(rtp, i, u32::from(i) * 160);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!sb.log().contains("reason=media timeout"), "{}", sb.log());
+    // A SIP INFO digit is accepted in the call.
+    let info = uac.in_dialog(
+        "INFO",
+        "application/dtmf-relay",
+        "Signal=5\r\nDuration=160\r\n",
+    );
+    assert_eq!(
+        uac.response_to(info, "INFO", Duration::from_secs(3))
+            .status(),
+        200
+    );
+    wait_log(&sb, "DTMF from the caller", Duration::from_secs(3));
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
+        200
+    );
+    wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
+}
+
+#[test]
+fn hold_and_resume_by_reinvite_keep_the_call() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, "");
+    let (mut uac, _) = answered_call(&sb);
+    let hold = uac.pcmu_offer().replace("a=sendrecv", "a=sendonly");
+    let seq = uac.invite(&hold, &[]);
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert!(ok.body().contains("a=recvonly"), "{}", ok.body());
+    uac.ack(seq, &ok);
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert!(ok.body().contains("a=sendrecv"), "{}", ok.body());
+    uac.ack(seq, &ok);
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
+        200
+    );
+    wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
+}
+
+#[test]
+fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
+    let sb = start(&[]);
+    let id = trunk(&sb, r#"{"name": "t", "numbers": ["+15550100"]}"#);
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "pin", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "secret", "pin": "1234"}}}}}}"#
+        ),
+    );
+    settle();
+    let digits = |uac: &mut Uac, pin: &str| {
+        for c in pin.chars() {
+            let seq = uac.in_dialog(
+                "INFO",
+                "application/dtmf-relay",
+                &format!("Signal={c}\r\nDuration=160\r\n"),
+            );
+            assert_eq!(
+                uac.response_to(seq, "INFO", Duration::from_secs(3))
+                    .status(),
+                200
+            );
+        }
+    };
+
+    // The PIN path answers at once (the prompt needs media).
+    let (mut wrong, _) = answered_call(&sb);
+    digits(&mut wrong, "1235#");
+    let bye = wrong.expect_request("BYE", Duration::from_secs(8));
+    assert!(
+        bye.header("Reason")
+            .unwrap_or_default()
+            .contains("wrong PIN"),
+        "{}",
+        bye.text
+    );
+
+    let (mut right, _) = answered_call(&sb);
+    digits(&mut right, "1234#");
+    let log = wait_log(&sb, "PIN accepted", Duration::from_secs(3));
+    assert!(log.contains("room=secret"), "{log}");
+    assert!(log.contains("status=\"active\""), "{log}");
+    let bye = right.in_dialog("BYE", "", "");
+    assert_eq!(
+        right
+            .response_to(bye, "BYE", Duration::from_secs(3))
+            .status(),
+        200
+    );
+    wait_idle(&sb, 2);
+}
+
+#[test]
+fn individual_and_callee_rules_name_rooms_as_livekit_does_and_hidden_numbers_stay_hidden() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    let individual = trunk(&sb, r#"{"name": "i", "numbers": ["+15550100"]}"#);
+    let callee = trunk(&sb, r#"{"name": "c", "numbers": ["+15550200"]}"#);
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "i", "trunk_ids": ["{individual}"], "hide_phone_number": true, "rule": {{"dispatch_rule_individual": {{"room_prefix": "pref"}}}}}}"#
+        ),
+    );
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "c", "trunk_ids": ["{callee}"], "rule": {{"dispatch_rule_callee": {{"room_prefix": "desk"}}}}}}"#
+        ),
+    );
+    settle();
+    let target = sb.udp.unwrap();
+    for to in ["+15550100", "+15550200"] {
+        let mut uac = Uac::new(target, "+15550199", to);
+        let seq = uac.invite(&uac.pcmu_offer(), &[]);
+        let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+        assert_eq!(ok.status(), 200, "{}", ok.text);
+        uac.ack(seq, &ok);
+        let bye = uac.in_dialog("BYE", "", "");
+        assert_eq!(
+            uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
+            200
+        );
+    }
+    wait_idle(&sb, 2);
+    let log = sb.log();
+    let joined: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("caller joined the room"))
+        .collect();
+    assert_eq!(joined.len(), 2, "{log}");
+    // Individual with hide_phone_number: the room uses the hashed number
+    // and a random suffix; the identity is hashed too.
+    let hashed = {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(b"+15550199");
+        digest
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let first = joined[0];
+    assert!(first.contains(&format!("room=pref_{hashed}_")), "{first}");
+    assert!(first.contains(&format!("identity=sip_{hashed}")), "{first}");
+    assert!(!first.contains("15550199"), "the number is hidden: {first}");
+    // Callee: the called number, no suffix unless asked.
+    assert!(joined[1].contains("room=desk_+15550200 "), "{}", joined[1]);
+    assert!(
+        joined[1].contains("identity=sip_+15550199"),
+        "{}",
+        joined[1]
+    );
+}
