@@ -402,18 +402,21 @@ fn start_gateway(
 /// The digest nonce signer: the configured key (shared by replicas) or a
 /// random one.
 fn digest_server(config: &Config) -> Result<DigestServer, String> {
-    let mut settings = DigestServerConfig::default();
-    settings.algorithms = config
+    let algorithms = config
         .calls
         .auth_algorithms
         .iter()
         .map(|name| {
             Algorithm::parse(name).ok_or_else(|| format!("calls.auth_algorithms: unknown {name:?}"))
         })
-        .collect::<Result<_, _>>()?;
-    if settings.algorithms.is_empty() {
+        .collect::<Result<Vec<_>, _>>()?;
+    if algorithms.is_empty() {
         return Err("calls.auth_algorithms must name at least one algorithm".into());
     }
+    let settings = DigestServerConfig {
+        algorithms,
+        ..DigestServerConfig::default()
+    };
     match &config.calls.auth_nonce_key {
         Some(hex) => {
             let bytes: Vec<u8> = (0..hex.len())

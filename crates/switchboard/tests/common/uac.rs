@@ -136,14 +136,14 @@ impl Uac {
         )
     }
 
-    fn from_field(&self) -> String {
+    fn caller_field(&self) -> String {
         format!(
             "<sip:{}@{}>;tag={}",
             self.from_user, self.local, self.from_tag
         )
     }
 
-    fn to_field(&self) -> String {
+    fn callee_field(&self) -> String {
         let mut to = format!("<sip:{}@{}>", self.to_user, self.target);
         if let Some(tag) = &self.remote_tag {
             to.push_str(&format!(";tag={tag}"));
@@ -167,8 +167,8 @@ impl Uac {
             to = self.to_user,
             target = self.target,
             local = self.local,
-            from = self.from_field(),
-            to_h = self.to_field(),
+            from = self.caller_field(),
+            to_h = self.callee_field(),
             call = self.call_id,
             cseq = self.cseq,
             user = self.from_user,
@@ -200,7 +200,7 @@ impl Uac {
             to = self.to_user,
             target = self.target,
             local = self.local,
-            from = self.from_field(),
+            from = self.caller_field(),
             call = self.call_id,
         ));
     }
@@ -277,7 +277,7 @@ impl Uac {
              From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} ACK\r\n\
              Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             local = self.local,
-            from = self.from_field(),
+            from = self.caller_field(),
             call = self.call_id,
         ));
     }
@@ -296,8 +296,8 @@ impl Uac {
             local = self.local,
             tag = self.from_tag,
             seq = self.cseq,
-            from = self.from_field(),
-            to = self.to_field(),
+            from = self.caller_field(),
+            to = self.callee_field(),
             call = self.call_id,
             user = self.from_user,
         );
