@@ -963,6 +963,10 @@ impl InboundCall {
             drop(participant);
         }
         self.bridge.set_port(None);
+        let stats = match &self.media {
+            Some(media) => media.stats().await.ok(),
+            None => None,
+        };
         self.media = None;
         self.media_events = None;
         {
@@ -979,14 +983,22 @@ impl InboundCall {
         match &ending {
             Ending::Challenged => {}
             Ending::Refused(_) => {}
-            _ => info!(
-                call_id = %self.invite.call_id,
-                sip_call_id = %self.invite.sip_call_id,
-                reason = %ending.text(),
-                answered,
-                duration_ms = self.answered_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0),
-                "call ended"
-            ),
+            _ => {
+                let stats = stats.unwrap_or_default();
+                info!(
+                    call_id = %self.invite.call_id,
+                    sip_call_id = %self.invite.sip_call_id,
+                    reason = %ending.text(),
+                    answered,
+                    duration_ms = self.answered_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0),
+                    rtp_received = stats.packets_received,
+                    rtp_sent = stats.packets_sent,
+                    rtp_lost = stats.packets_lost,
+                    concealed = stats.concealed_frames,
+                    jitter_ms = format!("{:.1}", stats.jitter_ms),
+                    "call ended"
+                )
+            }
         }
     }
 

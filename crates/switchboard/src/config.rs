@@ -15,6 +15,9 @@ use thiserror::Error;
 /// The environment prefix of configuration overrides.
 pub const ENV_PREFIX: &str = "SWITCHBOARD_";
 
+/// Configuration keys outside any section, settable as `SWITCHBOARD_<KEY>`.
+const TOP_LEVEL_KEYS: &[&str] = &["data_dir"];
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -487,8 +490,11 @@ impl Config {
             let Some(path) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            // Variables without a section (SWITCHBOARD_CONFIG) are not keys.
-            if !path.contains("__") {
+            // Variables without a section are options of the command
+            // (SWITCHBOARD_CONFIG, SWITCHBOARD_READY_FILE), except the few
+            // top-level keys.
+            if !path.contains("__") && !TOP_LEVEL_KEYS.contains(&path.to_ascii_lowercase().as_str())
+            {
                 continue;
             }
             let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
@@ -573,10 +579,15 @@ mod tests {
                 ("SWITCHBOARD_SIP__ADVERTISE__HOST", "203.0.113.7"),
                 ("SWITCHBOARD_DRAIN__MIN_SECS", "0"),
                 ("SWITCHBOARD_CONFIG", "/ignored"),
+                ("SWITCHBOARD_READY_FILE", "/ignored"),
+                ("SWITCHBOARD_DATA_DIR", "/var/lib/sb"),
+                ("SWITCHBOARD_CALLS__AUTH_ALGORITHMS", "[MD5]"),
                 ("OTHER_SIP__UDP_PORT", "1"),
             ]),
         )
         .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/sb"));
+        assert_eq!(config.calls.auth_algorithms, vec!["MD5".to_string()]);
         assert_eq!(config.sip.udp_port, 5080);
         assert_eq!(config.sip.user_agent, "from-file");
         assert_eq!(config.sip.transports, vec![TransportName::Udp]);

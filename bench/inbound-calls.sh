@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Concurrent inbound G.711 calls into two-party rooms, stepped until loss
+# appears. Each step starts N calls (pairs share a room through a callee
+# dispatch rule, answered once both are in), each about 16 s of Debian's
+# g711a.pcap from SIPp, switchboard mixing and sending the other party's
+# audio back. Reports SIPp failures, switchboard's CPU, and the RTP loss and
+# concealment switchboard measured on every call (from its "call ended" log
+# lines).
+#
+#   bench/inbound-calls.sh [concurrent calls per step...]
+#   bench/inbound-calls.sh 50 100 200 400
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(50 100 200 400)
+
+cargo build --release -q -p switchboard
+work=$(mktemp -d)
+trap 'kill "$sb_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+key=bench secret=bench-secret-0123456789abcdef0123456789
+LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret \
+SWITCHBOARD_SIP__BIND=127.0.0.1 SWITCHBOARD_SIP__UDP_PORT=0 SWITCHBOARD_SIP__TCP_PORT=0 \
+SWITCHBOARD_API__BIND=127.0.0.1 SWITCHBOARD_API__PORT=0 SWITCHBOARD_MEDIA__BIND=127.0.0.1 \
+SWITCHBOARD_CALLS__MAX_ACTIVE=10000 SWITCHBOARD_LOG__LEVEL=info SWITCHBOARD_DRAIN__MIN_SECS=0 \
+SWITCHBOARD_DATA_DIR="$work/data" \
+  target/release/switchboard serve --ready-file "$work/ready.json" >"$work/switchboard.log" 2>&1 &
+sb_pid=$!
+for _ in $(seq 100); do [ -s "$work/ready.json" ] && break; sleep 0.05; done
+read -r sip api < <(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['sip']['udp'],d['api'])" "$work/ready.json")
+export LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
+target/release/switchboard sip inbound create '{"trunk": {"name": "load", "allowed_addresses": ["127.0.0.1"]}}' >/dev/null
+target/release/switchboard sip dispatch create '{"dispatch_rule": {"name": "pairs", "rule": {"dispatch_rule_callee": {"room_prefix": "pair"}}}}' >/dev/null
+sleep 0.5
+
+echo "switchboard $(git rev-parse --short HEAD), $(nproc) cores, SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*' | head -1)"
+printf '%8s %8s %8s %8s %10s %10s %10s %10s %9s\n' calls ok failed "sb cpu%" "rtp rx" "rtp tx" "rtp lost" concealed "loss %"
+for n in "${steps[@]}"; do
+  csv="$work/rooms.csv"
+  { echo SEQUENTIAL; for i in $(seq 0 $(( n - 1 ))); do echo "room$(( i / 2 ));"; done; } >"$csv"
+  before_lines=$(wc -l <"$work/switchboard.log")
+  cpu_before=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
+  start=$(date +%s.%N)
+  rate=$(( n / 4 > 0 ? n / 4 : 1 ))
+  timeout 120 sipp -sf bench/sipp/inbound_g711.xml "$sip" -i 127.0.0.1 -p 0 -mp 40000 \
+    -inf "$csv" -r "$rate" -l "$n" -m "$n" -nostdin -timeout 90 -trace_stat -stf "$work/stat.csv" \
+    -buff_size 4194304 >/dev/null 2>&1 || true
+  end=$(date +%s.%N)
+  cpu_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
+  sleep 1
+  header=$(head -n 1 "$work/stat.csv"); last=$(tail -n 1 "$work/stat.csv")
+  col() { echo "$header" | tr ';' '\n' | grep -n "^$1$" | cut -d: -f1; }
+  ok=$(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))")
+  failed=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
+  cpu=$(python3 -c "print(round(100*($cpu_after-$cpu_before)/$(getconf CLK_TCK)/($end-$start),1))")
+  read -r rx tx lost concealed < <(tail -n +"$(( before_lines + 1 ))" "$work/switchboard.log" | python3 -c '
+import re,sys
+rx=tx=lost=conc=0
+for line in sys.stdin:
+    if "call ended" not in line: continue
+    g=lambda k: int(re.search(k+r"=(-?\d+)", line).group(1)) if re.search(k+r"=(-?\d+)", line) else 0
+    rx+=g("rtp_received"); tx+=g("rtp_sent"); lost+=max(0,g("rtp_lost")); conc+=g("concealed")
+print(rx,tx,lost,conc)')
+  pct=$(python3 -c "print(round(100*$lost/max(1,$rx+$lost),3))")
+  printf '%8s %8s %8s %8s %10s %10s %10s %10s %9s\n' "$n" "$ok" "$failed" "$cpu" "$rx" "$tx" "$lost" "$concealed" "$pct"
+  rm -f "$work/stat.csv"
+done
