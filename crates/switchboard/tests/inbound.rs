@@ -348,13 +348,10 @@ fn max_call_duration_ends_the_call_with_bye() {
     );
     let log = wait_log(
         &sb,
-        "reason=maximum call duration reached",
+        "reason=maximum call duration reached answered=true",
         Duration::from_secs(6),
     );
-    assert!(
-        log.contains("sip.callStatus") || log.contains("participant left room=r"),
-        "{log}"
-    );
+    assert!(log.contains("participant left room=r"), "{log}");
 }
 
 #[test]
@@ -374,7 +371,12 @@ fn a_silent_caller_is_hung_up_after_the_media_timeout() {
         "{}",
         bye.text
     );
-    wait_log(&sb, "reason=media timeout", Duration::from_secs(3));
+    let log = wait_log(
+        &sb,
+        "reason=media timeout answered=true",
+        Duration::from_secs(3),
+    );
+    assert!(log.contains("participant left room=r"), "{log}");
 }
 
 #[test]
@@ -549,5 +551,71 @@ fn individual_and_callee_rules_name_rooms_as_livekit_does_and_hidden_numbers_sta
         joined[1].contains("identity=sip_+15550199"),
         "{}",
         joined[1]
+    );
+}
+
+#[test]
+fn early_media_sends_183_with_ringback_then_the_200_carries_the_trunk_headers() {
+    let sb = start(&[("SWITCHBOARD_CALLS__EARLY_MEDIA", "true")]);
+    open_route(
+        &sb,
+        r#", "ringing_timeout": "3s", "headers": {"X-Carrier-Ref": "abc", "P-Early-Media": "supported"}"#,
+    );
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let mut early = None;
+    while early.is_none() {
+        let msg = uac
+            .recv(Duration::from_secs(5))
+            .expect("a provisional response");
+        if msg.status() == 183 {
+            early = Some(msg);
+        }
+    }
+    let early = early.unwrap();
+    assert_eq!(early.header("Content-Type"), Some("application/sdp"));
+    assert!(early.to_tag().unwrap().starts_with("SCL_"));
+    // Ringback flows before any answer: real RTP with tone energy.
+    uac.rtp
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut loud = 0;
+    for _ in 0..50 {
+        let (n, _) = uac
+            .rtp
+            .recv_from(&mut buf)
+            .expect("ringback RTP before the answer");
+        assert_eq!(buf[1] & 0x7f, 0, "PCMU");
+        // PCMU silence is 0xff/0x7f; a tone varies.
+        if buf[12..n].iter().any(|b| *b != 0xff && *b != 0x7f) {
+            loud += 1;
+        }
+    }
+    assert!(loud > 10, "ringback has energy ({loud} of 50 packets)");
+    // Nobody answers: the trunk's ringing timeout applies.
+    let (_, last) = uac.final_response(seq, Duration::from_secs(8));
+    uac.ack(seq, &last);
+    assert_eq!(last.status(), 480, "{}", last.text);
+}
+
+#[test]
+fn the_200_carries_the_trunk_headers_and_record_route() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, r#", "headers": {"X-Carrier-Ref": "abc"}"#);
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(
+        &uac.pcmu_offer(),
+        &["Record-Route: <sip:sbc.example.net;lr>".to_string()],
+    );
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert_eq!(ok.header("X-Carrier-Ref"), Some("abc"));
+    assert_eq!(ok.header("Record-Route"), Some("<sip:sbc.example.net;lr>"));
+    uac.ack(seq, &ok);
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
+        200
     );
 }
