@@ -13,6 +13,7 @@
 //! everything it held is released.
 
 mod bridge;
+mod call;
 mod inbound;
 mod info_dtmf;
 mod media_config;
