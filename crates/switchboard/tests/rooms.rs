@@ -1,8 +1,10 @@
 //! Rooms end to end against the real binary: WebSocket participants
 //! (`GET /rooms/<room>/ws`) hearing each other, DTMF and attributes between
 //! them, refused joins, bad input; room administration over Twirp
-//! `livekit.RoomService` with raw JSON; `/debug/state` back to zero; and
-//! README's Python example run as written.
+//! `livekit.RoomService` with raw JSON; `/debug/state` back to zero;
+//! README's Python example run as written; and a phone call (the raw-bytes
+//! caller of tests/common/uac.rs) answered by a WebSocket agent, trading
+//! DTMF with it and hung up by RemoveParticipant.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use common::uac::{sdp_rtp_addr, Uac};
 use common::{repo, Switchboard};
 use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, KeyInit, Mac};
@@ -918,6 +921,7 @@ async fn debug_state_goes_back_to_zero_after_participants_leave() {
 
     alice.send_json(json!({"type": "leave"})).await;
     alice.expect("disconnected").await;
+    drop(alice);
     drop(bob); // closed without a word
     drop(carol);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1001,4 +1005,216 @@ async fn readme_python_example_joins_is_heard_and_gets_dtmf() {
         "{printed}"
     );
     assert!(printed.contains("DTMF 5 from agent"), "{printed}");
+}
+
+// ---------------------------------------------------------------- calls
+
+/// A Twirp JSON call to livekit.SIP with an admin token.
+async fn sip_service(addr: SocketAddr, method: &str, body: Value) -> Value {
+    let auth = format!("Bearer {}", token(json!({"sip": {"admin": true}})));
+    let (status, text) = http(
+        addr,
+        "POST",
+        &format!("/twirp/livekit.SIP/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{method}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Runs blocking caller steps off the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// One RFC 4733 event (three packets, the last with the end bit) to `to`.
+fn send_telephone_event(uac: &Uac, to: SocketAddr, code: u8, seq: u16, timestamp: u32) {
+    for (i, end) in [(0u16, false), (1, false), (2, true)] {
+        let marker = if i == 0 { 0x80 } else { 0 };
+        let mut packet = vec![0x80, marker | 101];
+        packet.extend_from_slice(&(seq + i).to_be_bytes());
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        let duration = 160 * (i + 1);
+        packet.extend_from_slice(&[code, if end { 0x80 | 10 } else { 10 }]);
+        packet.extend_from_slice(&duration.to_be_bytes());
+        uac.rtp.send_to(&packet, to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The RFC 4733 event codes the caller's RTP socket receives within `within`.
+fn received_telephone_events(uac: &Uac, within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 2048];
+    uac.rtp
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = uac.rtp.recv_from(&mut buf) {
+            if n >= 16 && buf[1] & 0x7f == 101 && !codes.contains(&buf[12]) {
+                codes.push(buf[12]);
+            }
+        }
+    }
+    codes
+}
+
+/// An inbound call rings while only a listener is in the room, is answered
+/// when a WebSocket participant who sends audio joins, trades DTMF with it
+/// both ways, and is hung up with BYE by RemoveParticipant; then every
+/// count of /debug/state is back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_agent_answers_a_call_trades_dtmf_and_removing_the_call_sends_bye() {
+    // Short SIP timers: the answered INVITE's server transaction lingers
+    // 64*T1 (RFC 6026) and the BYE's client transaction T4 before the
+    // transaction count can read zero.
+    let sb = start_with(&[
+        ("SWITCHBOARD_MEDIA__BIND", "127.0.0.1"),
+        ("SWITCHBOARD_SIP__T1_MS", "100"),
+        ("SWITCHBOARD_SIP__T4_MS", "1000"),
+    ]);
+    let api = sb.api.unwrap();
+    let trunk = sip_service(
+        api,
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"name": "t", "numbers": ["+15550100"]}}),
+    )
+    .await;
+    let trunk_id = trunk["sip_trunk_id"].as_str().unwrap().to_string();
+    sip_service(
+        api,
+        "CreateSIPDispatchRule",
+        json!({"trunk_ids": [trunk_id], "rule": {"dispatch_rule_direct": {"room_name": "support"}}}),
+    )
+    .await;
+    // The routing index follows the store's change feed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let ear_token = join_token("support", "ear");
+    let mut ear = Client::join_with(api, "support", &ear_token, 8_000, "&audio=false").await;
+    let udp = sb.udp.unwrap();
+    let (mut uac, seq) = blocking(move || {
+        let mut uac = Uac::new(udp, "+15550199", "+15550100");
+        let seq = uac.invite(&uac.pcmu_offer(), &[]);
+        (uac, seq)
+    })
+    .await;
+    let joined = ear.expect("participant_joined").await;
+    let caller = joined["participant"].clone();
+    assert_eq!(caller["kind"], "sip", "{caller}");
+    assert_eq!(
+        caller["attributes"]["sip.callStatus"], "ringing",
+        "{caller}"
+    );
+    assert_eq!(
+        caller["attributes"]["sip.phoneNumber"], "+15550199",
+        "{caller}"
+    );
+    let identity = caller["identity"].as_str().unwrap().to_string();
+
+    // Only a listener: the call keeps ringing.
+    let (mut uac, early) = blocking(move || {
+        let mut statuses = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < deadline {
+            if let Some(msg) = uac.recv(Duration::from_millis(100)) {
+                statuses.push(msg.status());
+            }
+        }
+        (uac, statuses)
+    })
+    .await;
+    assert!(
+        !early.contains(&200),
+        "answered with only a listener: {early:?}"
+    );
+    assert!(early.contains(&180), "{early:?}");
+
+    // Someone who speaks joins: the call is answered.
+    let mut agent = Client::join(api, "support", "agent", 16_000).await;
+    let (uac, gateway_rtp) = blocking(move || {
+        let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+        assert_eq!(ok.status(), 200, "{}", ok.text);
+        uac.ack(seq, &ok);
+        let rtp = sdp_rtp_addr(ok.body()).expect("an SDP answer");
+        (uac, rtp)
+    })
+    .await;
+    loop {
+        let m = ear.expect("participant_updated").await;
+        if m["participant"]["identity"] == identity.as_str()
+            && m["participant"]["attributes"]["sip.callStatus"] == "active"
+        {
+            break;
+        }
+    }
+
+    // The agent's DTMF reaches the phone as RFC 4733 ...
+    agent
+        .send_json(json!({"type": "dtmf", "digits": "5"}))
+        .await;
+    let (uac, codes) = blocking(move || {
+        let codes = received_telephone_events(&uac, Duration::from_secs(3));
+        (uac, codes)
+    })
+    .await;
+    assert_eq!(
+        codes,
+        vec![5],
+        "telephone-events the phone got\n{}",
+        sb.log()
+    );
+    // ... and the phone's reaches the agent as a dtmf message.
+    let mut uac = blocking(move || {
+        send_telephone_event(&uac, gateway_rtp, 7, 100, 8000);
+        uac
+    })
+    .await;
+    let m = agent.expect("dtmf").await;
+    assert_eq!(
+        (m["from"].as_str(), m["code"].as_u64(), m["digit"].as_str()),
+        (Some(identity.as_str()), Some(7), Some("7")),
+        "{m}"
+    );
+
+    // RemoveParticipant of the call: the gateway hangs up with BYE.
+    let removed = room_service(
+        api,
+        "RemoveParticipant",
+        &admin_token("support"),
+        json!({"room": "support", "identity": identity}),
+    )
+    .await;
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    blocking(move || {
+        uac.expect_request("BYE", Duration::from_secs(5));
+    })
+    .await;
+    let left = agent.expect("participant_left").await;
+    assert_eq!(left["reason"], "participant_removed");
+
+    drop(agent);
+    drop(ear);
+    let zero = json!({"calls_active": 0, "call_tasks": 0, "rtp_ports_active": 0, "rooms": 0,
+                      "participants": 0, "websocket_sessions": 0, "sip_transactions": [0, 0]});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = debug_state(api).await;
+        if state == zero {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not back to zero: {state}\n{}",
+            sb.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
