@@ -674,8 +674,20 @@ async fn bad_frames_and_messages_get_error_messages_and_the_session_goes_on() {
         .collect();
     assert_eq!(joined, vec!["ear", "plain"], "events keep coming");
 
-    // A message over max_message_bytes ends the session (the room sees it leave).
+    // A message over max_message_bytes ends the session with 1009, and the
+    // room sees the participant leave.
     alice.send_binary(vec![0; 8000]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let close = loop {
+        match tokio::time::timeout_at(deadline, alice.ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(close.code, CloseCode::Size);
+    assert_eq!(close.reason.as_str(), "message over 4096 bytes");
     let left = ear.expect("participant_left").await;
     assert_eq!(left["identity"], "alice");
     assert!(!sb.log().contains("panicked"), "{}", sb.log());

@@ -300,7 +300,18 @@ async fn drive(
                 },
                 incoming = socket.recv() => match incoming {
                     None => return Err("client closed the connection".into()),
-                    Some(Err(e)) => return Err(format!("socket error: {e}")),
+                    Some(Err(e)) => {
+                        let e = e.into_inner();
+                        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+                            let close = CloseFrame {
+                                code: axum::extract::ws::close_code::SIZE,
+                                reason: format!("message over {} bytes", config.max_message_bytes).into(),
+                            };
+                            // The socket is going anyway: a failed close changes nothing.
+                            let _ = send(&mut socket, Message::Close(Some(close)), timeout).await;
+                        }
+                        return Err(format!("socket error: {e}"));
+                    }
                     Some(Ok(Message::Close(_))) => return Err("client closed the socket".into()),
                     Some(Ok(Message::Binary(data))) => {
                         if let Some(message) = session.on_binary(&data) {
