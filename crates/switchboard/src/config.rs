@@ -128,7 +128,8 @@ impl Default for ApiConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketSection {
     /// Largest message a client may send, in bytes (larger closes the
-    /// socket with 1009; an audio frame is at most 1920 bytes).
+    /// socket with 1009; an audio frame is at most 1920 bytes; at least
+    /// 4096).
     pub max_message_bytes: usize,
     /// Most WebSocket participants at once; more get HTTP 429.
     pub max_participants: usize,

@@ -236,9 +236,16 @@ fn api_state(
     api: &Api,
     rooms: Rooms,
     status: status::ServeStatus,
-) -> Arc<ApiState> {
+) -> Result<Arc<ApiState>, String> {
     let websocket = &config.api.websocket;
-    Arc::new(ApiState {
+    // One 20 ms frame at 48 kHz is 1920 bytes; the limit must let audio through.
+    if websocket.max_message_bytes < MIN_WEBSOCKET_MESSAGE_BYTES {
+        return Err(format!(
+            "api.websocket.max_message_bytes {} must be at least {MIN_WEBSOCKET_MESSAGE_BYTES}",
+            websocket.max_message_bytes
+        ));
+    }
+    Ok(Arc::new(ApiState {
         store: api.store.clone(),
         routing: api.routing.clone(),
         call_control: Arc::new(call_control::NotYetImplemented),
@@ -253,8 +260,12 @@ fn api_state(
             send_timeout: Duration::from_millis(websocket.send_timeout_ms.max(1)),
         },
         websocket_sessions: Default::default(),
-    })
+    }))
 }
+
+/// The smallest `api.websocket.max_message_bytes`: a 48 kHz audio frame
+/// and room for small JSON messages.
+const MIN_WEBSOCKET_MESSAGE_BYTES: usize = 4096;
 
 async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     let SipStack {
@@ -283,7 +294,13 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
             }
         };
     let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone());
-    let state = api_state(config, &api, rooms, status);
+    let state = match api_state(config, &api, rooms, status) {
+        Ok(state) => state,
+        Err(e) => {
+            error!(error = %e, "invalid API settings");
+            return ExitCode::FAILURE;
+        }
+    };
     let draining = state.draining.clone();
     let router = switchboard_api::router(state);
     // The API keeps serving through the drain; it ends with the process.
