@@ -13,6 +13,12 @@
 //!   names or numbers, and unknown keys are ignored.
 //! - `POST /twirp/switchboard.SIP/ExplainCall` (JSON only, `sip.admin`):
 //!   how this replica's live routing index would route a call.
+//! - `POST /twirp/livekit.RoomService/<Method>`: room administration over
+//!   the embedded rooms, with LiveKit's grants (see [`room_service`]).
+//! - `GET /rooms/<room>/ws`: a WebSocket participant (see [`ws`] and
+//!   [`ws::session`] for the protocol).
+//! - `GET /debug/state` (`sip.admin`): calls, ports, rooms, participants
+//!   and transactions now, for leak checks (see [`status`]).
 //! - `GET /healthz` (and `GET /`, where LiveKit's server answers health
 //!   checks): `200 OK`, or `503` while the process drains.
 //!
@@ -69,20 +75,26 @@
 pub mod auth;
 pub mod call_control;
 pub mod explain;
+pub mod room_service;
 mod server;
 pub mod service;
+pub mod status;
 pub mod twirp;
 pub mod wire;
+pub mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use switchboard_rooms::Rooms;
 use switchboard_store::{LiveRoutingIndex, SipStore};
 
 pub use auth::ApiKeys;
 pub use call_control::{CallControl, CallFuture, OutboundCall, Transfer};
 pub use server::{router, serve};
+pub use status::{CallStatus, StatusSource};
 pub use twirp::{Code, TwirpError};
+pub use ws::{SessionCount, WebSocketConfig};
 
 /// The default limit on a request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -102,6 +114,16 @@ pub struct ApiState {
     /// Set when the process drains: health answers 503 and no new calls
     /// are placed; everything else keeps working.
     pub draining: Arc<AtomicBool>,
+    /// The rooms calls join: RoomService manages them, WebSocket
+    /// participants sit in them.
+    pub rooms: Rooms,
+    /// Call-side numbers for `/debug/state`.
+    pub status: Arc<dyn StatusSource>,
+    /// Limits of the WebSocket endpoint.
+    pub websocket: WebSocketConfig,
+    /// WebSocket sessions open now (counted against
+    /// `websocket.max_participants`).
+    pub websocket_sessions: SessionCount,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -110,6 +132,8 @@ impl std::fmt::Debug for ApiState {
             .field("keys", &self.keys)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("draining", &self.is_draining())
+            .field("websocket", &self.websocket)
+            .field("websocket_sessions", &self.websocket_sessions.get())
             .finish_non_exhaustive()
     }
 }

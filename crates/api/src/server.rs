@@ -14,7 +14,9 @@ use switchboard_routing::go_quote;
 
 use crate::auth::{authenticate, require_sip_admin};
 use crate::explain::{explain, ExplainCallRequest};
+use crate::room_service;
 use crate::service::{self, Call};
+use crate::status::DebugState;
 use crate::twirp::{Code, TwirpError};
 use crate::wire::Encoding;
 use crate::ApiState;
@@ -25,6 +27,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         // LiveKit's server answers health checks on `/`; probes written for it keep working.
         .route("/", get(healthz))
+        .route("/rooms/{room}/ws", get(crate::ws::handler))
+        .route("/debug/state", get(debug_state))
         .fallback(entry)
         .with_state(state)
 }
@@ -48,7 +52,43 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
+/// `GET /debug/state` (`sip.admin`): counts that go back to zero when
+/// nothing happens.
+async fn debug_state(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let claims = match authenticate(&state.keys, &parts.headers, &parts.uri) {
+        Ok(claims) => claims,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Err(e) = require_sip_admin(claims.as_ref()) {
+        return e.into_response();
+    }
+    let calls = state.status.call_status();
+    let rooms = state.rooms.list_rooms();
+    let body = DebugState {
+        calls_active: calls.calls_active,
+        call_tasks: calls.call_tasks,
+        rtp_ports_active: calls.rtp_ports_active,
+        rooms: rooms.len(),
+        participants: rooms.iter().map(|r| r.num_participants).sum(),
+        websocket_sessions: state.websocket_sessions.get(),
+        sip_transactions: calls.sip_transactions,
+    };
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => {
+            let mut response = (StatusCode::OK, bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => TwirpError::internal(e.to_string()).into_response(),
+    }
+}
+
 const SIP_SERVICE: &str = "livekit.SIP";
+const ROOM_SERVICE: &str = "livekit.RoomService";
 const SWITCHBOARD_SERVICE: &str = "switchboard.SIP";
 
 async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response {
@@ -88,7 +128,10 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         return no_handler().into_response();
     };
     let explain_call = service_name == SWITCHBOARD_SERVICE && rpc == "ExplainCall";
-    let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc)) || explain_call;
+    let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
+    let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
+        || explain_call
+        || room_call;
     if !known {
         return no_handler().into_response();
     }
@@ -122,7 +165,12 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
             encoding,
             body: &body,
         };
-        match service::dispatch(rpc, call).await {
+        let result = if room_call {
+            room_service::dispatch(rpc, &call)
+        } else {
+            service::dispatch(rpc, call).await
+        };
+        match result {
             Some(result) => result,
             None => Err(no_handler()),
         }

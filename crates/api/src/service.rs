@@ -54,7 +54,7 @@ pub(crate) struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn request<M: ProtoMessage>(&self) -> Result<M, TwirpError> {
+    pub(crate) fn request<M: ProtoMessage>(&self) -> Result<M, TwirpError> {
         decode_request(self.encoding, self.body)
     }
 
@@ -70,7 +70,7 @@ impl Call<'_> {
         Ok((inner != M::default()).then_some(inner))
     }
 
-    fn reply<M: ProtoMessage>(&self, message: &M) -> Result<Vec<u8>, TwirpError> {
+    pub(crate) fn reply<M: ProtoMessage>(&self, message: &M) -> Result<Vec<u8>, TwirpError> {
         encode_response(self.encoding, message)
     }
 }

@@ -30,8 +30,9 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::twirp::{Code, TwirpError};
 
-/// The descriptor set compiled by build.rs from `proto/` (livekit_sip.proto
-/// and everything it imports, as shipped in livekit-protocol 0.8.2).
+/// The descriptor set compiled by build.rs from `proto/` (livekit_sip.proto,
+/// livekit_room.proto and everything they import, as shipped in
+/// livekit-protocol 0.8.2).
 const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/livekit_descriptor.bin"));
 
 /// The descriptors of every LiveKit message the API reads or writes.
@@ -86,6 +87,25 @@ proto_names! {
     TransferSipParticipantRequest => "livekit.TransferSIPParticipantRequest",
     TransferSipParticipantResponse => "livekit.TransferSIPParticipantResponse",
     SipCallInfo => "livekit.SIPCallInfo",
+    CreateRoomRequest => "livekit.CreateRoomRequest",
+    Room => "livekit.Room",
+    ListRoomsRequest => "livekit.ListRoomsRequest",
+    ListRoomsResponse => "livekit.ListRoomsResponse",
+    DeleteRoomRequest => "livekit.DeleteRoomRequest",
+    DeleteRoomResponse => "livekit.DeleteRoomResponse",
+    ListParticipantsRequest => "livekit.ListParticipantsRequest",
+    ListParticipantsResponse => "livekit.ListParticipantsResponse",
+    RoomParticipantIdentity => "livekit.RoomParticipantIdentity",
+    ParticipantInfo => "livekit.ParticipantInfo",
+    RemoveParticipantResponse => "livekit.RemoveParticipantResponse",
+    UpdateParticipantRequest => "livekit.UpdateParticipantRequest",
+    UpdateRoomMetadataRequest => "livekit.UpdateRoomMetadataRequest",
+    MuteRoomTrackRequest => "livekit.MuteRoomTrackRequest",
+    UpdateSubscriptionsRequest => "livekit.UpdateSubscriptionsRequest",
+    SendDataRequest => "livekit.SendDataRequest",
+    ForwardParticipantRequest => "livekit.ForwardParticipantRequest",
+    MoveParticipantRequest => "livekit.MoveParticipantRequest",
+    PerformRpcRequest => "livekit.PerformRpcRequest",
 }
 
 /// How a request body is encoded; the response uses the same.

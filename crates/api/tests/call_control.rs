@@ -15,8 +15,10 @@ use livekit_api::access_token::{AccessToken, SIPGrants, VideoGrants};
 use livekit_protocol as lk;
 use serde_json::{json, Value};
 use switchboard_api::{
-    ApiKeys, ApiState, CallControl, CallFuture, Code, OutboundCall, Transfer, TwirpError,
+    ApiKeys, ApiState, CallControl, CallFuture, CallStatus, Code, OutboundCall, StatusSource,
+    Transfer, TwirpError,
 };
+use switchboard_rooms::{Rooms, RoomsConfig};
 use switchboard_routing::RoutingOptions;
 use switchboard_store::{LiveRoutingIndex, SipStore};
 
@@ -60,6 +62,15 @@ impl CallControl for Recorder {
     }
 }
 
+/// No calls to count: this test is about the hand-off only.
+struct NoCalls;
+
+impl StatusSource for NoCalls {
+    fn call_status(&self) -> CallStatus {
+        CallStatus::default()
+    }
+}
+
 const KEY: &str = "k";
 const SECRET: &str = "s-0123456789abcdefghijklmnopqrstuvwxyz";
 
@@ -78,6 +89,10 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         keys: ApiKeys::from_iter([(KEY, SECRET)]),
         max_body_bytes: 1 << 20,
         draining: Arc::new(AtomicBool::new(false)),
+        rooms: Rooms::new(RoomsConfig::default()),
+        status: Arc::new(NoCalls),
+        websocket: Default::default(),
+        websocket_sessions: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

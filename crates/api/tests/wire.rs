@@ -374,6 +374,11 @@ fn the_descriptors_and_the_prost_types_agree_field_for_field() {
     prost_keeps_every_descriptor_field::<lk::SipParticipantInfo>();
     prost_keeps_every_descriptor_field::<lk::TransferSipParticipantRequest>();
     prost_keeps_every_descriptor_field::<lk::TransferSipParticipantResponse>();
+    prost_keeps_every_descriptor_field::<lk::CreateRoomRequest>();
+    prost_keeps_every_descriptor_field::<lk::Room>();
+    prost_keeps_every_descriptor_field::<lk::ParticipantInfo>();
+    prost_keeps_every_descriptor_field::<lk::UpdateParticipantRequest>();
+    prost_keeps_every_descriptor_field::<lk::RoomParticipantIdentity>();
 }
 
 #[test]
@@ -400,6 +405,20 @@ fn every_twirp_message_name_resolves_in_the_descriptor_pool() {
     has::<lk::DeleteSipDispatchRuleRequest>();
     has::<lk::CreateSipInboundTrunkRequest>();
     has::<lk::CreateSipOutboundTrunkRequest>();
+    has::<lk::ListRoomsRequest>();
+    has::<lk::ListRoomsResponse>();
+    has::<lk::DeleteRoomRequest>();
+    has::<lk::DeleteRoomResponse>();
+    has::<lk::ListParticipantsRequest>();
+    has::<lk::ListParticipantsResponse>();
+    has::<lk::RemoveParticipantResponse>();
+    has::<lk::UpdateRoomMetadataRequest>();
+    has::<lk::MuteRoomTrackRequest>();
+    has::<lk::UpdateSubscriptionsRequest>();
+    has::<lk::SendDataRequest>();
+    has::<lk::ForwardParticipantRequest>();
+    has::<lk::MoveParticipantRequest>();
+    has::<lk::PerformRpcRequest>();
 }
 
 #[test]

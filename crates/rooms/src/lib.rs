@@ -75,6 +75,16 @@ pub enum ParticipantKind {
     WebSocket,
 }
 
+impl ParticipantKind {
+    /// `sip` or `websocket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipantKind::Sip => "sip",
+            ParticipantKind::WebSocket => "websocket",
+        }
+    }
+}
+
 /// Why a participant left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LeaveReason {
@@ -88,6 +98,21 @@ pub enum LeaveReason {
     RoomDeleted,
     /// It did not take its events and was disconnected.
     Stuck,
+}
+
+impl LeaveReason {
+    /// The reason in words, after LiveKit's `DisconnectReason` names
+    /// (`client_initiated`, `participant_removed`, `duplicate_identity`,
+    /// `room_deleted`); `stuck` has no LiveKit counterpart.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::ClientInitiated => "client_initiated",
+            LeaveReason::Removed => "participant_removed",
+            LeaveReason::DuplicateIdentity => "duplicate_identity",
+            LeaveReason::RoomDeleted => "room_deleted",
+            LeaveReason::Stuck => "stuck",
+        }
+    }
 }
 
 /// What others see of a participant.
@@ -142,6 +167,36 @@ pub struct RoomInfo {
     pub num_participants: usize,
     /// When it was created.
     pub created_at: SystemTime,
+    /// Most participants it takes.
+    pub max_participants: usize,
+    /// How long it lives without participants (rooms created through the
+    /// API; a room created by a join closes with its last participant).
+    pub empty_timeout: Duration,
+}
+
+/// What an administrator may ask of a room created ahead of its
+/// participants (the API's CreateRoom). Zero means the process's setting;
+/// a value above it is capped there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomOptions {
+    /// Free-form metadata.
+    pub metadata: String,
+    /// How long the room lives without participants.
+    pub empty_timeout: Duration,
+    /// Most participants.
+    pub max_participants: usize,
+}
+
+/// An administrator's change to a participant (the API's
+/// UpdateParticipant): `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParticipantUpdate {
+    /// A new display name.
+    pub name: Option<String>,
+    /// New metadata.
+    pub metadata: Option<String>,
+    /// Attribute changes; an empty value deletes the key.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// Something that happened in a participant's room.
@@ -227,6 +282,8 @@ struct Room {
     /// Created through the API: outlives its participants until
     /// `empty_timeout`.
     explicit: bool,
+    max_participants: usize,
+    empty_timeout: Duration,
     state: Mutex<RoomState>,
 }
 
@@ -295,6 +352,22 @@ impl Rooms {
 
     /// Creates a room ahead of any participant (the API's CreateRoom).
     pub fn create_room(&self, name: &str, metadata: &str) -> Result<RoomInfo, RoomError> {
+        self.create_room_with(
+            name,
+            RoomOptions {
+                metadata: metadata.to_string(),
+                ..RoomOptions::default()
+            },
+        )
+    }
+
+    /// Creates a room ahead of any participant with its own limits (capped
+    /// by the process's).
+    pub fn create_room_with(
+        &self,
+        name: &str,
+        options: RoomOptions,
+    ) -> Result<RoomInfo, RoomError> {
         if name.is_empty() {
             return Err(RoomError::Empty("room name"));
         }
@@ -305,21 +378,33 @@ impl Rooms {
         if rooms.len() >= self.inner.config.max_rooms {
             return Err(RoomError::TooManyRooms(self.inner.config.max_rooms));
         }
-        let room = self.new_room(name, metadata, true);
+        let room = self.new_room(name, &options, true);
         let info = room.info();
         rooms.insert(name.to_string(), room);
         info!(room = name, sid = %info.sid, "room created");
         Ok(info)
     }
 
-    fn new_room(&self, name: &str, metadata: &str, explicit: bool) -> Arc<Room> {
+    fn new_room(&self, name: &str, options: &RoomOptions, explicit: bool) -> Arc<Room> {
+        let config = &self.inner.config;
+        let max_participants = match options.max_participants {
+            0 => config.max_participants,
+            n => n.min(config.max_participants),
+        };
+        let empty_timeout = if options.empty_timeout.is_zero() {
+            config.empty_timeout
+        } else {
+            options.empty_timeout.min(config.empty_timeout)
+        };
         Arc::new(Room {
             sid: new_sid("RM_"),
             name: name.to_string(),
             created_at: SystemTime::now(),
             explicit,
+            max_participants,
+            empty_timeout,
             state: Mutex::new(RoomState {
-                metadata: metadata.to_string(),
+                metadata: options.metadata.clone(),
                 members: Vec::new(),
                 deleted: false,
                 empty_since: Some(Instant::now()),
@@ -380,7 +465,7 @@ impl Rooms {
                         if rooms.len() >= config.max_rooms {
                             return Err(RoomError::TooManyRooms(config.max_rooms));
                         }
-                        let r = self.new_room(room, "", false);
+                        let r = self.new_room(room, &RoomOptions::default(), false);
                         rooms.insert(room.to_string(), r.clone());
                         info!(room, sid = %r.sid, "room created on join");
                         r
@@ -408,10 +493,10 @@ impl Rooms {
                     None,
                 );
             }
-            if state.members.len() >= config.max_participants {
+            if state.members.len() >= shared.max_participants {
                 return Err(RoomError::RoomFull {
                     room: room.to_string(),
-                    limit: config.max_participants,
+                    limit: shared.max_participants,
                 });
             }
             let info = ParticipantInfo {
@@ -504,6 +589,37 @@ impl Rooms {
         Ok(())
     }
 
+    /// Changes a room's metadata. Members get no event for it: rooms carry
+    /// no room-level events yet.
+    pub fn set_room_metadata(&self, room: &str, metadata: &str) -> Result<RoomInfo, RoomError> {
+        let shared = self.find(room)?;
+        lock(&shared.state).metadata = metadata.to_string();
+        Ok(shared.info())
+    }
+
+    /// Changes a participant's name, metadata and attributes as an
+    /// administrator (the API's UpdateParticipant); every member sees one
+    /// [`RoomEvent::ParticipantUpdated`].
+    pub fn update_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        update: &ParticipantUpdate,
+    ) -> Result<ParticipantInfo, RoomError> {
+        let shared = self.find(room)?;
+        let mut state = lock(&shared.state);
+        let slot = member_slot(&state, room, identity)?;
+        Ok(update_info(&mut state, &slot, |info| {
+            if let Some(name) = &update.name {
+                info.name = name.clone();
+            }
+            if let Some(metadata) = &update.metadata {
+                info.metadata = metadata.clone();
+            }
+            apply_attributes(&mut info.attributes, &update.attributes);
+        }))
+    }
+
     /// Changes another participant's attributes as an administrator (the
     /// API's UpdateParticipant); an empty value deletes the key.
     pub fn update_attributes(
@@ -514,15 +630,7 @@ impl Rooms {
     ) -> Result<ParticipantInfo, RoomError> {
         let shared = self.find(room)?;
         let mut state = lock(&shared.state);
-        let slot = state
-            .members
-            .iter()
-            .find(|m| lock(&m.slot.info).identity == identity)
-            .map(|m| m.slot.clone())
-            .ok_or_else(|| RoomError::NoSuchParticipant {
-                room: room.to_string(),
-                identity: identity.to_string(),
-            })?;
+        let slot = member_slot(&state, room, identity)?;
         Ok(update_info(&mut state, &slot, |info| {
             apply_attributes(&mut info.attributes, changes)
         }))
@@ -552,9 +660,9 @@ impl Rooms {
         for room in rooms {
             let mut state = lock(&room.state);
             if state.members.is_empty() {
-                let expired = state.empty_since.is_some_and(|since| {
-                    now.duration_since(since) >= self.inner.config.empty_timeout
-                });
+                let expired = state
+                    .empty_since
+                    .is_some_and(|since| now.duration_since(since) >= room.empty_timeout);
                 if expired {
                     close_if_still_empty(&self.inner, &room, &mut state);
                 }
@@ -593,6 +701,8 @@ impl Room {
             metadata: state.metadata.clone(),
             num_participants: state.members.len(),
             created_at: self.created_at,
+            max_participants: self.max_participants,
+            empty_timeout: self.empty_timeout,
         }
     }
 }
@@ -605,6 +715,18 @@ fn close_if_still_empty(registry: &Registry, room: &Arc<Room>, state: &mut RoomS
         state.deleted = true;
         info!(room = %room.name, sid = %room.sid, "empty room closed");
     }
+}
+
+fn member_slot(state: &RoomState, room: &str, identity: &str) -> Result<Arc<Slot>, RoomError> {
+    state
+        .members
+        .iter()
+        .find(|m| lock(&m.slot.info).identity == identity)
+        .map(|m| m.slot.clone())
+        .ok_or_else(|| RoomError::NoSuchParticipant {
+            room: room.to_string(),
+            identity: identity.to_string(),
+        })
 }
 
 fn resize_scratch(state: &mut RoomState, frame_len: usize) {

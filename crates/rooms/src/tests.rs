@@ -390,3 +390,112 @@ fn audio_presence_and_admin_attribute_updates() {
         ParticipantKind::WebSocket
     );
 }
+
+#[test]
+fn api_rooms_take_their_own_limits_capped_by_the_process() {
+    let rooms = Rooms::new(RoomsConfig {
+        empty_timeout: Duration::from_secs(60),
+        max_participants: 10,
+        ..config()
+    });
+    let small = rooms
+        .create_room_with(
+            "small",
+            RoomOptions {
+                metadata: "m".into(),
+                empty_timeout: Duration::from_secs(5),
+                max_participants: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            small.max_participants,
+            small.empty_timeout,
+            small.metadata.as_str()
+        ),
+        (1, Duration::from_secs(5), "m")
+    );
+    let _a = join(&rooms, "small", "a");
+    assert_eq!(
+        rooms
+            .join("small", request("b", ParticipantKind::Sip))
+            .err(),
+        Some(RoomError::RoomFull {
+            room: "small".into(),
+            limit: 1
+        })
+    );
+    let big = rooms
+        .create_room_with(
+            "big",
+            RoomOptions {
+                empty_timeout: Duration::from_secs(3600),
+                max_participants: 1000,
+                ..RoomOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (big.max_participants, big.empty_timeout),
+        (10, Duration::from_secs(60))
+    );
+    let start = Instant::now();
+    rooms.tick(start + Duration::from_secs(6));
+    assert!(rooms.room("big").is_some());
+    assert!(rooms.room("small").is_some(), "not empty");
+    assert_eq!(
+        rooms.set_room_metadata("big", "new").unwrap().metadata,
+        "new"
+    );
+    assert_eq!(
+        rooms.set_room_metadata("nope", "x"),
+        Err(RoomError::NoSuchRoom("nope".into()))
+    );
+}
+
+#[test]
+fn an_administrator_updates_name_metadata_and_attributes_in_one_event() {
+    let rooms = Rooms::new(config());
+    let mut a = join(&rooms, "r", "a");
+    let b = rooms
+        .join(
+            "r",
+            JoinRequest {
+                attributes: attrs(&[("keep", "1"), ("drop", "2")]),
+                ..request("b", ParticipantKind::Sip)
+            },
+        )
+        .unwrap();
+    drain(&mut a);
+    let info = rooms
+        .update_participant(
+            "r",
+            "b",
+            &ParticipantUpdate {
+                name: Some("Bee".into()),
+                metadata: Some("{\"x\":1}".into()),
+                attributes: attrs(&[("drop", ""), ("new", "3")]),
+            },
+        )
+        .unwrap();
+    assert_eq!(info.name, "Bee");
+    assert_eq!(info.metadata, "{\"x\":1}");
+    assert_eq!(info.attributes, attrs(&[("keep", "1"), ("new", "3")]));
+    assert_eq!(b.info(), info);
+    assert_eq!(
+        drain(&mut a),
+        vec![RoomEvent::ParticipantUpdated(info.clone())]
+    );
+    let unchanged = rooms
+        .update_participant("r", "b", &ParticipantUpdate::default())
+        .unwrap();
+    assert_eq!(unchanged.name, "Bee");
+    assert_eq!(
+        rooms.update_participant("r", "zz", &ParticipantUpdate::default()),
+        Err(RoomError::NoSuchParticipant {
+            room: "r".into(),
+            identity: "zz".into()
+        })
+    );
+}

@@ -107,6 +107,8 @@ pub struct ApiConfig {
     pub keys: BTreeMap<String, String>,
     /// Largest request body accepted, in bytes (larger: HTTP 413).
     pub max_body_bytes: usize,
+    /// WebSocket participants (`GET /rooms/<room>/ws`).
+    pub websocket: WebSocketSection,
 }
 
 impl Default for ApiConfig {
@@ -116,6 +118,31 @@ impl Default for ApiConfig {
             port: 7880,
             keys: BTreeMap::new(),
             max_body_bytes: 1024 * 1024,
+            websocket: WebSocketSection::default(),
+        }
+    }
+}
+
+/// Limits of the WebSocket participant endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSection {
+    /// Largest message a client may send, in bytes (larger closes the
+    /// socket with 1009; an audio frame is at most 1920 bytes; at least
+    /// 4096).
+    pub max_message_bytes: usize,
+    /// Most WebSocket participants at once; more get HTTP 429.
+    pub max_participants: usize,
+    /// A client that takes no data for this long is disconnected.
+    pub send_timeout_ms: u64,
+}
+
+impl Default for WebSocketSection {
+    fn default() -> WebSocketSection {
+        WebSocketSection {
+            max_message_bytes: 64 * 1024,
+            max_participants: 1000,
+            send_timeout_ms: 5000,
         }
     }
 }
@@ -128,6 +155,7 @@ impl fmt::Debug for ApiConfig {
             .field("port", &self.port)
             .field("keys", &self.keys.keys().collect::<Vec<_>>())
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("websocket", &self.websocket)
             .finish()
     }
 }

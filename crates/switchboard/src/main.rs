@@ -4,6 +4,7 @@ mod call_control;
 mod cli;
 mod config;
 mod drain;
+mod status;
 
 use clap::{Parser, Subcommand};
 use config::{AnswerName, Config, LatchingName, LogFormat, TransportName};
@@ -14,10 +15,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_api::{ApiKeys, ApiState};
+use switchboard_api::{ApiKeys, ApiState, WebSocketConfig};
 use switchboard_gateway::{AnswerMode, Gateway, GatewayConfig, GatewayParts, MediaPool};
 use switchboard_media::codec::OpusSettings;
-use switchboard_media::ports::PortConfig;
+use switchboard_media::ports::{PortAllocator, PortConfig};
 use switchboard_media::session::{Latching, SessionConfig};
 use switchboard_rooms::{Rooms, RoomsConfig};
 use switchboard_routing::RoutingOptions;
@@ -140,11 +141,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     code
 }
 
-/// The store, the routing index and the API listener, ready to serve.
+/// The store, the routing index and the API listener, ready to serve once
+/// the rooms and call control exist.
 struct Api {
     addr: SocketAddr,
     listener: tokio::net::TcpListener,
-    state: Arc<ApiState>,
+    store: SipStore,
+    keys: ApiKeys,
     /// The routing index the gateway decides calls with.
     routing: Arc<LiveRoutingIndex>,
 }
@@ -217,44 +220,95 @@ async fn start_api(config: &Config) -> Result<Api, String> {
         })?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     info!(%addr, keys = ?keys.key_names(), "API listening");
-    let state = Arc::new(ApiState {
-        store,
-        routing: routing.clone(),
-        call_control: Arc::new(call_control::NotYetImplemented),
-        keys,
-        max_body_bytes: config.api.max_body_bytes,
-        draining: Arc::new(AtomicBool::new(false)),
-    });
     Ok(Api {
         addr,
         listener,
-        state,
+        store,
+        keys,
         routing,
     })
 }
 
+/// The API's state: the store, the shared rooms, call control and the
+/// call-side numbers for /debug/state.
+fn api_state(
+    config: &Config,
+    api: &Api,
+    rooms: Rooms,
+    status: status::ServeStatus,
+) -> Result<Arc<ApiState>, String> {
+    let websocket = &config.api.websocket;
+    // One 20 ms frame at 48 kHz is 1920 bytes; the limit must let audio through.
+    if websocket.max_message_bytes < MIN_WEBSOCKET_MESSAGE_BYTES {
+        return Err(format!(
+            "api.websocket.max_message_bytes {} must be at least {MIN_WEBSOCKET_MESSAGE_BYTES}",
+            websocket.max_message_bytes
+        ));
+    }
+    Ok(Arc::new(ApiState {
+        store: api.store.clone(),
+        routing: api.routing.clone(),
+        call_control: Arc::new(call_control::NotYetImplemented),
+        keys: api.keys.clone(),
+        max_body_bytes: config.api.max_body_bytes,
+        draining: Arc::new(AtomicBool::new(false)),
+        rooms,
+        status: Arc::new(status),
+        websocket: WebSocketConfig {
+            max_message_bytes: websocket.max_message_bytes,
+            max_participants: websocket.max_participants,
+            send_timeout: Duration::from_millis(websocket.send_timeout_ms.max(1)),
+        },
+        websocket_sessions: Default::default(),
+    }))
+}
+
+/// The smallest `api.websocket.max_message_bytes`: a 48 kHz audio frame
+/// and room for small JSON messages.
+const MIN_WEBSOCKET_MESSAGE_BYTES: usize = 4096;
+
 async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
-    let draining = api.state.draining.clone();
-    let router = switchboard_api::router(api.state.clone());
-    // The API keeps serving through the drain; it ends with the process.
-    tokio::spawn(async move {
-        if let Err(e) = switchboard_api::serve(api.listener, router, std::future::pending()).await {
-            error!(error = %e, "the API server stopped");
-        }
-    });
     let SipStack {
         handle,
         events,
         bound: _,
         tasks: _tasks,
     } = stack;
-    let gateway = match start_gateway(config, handle.clone(), api.routing.clone()) {
-        Ok(gateway) => gateway,
+    // One registry for the gateway's calls and the API's participants and
+    // room administration.
+    let rooms = match rooms(config) {
+        Ok(rooms) => rooms,
         Err(e) => {
-            error!(error = %e, "cannot start call handling");
+            error!(error = %e, "invalid room settings");
             return ExitCode::FAILURE;
         }
     };
+    // The mixing clock runs for the life of the process.
+    let _clock = rooms.spawn_clock();
+    let (gateway, ports) =
+        match start_gateway(config, handle.clone(), api.routing.clone(), rooms.clone()) {
+            Ok(started) => started,
+            Err(e) => {
+                error!(error = %e, "cannot start call handling");
+                return ExitCode::FAILURE;
+            }
+        };
+    let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone());
+    let state = match api_state(config, &api, rooms, status) {
+        Ok(state) => state,
+        Err(e) => {
+            error!(error = %e, "invalid API settings");
+            return ExitCode::FAILURE;
+        }
+    };
+    let draining = state.draining.clone();
+    let router = switchboard_api::router(state);
+    // The API keeps serving through the drain; it ends with the process.
+    tokio::spawn(async move {
+        if let Err(e) = switchboard_api::serve(api.listener, router, std::future::pending()).await {
+            error!(error = %e, "the API server stopped");
+        }
+    });
     let calls = gateway.calls();
     tokio::spawn(gateway.run(events));
     let (mut term, mut int) = match (
@@ -293,12 +347,8 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The rooms, the media workers and the gateway, on the current runtime.
-fn start_gateway(
-    config: &Config,
-    sip: switchboard_sip::transport::SipHandle,
-    routing: Arc<LiveRoutingIndex>,
-) -> Result<Gateway, String> {
+/// The embedded rooms, as configured.
+fn rooms(config: &Config) -> Result<Rooms, String> {
     let rooms_config = &config.rooms;
     if !(8_000..=48_000).contains(&rooms_config.sample_rate)
         || !rooms_config.sample_rate.is_multiple_of(50)
@@ -308,15 +358,24 @@ fn start_gateway(
             rooms_config.sample_rate
         ));
     }
-    let rooms = Rooms::new(RoomsConfig {
+    Ok(Rooms::new(RoomsConfig {
         sample_rate: rooms_config.sample_rate,
         max_rooms: rooms_config.max_rooms,
         max_participants: rooms_config.max_participants,
         empty_timeout: Duration::from_secs(rooms_config.empty_timeout_secs),
         ..RoomsConfig::default()
-    });
-    // The mixing clock runs for the life of the process.
-    let _clock = rooms.spawn_clock();
+    }))
+}
+
+/// The media workers and the gateway, on the current runtime; also the
+/// port allocator, whose count /debug/state reports.
+fn start_gateway(
+    config: &Config,
+    sip: switchboard_sip::transport::SipHandle,
+    routing: Arc<LiveRoutingIndex>,
+    rooms: Rooms,
+) -> Result<(Gateway, PortAllocator), String> {
+    let rooms_config = &config.rooms;
     let media = &config.media;
     let workers = if media.workers == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -333,6 +392,7 @@ fn start_gateway(
         },
     )
     .map_err(|e| format!("media ports: {e}"))?;
+    let ports = pool.ports().clone();
     let digest = digest_server(config)?;
     let challenge = match config.calls.auth_challenge {
         401 => ChallengeKind::Www,
@@ -387,7 +447,7 @@ fn start_gateway(
         ..GatewayConfig::default()
     };
     info!(%media_address, workers, rtp_ports = %format!("{}-{}", media.rtp_port_first, media.rtp_port_last), "call handling ready");
-    Ok(Gateway::new(
+    let gateway = Gateway::new(
         gateway_config,
         GatewayParts {
             sip,
@@ -396,7 +456,8 @@ fn start_gateway(
             media: pool,
             digest,
         },
-    ))
+    );
+    Ok((gateway, ports))
 }
 
 /// The digest nonce signer: the configured key (shared by replicas) or a

@@ -921,7 +921,7 @@ fn errors_are_twirp_json_with_livekits_codes_and_statuses() {
     http(
         api.addr,
         "POST",
-        "/twirp/livekit.RoomService/ListRooms",
+        "/twirp/livekit.Egress/ListEgress",
         &[
             ("Content-Type", "application/json"),
             ("Authorization", &auth),
@@ -931,7 +931,7 @@ fn errors_are_twirp_json_with_livekits_codes_and_statuses() {
     .assert_twirp(
         404,
         "bad_route",
-        r#"no handler for path "/twirp/livekit.RoomService/ListRooms""#,
+        r#"no handler for path "/twirp/livekit.Egress/ListEgress""#,
     );
     let r = http(api.addr, "GET", "/nothing-here", &[], b"");
     assert_eq!(r.status, 404);

@@ -2,7 +2,8 @@
 //! binary: each test starts `switchboard serve` on ephemeral loopback ports
 //! with a fresh store and runs one script of tests/sdk against it.
 //!
-//! - Python `livekit-api` (protobuf on the wire): tests/sdk/python/sip_api.py
+//! - Python `livekit-api` (protobuf on the wire): tests/sdk/python/sip_api.py,
+//!   and its RoomService with WebSocket participants: tests/sdk/python/room_service.py
 //! - Node `livekit-server-sdk` (JSON on the wire): tests/sdk/node/sip_api.mjs
 //! - curl, the API reference's examples as written: tests/sdk/curl/
 //!
@@ -98,6 +99,15 @@ fn python_sdk_runs_the_guides_examples() {
         "python3",
         &["tests/sdk/python/sip_api.py"],
         "all Python SDK checks passed",
+    );
+}
+
+#[test]
+fn python_sdk_manages_rooms_and_their_websocket_participants() {
+    run_script(
+        "python3",
+        &["tests/sdk/python/room_service.py"],
+        "all Python room service checks passed",
     );
 }
 

@@ -1,0 +1,354 @@
+//! Twirp `livekit.RoomService` over the embedded rooms, with LiveKit's
+//! grants: `roomCreate` for CreateRoom and DeleteRoom, `roomList` for
+//! ListRooms, `roomAdmin` for the request's room for everything about
+//! participants. A missing grant is `unauthenticated "permissions denied"`,
+//! checked before anything else is looked at.
+//!
+//! Where LiveKit's server is loose, switchboard follows it: CreateRoom of an
+//! existing room returns that room (its metadata replaced when the request
+//! sets some), ListParticipants of an unknown room is an empty list. Where
+//! it leaks, switchboard does not: RemoveParticipant checks the grant before
+//! it says whether the participant exists.
+//!
+//! SendData, MutePublishedTrack, UpdateSubscriptions, ForwardParticipant,
+//! MoveParticipant and PerformRpc answer `unimplemented`: embedded rooms
+//! carry audio and DTMF, not data packets, tracks or RPCs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use livekit_protocol::{
+    participant_info, CreateRoomRequest, DeleteRoomRequest, DeleteRoomResponse,
+    ForwardParticipantRequest, ListParticipantsRequest, ListParticipantsResponse, ListRoomsRequest,
+    ListRoomsResponse, MoveParticipantRequest, MuteRoomTrackRequest, ParticipantInfo,
+    PerformRpcRequest, RemoveParticipantResponse, Room, RoomParticipantIdentity, SendDataRequest,
+    TrackInfo, TrackSource, TrackType, UpdateParticipantRequest, UpdateRoomMetadataRequest,
+    UpdateSubscriptionsRequest,
+};
+use switchboard_rooms::{ParticipantKind, ParticipantUpdate, RoomError, RoomInfo, RoomOptions};
+
+use crate::auth::Claims;
+use crate::service::Call;
+use crate::twirp::{Code, TwirpError};
+use crate::wire::ProtoMessage;
+
+/// The methods served, in the proto's declaration order.
+pub const METHODS: [&str; 14] = [
+    "CreateRoom",
+    "ListRooms",
+    "DeleteRoom",
+    "ListParticipants",
+    "GetParticipant",
+    "RemoveParticipant",
+    "MutePublishedTrack",
+    "UpdateParticipant",
+    "UpdateSubscriptions",
+    "SendData",
+    "UpdateRoomMetadata",
+    "ForwardParticipant",
+    "MoveParticipant",
+    "PerformRpc",
+];
+
+/// Runs a method; `None` if there is no such method.
+pub(crate) fn dispatch(method: &str, call: &Call<'_>) -> Option<Result<Vec<u8>, TwirpError>> {
+    let result = match method {
+        "CreateRoom" => create_room(call),
+        "ListRooms" => list_rooms(call),
+        "DeleteRoom" => delete_room(call),
+        "ListParticipants" => list_participants(call),
+        "GetParticipant" => get_participant(call),
+        "RemoveParticipant" => remove_participant(call),
+        "UpdateParticipant" => update_participant(call),
+        "UpdateRoomMetadata" => update_room_metadata(call),
+        "MutePublishedTrack" => {
+            unimplemented::<MuteRoomTrackRequest>(call, |r| &r.room, "MutePublishedTrack")
+        }
+        "UpdateSubscriptions" => {
+            unimplemented::<UpdateSubscriptionsRequest>(call, |r| &r.room, "UpdateSubscriptions")
+        }
+        "SendData" => unimplemented::<SendDataRequest>(call, |r| &r.room, "SendData"),
+        "ForwardParticipant" => {
+            unimplemented::<ForwardParticipantRequest>(call, |r| &r.room, "ForwardParticipant")
+        }
+        "MoveParticipant" => {
+            unimplemented::<MoveParticipantRequest>(call, |r| &r.room, "MoveParticipant")
+        }
+        "PerformRpc" => unimplemented::<PerformRpcRequest>(call, |r| &r.room, "PerformRpc"),
+        _ => return None,
+    };
+    Some(result)
+}
+
+fn require_room_create(claims: Option<&Claims>) -> Result<(), TwirpError> {
+    match claims {
+        Some(c) if c.video.room_create => Ok(()),
+        _ => Err(TwirpError::permission_denied()),
+    }
+}
+
+fn require_room_list(claims: Option<&Claims>) -> Result<(), TwirpError> {
+    match claims {
+        Some(c) if c.video.room_list => Ok(()),
+        _ => Err(TwirpError::permission_denied()),
+    }
+}
+
+/// `roomAdmin` with `room` equal to the request's room.
+pub fn require_room_admin(claims: Option<&Claims>, room: &str) -> Result<(), TwirpError> {
+    match claims {
+        Some(c) if c.video.room_admin && c.video.room == room => Ok(()),
+        _ => Err(TwirpError::permission_denied()),
+    }
+}
+
+fn room_error(e: RoomError) -> TwirpError {
+    match e {
+        RoomError::Empty(what) => TwirpError::new(Code::InvalidArgument, format!("missing {what}")),
+        RoomError::TooManyRooms(_) | RoomError::RoomFull { .. } => {
+            TwirpError::new(Code::ResourceExhausted, e.to_string())
+        }
+        // LiveKit's texts, so SDK users match on the same words.
+        RoomError::NoSuchRoom(_) => TwirpError::new(Code::NotFound, "room not found"),
+        RoomError::NoSuchParticipant { .. } => {
+            TwirpError::new(Code::NotFound, "participant not found")
+        }
+        RoomError::RoomExists(_) => TwirpError::new(Code::AlreadyExists, e.to_string()),
+    }
+}
+
+fn unix(at: SystemTime) -> Duration {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A room as LiveKit's `Room` message.
+fn room_message(info: &RoomInfo, publishers: usize) -> Room {
+    let created = unix(info.created_at);
+    Room {
+        sid: info.sid.clone(),
+        name: info.name.clone(),
+        empty_timeout: u32::try_from(info.empty_timeout.as_secs()).unwrap_or(u32::MAX),
+        max_participants: clamp_u32(info.max_participants),
+        creation_time: i64::try_from(created.as_secs()).unwrap_or(i64::MAX),
+        creation_time_ms: i64::try_from(created.as_millis()).unwrap_or(i64::MAX),
+        metadata: info.metadata.clone(),
+        num_participants: clamp_u32(info.num_participants),
+        num_publishers: clamp_u32(publishers),
+        ..Room::default()
+    }
+}
+
+/// A participant as LiveKit's `ParticipantInfo`: SIP calls are kind SIP,
+/// WebSocket members STANDARD; a member that sends audio has one audio
+/// track (ID derived from its own, so it is stable).
+pub fn participant_message(info: &switchboard_rooms::ParticipantInfo) -> ParticipantInfo {
+    let joined = unix(info.joined_at);
+    let kind = match info.kind {
+        ParticipantKind::Sip => participant_info::Kind::Sip,
+        ParticipantKind::WebSocket => participant_info::Kind::Standard,
+    };
+    let tracks = if info.publishes_audio {
+        vec![TrackInfo {
+            sid: format!("TR_{}", info.sid.trim_start_matches("PA_")),
+            r#type: TrackType::Audio as i32,
+            name: "audio".into(),
+            source: TrackSource::Microphone as i32,
+            ..TrackInfo::default()
+        }]
+    } else {
+        Vec::new()
+    };
+    ParticipantInfo {
+        sid: info.sid.clone(),
+        identity: info.identity.clone(),
+        state: participant_info::State::Active as i32,
+        tracks,
+        metadata: info.metadata.clone(),
+        joined_at: i64::try_from(joined.as_secs()).unwrap_or(i64::MAX),
+        joined_at_ms: i64::try_from(joined.as_millis()).unwrap_or(i64::MAX),
+        name: info.name.clone(),
+        is_publisher: info.publishes_audio,
+        kind: kind as i32,
+        attributes: info
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>(),
+        ..ParticipantInfo::default()
+    }
+}
+
+fn room_reply(call: &Call<'_>, info: &RoomInfo) -> Result<Vec<u8>, TwirpError> {
+    let publishers = publishers(call, &info.name);
+    call.reply(&room_message(info, publishers))
+}
+
+fn publishers(call: &Call<'_>, room: &str) -> usize {
+    call.state
+        .rooms
+        .participants(room)
+        .map(|ps| ps.iter().filter(|p| p.publishes_audio).count())
+        .unwrap_or(0)
+}
+
+fn create_room(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: CreateRoomRequest = call.request()?;
+    require_room_create(call.claims)?;
+    if req.name.is_empty() {
+        return Err(TwirpError::new(Code::InvalidArgument, "missing room name"));
+    }
+    let rooms = &call.state.rooms;
+    let options = RoomOptions {
+        metadata: req.metadata.clone(),
+        empty_timeout: Duration::from_secs(u64::from(req.empty_timeout)),
+        max_participants: req.max_participants as usize,
+    };
+    let info = match rooms.create_room_with(&req.name, options) {
+        Ok(info) => {
+            tracing::info!(room = %info.name, sid = %info.sid, "room created through the API");
+            info
+        }
+        // LiveKit answers CreateRoom of an existing room with that room.
+        Err(RoomError::RoomExists(_)) if req.metadata.is_empty() => rooms
+            .room(&req.name)
+            .ok_or_else(|| room_error(RoomError::NoSuchRoom(req.name.clone())))?,
+        Err(RoomError::RoomExists(_)) => rooms
+            .set_room_metadata(&req.name, &req.metadata)
+            .map_err(room_error)?,
+        Err(e) => return Err(room_error(e)),
+    };
+    room_reply(call, &info)
+}
+
+fn list_rooms(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: ListRoomsRequest = call.request()?;
+    require_room_list(call.claims)?;
+    let rooms = call
+        .state
+        .rooms
+        .list_rooms()
+        .into_iter()
+        .filter(|r| req.names.is_empty() || req.names.contains(&r.name))
+        .map(|r| {
+            let publishers = publishers(call, &r.name);
+            room_message(&r, publishers)
+        })
+        .collect();
+    call.reply(&ListRoomsResponse { rooms })
+}
+
+fn delete_room(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: DeleteRoomRequest = call.request()?;
+    require_room_create(call.claims)?;
+    call.state
+        .rooms
+        .delete_room(&req.room)
+        .map_err(room_error)?;
+    tracing::info!(room = %req.room, "room deleted through the API");
+    call.reply(&DeleteRoomResponse {})
+}
+
+fn list_participants(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: ListParticipantsRequest = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    let participants = match call.state.rooms.participants(&req.room) {
+        Ok(ps) => ps.iter().map(participant_message).collect(),
+        // As LiveKit: a room nobody is in has no participants.
+        Err(RoomError::NoSuchRoom(_)) => Vec::new(),
+        Err(e) => return Err(room_error(e)),
+    };
+    call.reply(&ListParticipantsResponse { participants })
+}
+
+fn get_participant(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: RoomParticipantIdentity = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    let info = call
+        .state
+        .rooms
+        .participant(&req.room, &req.identity)
+        .map_err(participant_error)?;
+    call.reply(&participant_message(&info))
+}
+
+/// A participant looked up in a room that does not exist is a participant
+/// not found, as LiveKit says it.
+fn participant_error(e: RoomError) -> TwirpError {
+    match e {
+        RoomError::NoSuchRoom(room) => room_error(RoomError::NoSuchParticipant {
+            room,
+            identity: String::new(),
+        }),
+        other => room_error(other),
+    }
+}
+
+fn remove_participant(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: RoomParticipantIdentity = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    call.state
+        .rooms
+        .remove_participant(&req.room, &req.identity)
+        .map_err(participant_error)?;
+    tracing::info!(room = %req.room, identity = %req.identity, "participant removed through the API");
+    call.reply(&RemoveParticipantResponse {})
+}
+
+fn update_participant(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: UpdateParticipantRequest = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    if req.permission.is_some() {
+        return Err(TwirpError::new(
+            Code::Unimplemented,
+            "switchboard's rooms do not keep participant permissions; \
+             UpdateParticipant changes name, metadata and attributes only",
+        ));
+    }
+    // As LiveKit: an empty name or metadata leaves it as it is.
+    let update = ParticipantUpdate {
+        name: (!req.name.is_empty()).then_some(req.name),
+        metadata: (!req.metadata.is_empty()).then_some(req.metadata),
+        attributes: req.attributes.into_iter().collect::<BTreeMap<_, _>>(),
+    };
+    let info = call
+        .state
+        .rooms
+        .update_participant(&req.room, &req.identity, &update)
+        .map_err(participant_error)?;
+    tracing::info!(room = %req.room, identity = %req.identity, "participant updated through the API");
+    call.reply(&participant_message(&info))
+}
+
+fn update_room_metadata(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: UpdateRoomMetadataRequest = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    let info = call
+        .state
+        .rooms
+        .set_room_metadata(&req.room, &req.metadata)
+        .map_err(room_error)?;
+    room_reply(call, &info)
+}
+
+/// Decodes the request and checks the grant (so a caller learns about a
+/// missing grant first, as for every other method), then says what is not
+/// there.
+fn unimplemented<M: ProtoMessage>(
+    call: &Call<'_>,
+    room: impl Fn(&M) -> &String,
+    method: &str,
+) -> Result<Vec<u8>, TwirpError> {
+    let req: M = call.request()?;
+    require_room_admin(call.claims, room(&req))?;
+    Err(TwirpError::new(
+        Code::Unimplemented,
+        format!(
+            "{method} is not implemented: switchboard's rooms carry audio and DTMF \
+             (WebSocket participants at /rooms/<room>/ws), not data packets, tracks or RPCs"
+        ),
+    ))
+}

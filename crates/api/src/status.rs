@@ -1,0 +1,48 @@
+//! `GET /debug/state`: counts of everything that should go back to zero
+//! when nothing happens, for leak checks in tests and in production. Needs a
+//! token with `sip.admin`.
+//!
+//! The API knows its rooms and WebSocket sessions; calls, RTP ports and SIP
+//! transactions belong to call control, which the API must not depend on,
+//! so the binary plugs them in through [`StatusSource`].
+
+use serde::Serialize;
+
+/// What call control reports for `/debug/state`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CallStatus {
+    /// Calls in progress.
+    pub calls_active: usize,
+    /// Call tasks alive, refused calls included.
+    pub call_tasks: usize,
+    /// RTP port pairs held by calls.
+    pub rtp_ports_active: usize,
+    /// Live SIP transactions: (server, client).
+    pub sip_transactions: (usize, usize),
+}
+
+/// Where the API reads the call-side numbers (the binary implements it from
+/// the gateway and the SIP stack).
+pub trait StatusSource: Send + Sync + 'static {
+    /// The numbers now.
+    fn call_status(&self) -> CallStatus;
+}
+
+/// The body of `GET /debug/state`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DebugState {
+    /// Calls in progress.
+    pub calls_active: usize,
+    /// Call tasks alive.
+    pub call_tasks: usize,
+    /// RTP port pairs held.
+    pub rtp_ports_active: usize,
+    /// Rooms open.
+    pub rooms: usize,
+    /// Participants in all rooms (SIP and WebSocket).
+    pub participants: usize,
+    /// WebSocket sessions open (joined or on their way out).
+    pub websocket_sessions: usize,
+    /// Live SIP transactions: `[server, client]`.
+    pub sip_transactions: (usize, usize),
+}

@@ -1,0 +1,1232 @@
+//! Rooms end to end against the real binary: WebSocket participants
+//! (`GET /rooms/<room>/ws`) hearing each other, DTMF and attributes between
+//! them, refused joins, bad input; room administration over Twirp
+//! `livekit.RoomService` with raw JSON; `/debug/state` back to zero;
+//! README's Python example run as written; and a phone call (the raw-bytes
+//! caller of tests/common/uac.rs) answered by a WebSocket agent, trading
+//! DTMF with it and hung up by RemoveParticipant.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::f64::consts::PI;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::uac::{sdp_rtp_addr, Uac};
+use common::{repo, Switchboard};
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const KEY: &str = "APIroomskey";
+const SECRET: &str = "rooms-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+// ---------------------------------------------------------------- tokens
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn jwt(secret: &str, claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signing_input = format!("{header}.{payload}");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(signing_input.as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{sig}")
+}
+
+/// A token with `extra` claims merged over iss/nbf/exp.
+fn token(extra: Value) -> String {
+    let mut claims = json!({"iss": KEY, "nbf": now(), "exp": now() + 600});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    jwt(SECRET, &claims)
+}
+
+/// A participant's token for `room`, allowed to change its own attributes.
+fn join_token(room: &str, identity: &str) -> String {
+    token(json!({
+        "sub": identity,
+        "name": format!("{identity} (name)"),
+        "metadata": format!("meta of {identity}"),
+        "attributes": {"team": "blue"},
+        "video": {"roomJoin": true, "room": room, "canUpdateOwnMetadata": true},
+    }))
+}
+
+fn admin_token(room: &str) -> String {
+    token(json!({"video": {"roomAdmin": true, "room": room}}))
+}
+
+fn start() -> Switchboard {
+    start_with(&[])
+}
+
+fn start_with(env: &[(&str, &str)]) -> Switchboard {
+    let mut all = vec![("LIVEKIT_API_KEY", KEY), ("LIVEKIT_API_SECRET", SECRET)];
+    all.extend_from_slice(env);
+    Switchboard::start(&all)
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/// One HTTP/1.1 request with `Connection: close`; the status and body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw))
+        .await
+        .expect("HTTP answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, body.to_string())
+}
+
+/// A Twirp JSON call to livekit.RoomService.
+async fn room_service(addr: SocketAddr, method: &str, token: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let (status, text) = http(
+        addr,
+        "POST",
+        &format!("/twirp/livekit.RoomService/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {text:?}"));
+    (status, value)
+}
+
+fn assert_twirp(answer: &(u16, Value), status: u16, code: &str, msg: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["code"], code, "{}", answer.1);
+    assert_eq!(answer.1["msg"], msg, "{}", answer.1);
+}
+
+async fn debug_state(addr: SocketAddr) -> Value {
+    let auth = format!("Bearer {}", token(json!({"sip": {"admin": true}})));
+    let (status, body) = http(
+        addr,
+        "GET",
+        "/debug/state",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+// ---------------------------------------------------------------- WebSocket client
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `/rooms/<room>/ws` with a bearer token and a query string.
+async fn connect(
+    api: SocketAddr,
+    room: &str,
+    token: Option<&str>,
+    query: &str,
+) -> Result<Ws, tungstenite::Error> {
+    let url = format!("ws://{api}/rooms/{room}/ws{query}");
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .expect("handshake in time")
+    .map(|(ws, _)| ws)
+}
+
+/// The HTTP status a refused handshake got.
+async fn refused(api: SocketAddr, room: &str, token: Option<&str>, query: &str) -> u16 {
+    match connect(api, room, token, query).await {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, got a socket"),
+    }
+}
+
+/// A WebSocket participant: what it heard and was told.
+struct Client {
+    ws: Ws,
+    rate: u32,
+    joined: Value,
+    messages: Vec<Value>,
+    heard: Vec<i16>,
+    frames: usize,
+    closed: Option<Option<tungstenite::protocol::CloseFrame>>,
+    tone_phase: f64,
+}
+
+impl Client {
+    async fn join(api: SocketAddr, room: &str, identity: &str, rate: u32) -> Client {
+        Client::join_with(api, room, &join_token(room, identity), rate, "").await
+    }
+
+    async fn join_with(api: SocketAddr, room: &str, token: &str, rate: u32, extra: &str) -> Client {
+        let ws = connect(api, room, Some(token), &format!("?rate={rate}{extra}"))
+            .await
+            .unwrap_or_else(|e| panic!("join {room}: {e}"));
+        let mut client = Client {
+            ws,
+            rate,
+            joined: Value::Null,
+            messages: Vec::new(),
+            heard: Vec::new(),
+            frames: 0,
+            closed: None,
+            tone_phase: 0.0,
+        };
+        let first = client.next_message(Duration::from_secs(10)).await;
+        assert_eq!(first["type"], "joined", "{first}");
+        client.joined = first;
+        client
+    }
+
+    fn frame_bytes(&self) -> usize {
+        (self.rate / 50) as usize * 2
+    }
+
+    /// Takes one socket message into the record; false once closed.
+    fn record(&mut self, message: Message) -> Option<Value> {
+        match message {
+            Message::Binary(data) => {
+                assert_eq!(
+                    data.len(),
+                    self.frame_bytes(),
+                    "every server frame is 20 ms at the client's rate"
+                );
+                self.frames += 1;
+                self.heard.extend(
+                    data.chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
+                );
+                None
+            }
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                self.messages.push(value.clone());
+                Some(value)
+            }
+            Message::Close(frame) => {
+                self.closed = Some(frame);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The next JSON message (audio is recorded on the way).
+    async fn next_message(&mut self, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("no message within {within:?}; got {:?}", self.messages)
+                });
+            match next {
+                Some(Ok(message)) => {
+                    if let Some(value) = self.record(message) {
+                        return value;
+                    }
+                    if self.closed.is_some() {
+                        panic!("socket closed; messages {:?}", self.messages);
+                    }
+                }
+                other => panic!("socket ended: {other:?}; messages {:?}", self.messages),
+            }
+        }
+    }
+
+    /// The next message of a type (others are kept in `messages`).
+    async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let m = self.next_message(Duration::from_secs(10)).await;
+            if m["type"] == kind {
+                return m;
+            }
+        }
+    }
+
+    fn tone_frame(&mut self, freq: f64, amplitude: f64) -> Vec<u8> {
+        let n = (self.rate / 50) as usize;
+        let step = 2.0 * PI * freq / f64::from(self.rate);
+        let mut out = Vec::with_capacity(n * 2);
+        for _ in 0..n {
+            let s = (amplitude * self.tone_phase.sin()) as i16;
+            out.extend_from_slice(&s.to_le_bytes());
+            self.tone_phase = (self.tone_phase + step) % (2.0 * PI);
+        }
+        out
+    }
+
+    async fn send_json(&mut self, value: Value) {
+        self.ws
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn send_binary(&mut self, data: Vec<u8>) {
+        self.ws.send(Message::Binary(data.into())).await.unwrap();
+    }
+}
+
+/// Runs clients side by side for `duration`: each sends its tone (if any)
+/// every 20 ms and records what it gets.
+async fn play(clients: &mut [(&mut Client, Option<f64>)], duration: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let end = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < end {
+        tick.tick().await;
+        for (client, tone) in clients.iter_mut() {
+            if let Some(freq) = tone {
+                let frame = client.tone_frame(*freq, 8000.0);
+                client.send_binary(frame).await;
+            }
+            // Take whatever has arrived, without waiting.
+            while let Ok(Some(Ok(message))) =
+                tokio::time::timeout(Duration::from_millis(1), client.ws.next()).await
+            {
+                client.record(message);
+            }
+        }
+    }
+}
+
+/// The amplitude of the `freq` component of `samples` (Goertzel).
+fn amplitude(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / samples.len() as f64
+}
+
+/// The last second of what a client heard.
+fn last_second(client: &Client) -> &[i16] {
+    let n = client.rate as usize;
+    assert!(
+        client.heard.len() > n,
+        "heard only {} samples",
+        client.heard.len()
+    );
+    &client.heard[client.heard.len() - n..]
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_participants_hear_each_other_at_their_own_rates_but_not_themselves() {
+    let sb = start();
+    let api = sb.api.unwrap();
+    let mut alice = Client::join(api, "tones", "alice", 48_000).await;
+    let mut bob = Client::join(api, "tones", "bob", 16_000).await;
+    assert_eq!(alice.joined["sample_rate"], 48_000);
+    assert_eq!(bob.joined["sample_rate"], 16_000);
+    assert_eq!(bob.joined["participants"][0]["identity"], "alice");
+    let joined = alice.expect("participant_joined").await;
+    assert_eq!(joined["participant"]["identity"], "bob");
+    let (alice_frames, bob_frames) = (alice.frames, bob.frames);
+    let started = Instant::now();
+    play(
+        &mut [(&mut alice, Some(440.0)), (&mut bob, Some(1000.0))],
+        Duration::from_millis(2500),
+    )
+    .await;
+    let elapsed_frames = started.elapsed().as_millis() as f64 / 20.0;
+
+    let a = last_second(&alice);
+    let b = last_second(&bob);
+    let log = || sb.log();
+    // Each hears the other's tone loud (sent at 8000) and its own not at all.
+    assert!(
+        amplitude(a, 48_000, 1000.0) > 3000.0,
+        "alice hears bob: {}\n{}",
+        amplitude(a, 48_000, 1000.0),
+        log()
+    );
+    assert!(
+        amplitude(a, 48_000, 440.0) < 100.0,
+        "alice does not hear herself: {}",
+        amplitude(a, 48_000, 440.0)
+    );
+    assert!(
+        amplitude(b, 16_000, 440.0) > 3000.0,
+        "bob hears alice: {}\n{}",
+        amplitude(b, 16_000, 440.0),
+        log()
+    );
+    assert!(
+        amplitude(b, 16_000, 1000.0) < 100.0,
+        "bob does not hear himself: {}",
+        amplitude(b, 16_000, 1000.0)
+    );
+    // A steady clock: about one frame per 20 ms each way.
+    for (name, frames) in [
+        ("alice", alice.frames - alice_frames),
+        ("bob", bob.frames - bob_frames),
+    ] {
+        let ratio = frames as f64 / elapsed_frames;
+        assert!(
+            (0.7..1.3).contains(&ratio),
+            "{name} got {frames} frames in {elapsed_frames} frame times"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_attributes_and_metadata_from_one_participant_reach_the_other() {
+    let sb = start();
+    let api = sb.api.unwrap();
+    let mut alice = Client::join(api, "keys", "alice", 8_000).await;
+    let me = &alice.joined["participant"];
+    assert_eq!(me["identity"], "alice");
+    assert_eq!(me["name"], "alice (name)");
+    assert_eq!(me["metadata"], "meta of alice");
+    assert_eq!(me["attributes"], json!({"team": "blue"}));
+    assert_eq!(me["kind"], "websocket");
+    assert_eq!(me["publishes_audio"], true);
+    assert!(me["sid"].as_str().unwrap().starts_with("PA_"));
+    assert!(alice.joined["room_sid"]
+        .as_str()
+        .unwrap()
+        .starts_with("RM_"));
+    let mut bob = Client::join(api, "keys", "bob", 8_000).await;
+    alice.expect("participant_joined").await;
+
+    alice
+        .send_json(json!({"type": "dtmf", "digits": "12#"}))
+        .await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = bob.expect("dtmf").await;
+        assert_eq!(m["from"], "alice", "{m}");
+        got.push((
+            m["code"].as_u64().unwrap(),
+            m["digit"].as_str().unwrap().to_string(),
+        ));
+    }
+    assert_eq!(
+        got,
+        vec![(1, "1".into()), (2, "2".into()), (11, "#".into())]
+    );
+
+    alice
+        .send_json(json!({"type": "set_attributes", "attributes": {"role": "agent", "team": ""}}))
+        .await;
+    let m = bob.expect("participant_updated").await;
+    assert_eq!(m["participant"]["identity"], "alice");
+    assert_eq!(
+        m["participant"]["attributes"],
+        json!({"role": "agent"}),
+        "{m}"
+    );
+    alice
+        .send_json(json!({"type": "set_metadata", "metadata": "busy"}))
+        .await;
+    let m = bob.expect("participant_updated").await;
+    assert_eq!(m["participant"]["metadata"], "busy", "{m}");
+
+    // DTMF to named destinations only.
+    let mut carol = Client::join(api, "keys", "carol", 8_000).await;
+    bob.expect("participant_joined").await;
+    alice
+        .send_json(json!({"type": "dtmf", "digits": "9", "destinations": ["carol"]}))
+        .await;
+    let m = carol.expect("dtmf").await;
+    assert_eq!(m["digit"], "9");
+
+    bob.send_json(json!({"type": "leave"})).await;
+    let m = bob.expect("disconnected").await;
+    assert_eq!(m["reason"], "client_initiated");
+    let left = alice.expect("participant_left").await;
+    assert_eq!(
+        left,
+        json!({"type": "participant_left", "identity": "bob", "reason": "client_initiated"})
+    );
+    // Bob never got the "9" meant for Carol: only the first three digits.
+    assert_eq!(
+        bob.messages.iter().filter(|m| m["type"] == "dtmf").count(),
+        3,
+        "{:?}",
+        bob.messages
+    );
+    drop(sb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_without_the_right_token_or_query_are_refused_before_the_upgrade() {
+    let sb = start_with(&[("SWITCHBOARD_API__WEBSOCKET__MAX_PARTICIPANTS", "1")]);
+    let api = sb.api.unwrap();
+    let good = join_token("r1", "alice");
+    assert_eq!(refused(api, "r1", None, "").await, 401, "no token");
+    let forged = jwt(
+        "not-the-secret",
+        &json!({"iss": KEY, "sub": "a", "exp": now() + 60, "video": {"roomJoin": true, "room": "r1"}}),
+    );
+    assert_eq!(
+        refused(api, "r1", Some(&forged), "").await,
+        401,
+        "bad signature"
+    );
+    assert_eq!(
+        refused(api, "r2", Some(&good), "").await,
+        403,
+        "another room"
+    );
+    let no_join = token(json!({"sub": "a", "video": {"room": "r1", "roomAdmin": true}}));
+    assert_eq!(
+        refused(api, "r1", Some(&no_join), "").await,
+        403,
+        "no roomJoin"
+    );
+    let no_identity = token(json!({"video": {"roomJoin": true, "room": "r1"}}));
+    assert_eq!(
+        refused(api, "r1", Some(&no_identity), "").await,
+        403,
+        "no identity"
+    );
+    assert_eq!(
+        refused(api, "r1", Some(&good), "?rate=44100").await,
+        400,
+        "odd rate"
+    );
+    assert_eq!(
+        refused(api, "r1", Some(&good), "?audio=maybe").await,
+        400,
+        "odd audio"
+    );
+    // The body says why, as a Twirp error.
+    let auth = format!("Bearer {}", join_token("r2", "x"));
+    let (status, body) = http(
+        api,
+        "GET",
+        "/rooms/r1/ws",
+        &[
+            ("Authorization", &auth),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "permission_denied");
+    assert_eq!(
+        body["msg"],
+        r#"the token grants roomJoin for room "r2", not "r1""#
+    );
+    assert_eq!(
+        debug_state(api).await["rooms"],
+        0,
+        "no refused join made a room"
+    );
+
+    // The token in the query string works too; the limit of one session holds.
+    let url_token = format!("?access_token={good}");
+    let mut ws = connect(api, "r1", None, &url_token).await.unwrap();
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains(r#""type":"joined""#));
+    let bob = join_token("r1", "bob");
+    assert_eq!(
+        refused(api, "r1", Some(&bob), "").await,
+        429,
+        "one session at most"
+    );
+    drop(ws);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_and_messages_get_error_messages_and_the_session_goes_on() {
+    let sb = start_with(&[("SWITCHBOARD_API__WEBSOCKET__MAX_MESSAGE_BYTES", "4096")]);
+    let api = sb.api.unwrap();
+    let mut alice = Client::join(api, "bad", "alice", 16_000).await;
+    alice.send_binary(vec![0; 100]).await;
+    let m = alice.expect("error").await;
+    assert_eq!(
+        m["message"],
+        "binary frame of 100 bytes; expected 640 (20 ms of 16-bit little-endian mono PCM at 16000 Hz)"
+    );
+    alice.ws.send(Message::Text("hello".into())).await.unwrap();
+    let m = alice.expect("error").await;
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid message"),
+        "{m}"
+    );
+    alice.send_json(json!({"type": "dance"})).await;
+    let m = alice.expect("error").await;
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `dance`"),
+        "{m}"
+    );
+    alice
+        .send_json(json!({"type": "dtmf", "digits": "1x"}))
+        .await;
+    let m = alice.expect("error").await;
+    assert_eq!(
+        m["message"],
+        "dtmf refused: 'x' is not a DTMF digit (0-9, *, #, A-D)"
+    );
+
+    // A listener may not send audio.
+    let token = join_token("bad", "ear");
+    let mut ear = Client::join_with(api, "bad", &token, 8_000, "&audio=false").await;
+    assert_eq!(ear.joined["participant"]["publishes_audio"], false);
+    ear.send_binary(vec![0; 320]).await;
+    let m = ear.expect("error").await;
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not publish audio"),
+        "{m}"
+    );
+    // A token without canUpdateOwnMetadata may not change attributes.
+    let plain = token_without_metadata_grant("bad", "plain");
+    let mut plain = Client::join_with(api, "bad", &plain, 8_000, "").await;
+    plain
+        .send_json(json!({"type": "set_attributes", "attributes": {"a": "b"}}))
+        .await;
+    let m = plain.expect("error").await;
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .contains("canUpdateOwnMetadata"),
+        "{m}"
+    );
+
+    // Still in the room and still clocked.
+    let frames = alice.frames;
+    play(&mut [(&mut alice, None)], Duration::from_millis(300)).await;
+    assert!(alice.frames > frames + 5, "frames keep coming");
+    let joined: Vec<&Value> = alice
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "participant_joined")
+        .map(|m| &m["participant"]["identity"])
+        .collect();
+    assert_eq!(joined, vec!["ear", "plain"], "events keep coming");
+
+    // A message over max_message_bytes ends the session with 1009, and the
+    // room sees the participant leave.
+    alice.send_binary(vec![0; 8000]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let close = loop {
+        match tokio::time::timeout_at(deadline, alice.ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(close.code, CloseCode::Size);
+    assert_eq!(close.reason.as_str(), "message over 4096 bytes");
+    let left = ear.expect("participant_left").await;
+    assert_eq!(left["identity"], "alice");
+    assert!(!sb.log().contains("panicked"), "{}", sb.log());
+}
+
+fn token_without_metadata_grant(room: &str, identity: &str) -> String {
+    token(json!({"sub": identity, "video": {"roomJoin": true, "room": room}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_service_over_twirp_json_manages_rooms_and_removes_participants() {
+    let sb = start();
+    let api = sb.api.unwrap();
+    let create = token(json!({"video": {"roomCreate": true}}));
+    let list = token(json!({"video": {"roomList": true}}));
+    let admin = admin_token("lobby");
+
+    // Grants first, as LiveKit.
+    assert_twirp(
+        &room_service(api, "CreateRoom", &list, json!({"name": "lobby"})).await,
+        401,
+        "unauthenticated",
+        "permissions denied",
+    );
+    assert_twirp(
+        &room_service(api, "ListRooms", &create, json!({})).await,
+        401,
+        "unauthenticated",
+        "permissions denied",
+    );
+    assert_twirp(
+        &room_service(
+            api,
+            "ListParticipants",
+            &admin_token("other"),
+            json!({"room": "lobby"}),
+        )
+        .await,
+        401,
+        "unauthenticated",
+        "permissions denied",
+    );
+    assert_twirp(
+        &room_service(
+            api,
+            "RemoveParticipant",
+            &admin_token("other"),
+            json!({"room": "lobby", "identity": "x"}),
+        )
+        .await,
+        401,
+        "unauthenticated",
+        "permissions denied",
+    );
+
+    let (status, room) = room_service(
+        api,
+        "CreateRoom",
+        &create,
+        json!({"name": "lobby", "metadata": "m1", "max_participants": 3, "empty_timeout": 60}),
+    )
+    .await;
+    assert_eq!(status, 200, "{room}");
+    assert_eq!(room["name"], "lobby");
+    assert_eq!(room["metadata"], "m1");
+    assert_eq!(room["max_participants"], 3);
+    assert_eq!(room["empty_timeout"], 60);
+    assert_eq!(room["num_participants"], 0);
+    let sid = room["sid"].as_str().unwrap().to_string();
+    assert!(sid.starts_with("RM_"));
+    // Again: the same room, as LiveKit answers.
+    let (_, again) = room_service(api, "CreateRoom", &create, json!({"name": "lobby"})).await;
+    assert_eq!(again["sid"], sid.as_str());
+    assert_twirp(
+        &room_service(api, "CreateRoom", &create, json!({})).await,
+        400,
+        "invalid_argument",
+        "missing room name",
+    );
+
+    let mut alice = Client::join(api, "lobby", "alice", 8_000).await;
+    assert_eq!(
+        alice.joined["room_sid"],
+        sid.as_str(),
+        "joins the created room"
+    );
+    let mut bob = Client::join(api, "lobby", "bob", 8_000).await;
+    let (status, rooms) =
+        room_service(api, "ListRooms", &list, json!({"names": ["lobby", "nope"]})).await;
+    assert_eq!(status, 200);
+    assert_eq!(rooms["rooms"].as_array().unwrap().len(), 1, "{rooms}");
+    assert_eq!(rooms["rooms"][0]["num_participants"], 2);
+    assert_eq!(rooms["rooms"][0]["num_publishers"], 2);
+
+    let (status, ps) =
+        room_service(api, "ListParticipants", &admin, json!({"room": "lobby"})).await;
+    assert_eq!(status, 200, "{ps}");
+    let ps = ps["participants"].as_array().unwrap().clone();
+    let identities: Vec<&str> = ps.iter().map(|p| p["identity"].as_str().unwrap()).collect();
+    assert_eq!(identities, vec!["alice", "bob"]);
+    assert_eq!(ps[0]["kind"], "STANDARD");
+    assert_eq!(ps[0]["state"], "ACTIVE");
+    assert_eq!(ps[0]["attributes"], json!({"team": "blue"}));
+    assert_eq!(ps[0]["tracks"][0]["type"], "AUDIO");
+    let (_, none) = room_service(
+        api,
+        "ListParticipants",
+        &admin_token("empty"),
+        json!({"room": "empty"}),
+    )
+    .await;
+    assert_eq!(none, json!({"participants": []}));
+
+    let (status, p) = room_service(
+        api,
+        "GetParticipant",
+        &admin,
+        json!({"room": "lobby", "identity": "bob"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(p["name"], "bob (name)");
+    assert_twirp(
+        &room_service(
+            api,
+            "GetParticipant",
+            &admin,
+            json!({"room": "lobby", "identity": "zed"}),
+        )
+        .await,
+        404,
+        "not_found",
+        "participant not found",
+    );
+
+    // UpdateParticipant: the participant itself and the others see it.
+    let (status, p) = room_service(api, "UpdateParticipant", &admin, json!({"room": "lobby", "identity": "bob", "metadata": "vip", "attributes": {"team": "", "level": "3"}})).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["metadata"], "vip");
+    assert_eq!(p["attributes"], json!({"level": "3"}));
+    let seen = bob.expect("participant_updated").await;
+    assert_eq!(seen["participant"]["attributes"], json!({"level": "3"}));
+    let seen = alice.expect("participant_updated").await;
+    assert_eq!(seen["participant"]["metadata"], "vip");
+
+    let unimplemented = room_service(api, "SendData", &admin, json!({"room": "lobby"})).await;
+    assert_eq!(unimplemented.0, 501);
+    assert_eq!(unimplemented.1["code"], "unimplemented");
+    assert!(unimplemented.1["msg"]
+        .as_str()
+        .unwrap()
+        .starts_with("SendData is not implemented"));
+
+    // RemoveParticipant: bob is told, then the socket closes; alice sees him leave.
+    let (status, body) = room_service(
+        api,
+        "RemoveParticipant",
+        &admin,
+        json!({"room": "lobby", "identity": "bob"}),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({})));
+    let m = bob.expect("disconnected").await;
+    assert_eq!(m["reason"], "participant_removed");
+    let close = tokio::time::timeout(Duration::from_secs(5), bob.ws.next())
+        .await
+        .unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+        other => {
+            // Frames already in flight may come first; then the close.
+            let mut rest = vec![other];
+            while let Ok(Some(m)) =
+                tokio::time::timeout(Duration::from_secs(5), bob.ws.next()).await
+            {
+                rest.push(Some(m));
+            }
+            assert!(
+                rest.iter().any(|m| matches!(m, Some(Ok(Message::Close(Some(f)))) if f.code == CloseCode::Normal)),
+                "{rest:?}"
+            );
+        }
+    }
+    let left = alice.expect("participant_left").await;
+    assert_eq!(left["reason"], "participant_removed");
+    assert_twirp(
+        &room_service(
+            api,
+            "RemoveParticipant",
+            &admin,
+            json!({"room": "lobby", "identity": "bob"}),
+        )
+        .await,
+        404,
+        "not_found",
+        "participant not found",
+    );
+
+    // DeleteRoom: everyone left is disconnected.
+    let (status, body) = room_service(api, "DeleteRoom", &create, json!({"room": "lobby"})).await;
+    assert_eq!((status, body), (200, json!({})));
+    let m = alice.expect("disconnected").await;
+    assert_eq!(m["reason"], "room_deleted");
+    assert_twirp(
+        &room_service(api, "DeleteRoom", &create, json!({"room": "lobby"})).await,
+        404,
+        "not_found",
+        "room not found",
+    );
+    let (_, rooms) = room_service(api, "ListRooms", &list, json!({})).await;
+    assert_eq!(rooms, json!({"rooms": []}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_state_goes_back_to_zero_after_participants_leave() {
+    let sb = start();
+    let api = sb.api.unwrap();
+    let (status, _) = http(api, "GET", "/debug/state", &[], b"").await;
+    assert_eq!(status, 401, "needs a token");
+    let auth = format!("Bearer {}", admin_token("x"));
+    let (status, _) = http(api, "GET", "/debug/state", &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 401, "needs sip.admin");
+
+    let idle = debug_state(api).await;
+    assert_eq!(
+        idle,
+        json!({"calls_active": 0, "call_tasks": 0, "rtp_ports_active": 0, "rooms": 0,
+               "participants": 0, "websocket_sessions": 0, "sip_transactions": [0, 0]})
+    );
+    let mut alice = Client::join(api, "count", "alice", 8_000).await;
+    let bob = Client::join(api, "count", "bob", 8_000).await;
+    let carol = Client::join(api, "other", "carol", 8_000).await;
+    let busy = debug_state(api).await;
+    assert_eq!(
+        (
+            busy["rooms"].clone(),
+            busy["participants"].clone(),
+            busy["websocket_sessions"].clone()
+        ),
+        (json!(2), json!(3), json!(3)),
+        "{busy}"
+    );
+
+    alice.send_json(json!({"type": "leave"})).await;
+    alice.expect("disconnected").await;
+    drop(alice);
+    drop(bob); // closed without a word
+    drop(carol);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = debug_state(api).await;
+        if state == idle {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not back to zero: {state}\n{}",
+            sb.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// README's Python example, cut from README.md and run as written, against
+/// a Rust participant: the example hears nothing from itself, prints what
+/// it is told (our DTMF), and is heard (its 440 Hz tone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_python_example_joins_is_heard_and_gets_dtmf() {
+    let sb = start();
+    let api = sb.api.unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## Rooms and WebSocket participants")
+        .nth(1)
+        .expect("README has the section");
+    let code = section
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section has a python example");
+    let script = sb.dir().join("example.py");
+    std::fs::write(&script, code).unwrap();
+
+    let mut agent = Client::join(api, "support", "agent", 16_000).await;
+    let example_token = token(json!({
+        "sub": "caller-1",
+        "video": {"roomJoin": true, "room": "support"},
+    }));
+    let output = sb.dir().join("example.out");
+    let out = std::fs::File::create(&output).unwrap();
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .env("SWITCHBOARD_URL", format!("ws://{api}"))
+        .env("ROOM", "support")
+        .env("TOKEN", &example_token)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e})"));
+    let joined = agent.expect("participant_joined").await;
+    assert_eq!(joined["participant"]["identity"], "caller-1");
+    // Listen to the example's tone, then press a key for it.
+    play(&mut [(&mut agent, None)], Duration::from_millis(1500)).await;
+    let heard = amplitude(last_second(&agent), 16_000, 440.0);
+    agent
+        .send_json(json!({"type": "dtmf", "digits": "5"}))
+        .await;
+    let left = agent.expect("participant_left").await;
+    assert_eq!(left["identity"], "caller-1");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let printed = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        status.success(),
+        "the example failed: {status}\n{printed}\n{}",
+        sb.log()
+    );
+    assert!(
+        heard > 1000.0,
+        "the example's 440 Hz tone was heard at {heard}\n{printed}"
+    );
+    assert!(
+        printed.contains("joined room support as caller-1"),
+        "{printed}"
+    );
+    assert!(printed.contains("DTMF 5 from agent"), "{printed}");
+}
+
+// ---------------------------------------------------------------- calls
+
+/// A Twirp JSON call to livekit.SIP with an admin token.
+async fn sip_service(addr: SocketAddr, method: &str, body: Value) -> Value {
+    let auth = format!("Bearer {}", token(json!({"sip": {"admin": true}})));
+    let (status, text) = http(
+        addr,
+        "POST",
+        &format!("/twirp/livekit.SIP/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{method}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Runs blocking caller steps off the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// One RFC 4733 event (three packets, the last with the end bit) to `to`.
+fn send_telephone_event(uac: &Uac, to: SocketAddr, code: u8, seq: u16, timestamp: u32) {
+    for (i, end) in [(0u16, false), (1, false), (2, true)] {
+        let marker = if i == 0 { 0x80 } else { 0 };
+        let mut packet = vec![0x80, marker | 101];
+        packet.extend_from_slice(&(seq + i).to_be_bytes());
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        let duration = 160 * (i + 1);
+        packet.extend_from_slice(&[code, if end { 0x80 | 10 } else { 10 }]);
+        packet.extend_from_slice(&duration.to_be_bytes());
+        uac.rtp.send_to(&packet, to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The RFC 4733 event codes the caller's RTP socket receives within `within`.
+fn received_telephone_events(uac: &Uac, within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 2048];
+    uac.rtp
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = uac.rtp.recv_from(&mut buf) {
+            if n >= 16 && buf[1] & 0x7f == 101 && !codes.contains(&buf[12]) {
+                codes.push(buf[12]);
+            }
+        }
+    }
+    codes
+}
+
+/// An inbound call rings while only a listener is in the room, is answered
+/// when a WebSocket participant who sends audio joins, trades DTMF with it
+/// both ways, and is hung up with BYE by RemoveParticipant; then every
+/// count of /debug/state is back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_agent_answers_a_call_trades_dtmf_and_removing_the_call_sends_bye() {
+    // Short SIP timers: the answered INVITE's server transaction lingers
+    // 64*T1 (RFC 6026) and the BYE's client transaction T4 before the
+    // transaction count can read zero.
+    let sb = start_with(&[
+        ("SWITCHBOARD_MEDIA__BIND", "127.0.0.1"),
+        ("SWITCHBOARD_SIP__T1_MS", "100"),
+        ("SWITCHBOARD_SIP__T4_MS", "1000"),
+    ]);
+    let api = sb.api.unwrap();
+    let trunk = sip_service(
+        api,
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"name": "t", "numbers": ["+15550100"]}}),
+    )
+    .await;
+    let trunk_id = trunk["sip_trunk_id"].as_str().unwrap().to_string();
+    sip_service(
+        api,
+        "CreateSIPDispatchRule",
+        json!({"trunk_ids": [trunk_id], "rule": {"dispatch_rule_direct": {"room_name": "support"}}}),
+    )
+    .await;
+    // The routing index follows the store's change feed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let ear_token = join_token("support", "ear");
+    let mut ear = Client::join_with(api, "support", &ear_token, 8_000, "&audio=false").await;
+    let udp = sb.udp.unwrap();
+    let (mut uac, seq) = blocking(move || {
+        let mut uac = Uac::new(udp, "+15550199", "+15550100");
+        let seq = uac.invite(&uac.pcmu_offer(), &[]);
+        (uac, seq)
+    })
+    .await;
+    let joined = ear.expect("participant_joined").await;
+    let caller = joined["participant"].clone();
+    assert_eq!(caller["kind"], "sip", "{caller}");
+    assert_eq!(
+        caller["attributes"]["sip.callStatus"], "ringing",
+        "{caller}"
+    );
+    assert_eq!(
+        caller["attributes"]["sip.phoneNumber"], "+15550199",
+        "{caller}"
+    );
+    let identity = caller["identity"].as_str().unwrap().to_string();
+
+    // Only a listener: the call keeps ringing.
+    let (mut uac, early) = blocking(move || {
+        let mut statuses = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < deadline {
+            if let Some(msg) = uac.recv(Duration::from_millis(100)) {
+                statuses.push(msg.status());
+            }
+        }
+        (uac, statuses)
+    })
+    .await;
+    assert!(
+        !early.contains(&200),
+        "answered with only a listener: {early:?}"
+    );
+    assert!(early.contains(&180), "{early:?}");
+
+    // Someone who speaks joins: the call is answered.
+    let mut agent = Client::join(api, "support", "agent", 16_000).await;
+    let (uac, gateway_rtp) = blocking(move || {
+        let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+        assert_eq!(ok.status(), 200, "{}", ok.text);
+        uac.ack(seq, &ok);
+        let rtp = sdp_rtp_addr(ok.body()).expect("an SDP answer");
+        (uac, rtp)
+    })
+    .await;
+    loop {
+        let m = ear.expect("participant_updated").await;
+        if m["participant"]["identity"] == identity.as_str()
+            && m["participant"]["attributes"]["sip.callStatus"] == "active"
+        {
+            break;
+        }
+    }
+
+    // The agent's DTMF reaches the phone as RFC 4733 ...
+    agent
+        .send_json(json!({"type": "dtmf", "digits": "5"}))
+        .await;
+    let (uac, codes) = blocking(move || {
+        let codes = received_telephone_events(&uac, Duration::from_secs(3));
+        (uac, codes)
+    })
+    .await;
+    assert_eq!(
+        codes,
+        vec![5],
+        "telephone-events the phone got\n{}",
+        sb.log()
+    );
+    // ... and the phone's reaches the agent as a dtmf message.
+    let mut uac = blocking(move || {
+        send_telephone_event(&uac, gateway_rtp, 7, 100, 8000);
+        uac
+    })
+    .await;
+    let m = agent.expect("dtmf").await;
+    assert_eq!(
+        (m["from"].as_str(), m["code"].as_u64(), m["digit"].as_str()),
+        (Some(identity.as_str()), Some(7), Some("7")),
+        "{m}"
+    );
+
+    // RemoveParticipant of the call: the gateway hangs up with BYE.
+    let removed = room_service(
+        api,
+        "RemoveParticipant",
+        &admin_token("support"),
+        json!({"room": "support", "identity": identity}),
+    )
+    .await;
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    blocking(move || {
+        uac.expect_request("BYE", Duration::from_secs(5));
+    })
+    .await;
+    let left = agent.expect("participant_left").await;
+    assert_eq!(left["reason"], "participant_removed");
+
+    drop(agent);
+    drop(ear);
+    let zero = json!({"calls_active": 0, "call_tasks": 0, "rtp_ports_active": 0, "rooms": 0,
+                      "participants": 0, "websocket_sessions": 0, "sip_transactions": [0, 0]});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = debug_state(api).await;
+        if state == zero {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not back to zero: {state}\n{}",
+            sb.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
