@@ -5,7 +5,7 @@
 use crate::bridge::{BridgeControl, RoomBridge};
 use crate::info_dtmf::parse_info_dtmf;
 use crate::refusal::Refusal;
-use crate::{answer, CallGuard, Shared, Signal};
+use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,11 +14,12 @@ use switchboard_media::dtmf::DtmfDigit;
 use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, NegotiatedMedia, SdpNegotiator};
 use switchboard_media::session::{MediaEvent, MediaSession, SessionConfig};
+use switchboard_media::tones::ToneKind;
 use switchboard_rooms::{LeaveReason, Participant, RoomEvent};
 use switchboard_routing::attrs;
 use switchboard_sip::dialog::DialogId;
 use switchboard_sip::message::{HeaderName, Method, ResponseSpec};
-use switchboard_sip::{Destination, Flow, Incoming, ServerTxnId};
+use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -47,6 +48,8 @@ pub(crate) enum Ending {
     PinTimeout,
     /// The media session could not be started.
     MediaFailure(String),
+    /// Transferred away (REFER accepted, target answered).
+    Transferred,
 }
 
 impl Ending {
@@ -68,6 +71,7 @@ impl Ending {
             Ending::WrongPin => "wrong PIN".into(),
             Ending::PinTimeout => "no PIN entered".into(),
             Ending::MediaFailure(why) => format!("media failure: {why}"),
+            Ending::Transferred => "call transferred".into(),
         }
     }
 
@@ -146,6 +150,21 @@ pub(crate) struct Call {
     pub participant: Option<Participant>,
     pub policy: CallPolicy,
     pub acked: bool,
+    /// A REFER under way.
+    pub transfer: Option<PendingTransfer>,
+    /// When to hang up after a successful transfer (if the peer has not).
+    pub bye_after_transfer: Option<tokio::time::Instant>,
+}
+
+/// A transfer in progress: the REFER we sent and who waits for the outcome.
+pub(crate) struct PendingTransfer {
+    id: String,
+    refer_to: String,
+    cseq: u32,
+    txn: ClientTxnId,
+    deadline: tokio::time::Instant,
+    dialtone: bool,
+    replies: Vec<tokio::sync::oneshot::Sender<Result<TransferDone, TransferError>>>,
 }
 
 impl Call {
@@ -159,9 +178,14 @@ impl Call {
         guard: CallGuard,
     ) -> Call {
         let mut rng = os_random;
+        let call_id = switchboard_routing::new_id(switchboard_routing::IdPrefix::Call, &mut rng);
+        shared
+            .routes()
+            .calls
+            .insert(call_id.clone(), self_tx.clone());
         Call {
             shared,
-            call_id: switchboard_routing::new_id(switchboard_routing::IdPrefix::Call, &mut rng),
+            call_id,
             sip_call_id,
             flow,
             invite_txn: None,
@@ -178,6 +202,8 @@ impl Call {
             participant: None,
             policy: CallPolicy::default(),
             acked: false,
+            transfer: None,
+            bye_after_transfer: None,
         }
     }
 
@@ -266,7 +292,12 @@ impl Call {
                         InDialog::Handled => {}
                     },
                     Some(Signal::Cancelled) => debug!(call_id = %self.call_id, "CANCEL after the answer ignored"),
-                    Some(Signal::Response(..) | Signal::RequestFailed(..)) => {}
+                    Some(Signal::Transfer(order)) => self.start_transfer(order),
+                    Some(Signal::Response(txn, response)) => self.transfer_response(txn, response.status, &response_reason(&response)),
+                    Some(Signal::RequestFailed(txn, reason)) => {
+                        debug!(call_id = %self.call_id, ?reason, "request failed");
+                        self.transfer_response(txn, 408, "Request Timeout");
+                    }
                     None => return Ending::CallerHungUp,
                 },
                 event = next_room_event(&mut self.participant) => match event {
@@ -288,8 +319,173 @@ impl Call {
                     None => return Ending::MediaFailure("media worker stopped".into()),
                 },
                 _ = tokio::time::sleep_until(deadline) => return Ending::MaxDuration,
+                _ = sleep_until_some(self.transfer.as_ref().map(|t| t.deadline)) => {
+                    info!(call_id = %self.call_id, "transfer timed out");
+                    self.end_transfer(Err(TransferError::Timeout));
+                }
+                _ = sleep_until_some(self.bye_after_transfer) => return Ending::Transferred,
             }
         }
+    }
+
+    /// Refuses a transfer that cannot start (the reply may find no one
+    /// waiting any more).
+    pub(crate) fn refuse_transfer(order: TransferOrder, error: TransferError) {
+        let _ = order.reply.send(Err(error));
+    }
+
+    /// Sends the REFER (RFC 3515) in the dialog.
+    fn start_transfer(&mut self, order: TransferOrder) {
+        if let Some(pending) = &mut self.transfer {
+            if pending.refer_to == order.refer_to {
+                // The same transfer asked twice: both wait for one outcome.
+                pending.replies.push(order.reply);
+            } else {
+                Self::refuse_transfer(order, TransferError::AlreadyTransferring);
+            }
+            return;
+        }
+        let Some(id) = self.dialog.clone() else {
+            return Self::refuse_transfer(order, TransferError::NotEstablished);
+        };
+        let sip = self.shared.sip.clone();
+        let contact = self.contact();
+        let Some((mut request, flow)) =
+            sip.with_dialog(&id, |d| (d.request(Method::Refer, None), d.flow))
+        else {
+            return Self::refuse_transfer(order, TransferError::NotEstablished);
+        };
+        let cseq = request.cseq().map(|c| c.seq).unwrap_or_default();
+        request
+            .headers
+            .push(HeaderName::ReferTo, order.refer_to.clone());
+        request.headers.push(HeaderName::Contact, contact.clone());
+        request
+            .headers
+            .push(HeaderName::parse("Referred-By"), contact);
+        for (name, value) in self.mapped_attribute_headers() {
+            request.headers.push(HeaderName::parse(&name), value);
+        }
+        for (name, value) in &order.headers {
+            request.headers.push(HeaderName::parse(name), value.clone());
+        }
+        let txn = {
+            let mut routes = self.shared.routes();
+            let txn = sip.send_request(request, Destination::Flow(flow));
+            routes.requests.insert(txn, self.self_tx.clone());
+            txn
+        };
+        let mut rng = os_random;
+        let transfer_id =
+            switchboard_routing::new_id(switchboard_routing::IdPrefix::Transfer, &mut rng);
+        info!(call_id = %self.call_id, transfer_id = %transfer_id, refer_to = %order.refer_to, "REFER sent");
+        if order.play_dialtone {
+            self.bridge.lock().room_muted = true;
+            if let Some(media) = &self.media {
+                media.play_tone(Some(ToneKind::Ringback));
+            }
+        }
+        self.transfer = Some(PendingTransfer {
+            id: transfer_id,
+            refer_to: order.refer_to,
+            cseq,
+            txn,
+            deadline: tokio::time::Instant::now() + order.timeout,
+            dialtone: order.play_dialtone,
+            replies: vec![order.reply],
+        });
+    }
+
+    /// The REFER's own response: 2xx means the peer took the job.
+    fn transfer_response(&mut self, txn: ClientTxnId, status: u16, reason: &str) {
+        let ours = self.transfer.as_ref().is_some_and(|t| t.txn == txn);
+        if !ours || status < 200 {
+            return;
+        }
+        if (200..300).contains(&status) {
+            debug!(call_id = %self.call_id, status, "REFER accepted");
+            return;
+        }
+        info!(call_id = %self.call_id, status, reason, "REFER refused");
+        self.end_transfer(Err(TransferError::Failed {
+            status,
+            reason: reason.to_string(),
+        }));
+    }
+
+    /// A NOTIFY about our REFER: its sipfrag carries the target's status.
+    fn transfer_notify(&mut self, incoming: &Incoming) -> u16 {
+        let request = &incoming.request;
+        let event = request
+            .headers
+            .get(&HeaderName::Event)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mut parts = event.split(';').map(str::trim);
+        if parts.next() != Some("refer") {
+            return 489;
+        }
+        let Some(pending) = &self.transfer else {
+            return 481;
+        };
+        let id = parts.find_map(|p| p.strip_prefix("id=")).map(str::trim);
+        if id.is_some_and(|id| id != pending.cseq.to_string()) {
+            return 481;
+        }
+        let body = String::from_utf8_lossy(&request.body);
+        let Some((status, reason)) = parse_sipfrag(&body) else {
+            return 400;
+        };
+        info!(call_id = %self.call_id, status, reason = %reason, "transfer progress");
+        match status {
+            100..=199 => {}
+            200..=299 => {
+                let transfer_id = pending.id.clone();
+                self.end_transfer(Ok(TransferDone {
+                    transfer_id,
+                    status,
+                }));
+                // The peer normally hangs up now; if not, we do in 1 s.
+                self.bye_after_transfer =
+                    Some(tokio::time::Instant::now() + Duration::from_secs(1));
+            }
+            _ => self.end_transfer(Err(TransferError::Failed { status, reason })),
+        }
+        200
+    }
+
+    /// Reports the outcome to whoever waits and, after a failure, gives the
+    /// caller the room's audio back.
+    fn end_transfer(&mut self, outcome: Result<TransferDone, TransferError>) {
+        let Some(pending) = self.transfer.take() else {
+            return;
+        };
+        if pending.dialtone && outcome.is_err() {
+            self.bridge.lock().room_muted = false;
+            if let Some(media) = &self.media {
+                media.play_tone(None);
+            }
+        }
+        for reply in pending.replies {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+
+    /// The trunk's attributes_to_headers applied to the participant's
+    /// attributes, sorted by header name.
+    fn mapped_attribute_headers(&self) -> Vec<(String, String)> {
+        let Some(p) = &self.participant else {
+            return Vec::new();
+        };
+        let attributes = p.info().attributes;
+        let mut mapped: Vec<_> = self
+            .policy
+            .attributes_to_headers
+            .iter()
+            .filter_map(|(attr, header)| attributes.get(attr).map(|v| (header.clone(), v.clone())))
+            .collect();
+        mapped.sort();
+        mapped
     }
 
     fn dtmf_to_room(&self, digit: DtmfDigit) {
@@ -348,6 +544,11 @@ impl Call {
                 answer(sip, &incoming, ResponseSpec::new(200));
                 InDialog::Handled
             }
+            Method::Notify => {
+                let status = self.transfer_notify(&incoming);
+                answer(sip, &incoming, ResponseSpec::new(status));
+                InDialog::Handled
+            }
             _ => {
                 answer(sip, &incoming, ResponseSpec::new(501));
                 InDialog::Handled
@@ -396,6 +597,15 @@ impl Call {
     /// Hangs up (BYE when the call was answered and we end it) and
     /// releases everything the call held.
     pub(crate) async fn finish(mut self, ending: Ending) {
+        // The call ended before the final NOTIFY: LiveKit reports that as
+        // a successful transfer (the caller left for the target).
+        if let Some(pending) = &self.transfer {
+            let transfer_id = pending.id.clone();
+            self.end_transfer(Ok(TransferDone {
+                transfer_id,
+                status: 0,
+            }));
+        }
         let answered = self.answered_at.is_some();
         let needs_bye = answered && !matches!(ending, Ending::CallerHungUp | Ending::Cancelled);
         if needs_bye {
@@ -421,6 +631,7 @@ impl Call {
             if let Some(txn) = self.invite_txn {
                 routes.invites.remove(&txn);
             }
+            routes.calls.remove(&self.call_id);
             if let Some(id) = &self.dialog {
                 routes.dialogs.remove(id);
                 self.shared.sip.remove_dialog(id);
@@ -471,20 +682,8 @@ impl Call {
                 ending.text().replace(['"', '\\'], "'")
             ),
         );
-        if let Some(p) = &self.participant {
-            let attributes = p.info().attributes;
-            let mut mapped: Vec<_> = self
-                .policy
-                .attributes_to_headers
-                .iter()
-                .filter_map(|(attr, header)| {
-                    attributes.get(attr).map(|v| (header.clone(), v.clone()))
-                })
-                .collect();
-            mapped.sort();
-            for (header, value) in mapped {
-                request.headers.push(HeaderName::parse(&header), value);
-            }
+        for (header, value) in self.mapped_attribute_headers() {
+            request.headers.push(HeaderName::parse(&header), value);
         }
         let txn = {
             let mut routes = self.shared.routes();
@@ -524,4 +723,49 @@ pub(crate) enum InDialog {
     Digit(DtmfDigit),
     /// Answered; nothing else to do.
     Handled,
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A response's reason phrase.
+fn response_reason(response: &switchboard_sip::message::Response) -> String {
+    response.reason.clone()
+}
+
+/// The status line of a `message/sipfrag` body (RFC 3420): `SIP/2.0 200 OK`.
+pub(crate) fn parse_sipfrag(body: &str) -> Option<(u16, String)> {
+    let line = body.lines().next()?.trim();
+    let rest = line.strip_prefix("SIP/2.0 ")?;
+    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+    let code: u16 = code.trim().parse().ok()?;
+    (100..700)
+        .contains(&code)
+        .then(|| (code, reason.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sipfrag_status_lines_parse_and_garbage_does_not() {
+        assert_eq!(
+            parse_sipfrag("SIP/2.0 200 OK\r\n"),
+            Some((200, "OK".into()))
+        );
+        assert_eq!(
+            parse_sipfrag("SIP/2.0 486 Busy Here\r\nVia: x\r\n"),
+            Some((486, "Busy Here".into()))
+        );
+        assert_eq!(parse_sipfrag("SIP/2.0 100"), Some((100, String::new())));
+        assert_eq!(parse_sipfrag("SIP/2.0 99 Low"), None);
+        assert_eq!(parse_sipfrag("HTTP/1.1 200 OK"), None);
+        assert_eq!(parse_sipfrag(""), None);
+    }
 }

@@ -19,7 +19,7 @@ use crate::call::{
 use crate::media_config::{media_config, media_timeout, std_duration};
 use crate::prompts::Prompt;
 use crate::refusal::Refusal;
-use crate::{AnswerMode, CallGuard, Shared, Signal};
+use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -446,6 +446,7 @@ impl InboundCall {
             tokio::select! {
                 signal = self.call.signals.recv() => match signal {
                     Some(Signal::Cancelled) | None => return Err(Ending::Cancelled),
+                    Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
                     Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while ringing"),
                 },
                 event = next_room_event(&mut self.call.participant) => match event {
@@ -560,6 +561,10 @@ impl InboundCall {
                     },
                     Some(Signal::Ack) => { self.call.acked = true; None }
                     Some(Signal::AckTimeout) => return Err(Ending::AckTimeout),
+                    Some(Signal::Transfer(order)) => {
+                        Call::refuse_transfer(order, TransferError::NotEstablished);
+                        None
+                    }
                     Some(_) => None,
                     None => return Err(Ending::CallerHungUp),
                 },

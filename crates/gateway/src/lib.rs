@@ -257,6 +257,79 @@ enum Signal {
     Response(ClientTxnId, Response),
     /// A request the call sent got no final response.
     RequestFailed(ClientTxnId, RequestFailure),
+    /// Transfer the call (TransferSIPParticipant).
+    Transfer(TransferOrder),
+}
+
+/// A transfer handed to a call's task.
+#[derive(Debug)]
+struct TransferOrder {
+    refer_to: String,
+    headers: Vec<(String, String)>,
+    play_dialtone: bool,
+    timeout: Duration,
+    reply: tokio::sync::oneshot::Sender<Result<TransferDone, TransferError>>,
+}
+
+/// A transfer asked for through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// The room of the SIP participant.
+    pub room: String,
+    /// The participant whose call is transferred.
+    pub identity: String,
+    /// The Refer-To value (`<sip:…>`, `<sips:…>` or `tel:…`).
+    pub refer_to: String,
+    /// Extra headers on the REFER.
+    pub headers: Vec<(String, String)>,
+    /// Play ringback to the caller (and mute the room) while transferring.
+    pub play_dialtone: bool,
+    /// How long to wait for the transfer's outcome.
+    pub timeout: Duration,
+}
+
+/// A transfer that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferDone {
+    /// `STR_…`.
+    pub transfer_id: String,
+    /// The final status the transferee reported (200), or 0 when the call
+    /// ended before a final NOTIFY (LiveKit counts that as success).
+    pub status: u16,
+}
+
+/// Why a transfer did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// No such participant in that room.
+    #[error("participant {identity:?} not found in room {room:?}")]
+    NoSuchParticipant {
+        /// The room.
+        room: String,
+        /// The identity.
+        identity: String,
+    },
+    /// The participant is not a SIP call of this gateway.
+    #[error("no SIP session associated with participant")]
+    NotSip,
+    /// The call is not answered yet.
+    #[error("can't transfer non established call")]
+    NotEstablished,
+    /// Another transfer to another target is under way.
+    #[error("call already being transferred elsewhere")]
+    AlreadyTransferring,
+    /// The peer refused the REFER, or the transfer target answered with a
+    /// failure (the NOTIFY sipfrag status).
+    #[error("transfer failed: {status} {reason}")]
+    Failed {
+        /// The SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// No outcome within the timeout.
+    #[error("transfer timed out")]
+    Timeout,
 }
 
 type CallSender = mpsc::UnboundedSender<Signal>;
@@ -264,6 +337,8 @@ type CallSender = mpsc::UnboundedSender<Signal>;
 /// Which call each SIP event belongs to.
 #[derive(Default)]
 struct Routes {
+    /// By `SCL_` call ID (for the API: transfers).
+    calls: HashMap<String, CallSender>,
     invites: HashMap<ServerTxnId, CallSender>,
     dialogs: HashMap<DialogId, CallSender>,
     requests: HashMap<ClientTxnId, CallSender>,
@@ -336,6 +411,13 @@ impl Gateway {
     /// RTP port pairs held by calls now.
     pub fn active_ports(&self) -> usize {
         self.shared.media.ports().active_count()
+    }
+
+    /// A handle for the API: transfers (and later outbound calls).
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Handles the stack's events until it stops.
@@ -425,6 +507,51 @@ impl Gateway {
 
     fn answer(&self, incoming: &Incoming, spec: ResponseSpec) {
         answer(&self.shared.sip, incoming, spec);
+    }
+}
+
+/// What the API asks of calls in progress. Cheap to clone.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+}
+
+impl GatewayHandle {
+    /// Transfers a SIP participant's call with a REFER and waits for the
+    /// outcome (the NOTIFY sipfrag), at most `request.timeout`.
+    pub async fn transfer(&self, request: TransferRequest) -> Result<TransferDone, TransferError> {
+        let participant = self
+            .shared
+            .rooms
+            .participant(&request.room, &request.identity)
+            .map_err(|_| TransferError::NoSuchParticipant {
+                room: request.room.clone(),
+                identity: request.identity.clone(),
+            })?;
+        let call_id = participant
+            .attributes
+            .get(switchboard_routing::attrs::CALL_ID)
+            .ok_or(TransferError::NotSip)?;
+        let call = self
+            .shared
+            .routes()
+            .calls
+            .get(call_id)
+            .cloned()
+            .ok_or(TransferError::NotSip)?;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let order = TransferOrder {
+            refer_to: request.refer_to,
+            headers: request.headers,
+            play_dialtone: request.play_dialtone,
+            timeout: request.timeout,
+            reply,
+        };
+        call.send(Signal::Transfer(order))
+            .map_err(|_| TransferError::NotSip)?;
+        // A call that ends without answering has dropped the sender: it
+        // was gone before the REFER could go out.
+        outcome.await.unwrap_or(Err(TransferError::NotSip))
     }
 }
 

@@ -236,6 +236,7 @@ fn api_state(
     api: &Api,
     rooms: Rooms,
     status: status::ServeStatus,
+    call_control: call_control::GatewayCalls,
 ) -> Result<Arc<ApiState>, String> {
     let websocket = &config.api.websocket;
     // One 20 ms frame at 48 kHz is 1920 bytes; the limit must let audio through.
@@ -248,7 +249,7 @@ fn api_state(
     Ok(Arc::new(ApiState {
         store: api.store.clone(),
         routing: api.routing.clone(),
-        call_control: Arc::new(call_control::NotYetImplemented),
+        call_control: Arc::new(call_control),
         keys: api.keys.clone(),
         max_body_bytes: config.api.max_body_bytes,
         draining: Arc::new(AtomicBool::new(false)),
@@ -294,7 +295,8 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
             }
         };
     let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone());
-    let state = match api_state(config, &api, rooms, status) {
+    let calls_api = call_control::GatewayCalls::new(gateway.handle());
+    let state = match api_state(config, &api, rooms, status, calls_api) {
         Ok(state) => state,
         Err(e) => {
             error!(error = %e, "invalid API settings");

@@ -506,11 +506,7 @@ fn every_method_over_json_answers_as_livekits_server_writes() {
         "TransferSIPParticipant",
         json!({"room_name": "r", "participant_identity": "p", "transfer_to": "tel:+1555"}),
     )
-    .assert_twirp(
-        503,
-        "unavailable",
-        "call transfers are not implemented yet in switchboard",
-    );
+    .assert_twirp(404, "not_found", r#"participant "p" not found in room "r""#);
 
     // The trunk password was stored and returned, but never logged.
     assert!(
@@ -727,11 +723,7 @@ fn every_method_over_protobuf_answers_in_protobuf() {
             },
         )
         .unwrap_err();
-    err.assert_twirp(
-        503,
-        "unavailable",
-        "call transfers are not implemented yet in switchboard",
-    );
+    err.assert_twirp(404, "not_found", r#"participant "p" not found in room "r""#);
     let err = api
         .proto::<_, lk::SipInboundTrunkInfo>(
             &admin,

@@ -479,9 +479,10 @@ fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
 
     let (mut right, _) = answered_call(&sb);
     digits(&mut right, "1234#");
-    let log = wait_log(&sb, "PIN accepted", Duration::from_secs(3));
+    // Joined straight as active (the call was answered for the prompt).
+    let log = wait_log(&sb, "status=\"active\"", Duration::from_secs(3));
+    assert!(log.contains("PIN accepted"), "{log}");
     assert!(log.contains("room=secret"), "{log}");
-    assert!(log.contains("status=\"active\""), "{log}");
     let bye = right.in_dialog("BYE", "", "");
     assert_eq!(
         right
@@ -618,4 +619,185 @@ fn the_200_carries_the_trunk_headers_and_record_route() {
         uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
         200
     );
+}
+
+/// POSTs Twirp JSON to the API with a fresh token from `token create`.
+fn twirp(sb: &Switchboard, service_method: &str, token_args: &[&str], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut args = vec!["token", "create"];
+    args.extend_from_slice(token_args);
+    let token = cli(sb, &args).trim().to_string();
+    let api = sb.api.unwrap();
+    let mut stream = std::net::TcpStream::connect(api).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /twirp/{service_method} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// Asks the API to transfer the caller's call; answers in a thread.
+fn transfer_in_background(
+    sb: &Switchboard,
+    refer_to: &str,
+) -> std::thread::JoinHandle<(u16, String)> {
+    let api = sb.api.unwrap();
+    let refer_to = refer_to.to_string();
+    let token = cli(
+        sb,
+        &[
+            "token",
+            "create",
+            "--sip-call",
+            "--room",
+            "r",
+            "--room-admin",
+        ],
+    )
+    .trim()
+    .to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let body = format!(
+            r#"{{"room_name": "r", "participant_identity": "sip_+15550199", "transfer_to": "{refer_to}", "ringing_timeout": "10s"}}"#
+        );
+        let mut stream = std::net::TcpStream::connect(api).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /twirp/livekit.SIP/TransferSIPParticipant HTTP/1.1\r\nHost: {api}\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
+    })
+}
+
+/// Answers the REFER 202 and reports the target's progress by NOTIFY.
+fn notify_progress(uac: &mut Uac, refer: &Msg, statuses: &[&str]) {
+    uac.answer(refer, 202);
+    let cseq = refer
+        .header("CSeq")
+        .and_then(|c| c.split(' ').next())
+        .unwrap()
+        .to_string();
+    for (i, status) in statuses.iter().enumerate() {
+        let state = if i + 1 == statuses.len() {
+            "terminated;reason=noresource"
+        } else {
+            "active;expires=60"
+        };
+        let event = format!("Event: refer;id={cseq}");
+        let sub = format!("Subscription-State: {state}");
+        let seq = uac.in_dialog_with(
+            "NOTIFY",
+            &[&event, &sub],
+            "message/sipfrag;version=2.0",
+            &format!("SIP/2.0 {status}\r\n"),
+        );
+        assert_eq!(
+            uac.response_to(seq, "NOTIFY", Duration::from_secs(3))
+                .status(),
+            200
+        );
+    }
+}
+
+#[test]
+fn transfers_by_refer_succeed_on_notify_200_and_fail_with_the_notified_status() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(
+        &sb,
+        r#", "attributes_to_headers": {"sip.callID": "X-Lk-Call"}"#,
+    );
+
+    // Success: REFER accepted, target answers; we hang up after it.
+    let (mut uac, _) = answered_call(&sb);
+    let api = transfer_in_background(&sb, "tel:+15550111");
+    let refer = uac.wait_request("REFER", Duration::from_secs(5));
+    assert_eq!(refer.header("Refer-To"), Some("tel:+15550111"));
+    assert!(refer.header("Referred-By").is_some(), "{}", refer.text);
+    assert!(
+        refer
+            .header("X-Lk-Call")
+            .is_some_and(|v| v.starts_with("SCL_")),
+        "attributes_to_headers on the REFER: {}",
+        refer.text
+    );
+    notify_progress(&mut uac, &refer, &["100 Trying", "200 OK"]);
+    let (status, body) = api.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""status":"STS_TRANSFER_SUCCESSFUL""#),
+        "{body}"
+    );
+    assert!(body.contains(r#""transfer_id":"STR_"#), "{body}");
+    let bye = uac.expect_request("BYE", Duration::from_secs(4));
+    assert!(bye
+        .header("Reason")
+        .unwrap_or_default()
+        .contains("call transferred"));
+    wait_log(
+        &sb,
+        "reason=call transferred answered=true",
+        Duration::from_secs(3),
+    );
+
+    // Failure: the target is busy; the call stays and the API says why.
+    let (mut uac, _) = answered_call(&sb);
+    let api = transfer_in_background(&sb, "<sip:agent@example.net>");
+    let refer = uac.wait_request("REFER", Duration::from_secs(5));
+    assert_eq!(refer.header("Refer-To"), Some("<sip:agent@example.net>"));
+    notify_progress(&mut uac, &refer, &["100 Trying", "486 Busy Here"]);
+    let (status, body) = api.join().unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains(r#""code":"resource_exhausted""#), "{body}");
+    assert!(body.contains(r#""sip_status_code":"486""#), "{body}");
+    assert!(body.contains(r#""sip_status":"Busy Here""#), "{body}");
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
+        200
+    );
+
+    // A call that is not a SIP participant of ours cannot be transferred.
+    let (status, body) = twirp(
+        &sb,
+        "livekit.SIP/TransferSIPParticipant",
+        &["--sip-call", "--room", "r", "--room-admin"],
+        r#"{"room_name": "r", "participant_identity": "nobody", "transfer_to": "tel:+1"}"#,
+    );
+    assert_eq!(status, 404, "{body}");
 }

@@ -284,6 +284,17 @@ impl Uac {
 
     /// Sends a request in the dialog (BYE, INFO, re-INVITE…); returns its CSeq.
     pub fn in_dialog(&mut self, method: &str, content_type: &str, body: &str) -> u32 {
+        self.in_dialog_with(method, &[], content_type, body)
+    }
+
+    /// [`Uac::in_dialog`] with extra header lines.
+    pub fn in_dialog_with(
+        &mut self,
+        method: &str,
+        extra: &[&str],
+        content_type: &str,
+        body: &str,
+    ) -> u32 {
         self.cseq += 1;
         let uri = self
             .remote_target
@@ -301,6 +312,10 @@ impl Uac {
             call = self.call_id,
             user = self.from_user,
         );
+        for line in extra {
+            text.push_str(line);
+            text.push_str("\r\n");
+        }
         if body.is_empty() {
             text.push_str("Content-Length: 0\r\n\r\n");
         } else {
@@ -338,6 +353,13 @@ impl Uac {
 
     /// Waits for a request from the gateway (a BYE, say) and answers it 200.
     pub fn expect_request(&mut self, method: &str, within: Duration) -> Msg {
+        let msg = self.wait_request(method, within);
+        self.answer(&msg, 200);
+        msg
+    }
+
+    /// Waits for a request from the gateway without answering it.
+    pub fn wait_request(&mut self, method: &str, within: Duration) -> Msg {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -345,7 +367,6 @@ impl Uac {
                 .recv(left)
                 .unwrap_or_else(|| panic!("no {method} within {within:?}"));
             if msg.method() == method {
-                self.answer(&msg, 200);
                 return msg;
             }
         }
