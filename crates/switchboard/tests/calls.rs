@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 use switchboard_media::tones::goertzel_dbfs;
 
-const KEY: &str = "calls-test";
-const SECRET: &str = "calls-test-secret-0123456789abcdef012";
+use common::api::{KEY, SECRET};
 
 fn start(env: &[(&str, &str)]) -> Switchboard {
     let mut all = vec![
@@ -132,4 +131,215 @@ fn three_callers_in_one_room_each_hear_the_other_two_and_not_themselves() {
         srtp_log.contains("SRTP is Enabled"),
         "the srtp-mand caller ran without SRTP:\n{srtp_log}"
     );
+    drop(callers);
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
+}
+
+// ---------------------------------------------------------------- with an agent in the room
+
+use common::ws::{amplitude, play, Client};
+use common::{sipp, SippTransport};
+
+/// RMS of a stretch of samples.
+fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = samples.iter().map(|s| f64::from(*s).powi(2)).sum();
+    (sum / samples.len() as f64).sqrt()
+}
+
+/// A carrier (SIPp) calls in through a trunk with digest authentication and
+/// a direct rule; a WebSocket agent in the room hears the pcap's audio and
+/// gets the RFC 2833 digits as DTMF events, in order, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_with_digest_auth_reaches_the_agent_with_audio_and_dtmf() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__AUTH_ALGORITHMS", "[MD5]"),
+        ("SWITCHBOARD_CALLS__AUTH_REALM", "carrier.example"),
+    ]);
+    let out = cli(
+        &sb,
+        &[
+            "sip",
+            "inbound",
+            "create",
+            r#"{"trunk": {"name": "carrier", "numbers": ["+15550100"], "auth_username": "carrier", "auth_password": "s3cret-pass"}}"#,
+        ],
+    );
+    let trunk = out.trim().strip_prefix("SIPTrunkID: ").unwrap().to_string();
+    cli(
+        &sb,
+        &[
+            "sip",
+            "dispatch",
+            "create",
+            &format!(
+                r#"{{"dispatch_rule": {{"name": "agent room", "trunk_ids": ["{trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "support"}}}}}}}}"#
+            ),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let api = sb.api.unwrap();
+    let mut agent = Client::join(api, "support", "agent", 8000).await;
+
+    let target = sb.udp.unwrap();
+    let media_port = common::free_port().to_string();
+    let sipp_run = tokio::task::spawn_blocking(move || {
+        sipp(
+            "uac_auth_pcap",
+            target,
+            SippTransport::Udp,
+            &[
+                "-s",
+                "+15550100",
+                "-au",
+                "carrier",
+                "-ap",
+                "s3cret-pass",
+                "-mp",
+                &media_port,
+            ],
+        )
+    });
+    // The call joins, plays ~9 s of audio and four digits, then hangs up.
+    let joined = agent.expect("participant_joined").await;
+    let caller = &joined["participant"];
+    assert_eq!(caller["identity"], "sip_+15550199", "{joined}");
+    assert_eq!(
+        caller["attributes"]["sip.trunkID"],
+        trunk.as_str(),
+        "{joined}"
+    );
+    assert_eq!(
+        caller["attributes"]["sip.phoneNumber"], "+15550199",
+        "{joined}"
+    );
+    assert_eq!(
+        caller["attributes"]["sip.trunkPhoneNumber"], "+15550100",
+        "{joined}"
+    );
+    assert_eq!(
+        caller["attributes"]["lktest.id"], "sipp-1",
+        "the built-in header map: {joined}"
+    );
+    assert!(
+        caller["attributes"]["sip.callID"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("SCL_"),
+        "{joined}"
+    );
+    let started = agent.heard.len();
+    play(&mut [(&mut agent, Some(440.0))], Duration::from_secs(14)).await;
+    let result = sipp_run.await.unwrap();
+    assert!(result.is_ok(), "{}\n{}", result.unwrap_err(), sb.log());
+
+    // Audio with energy where the pcap has it: the first seconds of the call.
+    let audio = &agent.heard[started..];
+    let loud = audio
+        .chunks(8000)
+        .take(8)
+        .filter(|second| rms(second) > 300.0)
+        .count();
+    assert!(
+        loud >= 4,
+        "seconds of speech heard: {loud} of 8\n{}",
+        sb.log()
+    );
+
+    // DTMF events, in order, once each.
+    let digits: Vec<String> = agent
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "dtmf")
+        .map(|m| m["digit"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(digits, ["1", "2", "3", "#"], "{:?}", agent.messages);
+    // The call status went ringing (at join) -> active, and the call left.
+    let statuses: Vec<String> = agent
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "participant_updated")
+        .filter_map(|m| {
+            m["participant"]["attributes"]["sip.callStatus"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(statuses.contains(&"active".to_string()), "{statuses:?}");
+    assert_eq!(
+        caller["attributes"]["sip.callStatus"], "ringing",
+        "{joined}"
+    );
+    assert!(
+        agent
+            .messages
+            .iter()
+            .any(|m| m["type"] == "participant_left" && m["identity"] == "sip_+15550199"),
+        "{:?}",
+        agent.messages
+    );
+    drop(agent);
+    let api = sb.api.unwrap();
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
+}
+
+/// baresip calls in (PCMU, G.722, Opus with mandatory SRTP); a WebSocket
+/// agent sends 700 Hz and baresip 1300 Hz. Each must find the other's tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_and_a_websocket_agent_hear_each_other_with_every_codec() {
+    let sb = start(&[]);
+    conference_route(&sb, "desk");
+    let api = sb.api.unwrap();
+    let dial = Baresip::uri("+15550100", sb.udp.unwrap());
+    let mut failures = Vec::new();
+    for (name, codec, rate, channels, mediaenc) in [
+        ("pcmu", "PCMU", 8000, 1, None),
+        ("g722", "G722/16000/1", 16000, 1, None),
+        ("opus-srtp", "opus/48000/2", 48000, 2, Some("srtp-mand")),
+    ] {
+        let mut agent = Client::join(api, "desk", &format!("agent-{name}"), 16000).await;
+        let mut caller = Baresip::call(CallerSpec {
+            name,
+            codec,
+            wav_rate: rate,
+            channels,
+            source: tone(rate, 1300.0, 10.0),
+            mediaenc,
+            dial: dial.clone(),
+            run_secs: 6,
+        });
+        let start = agent.heard.len();
+        play(&mut [(&mut agent, Some(700.0))], Duration::from_secs(7)).await;
+        let (heard_rate, heard) = caller.heard(Duration::from_secs(10));
+        let tail = &heard[heard.len().saturating_sub(heard_rate as usize * 2)..];
+        let at_caller = goertzel_dbfs(tail, heard_rate, 700.0);
+        if at_caller < -35.0 {
+            failures.push(format!(
+                "{name}: baresip hears the agent's 700 Hz at {at_caller:.1} dBFS"
+            ));
+        }
+        let agent_audio = &agent.heard[start..];
+        let window = &agent_audio[agent_audio.len().saturating_sub(16000 * 4)..];
+        let tone_at_agent = amplitude(window, 16000, 1300.0);
+        let own_at_agent = amplitude(window, 16000, 700.0);
+        if tone_at_agent < 500.0 || own_at_agent > 100.0 {
+            failures.push(format!(
+                "{name}: the agent hears baresip's 1300 Hz at amplitude {tone_at_agent:.0} and its own 700 Hz at {own_at_agent:.0}"
+            ));
+        }
+        if mediaenc.is_some() && !caller.log().contains("SRTP is Enabled") {
+            failures.push(format!("{name}: no SRTP:\n{}", caller.log()));
+        }
+        drop(agent);
+    }
+    assert!(failures.is_empty(), "{failures:#?}\n{}", sb.log());
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
 }

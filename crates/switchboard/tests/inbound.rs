@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_sip::auth::DigestClient;
 
-const KEY: &str = "inbound-test";
-const SECRET: &str = "inbound-test-secret-0123456789abcdef";
+use common::api::{KEY, SECRET};
 
 fn start(env: &[(&str, &str)]) -> Switchboard {
     let mut all = vec![
@@ -105,21 +104,10 @@ fn wait_log(sb: &Switchboard, needle: &str, within: Duration) -> String {
     }
 }
 
-/// Waits until every call has ended and released its ports.
-fn wait_idle(sb: &Switchboard, calls: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = sb.log();
-        let ended = log.matches("call ended").count() + log.matches("inbound call refused").count();
-        if ended >= calls {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {ended} of {calls} calls ended:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits until /debug/state shows no call, call task, RTP port, room or
+/// participant left: nothing outlives its call.
+fn assert_idle(sb: &Switchboard) {
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
 
 #[test]
@@ -216,7 +204,7 @@ fn refusals_are_final_honest_and_explained() {
         log.contains("trunk ") && log.contains("credentials refused"),
         "{log}"
     );
-    wait_idle(&sb, 4);
+    assert_idle(&sb);
 }
 
 #[test]
@@ -232,6 +220,7 @@ fn over_the_call_limit_callers_are_told_when_to_retry() {
     assert_eq!(last.status(), 503, "{}", last.text);
     assert_eq!(last.header("Retry-After"), Some("7"));
     assert_eq!(reason(&last), r#"SIP;cause=503;text="Call limit reached""#);
+    assert_idle(&sb);
 }
 
 /// A trunk and a direct rule into room "r" for +15550100, with extra trunk fields.
@@ -271,6 +260,7 @@ fn a_call_nobody_answers_gets_480_after_the_ringing_timeout() {
     );
     let log = wait_log(&sb, "empty room closed", Duration::from_secs(3));
     assert!(log.contains("ringing timeout"), "{log}");
+    assert_idle(&sb);
 }
 
 #[test]
@@ -310,6 +300,7 @@ fn cancel_while_ringing_gets_487_and_the_caller_leaves_the_room() {
     );
     assert!(log.contains("participant left room=r"), "{log}");
     assert!(log.contains("empty room closed room=r"), "{log}");
+    assert_idle(&sb);
 }
 
 /// Calls +15550100 with answer=immediate; returns the caller and the
@@ -352,6 +343,7 @@ fn max_call_duration_ends_the_call_with_bye() {
         Duration::from_secs(6),
     );
     assert!(log.contains("participant left room=r"), "{log}");
+    assert_idle(&sb);
 }
 
 #[test]
@@ -377,6 +369,7 @@ fn a_silent_caller_is_hung_up_after_the_media_timeout() {
         Duration::from_secs(3),
     );
     assert!(log.contains("participant left room=r"), "{log}");
+    assert_idle(&sb);
 }
 
 #[test]
@@ -413,6 +406,7 @@ fn a_caller_who_sends_rtp_is_not_timed_out_and_hangs_up_with_bye() {
         200
     );
     wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
+    assert_idle(&sb);
 }
 
 #[test]
@@ -437,6 +431,7 @@ fn hold_and_resume_by_reinvite_keep_the_call() {
         200
     );
     wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
+    assert_idle(&sb);
 }
 
 #[test]
@@ -490,7 +485,7 @@ fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
             .status(),
         200
     );
-    wait_idle(&sb, 2);
+    assert_idle(&sb);
 }
 
 #[test]
@@ -524,7 +519,7 @@ fn individual_and_callee_rules_name_rooms_as_livekit_does_and_hidden_numbers_sta
             200
         );
     }
-    wait_idle(&sb, 2);
+    assert_idle(&sb);
     let log = sb.log();
     let joined: Vec<&str> = log
         .lines()
@@ -598,6 +593,7 @@ fn early_media_sends_183_with_ringback_then_the_200_carries_the_trunk_headers() 
     let (_, last) = uac.final_response(seq, Duration::from_secs(8));
     uac.ack(seq, &last);
     assert_eq!(last.status(), 480, "{}", last.text);
+    assert_idle(&sb);
 }
 
 #[test]
@@ -619,6 +615,7 @@ fn the_200_carries_the_trunk_headers_and_record_route() {
         uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
         200
     );
+    assert_idle(&sb);
 }
 
 /// POSTs Twirp JSON to the API with a fresh token from `token create`.
@@ -800,4 +797,5 @@ fn transfers_by_refer_succeed_on_notify_200_and_fail_with_the_notified_status() 
         r#"{"room_name": "r", "participant_identity": "nobody", "transfer_to": "tel:+1"}"#,
     );
     assert_eq!(status, 404, "{body}");
+    assert_idle(&sb);
 }
