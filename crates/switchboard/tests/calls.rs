@@ -269,6 +269,11 @@ async fn a_carrier_with_digest_auth_reaches_the_agent_with_audio_and_dtmf() {
         .collect();
     assert!(statuses.contains(&"active".to_string()), "{statuses:?}");
     assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("hangup"),
+        "the last status before leaving: {statuses:?}"
+    );
+    assert_eq!(
         caller["attributes"]["sip.callStatus"], "ringing",
         "{joined}"
     );
