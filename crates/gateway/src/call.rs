@@ -50,6 +50,8 @@ pub(crate) enum Ending {
     MediaFailure(String),
     /// Transferred away (REFER accepted, target answered).
     Transferred,
+    /// An outbound call that was never answered.
+    DialFailed(crate::DialError),
 }
 
 impl Ending {
@@ -72,6 +74,7 @@ impl Ending {
             Ending::PinTimeout => "no PIN entered".into(),
             Ending::MediaFailure(why) => format!("media failure: {why}"),
             Ending::Transferred => "call transferred".into(),
+            Ending::DialFailed(e) => e.to_string(),
         }
     }
 
@@ -293,7 +296,7 @@ impl Call {
                     },
                     Some(Signal::Cancelled) => debug!(call_id = %self.call_id, "CANCEL after the answer ignored"),
                     Some(Signal::Transfer(order)) => self.start_transfer(order),
-                    Some(Signal::Response(txn, response)) => self.transfer_response(txn, response.status, &response_reason(&response)),
+                    Some(Signal::Response(txn, response, _)) => self.transfer_response(txn, response.status, &response_reason(&response)),
                     Some(Signal::RequestFailed(txn, reason)) => {
                         debug!(call_id = %self.call_id, ?reason, "request failed");
                         self.transfer_response(txn, 408, "Request Timeout");
@@ -697,7 +700,7 @@ impl Call {
         loop {
             tokio::select! {
                 signal = self.signals.recv() => match signal {
-                    Some(Signal::Response(t, response)) if t == txn && response.status >= 200 => break,
+                    Some(Signal::Response(t, response, _)) if t == txn && response.status >= 200 => break,
                     Some(Signal::RequestFailed(t, reason)) if t == txn => {
                         debug!(call_id = %self.call_id, ?reason, "BYE got no answer");
                         break;

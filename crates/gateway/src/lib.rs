@@ -17,10 +17,12 @@ mod call;
 mod inbound;
 mod info_dtmf;
 mod media_config;
+mod outbound;
 mod prompts;
 mod refusal;
 
 pub use info_dtmf::parse_info_dtmf;
+pub use outbound::{DialError, DialRequest, DialStarted};
 pub use prompts::Prompt;
 pub use refusal::Refusal;
 
@@ -253,8 +255,8 @@ enum Signal {
     AckTimeout,
     /// A request within the call's dialog.
     Request(Incoming),
-    /// A response to a request the call sent.
-    Response(ClientTxnId, Response),
+    /// A response to a request the call sent, and the flow it came on.
+    Response(ClientTxnId, Response, Flow),
     /// A request the call sent got no final response.
     RequestFailed(ClientTxnId, RequestFailure),
     /// Transfer the call (TransferSIPParticipant).
@@ -456,9 +458,11 @@ impl Gateway {
             Event::Cancelled { txn } => self.to_invite(txn, Signal::Cancelled),
             Event::AckTimeout { txn } => self.to_invite(txn, Signal::AckTimeout),
             Event::Ack { txn, request, flow } => self.on_ack(txn, request, flow),
-            Event::Response { txn, response, .. } => {
-                self.to_request(txn, Signal::Response(txn, response))
-            }
+            Event::Response {
+                txn,
+                response,
+                flow,
+            } => self.to_request(txn, Signal::Response(txn, response, flow)),
             Event::RequestFailed { txn, reason } => {
                 self.to_request(txn, Signal::RequestFailed(txn, reason))
             }
@@ -517,6 +521,17 @@ pub struct GatewayHandle {
 }
 
 impl GatewayHandle {
+    /// Places an outbound call (CreateSIPParticipant). Returns when the
+    /// callee is in the room and dialling, or with `wait_until_answered`
+    /// when the call is answered or has failed.
+    pub async fn dial(
+        &self,
+        request: DialRequest,
+        wait_until_answered: bool,
+    ) -> Result<DialStarted, DialError> {
+        outbound::dial(self.shared.clone(), request, wait_until_answered).await
+    }
+
     /// Transfers a SIP participant's call with a REFER and waits for the
     /// outcome (the NOTIFY sipfrag), at most `request.timeout`.
     pub async fn transfer(&self, request: TransferRequest) -> Result<TransferDone, TransferError> {

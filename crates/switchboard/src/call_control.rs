@@ -3,18 +3,26 @@
 //! them (a SIP failure carries `sip_status_code` and `sip_status` in the
 //! error's meta, which the Python SDK raises as `SipCallError`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use switchboard_api::{CallControl, CallFuture, Code, OutboundCall, Transfer, TwirpError};
-use switchboard_gateway::{GatewayHandle, TransferError, TransferRequest};
+use switchboard_gateway::{DialError, DialRequest, GatewayHandle, TransferError, TransferRequest};
 use switchboard_routing::livekit_protocol::{
-    SipParticipantInfo, SipStatus, SipTransferReason, SipTransferStatus,
-    TransferSipParticipantResponse,
+    SipMediaConfig, SipParticipantInfo, SipStatus, SipTransferReason, SipTransferStatus,
+    SipTransport, TransferSipParticipantResponse,
 };
+use switchboard_routing::{attrs, effective_media, merge_media};
 use switchboard_sip::message::standard_reason;
+use switchboard_sip::Transport;
 
 /// How long a transfer may take when the request sets no ringing timeout
 /// (LiveKit's server default).
 const DEFAULT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an outbound call rings when the request sets no timeout (the
+/// SDKs' default), and the most it may ring.
+const DEFAULT_RINGING_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_RINGING_TIMEOUT: Duration = Duration::from_secs(80);
 
 /// The gateway behind the API.
 #[derive(Clone)]
@@ -69,14 +77,185 @@ fn transfer_error(error: TransferError) -> TwirpError {
     }
 }
 
+fn std_duration(d: Option<&pbjson_types::Duration>) -> Option<Duration> {
+    let d = d?;
+    let duration = Duration::new(u64::try_from(d.seconds).ok()?, u32::try_from(d.nanos).ok()?);
+    (!duration.is_zero()).then_some(duration)
+}
+
+/// A random entry of `numbers` (LiveKit picks the From number at random).
+fn pick(numbers: &[String]) -> Option<String> {
+    if numbers.is_empty() {
+        return None;
+    }
+    let mut byte = [0u8; 8];
+    let index = match getrandom::fill(&mut byte) {
+        Ok(()) => (u64::from_le_bytes(byte) % numbers.len() as u64) as usize,
+        Err(_) => 0,
+    };
+    numbers.get(index).cloned()
+}
+
+/// CreateSIPParticipant resolved against its trunk (stored or inline), as
+/// LiveKit's server assembles it (reference §2.7).
+pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
+    let r = &call.request;
+    let inline = r.trunk.as_ref();
+    let stored = call.trunk.as_ref();
+    let address = stored
+        .map(|t| t.address.clone())
+        .or_else(|| inline.map(|t| t.hostname.clone()))
+        .unwrap_or_default();
+    if address.is_empty() {
+        return Err(TwirpError::new(
+            Code::InvalidArgument,
+            "no outbound address specified",
+        ));
+    }
+    let mut from_number = if r.sip_number.is_empty() {
+        pick(stored.map(|t| t.numbers.as_slice()).unwrap_or_default()).ok_or_else(|| {
+            TwirpError::new(Code::FailedPrecondition, "no numbers on outbound trunk")
+        })?
+    } else {
+        r.sip_number.clone()
+    };
+    if address
+        .trim_end_matches(|c: char| c == ':' || c.is_ascii_digit())
+        .ends_with("twilio.com")
+        && !from_number.starts_with('+')
+    {
+        from_number.insert(0, '+');
+    }
+    let transport = match stored
+        .map(|t| t.transport)
+        .or_else(|| inline.map(|t| t.transport))
+        .and_then(|t| SipTransport::try_from(t).ok())
+    {
+        Some(SipTransport::Tcp) => Transport::Tcp,
+        Some(SipTransport::Tls) => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    let from_host = stored
+        .map(|t| t.from_host.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            inline
+                .map(|t| t.from_host.clone())
+                .filter(|h| !h.is_empty())
+        });
+    let (user, pass) = stored
+        .map(|t| (t.auth_username.clone(), t.auth_password.clone()))
+        .or_else(|| inline.map(|t| (t.auth_username.clone(), t.auth_password.clone())))
+        .unwrap_or_default();
+    let auth = (!user.is_empty() && !pass.is_empty()).then_some((user, pass));
+    let mut headers: BTreeMap<String, String> = stored
+        .map(|t| {
+            t.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    headers.extend(r.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    #[allow(deprecated)]
+    let trunk_media = stored
+        .map(|t| effective_media(t.media.as_ref(), t.media_encryption))
+        .unwrap_or_default();
+    #[allow(deprecated)]
+    let request_media = effective_media(r.media.as_ref(), r.media_encryption);
+    let media: SipMediaConfig = merge_media(&trunk_media, &request_media);
+    let mut attributes: BTreeMap<String, String> = r
+        .participant_attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    attributes.insert(
+        attrs::TRUNK_ID.to_string(),
+        stored.map(|t| t.sip_trunk_id.clone()).unwrap_or_default(),
+    );
+    if !r.hide_phone_number {
+        attributes.insert(attrs::PHONE_NUMBER.to_string(), r.sip_call_to.clone());
+        attributes.insert(attrs::HOSTNAME.to_string(), address.clone());
+        attributes.insert(attrs::TRUNK_PHONE_NUMBER.to_string(), from_number.clone());
+    }
+    // The deprecated play_ringtone still arrives from older SDKs.
+    #[allow(deprecated)]
+    let play_dialtone = r.play_dialtone || r.play_ringtone;
+    let identity = if r.participant_identity.is_empty() {
+        format!("sip_{}", r.sip_call_to)
+    } else {
+        r.participant_identity.clone()
+    };
+    let attributes_to_headers: HashMap<String, String> = stored
+        .map(|t| t.attributes_to_headers.clone())
+        .or_else(|| inline.map(|t| t.attributes_to_headers.clone()))
+        .unwrap_or_default();
+    Ok(DialRequest {
+        room: r.room_name.clone(),
+        identity,
+        name: r.participant_name.clone(),
+        metadata: r.participant_metadata.clone(),
+        attributes,
+        address,
+        transport,
+        call_to: r.sip_call_to.clone(),
+        to_user: if r.to_user_override.is_empty() {
+            r.sip_call_to.clone()
+        } else {
+            r.to_user_override.clone()
+        },
+        from_number,
+        from_host,
+        display_name: r.display_name.clone(),
+        auth,
+        headers: headers.into_iter().collect(),
+        media,
+        ringing_timeout: std_duration(r.ringing_timeout.as_ref())
+            .unwrap_or(DEFAULT_RINGING_TIMEOUT)
+            .min(MAX_RINGING_TIMEOUT),
+        max_call_duration: std_duration(r.max_call_duration.as_ref()),
+        dtmf: r.dtmf.clone(),
+        play_dialtone,
+        attributes_to_headers,
+    })
+}
+
+fn dial_error(error: DialError) -> TwirpError {
+    let message = error.to_string();
+    match error {
+        DialError::Address(_) => TwirpError::new(Code::InvalidArgument, message),
+        DialError::AtCapacity | DialError::NoPorts | DialError::Room(_) => {
+            TwirpError::new(Code::Unavailable, message)
+        }
+        DialError::Sip { status, reason } => sip_error(status, &reason, message),
+        DialError::AuthMissing | DialError::Media(_) => {
+            TwirpError::new(Code::FailedPrecondition, message)
+        }
+        DialError::RingingTimeout(_) => TwirpError::new(Code::Canceled, message)
+            .with_meta("sip_status_code", "408")
+            .with_meta("sip_status", "Request Timeout"),
+        DialError::Transport(_) => TwirpError::new(Code::Unavailable, message)
+            .with_meta("sip_status_code", "408")
+            .with_meta("sip_status", "Request Timeout"),
+        DialError::Abandoned => TwirpError::new(Code::Aborted, message),
+    }
+}
+
 impl CallControl for GatewayCalls {
     fn create_participant(&self, call: OutboundCall) -> CallFuture<'_, SipParticipantInfo> {
-        tracing::info!(room = %call.request.room_name, "CreateSIPParticipant refused: outbound calls not implemented yet");
-        Box::pin(async {
-            Err(TwirpError::new(
-                Code::Unavailable,
-                "outbound calls are not implemented yet in switchboard",
-            ))
+        let gateway = self.gateway.clone();
+        Box::pin(async move {
+            let request = dial_request(&call)?;
+            let started = gateway
+                .dial(request, call.request.wait_until_answered)
+                .await
+                .map_err(dial_error)?;
+            Ok(SipParticipantInfo {
+                participant_id: started.participant_id,
+                participant_identity: started.participant_identity,
+                room_name: started.room,
+                sip_call_id: started.call_id,
+            })
         })
     }
 

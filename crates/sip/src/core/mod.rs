@@ -288,6 +288,11 @@ impl Endpoint {
         })
     }
 
+    /// The host we advertise.
+    pub fn advertised_host(&self) -> &str {
+        &self.config.advertised_host
+    }
+
     /// Our Contact URI for a transport: the advertised host and port, with
     /// `transport=` for streams (and `sips:` for TLS).
     pub fn contact_uri(&self, transport: Transport) -> String {

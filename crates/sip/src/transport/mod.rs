@@ -214,6 +214,11 @@ impl SipHandle {
         self.with(|ep, _| ep.dialog_mut(id).map(f))
     }
 
+    /// The host we advertise (Via, Contact, From of our requests).
+    pub fn advertised_host(&self) -> String {
+        self.with(|ep, _| ep.advertised_host().to_string())
+    }
+
     /// Our Contact URI for a transport (see [`Endpoint::contact_uri`]).
     pub fn contact_uri(&self, transport: crate::Transport) -> String {
         self.with(|ep, _| ep.contact_uri(transport))

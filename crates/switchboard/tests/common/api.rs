@@ -188,3 +188,22 @@ pub fn assert_nothing_left(addr: SocketAddr, log: impl Fn() -> String) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A Twirp JSON call to livekit.SIP with `token`.
+pub async fn sip_service(addr: SocketAddr, method: &str, token: &str, body: Value) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let (status, text) = http(
+        addr,
+        "POST",
+        &format!("/twirp/livekit.SIP/{method}"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {text:?}"));
+    (status, value)
+}

@@ -1,0 +1,625 @@
+//! An outbound call (CreateSIPParticipant): join the room as `dialing`,
+//! INVITE with an SDP offer, answer digest challenges, `ringing` on 18x
+//! (early media into the room), CANCEL at the ringing timeout, ACK the 200,
+//! send the requested DTMF (`automation`), then `active` and the shared
+//! in-call loop of [`crate::call`].
+
+use crate::call::{next_room_event, Call, CallPolicy, Ending};
+use crate::media_config::{media_config, media_timeout};
+use crate::{CallGuard, Shared, Signal, TransferError};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
+use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
+use switchboard_rooms::{JoinRequest, ParticipantKind, RoomEvent};
+use switchboard_routing::attrs;
+use switchboard_routing::livekit_protocol::SipMediaConfig;
+use switchboard_sip::auth::DigestClient;
+use switchboard_sip::dialog::Dialog;
+use switchboard_sip::message::{HeaderName, Headers, Method, Request, Response};
+use switchboard_sip::{ClientTxnId, Destination, Flow, Transport};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// Everything needed to place an outbound call, resolved from the request
+/// and the trunk by the caller of [`crate::GatewayHandle::dial`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialRequest {
+    /// The room the callee joins.
+    pub room: String,
+    /// The callee's participant identity, name, metadata and attributes
+    /// (the `sip.*` keys included; `sip.callID` and `sip.callStatus` are
+    /// set here).
+    pub identity: String,
+    /// Display name of the participant.
+    pub name: String,
+    /// Participant metadata.
+    pub metadata: String,
+    /// Participant attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// The trunk's address: `host[:port]`.
+    pub address: String,
+    /// UDP, TCP or TLS.
+    pub transport: Transport,
+    /// The number called (`sip_call_to`).
+    pub call_to: String,
+    /// The user part of the To URI (`to_user_override`, else `call_to`).
+    pub to_user: String,
+    /// The From number.
+    pub from_number: String,
+    /// The From host: the trunk's `from_host`, else our advertised host.
+    pub from_host: Option<String>,
+    /// The From display name: `None` shows the number, `Some("")` none.
+    pub display_name: Option<String>,
+    /// Digest credentials of the trunk.
+    pub auth: Option<(String, String)>,
+    /// Extra INVITE headers (trunk's, then the request's over them).
+    pub headers: Vec<(String, String)>,
+    /// The trunk's and request's media settings, merged.
+    pub media: SipMediaConfig,
+    /// How long the callee may ring (at most 80 s).
+    pub ringing_timeout: Duration,
+    /// The longest the call may last.
+    pub max_call_duration: Option<Duration>,
+    /// Digits to send once answered (`w` = 0.5 s pause).
+    pub dtmf: String,
+    /// Play a ring tone into the room while dialling.
+    pub play_dialtone: bool,
+    /// Attributes copied into BYE and REFER headers.
+    pub attributes_to_headers: std::collections::HashMap<String, String>,
+}
+
+/// A call that was placed (and answered, when the caller waited for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialStarted {
+    /// The participant's `PA_…` ID.
+    pub participant_id: String,
+    /// Its identity.
+    pub participant_identity: String,
+    /// The room.
+    pub room: String,
+    /// The `SCL_…` call ID.
+    pub call_id: String,
+}
+
+/// Why an outbound call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    /// The trunk's address does not resolve or is malformed.
+    #[error("cannot resolve the trunk address {0:?}")]
+    Address(String),
+    /// The call limit is reached.
+    #[error("call limit reached")]
+    AtCapacity,
+    /// No RTP port pair is free.
+    #[error("no media ports free")]
+    NoPorts,
+    /// The room refused the participant.
+    #[error("room: {0}")]
+    Room(String),
+    /// The callee's side answered with a failure.
+    #[error("call failed: {status} {reason}")]
+    Sip {
+        /// The SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// The trunk asked for credentials and it has none.
+    #[error("sip server required auth, but no username or password was provided")]
+    AuthMissing,
+    /// No answer within the ringing timeout (the INVITE was cancelled).
+    #[error("sip request timed out: no answer within {0:?}")]
+    RingingTimeout(Duration),
+    /// The INVITE got no response at all, or the transport failed.
+    #[error("transaction failed to complete: {0}")]
+    Transport(String),
+    /// The offer or the answer could not be negotiated.
+    #[error("media: {0}")]
+    Media(String),
+    /// The participant left or was removed before the answer.
+    #[error("participant left before the call was answered")]
+    Abandoned,
+}
+
+/// Places the call. Returns once the participant is in the room (dialling
+/// goes on in the background) or, with `wait_until_answered`, once the call
+/// is answered or has failed.
+pub(crate) async fn dial(
+    shared: Arc<Shared>,
+    request: DialRequest,
+    wait_until_answered: bool,
+) -> Result<DialStarted, DialError> {
+    let remote = resolve(&request.address, request.transport).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut guard = CallGuard::task(&shared.calls);
+    if !guard.activate(shared.config.max_active_calls) {
+        return Err(DialError::AtCapacity);
+    }
+    let flow = Flow {
+        transport: request.transport,
+        local: SocketAddr::from(([0, 0, 0, 0], 0)),
+        remote,
+        connection: None,
+    };
+    // LiveKit derives the Call-ID from the call ID; any unique value works.
+    let mut call = Call::new(shared.clone(), flow, String::new(), tx, rx, guard);
+    call.sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
+    call.policy = CallPolicy {
+        max_call_duration: request.max_call_duration,
+        attributes_to_headers: request.attributes_to_headers.clone(),
+    };
+    let mut attributes = request.attributes.clone();
+    attributes.insert(attrs::CALL_ID.to_string(), call.call_id.clone());
+    attributes.insert(attrs::CALL_STATUS.to_string(), "dialing".to_string());
+    let join = JoinRequest {
+        identity: request.identity.clone(),
+        name: request.name.clone(),
+        metadata: request.metadata.clone(),
+        attributes,
+        kind: ParticipantKind::Sip,
+        publishes_audio: true,
+    };
+    let participant = match shared.rooms.join(&request.room, join) {
+        Ok(p) => p,
+        Err(e) => {
+            let error = DialError::Room(e.to_string());
+            call.finish(Ending::MediaFailure(error.to_string())).await;
+            return Err(error);
+        }
+    };
+    let started = DialStarted {
+        participant_id: participant.info().sid,
+        participant_identity: participant.info().identity,
+        room: request.room.clone(),
+        call_id: call.call_id.clone(),
+    };
+    call.participant = Some(participant);
+    info!(
+        call_id = %call.call_id,
+        room = %request.room,
+        identity = %request.identity,
+        to = %request.call_to,
+        trunk_address = %request.address,
+        transport = request.transport.as_str(),
+        "dialling"
+    );
+    let (answered_tx, answered_rx) = oneshot::channel();
+    let outbound = OutboundCall {
+        call,
+        request,
+        remote,
+        answered: Some(answered_tx),
+    };
+    tokio::spawn(outbound.run());
+    if !wait_until_answered {
+        return Ok(started);
+    }
+    match answered_rx.await {
+        Ok(Ok(())) => Ok(started),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(DialError::Abandoned),
+    }
+}
+
+/// `host[:port]` to an address; the default port is 5060 (5061 for TLS).
+async fn resolve(address: &str, transport: Transport) -> Result<SocketAddr, DialError> {
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    let target = if address.starts_with('[') {
+        if address.contains("]:") {
+            address.to_string()
+        } else {
+            format!("{address}:{default_port}")
+        }
+    } else if address.matches(':').count() == 1 {
+        address.to_string()
+    } else if address.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{address}]:{default_port}")
+    } else {
+        format!("{address}:{default_port}")
+    };
+    tokio::net::lookup_host(target)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| DialError::Address(address.to_string()))
+}
+
+struct OutboundCall {
+    call: Call,
+    request: DialRequest,
+    remote: SocketAddr,
+    answered: Option<oneshot::Sender<Result<(), DialError>>>,
+}
+
+/// A ring tone played into the room while the call is placed.
+struct DialTone {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DialTone {
+    fn start(
+        port: switchboard_rooms::AudioPort,
+        rate: u32,
+        plan: switchboard_media::tones::TonePlan,
+        level: f32,
+    ) -> DialTone {
+        let task = tokio::spawn(async move {
+            let mut generator =
+                ToneGenerator::new(ToneSpec::of(plan, ToneKind::Ringback), rate, level);
+            let mut frame = vec![0i16; port.frame_len()];
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tick.tick().await;
+                generator.fill(&mut frame);
+                port.push(&frame);
+            }
+        });
+        DialTone { task }
+    }
+}
+
+impl Drop for DialTone {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OutboundCall {
+    async fn run(mut self) {
+        let ending = match self.establish().await {
+            Ok(()) => {
+                if let Some(answered) = self.answered.take() {
+                    let _ = answered.send(Ok(()));
+                }
+                self.after_answer().await;
+                self.call.in_call().await
+            }
+            Err(error) => {
+                info!(call_id = %self.call.call_id, error = %error, "outbound call failed");
+                let ending = Ending::DialFailed(error.clone());
+                if let Some(answered) = self.answered.take() {
+                    let _ = answered.send(Err(error));
+                }
+                ending
+            }
+        };
+        self.call.finish(ending).await;
+    }
+
+    fn destination(&self) -> Destination {
+        Destination::Address {
+            transport: self.request.transport,
+            addr: self.remote,
+        }
+    }
+
+    fn request_uri(&self) -> String {
+        let r = &self.request;
+        match r.transport {
+            Transport::Udp => format!("sip:{}@{}", r.to_user, r.address),
+            Transport::Tcp => format!("sip:{}@{};transport=tcp", r.to_user, r.address),
+            Transport::Tls => format!("sips:{}@{}", r.to_user, r.address),
+        }
+    }
+
+    /// The INVITE with CSeq `seq` (and credentials, after a challenge).
+    fn invite(&self, seq: u32, offer: &str, credentials: Option<(HeaderName, String)>) -> Request {
+        let r = &self.request;
+        let from_host = r
+            .from_host
+            .clone()
+            .unwrap_or_else(|| self.call.shared.sip.advertised_host());
+        let from_uri = format!("sip:{}@{}", r.from_number, from_host);
+        let from = match &r.display_name {
+            None => format!(
+                "\"{}\" <{from_uri}>;tag={}",
+                r.from_number, self.call.call_id
+            ),
+            Some(name) if name.is_empty() => format!("<{from_uri}>;tag={}", self.call.call_id),
+            Some(name) => format!(
+                "\"{}\" <{from_uri}>;tag={}",
+                name.replace(['"', '\\'], ""),
+                self.call.call_id
+            ),
+        };
+        let mut headers = Headers::new();
+        headers.push(HeaderName::From, from);
+        headers.push(HeaderName::To, format!("<sip:{}@{}>", r.to_user, r.address));
+        headers.push(HeaderName::CallId, self.call.sip_call_id.clone());
+        headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
+        headers.push(HeaderName::Contact, self.call.contact());
+        headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY",
+        );
+        if let Some((name, value)) = credentials {
+            headers.push(name, value);
+        }
+        for (name, value) in &r.headers {
+            headers.push(HeaderName::parse(name), value.clone());
+        }
+        headers.push(HeaderName::ContentType, "application/sdp");
+        Request {
+            method: Method::Invite,
+            uri: self.request_uri(),
+            headers,
+            body: bytes::Bytes::from(offer.to_string()),
+        }
+    }
+
+    fn send(&mut self, request: Request) -> ClientTxnId {
+        let mut routes = self.call.shared.routes();
+        let txn = self
+            .call
+            .shared
+            .sip
+            .send_request(request, self.destination());
+        routes.requests.insert(txn, self.call.self_tx.clone());
+        txn
+    }
+
+    async fn establish(&mut self) -> Result<(), DialError> {
+        let shared = self.call.shared.clone();
+        let config = &shared.config;
+        let ports = shared
+            .media
+            .ports()
+            .allocate(config.rtp_bind)
+            .map_err(|_| DialError::NoPorts)?;
+        let local = LocalEndpoint {
+            address: config.media_address,
+            rtp_port: ports.rtp_port(),
+        };
+        let mut negotiator = SdpNegotiator::new(media_config(&self.request.media), local);
+        let offer = negotiator
+            .create_offer(Direction::SendRecv)
+            .map_err(|e| DialError::Media(e.to_string()))?;
+        self.call.negotiator = Some(negotiator);
+        let mut ports = Some(ports);
+        let _dial_tone = match (&self.call.participant, self.request.play_dialtone) {
+            (Some(p), true) => Some(DialTone::start(
+                p.audio(),
+                shared.rooms.config().sample_rate,
+                config.session.tone_plan,
+                config.session.tone_level_dbfs,
+            )),
+            _ => None,
+        };
+        let mut seq = 1;
+        let mut invite = self.invite(seq, &offer, None);
+        let mut txn = self.send(invite.clone());
+        let mut digest = self
+            .request
+            .auth
+            .as_ref()
+            .map(|(user, pass)| DigestClient::new(user.clone(), pass.clone()));
+        let deadline = tokio::time::Instant::now() + self.request.ringing_timeout;
+        let mut cancelled = false;
+        loop {
+            tokio::select! {
+                signal = self.call.signals.recv() => match signal {
+                    Some(Signal::Response(t, response, flow)) if t == txn => {
+                        match response.status {
+                            100 => {}
+                            101..=199 => {
+                                self.call.set_status("ringing");
+                                if !response.body.is_empty() && self.call.media.is_none() {
+                                    self.early_media(&response, &mut ports)?;
+                                }
+                            }
+                            200..=299 => {
+                                self.confirm(&invite, &response, flow, &mut ports)?;
+                                if cancelled {
+                                    // The answer raced our CANCEL: hang up.
+                                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                                }
+                                return Ok(());
+                            }
+                            401 | 407 if !cancelled => {
+                                let Some(client) = digest.as_mut() else {
+                                    return Err(DialError::AuthMissing);
+                                };
+                                let challenge_header = if response.status == 401 {
+                                    HeaderName::WwwAuthenticate
+                                } else {
+                                    HeaderName::ProxyAuthenticate
+                                };
+                                let credentials_header = if response.status == 401 {
+                                    HeaderName::Authorization
+                                } else {
+                                    HeaderName::ProxyAuthorization
+                                };
+                                let challenges: Vec<&str> = response.headers.get_all(&challenge_header).collect();
+                                let uri = self.request_uri();
+                                let credentials = client
+                                    .authorize(&challenges, "INVITE", &uri, offer.as_bytes())
+                                    .map_err(|_| DialError::Sip {
+                                        status: response.status,
+                                        reason: response.reason.clone(),
+                                    })?;
+                                seq += 1;
+                                invite = self.invite(seq, &offer, Some((credentials_header, credentials)));
+                                txn = self.send(invite.clone());
+                                debug!(call_id = %self.call.call_id, "INVITE sent again with credentials");
+                            }
+                            status => {
+                                if cancelled && status == 487 {
+                                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                                }
+                                return Err(DialError::Sip {
+                                    status,
+                                    reason: response.reason.clone(),
+                                });
+                            }
+                        }
+                    }
+                    Some(Signal::RequestFailed(t, reason)) if t == txn => {
+                        if cancelled {
+                            return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                        }
+                        return Err(DialError::Transport(format!("{reason:?}")));
+                    }
+                    Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
+                    Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while dialling"),
+                    None => return Err(DialError::Abandoned),
+                },
+                event = next_room_event(&mut self.call.participant) => match event {
+                    Some(RoomEvent::Disconnected { .. }) | None => {
+                        shared.sip.cancel(txn);
+                        return Err(DialError::Abandoned);
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(deadline), if !cancelled => {
+                    info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
+                    cancelled = true;
+                    if !shared.sip.cancel(txn) {
+                        return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline + Duration::from_secs(5)), if cancelled => {
+                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                }
+            }
+        }
+    }
+
+    /// Applies an SDP answer (from a 18x or the 200) and starts the media.
+    fn apply_answer(
+        &mut self,
+        response: &Response,
+        ports: &mut Option<switchboard_media::ports::RtpPorts>,
+    ) -> Result<(), DialError> {
+        if self.call.media.is_some() || response.body.is_empty() {
+            return Ok(());
+        }
+        let answer = String::from_utf8_lossy(&response.body).into_owned();
+        let negotiated = self
+            .call
+            .negotiator
+            .as_mut()
+            .ok_or_else(|| DialError::Media("no offer".into()))?
+            .accept_answer(&answer)
+            .map_err(|e| DialError::Media(e.to_string()))?;
+        let ports = ports
+            .take()
+            .ok_or_else(|| DialError::Media("ports already in use".into()))?;
+        let timeout =
+            media_timeout(&self.request.media).unwrap_or(self.call.shared.config.media_timeout);
+        let room = self.request.room.clone();
+        self.call
+            .start_media(ports, negotiated, timeout, &room)
+            .map_err(DialError::Media)?;
+        Ok(())
+    }
+
+    /// Early media: the callee's ringback or announcements go to the room.
+    fn early_media(
+        &mut self,
+        response: &Response,
+        ports: &mut Option<switchboard_media::ports::RtpPorts>,
+    ) -> Result<(), DialError> {
+        self.apply_answer(response, ports)?;
+        if let Some(p) = &self.call.participant {
+            self.call.bridge.set_port(Some(p.audio()));
+        }
+        Ok(())
+    }
+
+    /// The 200: dialog, ACK, media.
+    fn confirm(
+        &mut self,
+        invite: &Request,
+        response: &Response,
+        flow: Flow,
+        ports: &mut Option<switchboard_media::ports::RtpPorts>,
+    ) -> Result<(), DialError> {
+        // The dialog's requests go back along the 200's flow (the same
+        // connection for TCP and TLS).
+        let dialog = Dialog::new_uac(invite, response, flow)
+            .map_err(|e| DialError::Transport(format!("bad 200: {e}")))?;
+        let id = dialog.id.clone();
+        let invite_seq = invite.cseq().map(|c| c.seq);
+        let sip = self.call.shared.sip.clone();
+        sip.insert_dialog(dialog);
+        self.call
+            .shared
+            .routes()
+            .dialogs
+            .insert(id.clone(), self.call.self_tx.clone());
+        if let Some(ack) = sip.with_dialog(&id, |d| d.request(Method::Ack, invite_seq)) {
+            sip.send_ack(ack, Destination::Flow(flow));
+        }
+        self.call.dialog = Some(id);
+        self.call.flow = flow;
+        self.call.acked = true;
+        self.call.answered_at = Some(std::time::Instant::now());
+        if let Err(e) = self.apply_answer(response, ports) {
+            warn!(call_id = %self.call.call_id, error = %e, "the answer's SDP is unusable");
+            return Err(e);
+        }
+        if let Some(p) = &self.call.participant {
+            self.call.bridge.set_port(Some(p.audio()));
+        }
+        let timeout =
+            media_timeout(&self.request.media).unwrap_or(self.call.shared.config.media_timeout);
+        self.call.media_answered(timeout);
+        info!(call_id = %self.call.call_id, "outbound call answered");
+        Ok(())
+    }
+
+    /// After the answer: the requested DTMF (`automation`), then `active`.
+    async fn after_answer(&mut self) {
+        if self.request.dtmf.is_empty() {
+            self.call.set_status("active");
+            return;
+        }
+        self.call.set_status("automation");
+        let Some(media) = &self.call.media else {
+            self.call.set_status("active");
+            return;
+        };
+        let dtmf = self.request.dtmf.clone();
+        if let Err(e) = media.send_dtmf(&dtmf).await {
+            warn!(call_id = %self.call.call_id, error = %e, "DTMF not sent");
+        }
+        // The digits play out in real time: 0.5 s per digit, 0.5 s per `w`.
+        let steps = dtmf.chars().count() as u64;
+        tokio::time::sleep(Duration::from_millis(500 * steps)).await;
+        self.call.set_status("active");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn trunk_addresses_resolve_with_default_ports() {
+        let addr = |s: &str| -> Result<SocketAddr, DialError> { Ok(s.parse().unwrap()) };
+        assert_eq!(
+            resolve("127.0.0.1", Transport::Udp).await,
+            addr("127.0.0.1:5060")
+        );
+        assert_eq!(
+            resolve("127.0.0.1", Transport::Tls).await,
+            addr("127.0.0.1:5061")
+        );
+        assert_eq!(
+            resolve("127.0.0.1:5080", Transport::Tcp).await,
+            addr("127.0.0.1:5080")
+        );
+        assert_eq!(resolve("::1", Transport::Udp).await, addr("[::1]:5060"));
+        assert!(resolve("no-such-host.invalid", Transport::Udp)
+            .await
+            .is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Outbound calls (CreateSIPParticipant) through the real binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::api::{admin_token, room_service, sip_service, token, KEY_ENV};
+use common::ws::{amplitude, play, Client};
+use common::Switchboard;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn start(env: &[(&str, &str)]) -> Switchboard {
+    let mut all = KEY_ENV.to_vec();
+    all.push(("SWITCHBOARD_MEDIA__BIND", "127.0.0.1"));
+    all.extend_from_slice(env);
+    Switchboard::start(&all)
+}
+
+fn admin() -> String {
+    token(json!({"sip": {"admin": true}}))
+}
+
+fn caller() -> String {
+    token(json!({"sip": {"call": true}}))
+}
+
+async fn create(sb: &Switchboard, method: &str, body: Value) -> Value {
+    let (status, value) = sip_service(sb.api.unwrap(), method, &admin(), body).await;
+    assert_eq!(status, 200, "{method}: {value}");
+    value
+}
+
+/// switchboard dials its own inbound trunk: the call leaves one room as
+/// an outbound call and arrives in another as an inbound one; agents in
+/// both rooms hear each other, checked by content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    let api = sb.api.unwrap();
+    let sip = sb.udp.unwrap();
+    let inbound = create(
+        &sb,
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
+    )
+    .await;
+    create(
+        &sb,
+        "CreateSIPDispatchRule",
+        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": "callee-room"}}}}),
+    )
+    .await;
+    let outbound = create(
+        &sb,
+        "CreateSIPOutboundTrunk",
+        json!({"trunk": {"name": "self", "address": sip.to_string(), "numbers": ["+15550999"]}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut near = Client::join(api, "caller-room", "near", 16000).await;
+    let mut far = Client::join(api, "callee-room", "far", 16000).await;
+
+    let (status, info) = sip_service(
+        api,
+        "CreateSIPParticipant",
+        &caller(),
+        json!({
+            "sip_trunk_id": outbound["sip_trunk_id"],
+            "sip_call_to": "+15550100",
+            "room_name": "caller-room",
+            "participant_identity": "phone",
+            "wait_until_answered": true,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+    assert_eq!(info["participant_identity"], "phone");
+    assert_eq!(info["room_name"], "caller-room");
+    assert!(
+        info["sip_call_id"].as_str().unwrap().starts_with("SCL_"),
+        "{info}"
+    );
+    assert!(
+        info["participant_id"].as_str().unwrap().starts_with("PA_"),
+        "{info}"
+    );
+
+    let start_near = near.heard.len();
+    let start_far = far.heard.len();
+    play(
+        &mut [(&mut near, Some(600.0)), (&mut far, Some(1000.0))],
+        Duration::from_secs(3),
+    )
+    .await;
+    let tail = |c: &Client, start: usize| {
+        c.heard[start.max(c.heard.len().saturating_sub(16000 * 2))..].to_vec()
+    };
+    let near_heard = tail(&near, start_near);
+    let far_heard = tail(&far, start_far);
+    let failures: Vec<String> = [
+        (
+            "near hears far's 1000 Hz",
+            amplitude(&near_heard, 16000, 1000.0) > 500.0,
+        ),
+        (
+            "near does not hear itself",
+            amplitude(&near_heard, 16000, 600.0) < 150.0,
+        ),
+        (
+            "far hears near's 600 Hz",
+            amplitude(&far_heard, 16000, 600.0) > 500.0,
+        ),
+        (
+            "far does not hear itself",
+            amplitude(&far_heard, 16000, 1000.0) < 150.0,
+        ),
+    ]
+    .iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(what, _)| what.to_string())
+    .collect();
+    assert!(failures.is_empty(), "{failures:?}\n{}", sb.log());
+
+    // The callee participant went dialing -> active; the far side sees the
+    // inbound caller from the outbound trunk's number.
+    let joined = near
+        .messages
+        .iter()
+        .find(|m| m["type"] == "participant_joined" && m["participant"]["identity"] == "phone")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        joined["participant"]["attributes"]["sip.callStatus"], "dialing",
+        "{joined}"
+    );
+    assert_eq!(
+        joined["participant"]["attributes"]["sip.phoneNumber"], "+15550100",
+        "{joined}"
+    );
+    assert_eq!(
+        joined["participant"]["attributes"]["sip.trunkPhoneNumber"], "+15550999",
+        "{joined}"
+    );
+    let statuses: Vec<&str> = near
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "participant_updated" && m["participant"]["identity"] == "phone")
+        .filter_map(|m| m["participant"]["attributes"]["sip.callStatus"].as_str())
+        .collect();
+    assert!(statuses.contains(&"active"), "{statuses:?}");
+    assert!(
+        far.messages
+            .iter()
+            .any(|m| m["type"] == "participant_joined"
+                && m["participant"]["identity"] == "sip_+15550999"),
+        "{:?}",
+        far.messages
+    );
+
+    // Removing the outbound participant hangs up both legs.
+    let removed = room_service(
+        api,
+        "RemoveParticipant",
+        &admin_token("caller-room"),
+        json!({"room": "caller-room", "identity": "phone"}),
+    )
+    .await;
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    let left = far.expect("participant_left").await;
+    assert_eq!(left["identity"], "sip_+15550999", "{left}");
+    drop(near);
+    drop(far);
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
+}
