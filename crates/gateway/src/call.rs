@@ -5,6 +5,7 @@
 use crate::bridge::{BridgeControl, RoomBridge};
 use crate::info_dtmf::parse_info_dtmf;
 use crate::refusal::Refusal;
+use crate::session_timer::{supports_timer, Refresher, SessionExpires, SessionTimer};
 use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub(crate) enum Ending {
     Transferred,
     /// An outbound call that was never answered.
     DialFailed(crate::DialError),
+    /// The session timer expired without a refresh (RFC 4028).
+    SessionExpired,
 }
 
 impl Ending {
@@ -75,13 +78,14 @@ impl Ending {
             Ending::MediaFailure(why) => format!("media failure: {why}"),
             Ending::Transferred => "call transferred".into(),
             Ending::DialFailed(e) => e.to_string(),
+            Ending::SessionExpired => "session timer expired".into(),
         }
     }
 
     /// The `sip;cause` of our BYE (RFC 3326).
     fn bye_cause(&self) -> u16 {
         match self {
-            Ending::MediaTimeout | Ending::MediaFailure(_) => 408,
+            Ending::MediaTimeout | Ending::MediaFailure(_) | Ending::SessionExpired => 408,
             Ending::AckTimeout => 408,
             Ending::WrongPin | Ending::PinTimeout => 403,
             _ => 200,
@@ -157,6 +161,12 @@ pub(crate) struct Call {
     pub transfer: Option<PendingTransfer>,
     /// When to hang up after a successful transfer (if the peer has not).
     pub bye_after_transfer: Option<tokio::time::Instant>,
+    /// The RFC 4028 session timer, when negotiated.
+    pub session_timer: Option<SessionTimer>,
+    /// When the session timer next acts (refresh, or give up).
+    pub session_deadline: Option<tokio::time::Instant>,
+    /// Our refresh re-INVITE in flight: its transaction and CSeq.
+    pub refresh: Option<(ClientTxnId, u32)>,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -207,6 +217,9 @@ impl Call {
             acked: false,
             transfer: None,
             bye_after_transfer: None,
+            session_timer: None,
+            session_deadline: None,
+            refresh: None,
         }
     }
 
@@ -278,6 +291,7 @@ impl Call {
         if self.acked {
             self.set_status("active");
         }
+        self.arm_session_timer();
         loop {
             tokio::select! {
                 signal = self.signals.recv() => match signal {
@@ -296,7 +310,15 @@ impl Call {
                     },
                     Some(Signal::Cancelled) => debug!(call_id = %self.call_id, "CANCEL after the answer ignored"),
                     Some(Signal::Transfer(order)) => self.start_transfer(order),
-                    Some(Signal::Response(txn, response, _)) => self.transfer_response(txn, response.status, &response_reason(&response)),
+                    Some(Signal::Response(txn, response, flow)) => {
+                        if self.refresh.is_some_and(|(t, _)| t == txn) {
+                            if let Some(ending) = self.refresh_answered(&response, flow).await {
+                                return ending;
+                            }
+                        } else {
+                            self.transfer_response(txn, response.status, &response_reason(&response));
+                        }
+                    }
                     Some(Signal::RequestFailed(txn, reason)) => {
                         debug!(call_id = %self.call_id, ?reason, "request failed");
                         self.transfer_response(txn, 408, "Request Timeout");
@@ -327,6 +349,13 @@ impl Call {
                     self.end_transfer(Err(TransferError::Timeout));
                 }
                 _ = sleep_until_some(self.bye_after_transfer) => return Ending::Transferred,
+                _ = sleep_until_some(self.session_deadline) => {
+                    match self.session_timer {
+                        Some(timer) if timer.we_refresh => self.send_refresh(),
+                        Some(_) => return Ending::SessionExpired,
+                        None => self.session_deadline = None,
+                    }
+                }
             }
         }
     }
@@ -564,7 +593,8 @@ impl Call {
         let body = &incoming.request.body;
         if body.is_empty() {
             if incoming.request.method == Method::Update {
-                return ResponseSpec::new(200);
+                // A session refresh without media changes.
+                return self.peer_refreshed(incoming, ResponseSpec::new(200));
             }
             // An offerless re-INVITE wants our offer in the 200 and its
             // answer in the ACK; not supported yet.
@@ -584,13 +614,181 @@ impl Call {
                     }
                 }
                 info!(call_id = %self.call_id, direction = ?direction, "media renegotiated");
-                ResponseSpec::new(200)
-                    .header(HeaderName::Contact, self.contact())
+                let spec = ResponseSpec::new(200).header(HeaderName::Contact, self.contact());
+                self.peer_refreshed(incoming, spec)
                     .body("application/sdp", answer_sdp)
             }
             Err(e) => {
                 info!(call_id = %self.call_id, error = %e, "re-INVITE refused");
                 ResponseSpec::new(e.sip_status())
+            }
+        }
+    }
+
+    // ----- session timers (RFC 4028) ---------------------------------------
+
+    /// Starts (or restarts) the session timer's clock from now.
+    pub(crate) fn arm_session_timer(&mut self) {
+        self.session_deadline = self
+            .session_timer
+            .map(|t| tokio::time::Instant::now() + t.wait());
+    }
+
+    /// A re-INVITE or UPDATE from the peer refreshes the session: take its
+    /// Session-Expires, restart the clock and say the interval in the 2xx.
+    fn peer_refreshed(&mut self, incoming: &Incoming, spec: ResponseSpec) -> ResponseSpec {
+        let Some(mut timer) = self.session_timer else {
+            return spec;
+        };
+        let headers = &incoming.request.headers;
+        let asked = SessionExpires::of(headers);
+        if let Some(se) = asked {
+            if se.interval >= self.shared.config.min_session_expires {
+                timer.interval = se.interval;
+            }
+        }
+        // In this request the peer is the UAC: refresher=uac means them.
+        let refresher = asked
+            .and_then(|se| se.refresher)
+            .unwrap_or(if supports_timer(headers) {
+                Refresher::Uac
+            } else {
+                Refresher::Uas
+            });
+        timer.we_refresh = refresher == Refresher::Uas;
+        self.session_timer = Some(timer);
+        self.arm_session_timer();
+        debug!(call_id = %self.call_id, interval = ?timer.interval, we_refresh = timer.we_refresh, "session refreshed by the peer");
+        let mut spec = spec.header(
+            HeaderName::SessionExpires,
+            SessionExpires {
+                interval: timer.interval,
+                refresher: Some(refresher),
+            }
+            .to_header(),
+        );
+        if refresher == Refresher::Uac {
+            spec = spec.header(HeaderName::Require, "timer");
+        }
+        spec
+    }
+
+    /// Refreshes the session with a re-INVITE carrying our current offer.
+    fn send_refresh(&mut self) {
+        let Some(timer) = self.session_timer else {
+            return;
+        };
+        // Try again in half an interval if this one gets no answer.
+        self.session_deadline = Some(tokio::time::Instant::now() + timer.interval / 2);
+        if self.refresh.is_some() {
+            return;
+        }
+        let (Some(id), Some(negotiator)) = (self.dialog.clone(), self.negotiator.as_mut()) else {
+            return;
+        };
+        let offer = match negotiator.create_offer(Direction::SendRecv) {
+            Ok(offer) => offer,
+            Err(e) => {
+                warn!(call_id = %self.call_id, error = %e, "no offer for the session refresh");
+                return;
+            }
+        };
+        let sip = self.shared.sip.clone();
+        let contact = self.contact();
+        let Some((mut request, flow)) =
+            sip.with_dialog(&id, |d| (d.request(Method::Invite, None), d.flow))
+        else {
+            return;
+        };
+        let cseq = request.cseq().map(|c| c.seq).unwrap_or_default();
+        request.headers.push(HeaderName::Contact, contact);
+        request.headers.push(HeaderName::Supported, "timer");
+        request.headers.push(
+            HeaderName::SessionExpires,
+            SessionExpires {
+                interval: timer.interval,
+                refresher: Some(Refresher::Uac),
+            }
+            .to_header(),
+        );
+        request
+            .headers
+            .push(HeaderName::ContentType, "application/sdp");
+        request.body = bytes::Bytes::from(offer);
+        let txn = {
+            let mut routes = self.shared.routes();
+            let txn = sip.send_request(request, Destination::Flow(flow));
+            routes.requests.insert(txn, self.self_tx.clone());
+            txn
+        };
+        self.refresh = Some((txn, cseq));
+        debug!(call_id = %self.call_id, "session refresh sent");
+    }
+
+    /// The answer to our refresh: ACK a 2xx and apply its SDP; a 408 or
+    /// 481 means the session is gone (RFC 4028 §10).
+    async fn refresh_answered(
+        &mut self,
+        response: &switchboard_sip::message::Response,
+        flow: Flow,
+    ) -> Option<Ending> {
+        if response.status < 200 {
+            return None;
+        }
+        let (_, cseq) = self.refresh.take()?;
+        match response.status {
+            200..=299 => {
+                let sip = self.shared.sip.clone();
+                if let Some(id) = &self.dialog {
+                    if let Some(ack) = sip.with_dialog(id, |d| d.request(Method::Ack, Some(cseq))) {
+                        sip.send_ack(ack, Destination::Flow(flow));
+                    }
+                }
+                if !response.body.is_empty() {
+                    let answer = String::from_utf8_lossy(&response.body).into_owned();
+                    if let Some(negotiator) = self.negotiator.as_mut() {
+                        match negotiator.accept_answer(&answer) {
+                            Ok(negotiated) => {
+                                if let Some(media) = &self.media {
+                                    let _ = media.update(negotiated).await;
+                                }
+                            }
+                            Err(e) => {
+                                warn!(call_id = %self.call_id, error = %e, "refresh answer unusable")
+                            }
+                        }
+                    }
+                }
+                if let (Some(timer), Some(se)) = (
+                    self.session_timer.as_mut(),
+                    SessionExpires::of(&response.headers),
+                ) {
+                    timer.interval = se.interval;
+                    timer.we_refresh = se.refresher != Some(Refresher::Uas);
+                }
+                self.arm_session_timer();
+                debug!(call_id = %self.call_id, "session refreshed");
+                None
+            }
+            422 => {
+                let min_se = response
+                    .headers
+                    .get(&HeaderName::MinSe)
+                    .and_then(|v| v.split(';').next())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if let (Some(timer), Some(min_se)) = (self.session_timer.as_mut(), min_se) {
+                    timer.interval = Duration::from_secs(min_se);
+                }
+                self.send_refresh();
+                None
+            }
+            408 | 481 => {
+                info!(call_id = %self.call_id, status = response.status, "session refresh failed: the peer is gone");
+                Some(Ending::SessionExpired)
+            }
+            status => {
+                debug!(call_id = %self.call_id, status, "session refresh refused; trying again later");
+                None
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::call::{
 use crate::media_config::{media_config, media_timeout, std_duration};
 use crate::prompts::Prompt;
 use crate::refusal::Refusal;
+use crate::session_timer::{supports_timer, Refresher, SessionExpires, SessionTimer};
 use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -271,6 +272,16 @@ impl InboundCall {
         if !self.call.guard.activate(config.max_active_calls) {
             return Err(self.refuse(Refusal::AtCapacity, "call limit reached"));
         }
+        let min_se = config.min_session_expires;
+        if SessionExpires::of(&self.incoming.request.headers).is_some_and(|se| se.interval < min_se)
+        {
+            return Err(self.refuse(
+                Refusal::SessionIntervalTooSmall {
+                    min_se: min_se.as_secs(),
+                },
+                "Session-Expires below our Min-SE",
+            ));
+        }
         let input = self.call_input();
         let trunk = self.match_trunk(&input)?;
         self.authenticate(&trunk)?;
@@ -498,6 +509,7 @@ impl InboundCall {
                 spec = spec.header(HeaderName::parse(name), value.clone());
             }
         }
+        let spec = self.session_timer_headers(spec);
         let spec = spec.body("application/sdp", answer_sdp);
         let request = &self.incoming.request;
         let dialog = match Dialog::new_uas(request, &self.call.call_id, self.incoming.flow, true) {
@@ -530,6 +542,38 @@ impl InboundCall {
         self.call.media_answered(timeout);
         info!(call_id = %self.call.call_id, sip_call_id = %self.call.sip_call_id, "call answered");
         Ok(())
+    }
+
+    /// RFC 4028 as the UAS: the caller's Session-Expires is kept (it is at
+    /// least our Min-SE here); the refresher is the caller's choice, else
+    /// the caller when it supports timers, else us.
+    fn session_timer_headers(&mut self, spec: ResponseSpec) -> ResponseSpec {
+        let headers = &self.incoming.request.headers;
+        let Some(asked) = SessionExpires::of(headers) else {
+            return spec;
+        };
+        let peer_supports = supports_timer(headers);
+        let refresher = asked.refresher.unwrap_or(if peer_supports {
+            Refresher::Uac
+        } else {
+            Refresher::Uas
+        });
+        self.call.session_timer = Some(SessionTimer {
+            interval: asked.interval,
+            we_refresh: refresher == Refresher::Uas,
+        });
+        let mut spec = spec.header(
+            HeaderName::SessionExpires,
+            SessionExpires {
+                interval: asked.interval,
+                refresher: Some(refresher),
+            }
+            .to_header(),
+        );
+        if refresher == Refresher::Uac {
+            spec = spec.header(HeaderName::Require, "timer");
+        }
+        spec
     }
 
     /// The PIN path: answer, prompt, collect digits until `#`, dispatch again.

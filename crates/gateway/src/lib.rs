@@ -20,6 +20,7 @@ mod media_config;
 mod outbound;
 mod prompts;
 mod refusal;
+mod session_timer;
 
 pub use info_dtmf::parse_info_dtmf;
 pub use outbound::{DialError, DialRequest, DialStarted};
@@ -92,6 +93,11 @@ pub struct GatewayConfig {
     pub rtp_bind: IpAddr,
     /// Media session settings (room rate, Opus, jitter, DTMF, latching).
     pub session: SessionConfig,
+    /// The session interval we ask for on outbound calls (RFC 4028).
+    pub session_expires: Duration,
+    /// The shortest session interval we accept (our Min-SE); shorter ones
+    /// get 422.
+    pub min_session_expires: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -113,6 +119,8 @@ impl Default for GatewayConfig {
             media_address: IpAddr::from([127, 0, 0, 1]),
             rtp_bind: IpAddr::from([0, 0, 0, 0]),
             session: SessionConfig::default(),
+            session_expires: Duration::from_secs(1800),
+            min_session_expires: Duration::from_secs(90),
         }
     }
 }

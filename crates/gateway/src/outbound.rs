@@ -6,6 +6,7 @@
 
 use crate::call::{next_room_event, Call, CallPolicy, Ending};
 use crate::media_config::{media_config, media_timeout};
+use crate::session_timer::{Refresher, SessionExpires, SessionTimer};
 use crate::{CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -132,16 +133,16 @@ pub(crate) async fn dial(
     request: DialRequest,
     wait_until_answered: bool,
 ) -> Result<DialStarted, DialError> {
-    let remote = resolve(&request.address, request.transport).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut guard = CallGuard::task(&shared.calls);
     if !guard.activate(shared.config.max_active_calls) {
         return Err(DialError::AtCapacity);
     }
+    // The peer's address is known once resolved, in the call's task.
     let flow = Flow {
         transport: request.transport,
         local: SocketAddr::from(([0, 0, 0, 0], 0)),
-        remote,
+        remote: SocketAddr::from(([0, 0, 0, 0], 0)),
         connection: None,
     };
     // LiveKit derives the Call-ID from the call ID; any unique value works.
@@ -187,11 +188,13 @@ pub(crate) async fn dial(
         "dialling"
     );
     let (answered_tx, answered_rx) = oneshot::channel();
+    let session_expires = shared.config.session_expires;
     let outbound = OutboundCall {
         call,
         request,
-        remote,
+        remote: flow.remote,
         answered: Some(answered_tx),
+        session_expires,
     };
     tokio::spawn(outbound.run());
     if !wait_until_answered {
@@ -236,6 +239,8 @@ struct OutboundCall {
     request: DialRequest,
     remote: SocketAddr,
     answered: Option<oneshot::Sender<Result<(), DialError>>>,
+    /// The session interval we ask for (raised by a 422's Min-SE).
+    session_expires: Duration,
 }
 
 /// A ring tone played into the room while the call is placed.
@@ -342,6 +347,11 @@ impl OutboundCall {
         if let Some((name, value)) = credentials {
             headers.push(name, value);
         }
+        headers.push(HeaderName::Supported, "timer");
+        headers.push(
+            HeaderName::SessionExpires,
+            self.session_expires.as_secs().to_string(),
+        );
         for (name, value) in &r.headers {
             headers.push(HeaderName::parse(name), value.clone());
         }
@@ -366,6 +376,10 @@ impl OutboundCall {
     }
 
     async fn establish(&mut self) -> Result<(), DialError> {
+        // Resolved here, after the participant joined the room (LiveKit's
+        // order): the API answers a caller that does not wait at once.
+        self.remote = resolve(&self.request.address, self.request.transport).await?;
+        self.call.flow.remote = self.remote;
         let shared = self.call.shared.clone();
         let config = &shared.config;
         let ports = shared
@@ -421,6 +435,24 @@ impl OutboundCall {
                                     return Err(DialError::RingingTimeout(self.request.ringing_timeout));
                                 }
                                 return Ok(());
+                            }
+                            422 if !cancelled => {
+                                // Session interval too small: ask again with
+                                // the peer's Min-SE (RFC 4028 §7.4).
+                                let min_se = response
+                                    .headers
+                                    .get(&HeaderName::MinSe)
+                                    .and_then(|v| v.split(';').next())
+                                    .and_then(|v| v.trim().parse::<u64>().ok())
+                                    .map(Duration::from_secs)
+                                    .filter(|m| *m > self.session_expires);
+                                let Some(min_se) = min_se else {
+                                    return Err(DialError::Sip { status: 422, reason: response.reason.clone() });
+                                };
+                                self.session_expires = min_se;
+                                seq += 1;
+                                invite = self.invite(seq, &offer, None);
+                                txn = self.send(invite.clone());
                             }
                             401 | 407 if !cancelled => {
                                 let Some(client) = digest.as_mut() else {
@@ -571,6 +603,14 @@ impl OutboundCall {
         let timeout =
             media_timeout(&self.request.media).unwrap_or(self.call.shared.config.media_timeout);
         self.call.media_answered(timeout);
+        // RFC 4028 as the UAC: the 2xx names the refresher (us unless it
+        // says uas); no Session-Expires means the peer runs no timer.
+        if let Some(se) = SessionExpires::of(&response.headers) {
+            self.call.session_timer = Some(SessionTimer {
+                interval: se.interval,
+                we_refresh: se.refresher != Some(Refresher::Uas),
+            });
+        }
         info!(call_id = %self.call.call_id, "outbound call answered");
         Ok(())
     }

@@ -31,6 +31,11 @@ pub enum Refusal {
     RoomUnavailable(String),
     /// Nobody in the room answered within the ringing timeout.
     RingingTimeout,
+    /// The session timer interval is below our Min-SE (RFC 4028).
+    SessionIntervalTooSmall {
+        /// Our Min-SE, in seconds.
+        min_se: u64,
+    },
 }
 
 impl Refusal {
@@ -44,6 +49,7 @@ impl Refusal {
             Refusal::AtCapacity | Refusal::NoMediaPorts | Refusal::RoomUnavailable(_) => 503,
             Refusal::AmbiguousTrunk | Refusal::AmbiguousDispatchRule => 500,
             Refusal::RingingTimeout => 480,
+            Refusal::SessionIntervalTooSmall { .. } => 422,
         }
     }
 
@@ -62,6 +68,9 @@ impl Refusal {
             Refusal::NoMediaPorts => "No media ports free".into(),
             Refusal::RoomUnavailable(why) => format!("Room unavailable: {why}"),
             Refusal::RingingTimeout => "No answer in the room".into(),
+            Refusal::SessionIntervalTooSmall { min_se } => {
+                format!("Session interval too small (Min-SE {min_se})")
+            }
         }
     }
 
@@ -73,6 +82,9 @@ impl Refusal {
             HeaderName::Reason,
             format!("SIP;cause={};text=\"{text}\"", self.status()),
         );
+        if let Refusal::SessionIntervalTooSmall { min_se } = self {
+            spec = spec.header(HeaderName::MinSe, min_se.to_string());
+        }
         if matches!(self, Refusal::AtCapacity | Refusal::NoMediaPorts) {
             spec = spec.header(HeaderName::RetryAfter, retry_after_secs.to_string());
         }

@@ -310,6 +310,10 @@ pub struct CallsConfig {
     pub max_call_duration_secs: u64,
     /// How long a caller has to enter a PIN.
     pub pin_timeout_secs: u64,
+    /// The session interval asked for on outbound calls (RFC 4028).
+    pub session_expires_secs: u64,
+    /// The shortest session interval accepted (Min-SE); shorter gets 422.
+    pub min_session_expires_secs: u64,
 }
 
 impl Default for CallsConfig {
@@ -327,6 +331,8 @@ impl Default for CallsConfig {
             ringing_interval_ms: 1000,
             max_call_duration_secs: 24 * 3600,
             pin_timeout_secs: 30,
+            session_expires_secs: 1800,
+            min_session_expires_secs: 90,
         }
     }
 }
@@ -350,6 +356,8 @@ impl fmt::Debug for CallsConfig {
             .field("ringing_interval_ms", &self.ringing_interval_ms)
             .field("max_call_duration_secs", &self.max_call_duration_secs)
             .field("pin_timeout_secs", &self.pin_timeout_secs)
+            .field("session_expires_secs", &self.session_expires_secs)
+            .field("min_session_expires_secs", &self.min_session_expires_secs)
             .finish()
     }
 }

@@ -426,6 +426,14 @@ fn start_gateway(
         ringing_timeout: Duration::from_secs(config.calls.ringing_timeout_secs),
         ringing_interval: Duration::from_millis(config.calls.ringing_interval_ms.max(100)),
         max_call_duration: Duration::from_secs(config.calls.max_call_duration_secs),
+        pin_timeout: Duration::from_secs(config.calls.pin_timeout_secs),
+        session_expires: Duration::from_secs(
+            config
+                .calls
+                .session_expires_secs
+                .max(config.calls.min_session_expires_secs),
+        ),
+        min_session_expires: Duration::from_secs(config.calls.min_session_expires_secs),
         media_timeout: Duration::from_secs(media.timeout_secs),
         initial_media_timeout: Duration::from_secs(media.initial_timeout_secs),
         media_address,
@@ -566,6 +574,8 @@ fn sip_settings(config: &Config) -> Result<(TransportConfig, EndpointConfig), St
             tls: sip.advertise.tls_port.unwrap_or(0),
         },
         user_agent: sip.user_agent.clone(),
+        // The gateway runs RFC 4028 session timers.
+        supported: vec!["timer".into()],
         retry_after_secs: config.drain.retry_after_secs,
         max_transactions: sip.max_transactions,
         ..EndpointConfig::default()

@@ -799,3 +799,54 @@ fn transfers_by_refer_succeed_on_notify_200_and_fail_with_the_notified_status() 
     assert_eq!(status, 404, "{body}");
     assert_idle(&sb);
 }
+
+#[test]
+fn session_timers_refuse_short_intervals_and_end_sessions_nobody_refreshes() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_CALLS__MIN_SESSION_EXPIRES_SECS", "2"),
+    ]);
+    open_route(&sb, "");
+    let target = sb.udp.unwrap();
+
+    // Below our Min-SE: 422 with Min-SE.
+    let mut uac = Uac::new(target, "+15550199", "+15550100");
+    let seq = uac.invite(
+        &uac.pcmu_offer(),
+        &["Supported: timer".into(), "Session-Expires: 1".into()],
+    );
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_eq!(last.status(), 422, "{}", last.text);
+    assert_eq!(last.header("Min-SE"), Some("2"));
+
+    // The caller is the refresher and never refreshes: we hang up.
+    let mut uac = Uac::new(target, "+15550199", "+15550100");
+    let seq = uac.invite(
+        &uac.pcmu_offer(),
+        &[
+            "Supported: timer".into(),
+            "Session-Expires: 2;refresher=uac".into(),
+        ],
+    );
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert_eq!(ok.header("Session-Expires"), Some("2;refresher=uac"));
+    assert_eq!(ok.header("Require"), Some("timer"));
+    uac.ack(seq, &ok);
+    let started = Instant::now();
+    let bye = uac.expect_request("BYE", Duration::from_secs(5));
+    assert!(
+        bye.header("Reason")
+            .unwrap_or_default()
+            .contains("session timer expired"),
+        "{}",
+        bye.text
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_idle(&sb);
+}

@@ -176,3 +176,80 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
         .await
         .unwrap();
 }
+
+/// Session timers both ways: switchboard's outbound leg asks for a short
+/// Session-Expires, its inbound leg accepts it with the caller as the
+/// refresher, and the re-INVITE refreshes keep the call up well past the
+/// interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_timer_refreshes_keep_a_call_up_past_its_interval() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_CALLS__SESSION_EXPIRES_SECS", "2"),
+        ("SWITCHBOARD_CALLS__MIN_SESSION_EXPIRES_SECS", "2"),
+    ]);
+    let api = sb.api.unwrap();
+    let sip = sb.udp.unwrap();
+    let inbound = create(
+        &sb,
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
+    )
+    .await;
+    create(
+        &sb,
+        "CreateSIPDispatchRule",
+        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": "far"}}}}),
+    )
+    .await;
+    let outbound = create(
+        &sb,
+        "CreateSIPOutboundTrunk",
+        json!({"trunk": {"name": "self", "address": sip.to_string(), "numbers": ["+15550999"]}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut near = Client::join(api, "near", "near", 16000).await;
+    let (status, info) = sip_service(
+        api,
+        "CreateSIPParticipant",
+        &caller(),
+        json!({"sip_trunk_id": outbound["sip_trunk_id"], "sip_call_to": "+15550100", "room_name": "near", "participant_identity": "phone", "wait_until_answered": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+    // Three intervals: without refreshes the inbound leg would have hung up.
+    play(&mut [(&mut near, None)], Duration::from_secs(6)).await;
+    let log = sb.log();
+    assert!(!log.contains("session timer expired"), "{log}");
+    assert!(
+        log.matches("session refreshed by the peer").count() >= 3,
+        "the inbound leg saw refreshes: {log}"
+    );
+    assert!(
+        log.matches("session refresh sent").count() >= 3,
+        "the outbound leg refreshed: {log}"
+    );
+    assert!(
+        !near
+            .messages
+            .iter()
+            .any(|m| m["type"] == "participant_left"),
+        "the call is still up: {:?}",
+        near.messages
+    );
+    // Deleting the room hangs up both legs.
+    let deleted = room_service(
+        api,
+        "DeleteRoom",
+        &token(json!({"video": {"roomCreate": true}})),
+        json!({"room": "near"}),
+    )
+    .await;
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    drop(near);
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
+}

@@ -180,9 +180,18 @@ participant=$(jq -n --arg trunk "$outbound_id" '{
   "participant_name": "Test call participant",
   "wait_until_answered": true
 }')
-post CreateSIPParticipant "$participant" "$(token call)"
-expect_twirp_error 503 unavailable
-step "003 participant.json: CreateSIPParticipant gets unavailable"
+# Not waiting for the answer, through a trunk on TEST-NET-1 (RFC 5737,
+# never routed: no real carrier is called): the callee joins the room at
+# once and dialling goes on.
+post CreateSIPOutboundTrunk '{"trunk": {"name": "test-net", "address": "192.0.2.30", "numbers": ["+15105550100"]}}' "$admin"
+expect_status 200
+test_net_id=$(jq -r .sip_trunk_id "$work/body")
+post CreateSIPParticipant "$(jq --arg t "$test_net_id" '.wait_until_answered = false | .sip_trunk_id = $t' <<<"$participant")" "$(token call)"
+expect_status 200
+expect_json "participant identity" '.participant_identity == "sip-test"'
+expect_json "room" '.room_name == "open-room"'
+expect_json "call ID" '.sip_call_id | startswith("SCL_")'
+step "003 participant.json: CreateSIPParticipant joins the callee and dials"
 post CreateSIPParticipant "$(jq '.sip_call_to = "bob@example.com"' <<<"$participant")" "$(token call)"
 expect_twirp_error 400 invalid_argument "SipCallTo should be a phone number or SIP user, not a full SIP URI"
 post CreateSIPParticipant "$participant" "$admin"

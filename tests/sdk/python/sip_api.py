@@ -627,30 +627,37 @@ class Run:
     # -- CreateSIPParticipant ----------------------------------------------
 
     async def create_participant(self):
-        # Seed 003's participant.json through the SDK: valid, so it passes
-        # validation and trunk lookup, and only then meets the missing
-        # outbound calling.
+        # Seed 003's participant.json through the SDK, without waiting for
+        # the answer: the callee joins the room and dialling goes on (the
+        # trunk's address is not a real carrier here, so it fails later).
+        # The trunk is on TEST-NET-1 (RFC 5737, never routed): no real
+        # carrier is called.
+        test_net = await self.sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(
+            trunk=api.SIPOutboundTrunkInfo(name="test-net", address="192.0.2.30",
+                                           numbers=["+15105550100"])))
         request = api.CreateSIPParticipantRequest(
             sip_number="+15105550100",
-            sip_trunk_id=self.o2.sip_trunk_id,
+            sip_trunk_id=test_net.sip_trunk_id,
             sip_call_to="+12135550100",
             room_name="open-room",
             participant_identity="sip-test",
             participant_name="Test call participant",
-            wait_until_answered=True,
+            wait_until_answered=False,
         )
-        err = await expect_error(self.sip.create_sip_participant(request),
-                                 "unavailable", 503, "valid CreateSIPParticipant (stored trunk)")
-        check(err.message != "", "unavailable error without a message")
+        info = await self.sip.create_sip_participant(request)
+        eq(info.participant_identity, "sip-test", "CreateSIPParticipant identity")
+        eq(info.room_name, "open-room", "CreateSIPParticipant room")
+        check(info.sip_call_id.startswith("SCL_"), f"sip_call_id {info.sip_call_id!r}")
+        check(info.participant_id.startswith("PA_"), f"participant_id {info.participant_id!r}")
         # An inline trunk goes in the request itself: livekit-api 1.2.2's
         # outbound_trunk_config argument assigns a message field, which the
         # protobuf runtime refuses (AttributeError) before anything is sent.
-        await expect_error(
-            self.sip.create_sip_participant(api.CreateSIPParticipantRequest(
-                sip_call_to="+12135550100", room_name="open-room", sip_number="+15105550100",
-                trunk=api.SIPOutboundConfig(hostname="sip.telnyx.com"))),
-            "unavailable", 503, "valid CreateSIPParticipant (inline trunk)")
-        step("valid CreateSIPParticipant gets unavailable (outbound calls land later)")
+        info = await self.sip.create_sip_participant(api.CreateSIPParticipantRequest(
+            sip_call_to="+12135550100", room_name="open-room", sip_number="+15105550100",
+            trunk=api.SIPOutboundConfig(hostname="192.0.2.1")))
+        eq(info.participant_identity, "sip_+12135550100", "default identity of an outbound call")
+        await self.sip.delete_sip_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=test_net.sip_trunk_id))
+        step("valid CreateSIPParticipant joins the callee to the room and dials")
 
         invalid = [
             (dict(sip_trunk_id=self.o1.sip_trunk_id, sip_call_to="alice@example.com", room_name="r"),

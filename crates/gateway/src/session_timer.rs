@@ -1,0 +1,156 @@
+//! Session timers (RFC 4028): the headers and the arithmetic. A call whose
+//! peer disappeared without a BYE is found and ended; a long call through
+//! a proxy that expects refreshes (the classic 15-minute drop) is kept up.
+
+use std::time::Duration;
+use switchboard_sip::message::{HeaderName, Headers};
+
+/// Who sends the refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresher {
+    /// The party that sent the INVITE.
+    Uac,
+    /// The party that answered it.
+    Uas,
+}
+
+impl Refresher {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refresher::Uac => "uac",
+            Refresher::Uas => "uas",
+        }
+    }
+}
+
+/// A `Session-Expires` value: `1800;refresher=uac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionExpires {
+    /// The interval.
+    pub interval: Duration,
+    /// The refresher, when named.
+    pub refresher: Option<Refresher>,
+}
+
+impl SessionExpires {
+    /// Parses a header value; `None` when malformed.
+    pub fn parse(value: &str) -> Option<SessionExpires> {
+        let mut parts = value.split(';').map(str::trim);
+        let secs: u64 = parts.next()?.parse().ok()?;
+        let refresher = parts.find_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("refresher") {
+                return None;
+            }
+            match value.trim().to_ascii_lowercase().as_str() {
+                "uac" => Some(Refresher::Uac),
+                "uas" => Some(Refresher::Uas),
+                _ => None,
+            }
+        });
+        Some(SessionExpires {
+            interval: Duration::from_secs(secs),
+            refresher,
+        })
+    }
+
+    /// The header value.
+    pub fn to_header(self) -> String {
+        match self.refresher {
+            Some(r) => format!("{};refresher={}", self.interval.as_secs(), r.as_str()),
+            None => self.interval.as_secs().to_string(),
+        }
+    }
+
+    /// The `Session-Expires` of a message, if any (and well formed).
+    pub fn of(headers: &Headers) -> Option<SessionExpires> {
+        headers
+            .get(&HeaderName::SessionExpires)
+            .and_then(SessionExpires::parse)
+    }
+}
+
+/// Whether a message says it supports the `timer` extension.
+pub fn supports_timer(headers: &Headers) -> bool {
+    headers
+        .get_all(&HeaderName::Supported)
+        .chain(headers.get_all(&HeaderName::Require))
+        .flat_map(|v| v.split(','))
+        .any(|tag| tag.trim().eq_ignore_ascii_case("timer"))
+}
+
+/// When we refresh a session we are the refresher of: half-way.
+pub fn refresh_after(interval: Duration) -> Duration {
+    interval / 2
+}
+
+/// When we give up on a session the peer should refresh (RFC 4028 §10:
+/// the interval minus a third of it, or minus 32 s, whichever is less).
+pub fn expire_after(interval: Duration) -> Duration {
+    interval.saturating_sub((interval / 3).min(Duration::from_secs(32)))
+}
+
+/// The session timer of a running call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimer {
+    /// The negotiated interval.
+    pub interval: Duration,
+    /// We send the refreshes (else the peer does, and we watch).
+    pub we_refresh: bool,
+}
+
+impl SessionTimer {
+    /// How long from a refresh until we act (refresh, or hang up).
+    pub fn wait(&self) -> Duration {
+        if self.we_refresh {
+            refresh_after(self.interval)
+        } else {
+            expire_after(self.interval)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_and_print() {
+        let se = SessionExpires::parse("1800;refresher=uac").unwrap_or_else(|| unreachable!());
+        assert_eq!(se.interval, Duration::from_secs(1800));
+        assert_eq!(se.refresher, Some(Refresher::Uac));
+        assert_eq!(se.to_header(), "1800;refresher=uac");
+        let se = SessionExpires::parse(" 90 ; Refresher = UAS ").unwrap_or_else(|| unreachable!());
+        assert_eq!(se.refresher, Some(Refresher::Uas));
+        assert_eq!(SessionExpires::parse("90").map(|s| s.refresher), Some(None));
+        assert_eq!(SessionExpires::parse("soon"), None);
+        assert_eq!(SessionExpires::parse(""), None);
+    }
+
+    #[test]
+    fn refreshes_come_half_way_and_expiry_before_the_end() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(1800)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            expire_after(Duration::from_secs(1800)),
+            Duration::from_secs(1768)
+        );
+        assert_eq!(
+            expire_after(Duration::from_secs(90)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(expire_after(Duration::from_secs(3)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn timer_support_is_read_from_supported_and_require() {
+        let mut headers = Headers::new();
+        headers.push(HeaderName::Supported, "100rel, Timer");
+        assert!(supports_timer(&headers));
+        let mut headers = Headers::new();
+        headers.push(HeaderName::Supported, "replaces");
+        assert!(!supports_timer(&headers));
+    }
+}
