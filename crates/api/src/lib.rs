@@ -17,6 +17,7 @@
 //!   the embedded rooms, with LiveKit's grants (see [`room_service`]).
 //! - `GET /rooms/<room>/ws`: a WebSocket participant (see [`ws`] and
 //!   [`ws::session`] for the protocol).
+//! - `GET /metrics`: call counters in Prometheus' text format
 //! - `GET /debug/state` (`sip.admin`): calls, ports, rooms, participants
 //!   and transactions now, for leak checks (see [`status`]).
 //! - `GET /healthz` (and `GET /`, where LiveKit's server answers health

@@ -29,6 +29,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/", get(healthz))
         .route("/rooms/{room}/ws", get(crate::ws::handler))
         .route("/debug/state", get(debug_state))
+        .route("/metrics", get(metrics))
         .fallback(entry)
         .with_state(state)
 }
@@ -50,6 +51,18 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     } else {
         (StatusCode::OK, "OK\n").into_response()
     }
+}
+
+/// `GET /metrics`: call control's counters in Prometheus' text format,
+/// unauthenticated like any scrape target (they name no room, number or
+/// participant).
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let mut response = (StatusCode::OK, state.status.metrics()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// `GET /debug/state` (`sip.admin`): counts that go back to zero when

@@ -26,6 +26,11 @@ pub struct CallStatus {
 pub trait StatusSource: Send + Sync + 'static {
     /// The numbers now.
     fn call_status(&self) -> CallStatus;
+
+    /// Call control's metrics in Prometheus' text format (`GET /metrics`).
+    fn metrics(&self) -> String {
+        String::new()
+    }
 }
 
 /// The body of `GET /debug/state`.

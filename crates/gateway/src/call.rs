@@ -82,6 +82,49 @@ impl Ending {
         }
     }
 
+    /// How the call ended, for the log, the participant's final attributes
+    /// and the metrics: (result, LiveKit DisconnectReason name, SIP status).
+    pub(crate) fn outcome(&self, answered: bool) -> (&'static str, &'static str, u16) {
+        use crate::DialError;
+        let ended = if answered { "answered" } else { "failed" };
+        match self {
+            Ending::Refused(r) => ("refused", "SIP_TRUNK_FAILURE", r.status()),
+            Ending::Challenged => ("challenged", "UNKNOWN_REASON", 407),
+            Ending::Cancelled => ("cancelled", "CLIENT_INITIATED", 487),
+            Ending::CallerHungUp => (ended, "CLIENT_INITIATED", 200),
+            Ending::Removed(LeaveReason::RoomDeleted) => (ended, "ROOM_DELETED", 200),
+            Ending::Removed(LeaveReason::DuplicateIdentity) => (ended, "DUPLICATE_IDENTITY", 200),
+            Ending::Removed(LeaveReason::Stuck) => (ended, "STATE_MISMATCH", 200),
+            Ending::Removed(_) => (ended, "PARTICIPANT_REMOVED", 200),
+            Ending::MaxDuration => (ended, "CONNECTION_TIMEOUT", 200),
+            Ending::MediaTimeout => (ended, "MEDIA_FAILURE", 408),
+            Ending::AckTimeout | Ending::SessionExpired => (ended, "CONNECTION_TIMEOUT", 408),
+            Ending::WrongPin | Ending::PinTimeout => (ended, "JOIN_FAILURE", 403),
+            Ending::MediaFailure(_) => (ended, "MEDIA_FAILURE", 500),
+            Ending::Transferred => (ended, "CLIENT_INITIATED", 200),
+            Ending::DialFailed(e) => match e {
+                DialError::Sip { status, .. } => {
+                    let reason = match status {
+                        401 | 403 | 407 | 486 | 488 | 600..=699 => "USER_REJECTED",
+                        400..=499 => "USER_UNAVAILABLE",
+                        _ => "SIP_TRUNK_FAILURE",
+                    };
+                    ("failed", reason, *status)
+                }
+                DialError::RingingTimeout(_) => ("failed", "USER_UNAVAILABLE", 408),
+                DialError::Transport(_) | DialError::Address(_) => {
+                    ("failed", "SIP_TRUNK_FAILURE", 503)
+                }
+                DialError::Media(_) => ("failed", "MEDIA_FAILURE", 488),
+                DialError::AuthMissing => ("failed", "SIP_TRUNK_FAILURE", 407),
+                DialError::Abandoned => ("cancelled", "CLIENT_INITIATED", 487),
+                DialError::AtCapacity | DialError::NoPorts | DialError::Room(_) => {
+                    ("failed", "JOIN_FAILURE", 503)
+                }
+            },
+        }
+    }
+
     /// The `sip;cause` of our BYE (RFC 3326).
     fn bye_cause(&self) -> u16 {
         match self {
@@ -144,6 +187,8 @@ pub(crate) struct Call {
     pub flow: Flow,
     /// The INVITE we answer (inbound calls).
     pub invite_txn: Option<ServerTxnId>,
+    /// Placed by us (CreateSIPParticipant).
+    pub outbound: bool,
     pub self_tx: mpsc::UnboundedSender<Signal>,
     pub signals: mpsc::UnboundedReceiver<Signal>,
     pub guard: CallGuard,
@@ -202,6 +247,7 @@ impl Call {
             sip_call_id,
             flow,
             invite_txn: None,
+            outbound: false,
             self_tx,
             signals,
             guard,
@@ -271,8 +317,15 @@ impl Call {
         Ok(())
     }
 
-    /// Starts the media timeout: the initial allowance counts from now.
+    /// Starts the media timeout (the initial allowance counts from now)
+    /// and counts the call as up.
     pub(crate) fn media_answered(&self, timeout: Duration) {
+        let direction = if self.outbound { "outbound" } else { "inbound" };
+        self.shared
+            .metrics
+            .calls_active
+            .with_label_values(&[direction])
+            .inc();
         if let Some(media) = &self.media {
             let initial = self.started.elapsed() + self.shared.config.initial_media_timeout;
             media.set_media_timeout(timeout, initial);
@@ -498,6 +551,16 @@ impl Call {
                 media.play_tone(None);
             }
         }
+        let label = if outcome.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.shared
+            .metrics
+            .transfers
+            .with_label_values(&[label])
+            .inc();
         for reply in pending.replies {
             let _ = reply.send(outcome.clone());
         }
@@ -812,13 +875,40 @@ impl Call {
         if needs_bye {
             self.send_bye(&ending).await;
         }
+        let (result, disconnect_reason, sip_status) = ending.outcome(answered);
         if let Some(participant) = self.participant.take() {
             if participant.disconnected().is_none() {
+                // Others see why the call ended before the participant leaves.
                 let mut change = BTreeMap::new();
                 change.insert(attrs::CALL_STATUS.to_string(), "hangup".to_string());
+                change.insert(
+                    attrs::DISCONNECT_REASON.to_string(),
+                    disconnect_reason.to_string(),
+                );
+                change.insert(attrs::CALL_STATUS_CODE.to_string(), sip_status.to_string());
                 participant.set_attributes(&change);
             }
             drop(participant);
+        }
+        let direction = if self.outbound { "outbound" } else { "inbound" };
+        if !matches!(ending, Ending::Challenged) {
+            self.shared
+                .metrics
+                .calls_ended
+                .with_label_values(&[
+                    direction,
+                    result,
+                    disconnect_reason,
+                    &sip_status.to_string(),
+                ])
+                .inc();
+        }
+        if answered {
+            self.shared
+                .metrics
+                .calls_active
+                .with_label_values(&[direction])
+                .dec();
         }
         self.bridge.set_port(None);
         let stats = match &self.media {
@@ -849,8 +939,11 @@ impl Call {
                 info!(
                     call_id = %self.call_id,
                     sip_call_id = %self.sip_call_id,
+                    direction,
                     reason = %ending.text(),
                     answered,
+                    disconnect_reason,
+                    sip_status,
                     duration_ms = self.answered_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0),
                     rtp_received = stats.packets_received,
                     rtp_sent = stats.packets_sent,

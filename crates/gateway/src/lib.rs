@@ -17,12 +17,14 @@ mod call;
 mod inbound;
 mod info_dtmf;
 mod media_config;
+mod metrics;
 mod outbound;
 mod prompts;
 mod refusal;
 mod session_timer;
 
 pub use info_dtmf::parse_info_dtmf;
+pub use metrics::GatewayMetrics;
 pub use outbound::{DialError, DialRequest, DialStarted};
 pub use prompts::Prompt;
 pub use refusal::Refusal;
@@ -364,6 +366,7 @@ struct Shared {
     digest: Mutex<DigestServer>,
     routes: Mutex<Routes>,
     calls: Arc<CallRegistry>,
+    metrics: GatewayMetrics,
 }
 
 impl Shared {
@@ -389,6 +392,8 @@ pub struct GatewayParts {
     /// Checks digest credentials; its key signs nonces, so replicas that
     /// share it accept each other's challenges.
     pub digest: DigestServer,
+    /// Where call outcomes are counted.
+    pub metrics: GatewayMetrics,
 }
 
 /// The transaction user of the SIP stack.
@@ -409,6 +414,7 @@ impl Gateway {
                 digest: Mutex::new(parts.digest),
                 routes: Mutex::new(Routes::default()),
                 calls: Arc::new(CallRegistry::default()),
+                metrics: parts.metrics,
             }),
         }
     }
@@ -529,6 +535,11 @@ pub struct GatewayHandle {
 }
 
 impl GatewayHandle {
+    /// The gateway's metrics in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
     /// Places an outbound call (CreateSIPParticipant). Returns when the
     /// callee is in the room and dialling, or with `wait_until_answered`
     /// when the call is answered or has failed.

@@ -148,6 +148,7 @@ pub(crate) async fn dial(
     // LiveKit derives the Call-ID from the call ID; any unique value works.
     let mut call = Call::new(shared.clone(), flow, String::new(), tx, rx, guard);
     call.sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
+    call.outbound = true;
     call.policy = CallPolicy {
         max_call_duration: request.max_call_duration,
         attributes_to_headers: request.attributes_to_headers.clone(),

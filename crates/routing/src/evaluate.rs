@@ -35,6 +35,11 @@ pub mod attrs {
     pub const CALL_ID_FULL: &str = "sip.callIDFull";
     /// The remote tag (From tag on inbound).
     pub const CALL_TAG: &str = "sip.callTag";
+    /// Why the call ended: LiveKit's DisconnectReason name (switchboard
+    /// sets it with `sip.callStatus=hangup`).
+    pub const DISCONNECT_REASON: &str = "sip.disconnectReason";
+    /// The SIP status that ended the call (switchboard's, with `hangup`).
+    pub const CALL_STATUS_CODE: &str = "sip.callStatusCode";
     /// Prefix of header attributes under `include_headers`.
     pub const HEADER_PREFIX: &str = "sip.h.";
 }

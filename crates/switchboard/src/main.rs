@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiKeys, ApiState, WebSocketConfig};
-use switchboard_gateway::{AnswerMode, Gateway, GatewayConfig, GatewayParts, MediaPool};
+use switchboard_gateway::{
+    AnswerMode, Gateway, GatewayConfig, GatewayMetrics, GatewayParts, MediaPool,
+};
 use switchboard_media::codec::OpusSettings;
 use switchboard_media::ports::{PortAllocator, PortConfig};
 use switchboard_media::session::{Latching, SessionConfig};
@@ -294,7 +296,7 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone());
+    let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle());
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
     let state = match api_state(config, &api, rooms, status, calls_api) {
         Ok(state) => state,
@@ -396,6 +398,7 @@ fn start_gateway(
     .map_err(|e| format!("media ports: {e}"))?;
     let ports = pool.ports().clone();
     let digest = digest_server(config)?;
+    let metrics = GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?;
     let challenge = match config.calls.auth_challenge {
         401 => ChallengeKind::Www,
         407 => ChallengeKind::Proxy,
@@ -465,6 +468,7 @@ fn start_gateway(
             rooms,
             media: pool,
             digest,
+            metrics,
         },
     );
     Ok((gateway, ports))

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use switchboard_api::{CallStatus, StatusSource};
-use switchboard_gateway::CallRegistry;
+use switchboard_gateway::{CallRegistry, GatewayHandle};
 use switchboard_media::ports::PortAllocator;
 use switchboard_sip::transport::SipHandle;
 
@@ -13,12 +13,23 @@ pub struct ServeStatus {
     calls: Arc<CallRegistry>,
     ports: PortAllocator,
     sip: SipHandle,
+    gateway: GatewayHandle,
 }
 
 impl ServeStatus {
     /// Counters of these parts.
-    pub fn new(calls: Arc<CallRegistry>, ports: PortAllocator, sip: SipHandle) -> ServeStatus {
-        ServeStatus { calls, ports, sip }
+    pub fn new(
+        calls: Arc<CallRegistry>,
+        ports: PortAllocator,
+        sip: SipHandle,
+        gateway: GatewayHandle,
+    ) -> ServeStatus {
+        ServeStatus {
+            calls,
+            ports,
+            sip,
+            gateway,
+        }
     }
 }
 
@@ -30,5 +41,9 @@ impl StatusSource for ServeStatus {
             rtp_ports_active: self.ports.active_count(),
             sip_transactions: self.sip.transaction_count(),
         }
+    }
+
+    fn metrics(&self) -> String {
+        self.gateway.metrics_text()
     }
 }

@@ -273,6 +273,19 @@ async fn a_carrier_with_digest_auth_reaches_the_agent_with_audio_and_dtmf() {
         Some("hangup"),
         "the last status before leaving: {statuses:?}"
     );
+    // Why it ended, in the participant's final attributes.
+    let last = agent
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "participant_updated")
+        .unwrap();
+    let attributes = &last["participant"]["attributes"];
+    assert_eq!(
+        attributes["sip.disconnectReason"], "CLIENT_INITIATED",
+        "{last}"
+    );
+    assert_eq!(attributes["sip.callStatusCode"], "200", "{last}");
     assert_eq!(
         caller["attributes"]["sip.callStatus"], "ringing",
         "{joined}"

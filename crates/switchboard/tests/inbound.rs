@@ -204,6 +204,15 @@ fn refusals_are_final_honest_and_explained() {
         log.contains("trunk ") && log.contains("credentials refused"),
         "{log}"
     );
+    // Counted by result, reason and status (the challenge is not a call).
+    let metrics = common::api::metrics_blocking(sb.api.unwrap());
+    for (status, count) in [("404", 2), ("403", 1), ("488", 1)] {
+        let line = format!(
+            r#"switchboard_calls_ended_total{{direction="inbound",reason="SIP_TRUNK_FAILURE",result="refused",sip_status="{status}"}} {count}"#
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    assert!(!metrics.contains(r#"sip_status="407""#), "{metrics}");
     assert_idle(&sb);
 }
 

@@ -207,3 +207,22 @@ pub async fn sip_service(addr: SocketAddr, method: &str, token: &str, body: Valu
         .unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {text:?}"));
     (status, value)
 }
+
+/// `GET /metrics` without a runtime: the Prometheus text.
+pub fn metrics_blocking(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+    body.to_string()
+}
