@@ -16,7 +16,8 @@ use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
 use switchboard_rooms::{JoinRequest, ParticipantKind, RoomEvent};
 use switchboard_routing::attrs;
-use switchboard_routing::livekit_protocol::SipMediaConfig;
+use switchboard_routing::livekit_protocol::{SipHeaderOptions, SipMediaConfig};
+use switchboard_routing::{header_attributes, CallInput};
 use switchboard_sip::auth::DigestClient;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::message::{HeaderName, Headers, Method, Request, Response};
@@ -70,6 +71,10 @@ pub struct DialRequest {
     pub play_dialtone: bool,
     /// Attributes copied into BYE and REFER headers.
     pub attributes_to_headers: std::collections::HashMap<String, String>,
+    /// Headers of the 200 OK copied into attributes.
+    pub headers_to_attributes: std::collections::HashMap<String, String>,
+    /// Which 200 OK headers become `sip.h.*` attributes.
+    pub include_headers: SipHeaderOptions,
 }
 
 /// A call that was placed (and answered, when the caller waited for it).
@@ -612,8 +617,37 @@ impl OutboundCall {
                 we_refresh: se.refresher != Some(Refresher::Uas),
             });
         }
+        self.answer_attributes(response);
         info!(call_id = %self.call.call_id, "outbound call answered");
         Ok(())
+    }
+
+    /// The 200 OK's headers as attributes, as for an inbound INVITE:
+    /// `include_headers`, the built-in provider map, the trunk's map, then
+    /// `sip.callTag` (the callee's To tag) and `sip.callIDFull`.
+    fn answer_attributes(&self, response: &Response) {
+        let Some(p) = &self.call.participant else {
+            return;
+        };
+        let input = CallInput {
+            headers: response
+                .headers
+                .iter()
+                .map(|f| (f.name.as_str().to_string(), f.value.clone()))
+                .collect(),
+            from_tag: response
+                .to()
+                .and_then(|t| t.tag().map(str::to_string))
+                .unwrap_or_default(),
+            sip_call_id: self.call.sip_call_id.clone(),
+            ..CallInput::default()
+        };
+        let attributes = header_attributes(
+            &input,
+            self.request.include_headers,
+            &self.request.headers_to_attributes,
+        );
+        p.set_attributes(&attributes.into_iter().collect());
     }
 
     /// After the answer: the requested DTMF (`automation`), then `active`.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use switchboard_api::{CallControl, CallFuture, Code, OutboundCall, Transfer, TwirpError};
 use switchboard_gateway::{DialError, DialRequest, GatewayHandle, TransferError, TransferRequest};
 use switchboard_routing::livekit_protocol::{
-    SipMediaConfig, SipParticipantInfo, SipStatus, SipTransferReason, SipTransferStatus,
-    SipTransport, TransferSipParticipantResponse,
+    SipHeaderOptions, SipMediaConfig, SipParticipantInfo, SipStatus, SipTransferReason,
+    SipTransferStatus, SipTransport, TransferSipParticipantResponse,
 };
 use switchboard_routing::{attrs, effective_media, merge_media};
 use switchboard_sip::message::standard_reason;
@@ -186,6 +186,19 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
     } else {
         r.participant_identity.clone()
     };
+    let headers_to_attributes: HashMap<String, String> = stored
+        .map(|t| t.headers_to_attributes.clone())
+        .or_else(|| inline.map(|t| t.headers_to_attributes.clone()))
+        .unwrap_or_default();
+    // The request's include_headers wins when set (LiveKit's rule).
+    let include_headers = [
+        r.include_headers,
+        stored.map(|t| t.include_headers).unwrap_or(0),
+    ]
+    .into_iter()
+    .find(|v| *v != 0)
+    .and_then(|v| SipHeaderOptions::try_from(v).ok())
+    .unwrap_or(SipHeaderOptions::SipNoHeaders);
     let attributes_to_headers: HashMap<String, String> = stored
         .map(|t| t.attributes_to_headers.clone())
         .or_else(|| inline.map(|t| t.attributes_to_headers.clone()))
@@ -217,6 +230,8 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         dtmf: r.dtmf.clone(),
         play_dialtone,
         attributes_to_headers,
+        headers_to_attributes,
+        include_headers,
     })
 }
 

@@ -149,6 +149,29 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
         .filter_map(|m| m["participant"]["attributes"]["sip.callStatus"].as_str())
         .collect();
     assert!(statuses.contains(&"active"), "{statuses:?}");
+    // The 200 OK's tags as attributes: the callee's To tag (here the
+    // inbound leg's call ID) and our Call-ID.
+    let answered = near
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m["type"] == "participant_updated" && m["participant"]["identity"] == "phone")
+        .unwrap();
+    let attributes = &answered["participant"]["attributes"];
+    assert!(
+        attributes["sip.callTag"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("SCL_"),
+        "{answered}"
+    );
+    assert!(
+        attributes["sip.callIDFull"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("@switchboard"),
+        "{answered}"
+    );
     assert!(
         far.messages
             .iter()
