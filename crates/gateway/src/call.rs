@@ -121,6 +121,7 @@ impl Ending {
                 DialError::AtCapacity | DialError::NoPorts | DialError::Room(_) => {
                     ("failed", "JOIN_FAILURE", 503)
                 }
+                DialError::TransportNotListening(_) => ("failed", "SIP_TRUNK_FAILURE", 503),
             },
         }
     }

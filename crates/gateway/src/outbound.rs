@@ -128,6 +128,11 @@ pub enum DialError {
     /// The participant left or was removed before the answer.
     #[error("participant left before the call was answered")]
     Abandoned,
+    /// The trunk's transport has no listener here (TLS without
+    /// `sip.tls.cert` and `sip.tls.key`): our Via and Contact could not name
+    /// a port the callee can reach.
+    #[error("the trunk uses {0:?} but switchboard does not listen on it (set sip.tls.cert and sip.tls.key for TLS)")]
+    TransportNotListening(Transport),
 }
 
 /// Places the call. Returns once the participant is in the room (dialling
@@ -138,6 +143,10 @@ pub(crate) async fn dial(
     request: DialRequest,
     wait_until_answered: bool,
 ) -> Result<DialStarted, DialError> {
+    if !shared.sip.advertises(request.transport) {
+        // Our Via and Contact must name a port the callee can reach us on.
+        return Err(DialError::TransportNotListening(request.transport));
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let mut guard = CallGuard::task(&shared.calls);
     if !guard.activate(shared.config.max_active_calls) {

@@ -243,7 +243,7 @@ fn dial_error(error: DialError) -> TwirpError {
             TwirpError::new(Code::Unavailable, message)
         }
         DialError::Sip { status, reason } => sip_error(status, &reason, message),
-        DialError::AuthMissing | DialError::Media(_) => {
+        DialError::AuthMissing | DialError::Media(_) | DialError::TransportNotListening(_) => {
             TwirpError::new(Code::FailedPrecondition, message)
         }
         DialError::RingingTimeout(_) => TwirpError::new(Code::Canceled, message)

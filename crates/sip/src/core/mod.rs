@@ -288,6 +288,11 @@ impl Endpoint {
         })
     }
 
+    /// Whether we listen on (and so can advertise) a transport.
+    pub fn advertises(&self, transport: Transport) -> bool {
+        self.config.advertised_ports.for_transport(transport) != 0
+    }
+
     /// The host we advertise.
     pub fn advertised_host(&self) -> &str {
         &self.config.advertised_host

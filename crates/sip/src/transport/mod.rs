@@ -214,6 +214,11 @@ impl SipHandle {
         self.with(|ep, _| ep.dialog_mut(id).map(f))
     }
 
+    /// Whether a transport listens, so our Via and Contact can name it.
+    pub fn advertises(&self, transport: crate::Transport) -> bool {
+        self.with(|ep, _| ep.advertises(transport))
+    }
+
     /// The host we advertise (Via, Contact, From of our requests).
     pub fn advertised_host(&self) -> String {
         self.with(|ep, _| ep.advertised_host().to_string())
