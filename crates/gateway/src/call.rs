@@ -213,6 +213,8 @@ pub(crate) struct Call {
     pub session_deadline: Option<tokio::time::Instant>,
     /// Our refresh re-INVITE in flight: its transaction and CSeq.
     pub refresh: Option<(ClientTxnId, u32)>,
+    /// We offered in a 2xx to an offerless re-INVITE: the ACK answers.
+    pub offer_in_2xx: bool,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -267,6 +269,7 @@ impl Call {
             session_timer: None,
             session_deadline: None,
             refresh: None,
+            offer_in_2xx: false,
         }
     }
 
@@ -349,11 +352,15 @@ impl Call {
         loop {
             tokio::select! {
                 signal = self.signals.recv() => match signal {
-                    Some(Signal::Ack) => {
+                    Some(Signal::Ack(body)) => {
                         if !self.acked {
                             self.acked = true;
                             self.set_status("active");
                             info!(call_id = %self.call_id, "call active");
+                        }
+                        if self.offer_in_2xx {
+                            self.offer_in_2xx = false;
+                            self.answer_in_ack(&body).await;
                         }
                     }
                     Some(Signal::AckTimeout) => return Ending::AckTimeout,
@@ -660,9 +667,21 @@ impl Call {
                 // A session refresh without media changes.
                 return self.peer_refreshed(incoming, ResponseSpec::new(200));
             }
-            // An offerless re-INVITE wants our offer in the 200 and its
-            // answer in the ACK; not supported yet.
-            return ResponseSpec::new(488).reason("re-INVITE without SDP not supported");
+            // An offerless re-INVITE: our offer goes in the 200, the answer
+            // comes in the ACK (RFC 3261 §14.2).
+            let offer = match self
+                .negotiator
+                .as_mut()
+                .map(|n| n.create_offer(Direction::SendRecv))
+            {
+                Some(Ok(offer)) => offer,
+                _ => return ResponseSpec::new(500),
+            };
+            self.offer_in_2xx = true;
+            let spec = ResponseSpec::new(200).header(HeaderName::Contact, self.contact());
+            return self
+                .peer_refreshed(incoming, spec)
+                .body("application/sdp", offer);
         }
         let offer = String::from_utf8_lossy(body).into_owned();
         let Some(negotiator) = self.negotiator.as_mut() else {
@@ -685,6 +704,32 @@ impl Call {
             Err(e) => {
                 info!(call_id = %self.call_id, error = %e, "re-INVITE refused");
                 ResponseSpec::new(e.sip_status())
+            }
+        }
+    }
+
+    /// The answer in the ACK to the offer we put in a 2xx.
+    async fn answer_in_ack(&mut self, body: &[u8]) {
+        if body.is_empty() {
+            warn!(call_id = %self.call_id, "the ACK carried no answer to our offer; media unchanged");
+            return;
+        }
+        let answer = String::from_utf8_lossy(body).into_owned();
+        let Some(negotiator) = self.negotiator.as_mut() else {
+            return;
+        };
+        match negotiator.accept_answer(&answer) {
+            Ok(negotiated) => {
+                let direction = negotiated.direction;
+                if let Some(media) = &self.media {
+                    if let Err(e) = media.update(negotiated).await {
+                        warn!(call_id = %self.call_id, error = %e, "media update failed");
+                    }
+                }
+                info!(call_id = %self.call_id, direction = ?direction, "media renegotiated");
+            }
+            Err(e) => {
+                warn!(call_id = %self.call_id, error = %e, "the answer in the ACK is unusable")
             }
         }
     }

@@ -603,7 +603,7 @@ impl InboundCall {
                         InDialog::Hangup => return Err(Ending::CallerHungUp),
                         InDialog::Handled => None,
                     },
-                    Some(Signal::Ack) => { self.call.acked = true; None }
+                    Some(Signal::Ack(_)) => { self.call.acked = true; None }
                     Some(Signal::AckTimeout) => return Err(Ending::AckTimeout),
                     Some(Signal::Transfer(order)) => {
                         Call::refuse_transfer(order, TransferError::NotEstablished);

@@ -259,8 +259,9 @@ impl Drop for CallGuard {
 enum Signal {
     /// The caller cancelled; the core has answered 487.
     Cancelled,
-    /// The ACK for our 2xx.
-    Ack,
+    /// The ACK for our 2xx, with its body (the answer to an offer we made
+    /// in a 2xx).
+    Ack(bytes::Bytes),
     /// Our 2xx was never acknowledged.
     AckTimeout,
     /// A request within the call's dialog.
@@ -517,7 +518,7 @@ impl Gateway {
         drop(routes);
         match target {
             Some(call) => {
-                let _ = call.send(Signal::Ack);
+                let _ = call.send(Signal::Ack(request.body));
             }
             None => debug!(peer = %flow.remote, call_id = ?request.call_id(), "ACK for no call"),
         }

@@ -434,6 +434,24 @@ fn hold_and_resume_by_reinvite_keep_the_call() {
     assert_eq!(ok.status(), 200, "{}", ok.text);
     assert!(ok.body().contains("a=sendrecv"), "{}", ok.body());
     uac.ack(seq, &ok);
+    // A re-INVITE without SDP: our offer comes in the 200, the answer in
+    // the ACK.
+    let before = sb.log().matches("media renegotiated").count();
+    let seq = uac.invite("", &[]);
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert!(ok.body().contains("m=audio "), "an offer: {}", ok.body());
+    uac.ack_with(seq, &ok, &uac.pcmu_offer());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while sb.log().matches("media renegotiated").count() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the ACK's answer was not applied:\n{}",
+            sb.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!sb.log().contains("unusable"), "{}", sb.log());
     let bye = uac.in_dialog("BYE", "", "");
     assert_eq!(
         uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),

@@ -259,6 +259,11 @@ impl Uac {
 
     /// ACKs a final response to the INVITE with CSeq `seq`.
     pub fn ack(&self, seq: u32, response: &Msg) {
+        self.ack_with(seq, response, "");
+    }
+
+    /// ACKs a 2xx that carried an offer, with our SDP answer.
+    pub fn ack_with(&self, seq: u32, response: &Msg, sdp: &str) {
         let to = response.header("To").unwrap_or_default();
         let (uri, branch) = if (200..300).contains(&response.status()) {
             let uri = self
@@ -272,10 +277,18 @@ impl Uac {
                 format!("z9hG4bK-{}-{}", self.from_tag, seq),
             )
         };
+        let body = if sdp.is_empty() {
+            "Content-Length: 0\r\n\r\n".to_string()
+        } else {
+            format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            )
+        };
         self.send(&format!(
             "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} ACK\r\n\
-             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+             Max-Forwards: 70\r\n{body}",
             local = self.local,
             from = self.caller_field(),
             call = self.call_id,
