@@ -47,6 +47,15 @@ pub struct DialRequest {
     pub transport: Transport,
     /// The number called (`sip_call_to`).
     pub call_to: String,
+    /// A Request-URI given by the request (`sip_request_uri`), else built
+    /// from `to_user` and `address`.
+    pub request_uri: Option<String>,
+    /// A To header given by the request (`sip_to_header`, a name-addr),
+    /// else built from `to_user` and `address`.
+    pub to_header: Option<String>,
+    /// A From header given by the request (`sip_from_header`, a name-addr
+    /// without tag), else built from the number, host and display name.
+    pub from_header: Option<String>,
     /// The user part of the To URI (`to_user_override`, else `call_to`).
     pub to_user: String,
     /// The From number.
@@ -322,6 +331,9 @@ impl OutboundCall {
 
     fn request_uri(&self) -> String {
         let r = &self.request;
+        if let Some(uri) = &r.request_uri {
+            return uri.clone();
+        }
         match r.transport {
             Transport::Udp => format!("sip:{}@{}", r.to_user, r.address),
             Transport::Tcp => format!("sip:{}@{};transport=tcp", r.to_user, r.address),
@@ -337,21 +349,17 @@ impl OutboundCall {
             .clone()
             .unwrap_or_else(|| self.call.shared.sip.advertised_host());
         let from_uri = format!("sip:{}@{}", r.from_number, from_host);
-        let from = match &r.display_name {
-            None => format!(
-                "\"{}\" <{from_uri}>;tag={}",
-                r.from_number, self.call.call_id
-            ),
-            Some(name) if name.is_empty() => format!("<{from_uri}>;tag={}", self.call.call_id),
-            Some(name) => format!(
-                "\"{}\" <{from_uri}>;tag={}",
-                name.replace(['"', '\\'], ""),
-                self.call.call_id
-            ),
+        let from = match (&r.from_header, &r.display_name) {
+            (Some(header), _) => format!("{header};tag={}", self.call.call_id),
+            (None, display) => self.default_from(display, &from_uri),
         };
+        let to = r
+            .to_header
+            .clone()
+            .unwrap_or_else(|| format!("<sip:{}@{}>", r.to_user, r.address));
         let mut headers = Headers::new();
         headers.push(HeaderName::From, from);
-        headers.push(HeaderName::To, format!("<sip:{}@{}>", r.to_user, r.address));
+        headers.push(HeaderName::To, to);
         headers.push(HeaderName::CallId, self.call.sip_call_id.clone());
         headers.push(HeaderName::CSeq, format!("{seq} INVITE"));
         headers.push(HeaderName::Contact, self.call.contact());
@@ -376,6 +384,20 @@ impl OutboundCall {
             uri: self.request_uri(),
             headers,
             body: bytes::Bytes::from(offer.to_string()),
+        }
+    }
+
+    /// Our From: the display name unset shows the number, empty shows
+    /// none, otherwise it is the name (quotes and backslashes dropped).
+    fn default_from(&self, display: &Option<String>, from_uri: &str) -> String {
+        let tag = &self.call.call_id;
+        match display {
+            None => format!("\"{}\" <{from_uri}>;tag={tag}", self.request.from_number),
+            Some(name) if name.is_empty() => format!("<{from_uri}>;tag={tag}"),
+            Some(name) => format!(
+                "\"{}\" <{from_uri}>;tag={tag}",
+                name.replace(['"', '\\'], "")
+            ),
         }
     }
 

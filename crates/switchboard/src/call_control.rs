@@ -8,11 +8,12 @@ use std::time::Duration;
 use switchboard_api::{CallControl, CallFuture, Code, OutboundCall, Transfer, TwirpError};
 use switchboard_gateway::{DialError, DialRequest, GatewayHandle, TransferError, TransferRequest};
 use switchboard_routing::livekit_protocol::{
-    SipHeaderOptions, SipMediaConfig, SipParticipantInfo, SipStatus, SipTransferReason,
-    SipTransferStatus, SipTransport, TransferSipParticipantResponse,
+    sip_named_dest, sip_request_dest, SipHeaderOptions, SipMediaConfig, SipNamedDest,
+    SipParticipantInfo, SipStatus, SipTransferReason, SipTransferStatus, SipTransport, SipUri,
+    TransferSipParticipantResponse,
 };
 use switchboard_routing::{attrs, effective_media, merge_media};
-use switchboard_sip::message::standard_reason;
+use switchboard_sip::message::{standard_reason, Uri};
 use switchboard_sip::Transport;
 
 /// How long a transfer may take when the request sets no ringing timeout
@@ -203,6 +204,27 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         .map(|t| t.attributes_to_headers.clone())
         .or_else(|| inline.map(|t| t.attributes_to_headers.clone()))
         .unwrap_or_default();
+    let request_uri = match r.sip_request_uri.as_ref().and_then(|d| d.uri.as_ref()) {
+        Some(sip_request_dest::Uri::Raw(raw)) => Some(checked_uri(raw, "sip_request_uri")?),
+        Some(sip_request_dest::Uri::Values(values)) => Some(uri_of(values, &address)),
+        None => None,
+    };
+    let named = |dest: &Option<SipNamedDest>, field: &str| -> Result<Option<String>, TwirpError> {
+        let Some(dest) = dest else { return Ok(None) };
+        let uri = match &dest.uri {
+            Some(sip_named_dest::Uri::Raw(raw)) => checked_uri(raw, field)?,
+            Some(sip_named_dest::Uri::Values(values)) => uri_of(values, &address),
+            None => return Ok(None),
+        };
+        let display = dest.display_name.replace(['"', '\\'], "");
+        Ok(Some(if display.is_empty() {
+            format!("<{uri}>")
+        } else {
+            format!("\"{display}\" <{uri}>")
+        }))
+    };
+    let to_header = named(&r.sip_to_header, "sip_to_header")?;
+    let from_header = named(&r.sip_from_header, "sip_from_header")?;
     Ok(DialRequest {
         room: r.room_name.clone(),
         identity,
@@ -212,6 +234,9 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         address,
         transport,
         call_to: r.sip_call_to.clone(),
+        request_uri,
+        to_header,
+        from_header,
         to_user: if r.to_user_override.is_empty() {
             r.sip_call_to.clone()
         } else {
@@ -233,6 +258,57 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         headers_to_attributes,
         include_headers,
     })
+}
+
+/// A URI given as text (angle brackets allowed), checked to be SIP or tel.
+fn checked_uri(raw: &str, field: &str) -> Result<String, TwirpError> {
+    let uri = raw
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    match Uri::parse(uri) {
+        Ok(Uri::Sip(_) | Uri::Tel(_)) => Ok(uri.to_string()),
+        _ => Err(TwirpError::new(
+            Code::InvalidArgument,
+            format!("{field} must be a sip:, sips: or tel: URI"),
+        )),
+    }
+}
+
+/// A SIP URI from its parts; the host defaults to the trunk's address.
+fn uri_of(values: &SipUri, address: &str) -> String {
+    // The trunk's address without its port, when the parts name one.
+    let trunk_host = match address.rsplit_once(':') {
+        Some((host, port))
+            if values.port != 0
+                && !host.ends_with(':')
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            host
+        }
+        _ => address,
+    };
+    let host = [values.host.as_str(), values.ip.as_str()]
+        .into_iter()
+        .find(|h| !h.is_empty())
+        .unwrap_or(trunk_host);
+    let mut uri = String::from("sip:");
+    if !values.user.is_empty() {
+        uri.push_str(&values.user);
+        uri.push('@');
+    }
+    uri.push_str(host);
+    if values.port != 0 {
+        uri.push_str(&format!(":{}", values.port));
+    }
+    match SipTransport::try_from(values.transport) {
+        Ok(SipTransport::Tcp) => uri.push_str(";transport=tcp"),
+        Ok(SipTransport::Tls) => uri.push_str(";transport=tls"),
+        Ok(SipTransport::Udp) => uri.push_str(";transport=udp"),
+        _ => {}
+    }
+    uri
 }
 
 fn dial_error(error: DialError) -> TwirpError {
@@ -328,8 +404,144 @@ impl CallControl for GatewayCalls {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use switchboard_routing::livekit_protocol::{
+        CreateSipParticipantRequest, SipOutboundConfig, SipOutboundTrunkInfo, SipRequestDest,
+    };
+
+    fn trunk() -> SipOutboundTrunkInfo {
+        SipOutboundTrunkInfo {
+            sip_trunk_id: "ST_a".into(),
+            address: "sip.example.net:5070".into(),
+            numbers: vec!["+15550001".into()],
+            transport: SipTransport::Tcp as i32,
+            auth_username: "u".into(),
+            auth_password: "p".into(),
+            headers: [
+                ("X-Trunk".to_string(), "t".to_string()),
+                ("X-Both".to_string(), "trunk".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn call(
+        request: CreateSipParticipantRequest,
+        trunk: Option<SipOutboundTrunkInfo>,
+    ) -> OutboundCall {
+        OutboundCall { request, trunk }
+    }
+
+    #[test]
+    fn a_stored_trunk_gives_address_number_transport_auth_and_headers() {
+        let request = CreateSipParticipantRequest {
+            sip_trunk_id: "ST_a".into(),
+            sip_call_to: "+15559999".into(),
+            room_name: "r".into(),
+            headers: [("X-Both".to_string(), "request".to_string())].into(),
+            ..Default::default()
+        };
+        let dial = dial_request(&call(request, Some(trunk()))).unwrap();
+        assert_eq!(dial.address, "sip.example.net:5070");
+        assert_eq!(dial.from_number, "+15550001");
+        assert_eq!(dial.transport, Transport::Tcp);
+        assert_eq!(dial.auth, Some(("u".into(), "p".into())));
+        assert_eq!(dial.identity, "sip_+15559999");
+        assert_eq!(
+            dial.headers,
+            vec![
+                ("X-Both".into(), "request".into()),
+                ("X-Trunk".into(), "t".into())
+            ],
+            "the request's headers win, sorted by name"
+        );
+        assert_eq!(
+            dial.attributes.get("sip.phoneNumber").map(String::as_str),
+            Some("+15559999")
+        );
+        assert_eq!(
+            dial.attributes
+                .get("sip.trunkPhoneNumber")
+                .map(String::as_str),
+            Some("+15550001")
+        );
+        assert_eq!(
+            dial.attributes.get("sip.trunkID").map(String::as_str),
+            Some("ST_a")
+        );
+        assert_eq!(dial.ringing_timeout, DEFAULT_RINGING_TIMEOUT);
+    }
+
+    #[test]
+    fn hidden_numbers_twilio_plus_and_an_inline_trunk() {
+        let request = CreateSipParticipantRequest {
+            sip_call_to: "+15559999".into(),
+            sip_number: "15550002".into(),
+            room_name: "r".into(),
+            hide_phone_number: true,
+            trunk: Some(SipOutboundConfig {
+                hostname: "acme.pstn.twilio.com".into(),
+                ..Default::default()
+            }),
+            ringing_timeout: Some(pbjson_types::Duration {
+                seconds: 300,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let dial = dial_request(&call(request, None)).unwrap();
+        assert_eq!(dial.from_number, "+15550002", "Twilio wants E.164");
+        assert!(!dial.attributes.contains_key("sip.phoneNumber"));
+        assert_eq!(dial.ringing_timeout, MAX_RINGING_TIMEOUT, "capped at 80 s");
+        assert_eq!(dial.transport, Transport::Udp);
+    }
+
+    #[test]
+    fn request_uri_to_and_from_may_be_given() {
+        let request = CreateSipParticipantRequest {
+            sip_trunk_id: "ST_a".into(),
+            sip_call_to: "+15559999".into(),
+            room_name: "r".into(),
+            sip_request_uri: Some(SipRequestDest {
+                uri: Some(sip_request_dest::Uri::Raw(
+                    "<sip:9999@gw.example.net;user=phone>".into(),
+                )),
+            }),
+            sip_to_header: Some(SipNamedDest {
+                display_name: "Desk".into(),
+                uri: Some(sip_named_dest::Uri::Values(SipUri {
+                    user: "desk".into(),
+                    port: 5080,
+                    transport: SipTransport::Tcp as i32,
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let dial = dial_request(&call(request, Some(trunk()))).unwrap();
+        assert_eq!(
+            dial.request_uri.as_deref(),
+            Some("sip:9999@gw.example.net;user=phone")
+        );
+        assert_eq!(
+            dial.to_header.as_deref(),
+            Some(r#""Desk" <sip:desk@sip.example.net:5080;transport=tcp>"#)
+        );
+        assert_eq!(dial.from_header, None);
+        let bad = CreateSipParticipantRequest {
+            sip_trunk_id: "ST_a".into(),
+            sip_call_to: "+1".into(),
+            room_name: "r".into(),
+            sip_request_uri: Some(SipRequestDest {
+                uri: Some(sip_request_dest::Uri::Raw("http://example.com".into())),
+            }),
+            ..Default::default()
+        };
+        assert!(dial_request(&call(bad, Some(trunk()))).is_err());
+    }
 
     #[test]
     fn sip_failures_map_to_livekits_codes_with_meta() {
