@@ -16,10 +16,14 @@
 
 mod common;
 
-use common::api::{assert_nothing_left, KEY, KEY_ENV, SECRET};
+use common::api::{assert_nothing_left, room_service, sip_service, token, KEY, KEY_ENV, SECRET};
 use common::sipp_uas::SippUas;
+use common::uas::{first_line, test_pki, Uas, UasKind};
+use common::ws::Client;
 use common::{repo, SippTransport, Switchboard};
+use serde_json::{json, Value};
 use std::fs::File;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,14 @@ fn start(env: &[(&str, &str)]) -> Switchboard {
     all.push(("SWITCHBOARD_MEDIA__BIND", "127.0.0.1"));
     all.extend_from_slice(env);
     Switchboard::start(&all)
+}
+
+async fn nothing_left(sb: &Switchboard) {
+    let api = sb.api.unwrap();
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
 }
 
 // ------------------------------------------------------------ Python SDK
@@ -204,4 +216,330 @@ fn check_proxy_digest(messages: &str) -> Result<(), String> {
              (response should be {expected}): {header}"
         ))
     }
+}
+
+// ---------------------------------------------------- raw callee helpers
+
+/// An outbound trunk to `addr` over `transport` (a SIPTransport name).
+async fn outbound_trunk(sb: &Switchboard, addr: SocketAddr, transport: &str) -> String {
+    let admin = token(json!({"sip": {"admin": true}}));
+    let (status, trunk) = sip_service(
+        sb.api.unwrap(),
+        "CreateSIPOutboundTrunk",
+        &admin,
+        json!({"trunk": {"name": "callee", "address": addr.to_string(), "numbers": ["+15550100"], "transport": transport}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{trunk}");
+    trunk["sip_trunk_id"].as_str().unwrap().to_string()
+}
+
+/// CreateSIPParticipant (Twirp JSON) in the background, waiting for the
+/// answer, with `extra` request fields.
+fn dial(
+    sb: &Switchboard,
+    trunk: &str,
+    room: &str,
+    identity: &str,
+    extra: Value,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let mut body = json!({
+        "sip_trunk_id": trunk,
+        "sip_call_to": "+15550199",
+        "room_name": room,
+        "participant_identity": identity,
+        "wait_until_answered": true,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let api = sb.api.unwrap();
+    let caller = token(json!({"sip": {"call": true}}));
+    tokio::spawn(async move { sip_service(api, "CreateSIPParticipant", &caller, body).await })
+}
+
+/// The participant's `sip.callStatus` by RoomService (None when absent).
+async fn call_status(sb: &Switchboard, room: &str, identity: &str) -> Option<String> {
+    let admin = token(json!({"video": {"roomAdmin": true, "room": room}}));
+    let (status, p) = room_service(
+        sb.api.unwrap(),
+        "GetParticipant",
+        &admin,
+        json!({"room": room, "identity": identity}),
+    )
+    .await;
+    (status == 200).then(|| {
+        p["attributes"]["sip.callStatus"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    })
+}
+
+// ------------------------------------------------------------------ DTMF
+
+/// `dtmf: "1w2#"`: once the callee answers, it gets the digits as RFC 4733
+/// events, 1, 2 and # once each and in order, with the `w` pause (0.5 s)
+/// between 1 and 2; the room sees the call go `automation`, then `active`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_1w2_pound_reaches_the_callee_in_order_with_the_pause() {
+    let sb = start(&[]);
+    let mut uas = Uas::bind(UasKind::Udp).await;
+    let trunk = outbound_trunk(&sb, uas.addr, "SIP_TRANSPORT_UDP").await;
+    let mut watcher = Client::join(sb.api.unwrap(), "dtmf-room", "watcher", 16000).await;
+    let call = dial(&sb, &trunk, "dtmf-room", "callee", json!({"dtmf": "1w2#"}));
+    uas.answer_call(Duration::from_secs(10)).await;
+    let (status, info) = call.await.unwrap();
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+
+    // 1 at 0 s, 2 at 1 s, # at 1.5 s (LiveKit: 250 ms tone, 250 ms gap, w = 500 ms).
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while !uas.dtmf_events().iter().any(|(code, _)| *code == 11) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Anything stray or repeated would come right after.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let events = uas.dtmf_events();
+    let codes: Vec<u8> = events.iter().map(|(code, _)| *code).collect();
+    assert_eq!(
+        codes,
+        vec![1, 2, 11],
+        "RFC 4733 events (one per RTP timestamp) in arrival order\n{}",
+        sb.log()
+    );
+    let one_to_two = events[1].1 - events[0].1;
+    let two_to_pound = events[2].1 - events[1].1;
+    assert!(
+        one_to_two >= two_to_pound + Duration::from_millis(400),
+        "the w pause: 1 -> 2 took {one_to_two:?}, 2 -> # took {two_to_pound:?}"
+    );
+    assert!(
+        two_to_pound >= Duration::from_millis(350),
+        "digits are spaced (250 ms tone + 250 ms gap): 2 -> # took {two_to_pound:?}"
+    );
+
+    // The callee hangs up.
+    let bye = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(bye, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
+    let left = watcher.expect("participant_left").await;
+    assert_eq!(left["identity"], "callee", "{left}");
+    let statuses: Vec<&str> = watcher
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "participant_updated" && m["participant"]["identity"] == "callee")
+        .filter_map(|m| m["participant"]["attributes"]["sip.callStatus"].as_str())
+        .collect();
+    let automation = statuses.iter().position(|s| *s == "automation");
+    let active = statuses.iter().rposition(|s| *s == "active");
+    assert!(
+        matches!((automation, active), (Some(a), Some(b)) if a < b),
+        "sip.callStatus goes automation, then active: {statuses:?}"
+    );
+    drop(watcher);
+    nothing_left(&sb).await;
+}
+
+// -------------------------------------------------------------- transfer
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Via {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+/// The target's final status the callee reports by NOTIFY.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    Answers,
+    Busy,
+}
+
+/// An outbound call to a raw callee over `via`, then TransferSIPParticipant:
+/// REFER (202), NOTIFY 100, then NOTIFY 200 (the API answers
+/// STS_TRANSFER_SUCCESSFUL and switchboard BYEs about a second later) or
+/// NOTIFY 486 (a Twirp error with sip_status_code 486; the call stays up
+/// until the callee hangs up).
+async fn transfer(via: Via, target: Target) {
+    let dir = tempfile::tempdir().unwrap();
+    let (kind, ca, transport) = match via {
+        Via::Udp => (UasKind::Udp, None, "SIP_TRANSPORT_UDP"),
+        Via::Tcp => (UasKind::Tcp, None, "SIP_TRANSPORT_TCP"),
+        Via::Tls => {
+            let pki = test_pki(dir.path());
+            (UasKind::Tls(pki.server), Some(pki.ca), "SIP_TRANSPORT_TLS")
+        }
+    };
+    let ca = ca.map(|p| p.to_str().unwrap().to_string());
+    let mut env = Vec::new();
+    if let Some(ca) = &ca {
+        // switchboard trusts the callee's test CA for outbound TLS.
+        env.push(("SWITCHBOARD_SIP__TLS__CA", ca.as_str()));
+    }
+    let sb = start(&env);
+    let mut uas = Uas::bind(kind).await;
+    let trunk = outbound_trunk(&sb, uas.addr, transport).await;
+    let (room, identity) = ("transfer-room", "callee");
+    let call = dial(&sb, &trunk, room, identity, json!({}));
+    let invite = uas.answer_call(Duration::from_secs(10)).await;
+    assert!(
+        invite
+            .header("Via")
+            .is_some_and(|v| v.starts_with(&format!("SIP/2.0/{}", uas.transport))),
+        "the INVITE came over {}: {}",
+        uas.transport,
+        invite.text
+    );
+    let (status, info) = call.await.unwrap();
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+
+    let api = sb.api.unwrap();
+    let transferrer =
+        token(json!({"sip": {"call": true}, "video": {"roomAdmin": true, "room": room}}));
+    let asked = tokio::spawn(async move {
+        sip_service(
+            api,
+            "TransferSIPParticipant",
+            &transferrer,
+            json!({"room_name": room, "participant_identity": identity, "transfer_to": "tel:+15550111", "ringing_timeout": "10s"}),
+        )
+        .await
+    });
+    let refer = uas.wait_request("REFER", Duration::from_secs(5)).await;
+    assert_eq!(
+        refer.header("Refer-To"),
+        Some("tel:+15550111"),
+        "{}",
+        refer.text
+    );
+    assert!(refer.header("Referred-By").is_some(), "{}", refer.text);
+    assert_eq!(
+        refer.header("Call-ID"),
+        invite.header("Call-ID"),
+        "{}",
+        refer.text
+    );
+    uas.answer(&refer, 202, "Accepted", &[], "").await;
+    let refer_seq = refer
+        .header("CSeq")
+        .and_then(|c| c.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        uas.notify(&refer_seq, "100 Trying", false).await,
+        200,
+        "NOTIFY 100 answered"
+    );
+
+    match target {
+        Target::Answers => {
+            let notified = Instant::now();
+            assert_eq!(
+                uas.notify(&refer_seq, "200 OK", true).await,
+                200,
+                "NOTIFY 200 answered"
+            );
+            let (status, body) = asked.await.unwrap();
+            assert_eq!(status, 200, "{body}\n{}", sb.log());
+            assert_eq!(body["status"], "STS_TRANSFER_SUCCESSFUL", "{body}");
+            assert!(
+                body["transfer_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("STR_")),
+                "{body}"
+            );
+            let bye = uas.wait_request("BYE", Duration::from_secs(4)).await;
+            let after = notified.elapsed();
+            assert!(
+                (Duration::from_millis(500)..=Duration::from_millis(2500)).contains(&after),
+                "switchboard hangs up about a second after the transfer succeeded, not {after:?}"
+            );
+            assert!(
+                bye.header("Reason")
+                    .unwrap_or_default()
+                    .contains("call transferred"),
+                "{}",
+                bye.text
+            );
+            uas.answer(&bye, 200, "OK", &[], "").await;
+        }
+        Target::Busy => {
+            assert_eq!(
+                uas.notify(&refer_seq, "486 Busy Here", true).await,
+                200,
+                "NOTIFY 486 answered"
+            );
+            let (status, body) = asked.await.unwrap();
+            assert_eq!(status, 429, "{body}\n{}", sb.log());
+            assert_eq!(body["code"], "resource_exhausted", "{body}");
+            assert_eq!(body["meta"]["sip_status_code"], "486", "{body}");
+            assert_eq!(body["meta"]["sip_status"], "Busy Here", "{body}");
+            // The call stays up.
+            if let Some(bye) = uas.no_request("BYE", Duration::from_secs(2)).await {
+                panic!("a failed transfer hung up the call: {}", bye.text);
+            }
+            assert_eq!(
+                call_status(&sb, room, identity).await.as_deref(),
+                Some("active")
+            );
+            let bye = uas.request("BYE", &[], "", "").await;
+            assert_eq!(
+                uas.response_to(bye, "BYE", Duration::from_secs(3))
+                    .await
+                    .status(),
+                200
+            );
+        }
+    }
+    if via != Via::Udp {
+        assert_eq!(uas.connections, 1, "switchboard opened one connection");
+        assert!(
+            !uas.another_connection(Duration::from_millis(300)).await,
+            "switchboard opened a second connection"
+        );
+    }
+    let methods: Vec<String> = uas.received.iter().map(first_line).collect();
+    for wanted in ["INVITE", "ACK", "REFER"] {
+        assert!(
+            methods.iter().any(|m| m.starts_with(wanted)),
+            "{wanted} on the callee's {} socket: {methods:?}",
+            uas.transport
+        );
+    }
+    nothing_left(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_over_udp_succeeds_on_notify_200_and_hangs_up() {
+    transfer(Via::Udp, Target::Answers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_over_udp_fails_on_notify_486_and_keeps_the_call() {
+    transfer(Via::Udp, Target::Busy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_over_tcp_succeeds_on_notify_200_on_one_connection() {
+    transfer(Via::Tcp, Target::Answers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_over_tcp_fails_on_notify_486_on_one_connection() {
+    transfer(Via::Tcp, Target::Busy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_over_tls_succeeds_on_notify_200_on_one_connection() {
+    transfer(Via::Tls, Target::Answers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_over_tls_fails_on_notify_486_on_one_connection() {
+    transfer(Via::Tls, Target::Busy).await;
 }
