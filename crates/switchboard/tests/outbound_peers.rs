@@ -543,3 +543,89 @@ async fn transfer_over_tls_succeeds_on_notify_200_on_one_connection() {
 async fn transfer_over_tls_fails_on_notify_486_on_one_connection() {
     transfer(Via::Tls, Target::Busy).await;
 }
+
+/// The port in a Via sent-by or a Contact URI of a message.
+fn advertised_port(msg: &common::uac::Msg, header: &str) -> Option<u16> {
+    let value = msg.header(header)?;
+    let hostport = match header {
+        "Via" => value.split_whitespace().nth(1)?.split(';').next()?,
+        _ => value
+            .trim_start_matches('<')
+            .split(['>', ';'])
+            .next()?
+            .rsplit('@')
+            .next()?
+            .trim_start_matches("sips:")
+            .trim_start_matches("sip:"),
+    };
+    hostport.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Dials a TLS callee and returns the INVITE it got (the call is then
+/// hung up by the callee).
+async fn tls_invite(sb: &Switchboard, pki: &common::uas::TestPki) -> common::uac::Msg {
+    let mut uas = Uas::bind(UasKind::Tls(pki.server.clone())).await;
+    let trunk = outbound_trunk(sb, uas.addr, "SIP_TRANSPORT_TLS").await;
+    let call = dial(sb, &trunk, "tls-room", "callee", json!({}));
+    let invite = uas.answer_call(Duration::from_secs(10)).await;
+    let (status, info) = call.await.unwrap();
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+    let bye = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(bye, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
+    invite
+}
+
+/// With a TLS listener, an outbound TLS call's Via and Contact name it, so
+/// the callee can reach switchboard again (a new connection after the first
+/// one dropped, RFC 5923 aside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_tls_via_and_contact_name_the_tls_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path());
+    let sb = start(&[
+        ("SWITCHBOARD_SIP__TLS_PORT", "0"),
+        ("SWITCHBOARD_SIP__TLS__CERT", pki.cert.to_str().unwrap()),
+        ("SWITCHBOARD_SIP__TLS__KEY", pki.key.to_str().unwrap()),
+        ("SWITCHBOARD_SIP__TLS__CA", pki.ca.to_str().unwrap()),
+    ]);
+    let listener = sb.tls.expect("TLS listens").port();
+    let invite = tls_invite(&sb, &pki).await;
+    assert_eq!(
+        advertised_port(&invite, "Via"),
+        Some(listener),
+        "{}",
+        invite.text
+    );
+    assert_eq!(
+        advertised_port(&invite, "Contact"),
+        Some(listener),
+        "{}",
+        invite.text
+    );
+    nothing_left(&sb).await;
+}
+
+/// Without a TLS listener (only `sip.tls.ca`, to dial TLS trunks), the
+/// INVITE must still not advertise port 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "gateway bug: see notes"]
+async fn outbound_tls_without_a_tls_listener_advertises_no_port_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path());
+    let sb = start(&[("SWITCHBOARD_SIP__TLS__CA", pki.ca.to_str().unwrap())]);
+    let invite = tls_invite(&sb, &pki).await;
+    for header in ["Via", "Contact"] {
+        let port = advertised_port(&invite, header);
+        assert!(
+            port.is_some_and(|p| p != 0),
+            "{header} advertises port {port:?}:\n{}",
+            invite.text
+        );
+    }
+    nothing_left(&sb).await;
+}
