@@ -276,6 +276,23 @@ async fn call_status(sb: &Switchboard, room: &str, identity: &str) -> Option<Str
     })
 }
 
+/// TransferSIPParticipant (Twirp JSON) in the background.
+fn ask_transfer(
+    sb: &Switchboard,
+    room: &str,
+    identity: &str,
+    to: &str,
+    ringing_timeout: &str,
+) -> tokio::task::JoinHandle<(u16, Value)> {
+    let api = sb.api.unwrap();
+    let transferrer =
+        token(json!({"sip": {"call": true}, "video": {"roomAdmin": true, "room": room}}));
+    let body = json!({"room_name": room, "participant_identity": identity, "transfer_to": to, "ringing_timeout": ringing_timeout});
+    tokio::spawn(
+        async move { sip_service(api, "TransferSIPParticipant", &transferrer, body).await },
+    )
+}
+
 // ------------------------------------------------------------------ DTMF
 
 /// `dtmf: "1w2#"`: once the callee answers, it gets the digits as RFC 4733
@@ -398,18 +415,7 @@ async fn transfer(via: Via, target: Target) {
     let (status, info) = call.await.unwrap();
     assert_eq!(status, 200, "{info}\n{}", sb.log());
 
-    let api = sb.api.unwrap();
-    let transferrer =
-        token(json!({"sip": {"call": true}, "video": {"roomAdmin": true, "room": room}}));
-    let asked = tokio::spawn(async move {
-        sip_service(
-            api,
-            "TransferSIPParticipant",
-            &transferrer,
-            json!({"room_name": room, "participant_identity": identity, "transfer_to": "tel:+15550111", "ringing_timeout": "10s"}),
-        )
-        .await
-    });
+    let asked = ask_transfer(&sb, room, identity, "tel:+15550111", "10s");
     let refer = uas.wait_request("REFER", Duration::from_secs(5)).await;
     assert_eq!(
         refer.header("Refer-To"),
@@ -627,5 +633,290 @@ async fn outbound_tls_without_a_tls_listener_advertises_no_port_zero() {
             invite.text
         );
     }
+    nothing_left(&sb).await;
+}
+
+// ------------------------------------------ in-dialog requests and edges
+
+/// A switchboard and a raw callee over `kind` that answered an outbound
+/// call into `room` as `identity`.
+async fn answered(
+    kind: UasKind,
+    transport: &str,
+    room: &str,
+    identity: &str,
+) -> (Switchboard, Uas) {
+    let sb = start(&[]);
+    let mut uas = Uas::bind(kind).await;
+    let trunk = outbound_trunk(&sb, uas.addr, transport).await;
+    let call = dial(&sb, &trunk, room, identity, json!({}));
+    uas.answer_call(Duration::from_secs(10)).await;
+    let (status, info) = call.await.unwrap();
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+    (sb, uas)
+}
+
+/// An SDP offer of the callee's for a re-INVITE, with `direction`.
+fn reoffer(uas: &Uas, version: u32, direction: &str) -> String {
+    let te = uas.telephone_event.unwrap();
+    let port = uas.invite_answer_port();
+    format!(
+        "v=0\r\no=callee 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 {te}\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\na={direction}\r\n"
+    )
+}
+
+/// The callee of an outbound call (over TCP) sends OPTIONS, INFO DTMF, a
+/// re-INVITE to hold and one to resume, a NOTIFY nobody subscribed to, and
+/// hangs up: each gets its answer on the one connection, the digit reaches
+/// the room, and the call's end empties it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callee_of_an_outbound_call_sends_options_info_reinvites_and_bye() {
+    let (room, identity) = ("in-dialog-room", "callee");
+    let sb = start(&[]);
+    let mut uas = Uas::bind(UasKind::Tcp).await;
+    let trunk = outbound_trunk(&sb, uas.addr, "SIP_TRANSPORT_TCP").await;
+    let mut watcher = Client::join(sb.api.unwrap(), room, "watcher", 16000).await;
+    let call = dial(&sb, &trunk, room, identity, json!({}));
+    uas.answer_call(Duration::from_secs(10)).await;
+    let (status, info) = call.await.unwrap();
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+    let within = Duration::from_secs(3);
+
+    let seq = uas.request("OPTIONS", &[], "", "").await;
+    assert_eq!(uas.response_to(seq, "OPTIONS", within).await.status(), 200);
+
+    let seq = uas
+        .request(
+            "INFO",
+            &[],
+            "application/dtmf-relay",
+            "Signal=5\r\nDuration=160\r\n",
+        )
+        .await;
+    assert_eq!(uas.response_to(seq, "INFO", within).await.status(), 200);
+    let dtmf = watcher.expect("dtmf").await;
+    assert_eq!(
+        (dtmf["digit"].as_str(), dtmf["from"].as_str()),
+        (Some("5"), Some(identity)),
+        "{dtmf}"
+    );
+
+    let hold = reoffer(&uas, 2, "sendonly");
+    let seq = uas.request("INVITE", &[], "application/sdp", &hold).await;
+    let ok = uas.response_to(seq, "INVITE", within).await;
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert!(
+        ok.body().contains("a=recvonly"),
+        "hold is answered recvonly:\n{}",
+        ok.text
+    );
+    uas.ack(seq).await;
+    let resume = reoffer(&uas, 3, "sendrecv");
+    let seq = uas.request("INVITE", &[], "application/sdp", &resume).await;
+    let ok = uas.response_to(seq, "INVITE", within).await;
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert!(
+        ok.body().contains("a=sendrecv"),
+        "resume is answered sendrecv:\n{}",
+        ok.text
+    );
+    uas.ack(seq).await;
+
+    // No transfer is under way: no subscription this NOTIFY could be about.
+    let seq = uas
+        .request(
+            "NOTIFY",
+            &[
+                "Event: refer;id=1".into(),
+                "Subscription-State: terminated".into(),
+            ],
+            "message/sipfrag;version=2.0",
+            "SIP/2.0 200 OK\r\n",
+        )
+        .await;
+    assert_eq!(uas.response_to(seq, "NOTIFY", within).await.status(), 481);
+    assert_eq!(
+        call_status(&sb, room, identity).await.as_deref(),
+        Some("active")
+    );
+
+    let seq = uas.request("BYE", &[], "", "").await;
+    assert_eq!(uas.response_to(seq, "BYE", within).await.status(), 200);
+    let left = watcher.expect("participant_left").await;
+    assert_eq!(left["identity"], identity, "{left}");
+    assert_eq!(uas.connections, 1, "one connection for the whole dialog");
+    assert!(!uas.another_connection(Duration::from_millis(300)).await);
+    drop(watcher);
+    nothing_left(&sb).await;
+}
+
+/// A callee that refuses the REFER (403): the transfer fails with that
+/// status and the call stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refer_fails_the_transfer_with_its_status_and_keeps_the_call() {
+    let (room, identity) = ("refer-refused", "callee");
+    let (sb, mut uas) = answered(UasKind::Udp, "SIP_TRANSPORT_UDP", room, identity).await;
+    let asked = ask_transfer(&sb, room, identity, "tel:+15550111", "10s");
+    let refer = uas.wait_request("REFER", Duration::from_secs(5)).await;
+    uas.answer(&refer, 403, "Forbidden", &[], "").await;
+    let (status, body) = asked.await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "permission_denied", "{body}");
+    assert_eq!(body["meta"]["sip_status_code"], "403", "{body}");
+    if let Some(bye) = uas.no_request("BYE", Duration::from_millis(1500)).await {
+        panic!("a refused REFER hung up the call: {}", bye.text);
+    }
+    assert_eq!(
+        call_status(&sb, room, identity).await.as_deref(),
+        Some("active")
+    );
+    let seq = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(seq, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
+    nothing_left(&sb).await;
+}
+
+/// A call still ringing cannot be transferred (failed_precondition); it
+/// goes on ringing and can be answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_call_cannot_be_transferred_and_rings_on() {
+    let (room, identity) = ("transfer-too-early", "callee");
+    let sb = start(&[]);
+    let mut uas = Uas::bind(UasKind::Udp).await;
+    let trunk = outbound_trunk(&sb, uas.addr, "SIP_TRANSPORT_UDP").await;
+    let call = dial(
+        &sb,
+        &trunk,
+        room,
+        identity,
+        json!({"wait_until_answered": false}),
+    );
+    let invite = uas.ring(Duration::from_secs(10)).await;
+    let (status, info) = call.await.unwrap();
+    assert_eq!(status, 200, "{info}");
+    let (status, body) = ask_transfer(&sb, room, identity, "tel:+15550111", "10s")
+        .await
+        .unwrap();
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["code"], "failed_precondition", "{body}");
+    if let Some(refer) = uas.no_request("REFER", Duration::from_millis(500)).await {
+        panic!("a REFER before the answer: {}", refer.text);
+    }
+    uas.accept(&invite).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call_status(&sb, room, identity).await.as_deref() != Some("active") {
+        assert!(Instant::now() < deadline, "the call never became active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seq = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(seq, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
+    nothing_left(&sb).await;
+}
+
+/// While a transfer waits for its outcome: the same request again waits
+/// for the same REFER, another target is refused, a NOTIFY about another
+/// REFER (wrong id) is refused and changes nothing, and the callee
+/// hanging up ends both requests as LiveKit does (success: the caller left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_transfer_is_shared_guarded_and_ended_by_the_callees_bye() {
+    let (room, identity) = ("transfer-pending", "callee");
+    let (sb, mut uas) = answered(UasKind::Udp, "SIP_TRANSPORT_UDP", room, identity).await;
+    let first = ask_transfer(&sb, room, identity, "tel:+15550111", "10s");
+    let refer = uas.wait_request("REFER", Duration::from_secs(5)).await;
+    uas.answer(&refer, 202, "Accepted", &[], "").await;
+    let refer_seq: u32 = refer
+        .header("CSeq")
+        .and_then(|c| c.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let again = ask_transfer(&sb, room, identity, "tel:+15550111", "10s");
+    let (status, body) = ask_transfer(&sb, room, identity, "tel:+15550122", "10s")
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "another target while one is pending: {body}");
+    assert_eq!(body["code"], "invalid_argument", "{body}");
+    if let Some(refer) = uas.no_request("REFER", Duration::from_millis(500)).await {
+        panic!(
+            "the same transfer asked twice sent a second REFER: {}",
+            refer.text
+        );
+    }
+    assert_eq!(
+        uas.notify(&(refer_seq + 7).to_string(), "200 OK", true)
+            .await,
+        481,
+        "a NOTIFY about a REFER we never sent"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !first.is_finished() && !again.is_finished(),
+        "a stray NOTIFY ended the transfer"
+    );
+
+    let seq = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(seq, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
+    for asked in [first, again] {
+        let (status, body) = asked.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "STS_TRANSFER_SUCCESSFUL", "{body}");
+    }
+    nothing_left(&sb).await;
+}
+
+/// A transfer whose target never answers (NOTIFY 100, then nothing) fails
+/// at its ringing timeout with 408; the call stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_without_an_outcome_times_out_and_keeps_the_call() {
+    let (room, identity) = ("transfer-timeout", "callee");
+    let (sb, mut uas) = answered(UasKind::Udp, "SIP_TRANSPORT_UDP", room, identity).await;
+    let started = Instant::now();
+    let asked = ask_transfer(&sb, room, identity, "tel:+15550111", "2s");
+    let refer = uas.wait_request("REFER", Duration::from_secs(5)).await;
+    uas.answer(&refer, 202, "Accepted", &[], "").await;
+    let refer_seq = refer
+        .header("CSeq")
+        .and_then(|c| c.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(uas.notify(&refer_seq, "100 Trying", false).await, 200);
+    let (status, body) = asked.await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["code"], "deadline_exceeded", "{body}");
+    assert_eq!(body["meta"]["sip_status_code"], "408", "{body}");
+    assert!(
+        (Duration::from_millis(1800)..Duration::from_secs(6)).contains(&took),
+        "ringing_timeout 2s, answered after {took:?}"
+    );
+    if let Some(bye) = uas.no_request("BYE", Duration::from_secs(1)).await {
+        panic!("a timed-out transfer hung up the call: {}", bye.text);
+    }
+    assert_eq!(
+        call_status(&sb, room, identity).await.as_deref(),
+        Some("active")
+    );
+    let seq = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(seq, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
     nothing_left(&sb).await;
 }

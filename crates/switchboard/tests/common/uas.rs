@@ -371,18 +371,32 @@ impl Uas {
     }
 
     /// Takes switchboard's call: INVITE -> 100, 180, 200 with our answer
-    /// (again every 500 ms over UDP) -> ACK. Returns the INVITE.
+    /// -> ACK. Returns the INVITE.
     pub async fn answer_call(&mut self, within: Duration) -> Msg {
+        let invite = self.ring(within).await;
+        self.accept(&invite).await;
+        invite
+    }
+
+    /// Waits for switchboard's INVITE and rings: 100, 180.
+    pub async fn ring(&mut self, within: Duration) -> Msg {
         let invite = self.wait_request("INVITE", within).await;
         self.answer(&invite, 100, "Trying", &[], "").await;
         let contact = format!("Contact: <{}>", self.uri("callee"));
         self.answer(&invite, 180, "Ringing", std::slice::from_ref(&contact), "")
             .await;
+        invite
+    }
+
+    /// Answers the ringing `invite`: 200 with our SDP answer (again every
+    /// 500 ms over UDP) until the ACK.
+    pub async fn accept(&mut self, invite: &Msg) {
+        let contact = format!("Contact: <{}>", self.uri("callee"));
         let sdp = self.sdp_answer(invite.body());
         self.invite = Some(invite.clone());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            self.answer(&invite, 200, "OK", std::slice::from_ref(&contact), &sdp)
+            self.answer(invite, 200, "OK", std::slice::from_ref(&contact), &sdp)
                 .await;
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no ACK for our 200 OK");
@@ -410,7 +424,7 @@ impl Uas {
             kept.extend(self.backlog.drain(..));
             self.backlog = kept;
             if acked {
-                return invite;
+                return;
             }
         }
     }
@@ -464,6 +478,14 @@ impl Uas {
         self.cseq
     }
 
+    /// ACKs the 2xx to our re-INVITE with CSeq `seq`.
+    pub async fn ack(&mut self, seq: u32) {
+        let saved = self.cseq;
+        self.cseq = seq - 1;
+        self.request("ACK", &[], "", "").await;
+        self.cseq = saved;
+    }
+
     /// The final response to our request with CSeq `seq`.
     pub async fn response_to(&mut self, seq: u32, method: &str, within: Duration) -> Msg {
         let cseq = format!("{seq} {method}");
@@ -506,6 +528,11 @@ impl Uas {
                 .await
                 .is_ok(),
         }
+    }
+
+    /// The RTP port of our SDP answers.
+    pub fn invite_answer_port(&self) -> u16 {
+        self.rtp_port
     }
 
     /// Telephone events (RFC 4733) as (event code, arrival of its first
