@@ -128,6 +128,10 @@ fn python_sdk_dials_sipp_callees_that_answer_are_busy_only_ring_or_decline() {
             "SIPP_DECLINE",
             SippUas::start("uas_decline", SippTransport::Udp, 1),
         ),
+        (
+            "SIPP_CHALLENGE",
+            SippUas::start("uas_challenge", SippTransport::Udp, 1),
+        ),
     ];
     let env: Vec<(String, String)> = callees
         .iter()

@@ -9,7 +9,9 @@ dials SIPp callees (tests/sipp/uas_*.xml), each on its own loopback port:
   challenge, whose digest SIPp checks), one call;
 - SIPP_BUSY: uas_busy.xml (486), two calls;
 - SIPP_RING: uas_ring_cancel.xml (180 until CANCEL, then 487), one call;
-- SIPP_DECLINE: uas_decline.xml (603), one call.
+- SIPP_DECLINE: uas_decline.xml (603), one call;
+- SIPP_CHALLENGE: uas_challenge.xml (401), dialled with a trunk that has
+  no credentials, one call.
 
 Each case asserts what the SDK returns or raises (SipCallError with the
 Twirp code, HTTP status and sip_status_code / sip_status), what RoomService
@@ -264,6 +266,21 @@ class Run:
         await self.nothing_left("the 603 call")
         step("603: SipCallError permission_denied (403) with sip_status_code 603 'Decline'")
 
+    async def challenge_without_credentials(self):
+        trunk = await self.trunk("no-credentials", "SIPP_CHALLENGE")
+        try:
+            info = await self.lk.sip.create_sip_participant(
+                self.request(trunk, "out-challenge", "no-credentials", wait_until_answered=True))
+        except api.TwirpError as err:
+            got = f"code={err.code!r} status={err.status} message={err.message!r} meta={err.metadata}"
+            eq((err.code, err.status), ("failed_precondition", 412), f"401 without credentials ({got})")
+            eq(err.message, "sip server required auth, but no username or password was provided",
+               f"401 without credentials: LiveKit's text ({got})")
+        else:
+            raise Failure(f"a 401 to a trunk without credentials succeeded: {info}")
+        await self.nothing_left("the challenged call")
+        step("401 to a trunk without credentials: failed_precondition (412), no second INVITE")
+
 
 async def main():
     url = os.environ["LIVEKIT_URL"]
@@ -279,6 +296,7 @@ async def main():
         await run.busy()
         await run.ringing_timeout()
         await run.decline()
+        await run.challenge_without_credentials()
     finally:
         await http.close()
         await lk.aclose()
