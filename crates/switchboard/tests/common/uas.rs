@@ -349,6 +349,11 @@ impl Uas {
         self.send(&text).await;
     }
 
+    /// Our SDP answer to `offer` (see [`Uas::accept`]).
+    pub fn accept_sdp(&mut self, offer: &str) -> String {
+        self.sdp_answer(offer)
+    }
+
     /// Our SDP answer to `offer`: PCMU and the offer's 8 kHz
     /// telephone-event, to our RTP port.
     fn sdp_answer(&mut self, offer: &str) -> String {
@@ -391,12 +396,17 @@ impl Uas {
     /// Answers the ringing `invite`: 200 with our SDP answer (again every
     /// 500 ms over UDP) until the ACK.
     pub async fn accept(&mut self, invite: &Msg) {
-        let contact = format!("Contact: <{}>", self.uri("callee"));
         let sdp = self.sdp_answer(invite.body());
+        self.accept_with(invite, &sdp).await;
+    }
+
+    /// [`Uas::accept`] with this SDP answer.
+    pub async fn accept_with(&mut self, invite: &Msg, sdp: &str) {
+        let contact = format!("Contact: <{}>", self.uri("callee"));
         self.invite = Some(invite.clone());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            self.answer(invite, 200, "OK", std::slice::from_ref(&contact), &sdp)
+            self.answer(invite, 200, "OK", std::slice::from_ref(&contact), sdp)
                 .await;
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "no ACK for our 200 OK");
@@ -517,6 +527,15 @@ impl Uas {
         self.response_to(seq, "NOTIFY", Duration::from_secs(3))
             .await
             .status()
+    }
+
+    /// For TCP and TLS: closes the connection switchboard opened (the next
+    /// read waits for a new one).
+    pub async fn close_connection(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stream.shutdown().await;
+        }
+        self.buf.clear();
     }
 
     /// For TCP and TLS: whether switchboard opens another connection
