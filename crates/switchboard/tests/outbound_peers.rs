@@ -1053,3 +1053,126 @@ async fn after_the_connection_drops_the_bye_takes_a_new_one() {
     assert_eq!(uas.connections, 2, "the BYE came on a new connection");
     nothing_left(&sb).await;
 }
+
+/// G.711 µ-law to linear PCM.
+fn ulaw_to_linear(byte: u8) -> i16 {
+    let u = !byte;
+    let magnitude = (((i32::from(u & 0x0f)) << 3) + 0x84) << ((u >> 4) & 7);
+    let sample = magnitude - 0x84;
+    (if u & 0x80 != 0 { -sample } else { sample }) as i16
+}
+
+/// The PCMU audio the callee got between `from` and `to`.
+fn heard_between(uas: &Uas, from: Instant, to: Instant) -> Vec<i16> {
+    uas.rtp
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.payload_type == 0 && p.at >= from && p.at < to)
+        .flat_map(|p| {
+            p.payload
+                .iter()
+                .map(|b| ulaw_to_linear(*b))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// With play_dialtone, the callee hears ringback instead of the room while
+/// the transfer is under way, and the room again once it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_dialtone_rings_the_callee_during_a_transfer_and_gives_the_room_back_after_a_failure()
+{
+    use common::ws::amplitude;
+    let (room, identity) = ("dialtone-room", "callee");
+    let (sb, mut uas) = answered(UasKind::Udp, "SIP_TRANSPORT_UDP", room, identity).await;
+    // Someone in the room speaks 1000 Hz all along.
+    let mut agent = Client::join(sb.api.unwrap(), room, "agent", 8000).await;
+    let speaker = tokio::spawn(async move {
+        common::ws::play(&mut [(&mut agent, Some(1000.0))], Duration::from_secs(6)).await;
+        agent
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = heard_between(
+        &uas,
+        Instant::now() - Duration::from_millis(600),
+        Instant::now(),
+    );
+
+    let api = sb.api.unwrap();
+    let transferrer =
+        token(json!({"sip": {"call": true}, "video": {"roomAdmin": true, "room": room}}));
+    let asked = tokio::spawn(async move {
+        sip_service(
+            api,
+            "TransferSIPParticipant",
+            &transferrer,
+            json!({"room_name": room, "participant_identity": identity, "transfer_to": "tel:+15550111", "ringing_timeout": "10s", "play_dialtone": true}),
+        )
+        .await
+    });
+    let refer = uas.wait_request("REFER", Duration::from_secs(5)).await;
+    uas.answer(&refer, 202, "Accepted", &[], "").await;
+    let refer_seq = refer
+        .header("CSeq")
+        .and_then(|c| c.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(uas.notify(&refer_seq, "100 Trying", false).await, 200);
+    let referred = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = heard_between(&uas, referred + Duration::from_millis(400), Instant::now());
+    assert_eq!(uas.notify(&refer_seq, "486 Busy Here", true).await, 200);
+    let failed = Instant::now();
+    assert_eq!(asked.await.unwrap().0, 429);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after = heard_between(&uas, failed + Duration::from_millis(400), Instant::now());
+    drop(speaker.await.unwrap());
+
+    let level = |s: &[i16], f: f64| {
+        if s.len() < 2000 {
+            -1.0
+        } else {
+            amplitude(s, 8000, f)
+        }
+    };
+    let report = format!(
+        "1000 Hz before {:.0}, during {:.0}, after {:.0}; 440 Hz during {:.0}, after {:.0} ({} / {} / {} samples)",
+        level(&before, 1000.0),
+        level(&during, 1000.0),
+        level(&after, 1000.0),
+        level(&during, 440.0),
+        level(&after, 440.0),
+        before.len(),
+        during.len(),
+        after.len()
+    );
+    assert!(
+        level(&before, 1000.0) > 1000.0,
+        "the callee hears the room: {report}"
+    );
+    assert!(
+        level(&during, 1000.0) < 200.0,
+        "not the room while transferring: {report}"
+    );
+    assert!(
+        level(&during, 440.0) > 500.0,
+        "but ringback (440 + 480 Hz): {report}"
+    );
+    assert!(
+        level(&after, 1000.0) > 1000.0,
+        "the room again after the failure: {report}"
+    );
+    assert!(
+        level(&after, 440.0) < 200.0,
+        "and no more ringback: {report}"
+    );
+    let seq = uas.request("BYE", &[], "", "").await;
+    assert_eq!(
+        uas.response_to(seq, "BYE", Duration::from_secs(3))
+            .await
+            .status(),
+        200
+    );
+    nothing_left(&sb).await;
+}
