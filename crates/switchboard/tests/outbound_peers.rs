@@ -8,7 +8,12 @@
 //! - TransferSIPParticipant sends a REFER to a raw callee over UDP, TCP and
 //!   TLS, which reports the target's progress by NOTIFY: 200 ends the call,
 //!   486 fails the transfer and keeps it; over TCP and TLS all of it rides
-//!   on the one connection switchboard opened.
+//!   on the one connection switchboard opened;
+//! - the edges around them: the callee's own in-dialog requests, a refused
+//!   REFER, a transfer before the answer, while another is pending, or
+//!   without an outcome, ringback during a transfer, CANCEL of a ringing
+//!   call, an answer crossing the CANCEL or without a common codec, TLS
+//!   Via/Contact, and a BYE after the connection dropped.
 //!
 //! Every test ends with /debug/state showing nothing left.
 
