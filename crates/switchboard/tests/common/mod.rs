@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod baresip;
+pub mod sipp_uas;
 pub mod uac;
+pub mod uas;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
