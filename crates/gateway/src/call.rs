@@ -443,8 +443,8 @@ impl Call {
         };
         let sip = self.shared.sip.clone();
         let contact = self.contact();
-        let Some((mut request, flow)) =
-            sip.with_dialog(&id, |d| (d.request(Method::Refer, None), d.flow))
+        let Some((mut request, destination)) =
+            sip.with_dialog(&id, |d| (d.request(Method::Refer, None), d.destination()))
         else {
             return Self::refuse_transfer(order, TransferError::NotEstablished);
         };
@@ -464,7 +464,7 @@ impl Call {
         }
         let txn = {
             let mut routes = self.shared.routes();
-            let txn = sip.send_request(request, Destination::Flow(flow));
+            let txn = sip.send_request(request, destination);
             routes.requests.insert(txn, self.self_tx.clone());
             txn
         };
@@ -804,8 +804,8 @@ impl Call {
         };
         let sip = self.shared.sip.clone();
         let contact = self.contact();
-        let Some((mut request, flow)) =
-            sip.with_dialog(&id, |d| (d.request(Method::Invite, None), d.flow))
+        let Some((mut request, destination)) =
+            sip.with_dialog(&id, |d| (d.request(Method::Invite, None), d.destination()))
         else {
             return;
         };
@@ -826,7 +826,7 @@ impl Call {
         request.body = bytes::Bytes::from(offer);
         let txn = {
             let mut routes = self.shared.routes();
-            let txn = sip.send_request(request, Destination::Flow(flow));
+            let txn = sip.send_request(request, destination);
             routes.requests.insert(txn, self.self_tx.clone());
             txn
         };
@@ -1009,8 +1009,8 @@ impl Call {
             return;
         };
         let sip = self.shared.sip.clone();
-        let Some((mut request, flow)) =
-            sip.with_dialog(&id, |d| (d.request(Method::Bye, None), d.flow))
+        let Some((mut request, destination)) =
+            sip.with_dialog(&id, |d| (d.request(Method::Bye, None), d.destination()))
         else {
             return;
         };
@@ -1027,7 +1027,7 @@ impl Call {
         }
         let txn = {
             let mut routes = self.shared.routes();
-            let txn = sip.send_request(request, Destination::Flow(flow));
+            let txn = sip.send_request(request, destination);
             routes.requests.insert(txn, self.self_tx.clone());
             txn
         };

@@ -206,6 +206,28 @@ impl Dialog {
         })
     }
 
+    /// Where the dialog's next request goes: its connection while open,
+    /// else the remote target (an IP-literal Contact; a host name falls
+    /// back to the peer's address, as no resolver runs here).
+    pub fn destination(&self) -> crate::Destination {
+        let target = crate::message::Uri::parse(&self.remote_target)
+            .ok()
+            .and_then(|uri| {
+                let sip = uri.as_sip()?.clone();
+                let ip = match sip.host {
+                    crate::message::Host::Ip(ip) => ip,
+                    crate::message::Host::Name(_) => return None,
+                };
+                let port = sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 });
+                Some(std::net::SocketAddr::new(ip, port))
+            })
+            .unwrap_or(self.flow.remote);
+        crate::Destination::Dialog {
+            flow: self.flow,
+            target,
+        }
+    }
+
     /// Checks and records the CSeq of a request from the peer.
     pub fn accept_remote_cseq(&mut self, seq: u32, method: &Method) -> Result<(), DialogError> {
         if matches!(method, Method::Ack | Method::Cancel) {

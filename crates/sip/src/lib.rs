@@ -133,6 +133,37 @@ pub enum Destination {
         /// The peer address.
         addr: SocketAddr,
     },
+    /// An in-dialog request: on the dialog's connection while it is open,
+    /// else (a stream that closed) on a connection to the remote target,
+    /// as RFC 3261 §12.2.1.1 routes it. Over UDP, to the flow's source.
+    Dialog {
+        /// The flow the dialog travels on.
+        flow: Flow,
+        /// The remote target's address.
+        target: SocketAddr,
+    },
+}
+
+impl Destination {
+    /// The transport a message to this destination uses.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Destination::Flow(flow) | Destination::Dialog { flow, .. } => flow.transport,
+            Destination::Address { transport, .. } => *transport,
+        }
+    }
+
+    /// Whether a failure of `failed` concerns a message sent here.
+    pub fn affected_by(&self, failed: &Destination) -> bool {
+        match (self, failed) {
+            (a, b) if a == b => true,
+            (Destination::Dialog { flow, .. }, Destination::Flow(f)) => flow == f,
+            (Destination::Dialog { flow, target }, Destination::Address { transport, addr }) => {
+                flow.transport == *transport && target == addr
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Bytes to send somewhere.

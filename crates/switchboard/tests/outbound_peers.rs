@@ -393,19 +393,29 @@ enum Target {
 /// until the callee hangs up).
 async fn transfer(via: Via, target: Target) {
     let dir = tempfile::tempdir().unwrap();
-    let (kind, ca, transport) = match via {
+    let (kind, pki, transport) = match via {
         Via::Udp => (UasKind::Udp, None, "SIP_TRANSPORT_UDP"),
         Via::Tcp => (UasKind::Tcp, None, "SIP_TRANSPORT_TCP"),
         Via::Tls => {
             let pki = test_pki(dir.path());
-            (UasKind::Tls(pki.server), Some(pki.ca), "SIP_TRANSPORT_TLS")
+            (
+                UasKind::Tls(pki.server.clone()),
+                Some(pki),
+                "SIP_TRANSPORT_TLS",
+            )
         }
     };
-    let ca = ca.map(|p| p.to_str().unwrap().to_string());
+    let files = pki
+        .as_ref()
+        .map(|p| [&p.ca, &p.cert, &p.key].map(|f| f.to_str().unwrap().to_string()));
     let mut env = Vec::new();
-    if let Some(ca) = &ca {
-        // switchboard trusts the callee's test CA for outbound TLS.
+    if let Some([ca, cert, key]) = &files {
+        // switchboard trusts the callee's test CA for outbound TLS, and
+        // listens on TLS itself so its Via and Contact can name a port.
         env.push(("SWITCHBOARD_SIP__TLS__CA", ca.as_str()));
+        env.push(("SWITCHBOARD_SIP__TLS__CERT", cert.as_str()));
+        env.push(("SWITCHBOARD_SIP__TLS__KEY", key.as_str()));
+        env.push(("SWITCHBOARD_SIP__TLS_PORT", "0"));
     }
     let sb = start(&env);
     let mut uas = Uas::bind(kind).await;
@@ -625,23 +635,32 @@ async fn outbound_tls_via_and_contact_name_the_tls_listener() {
     nothing_left(&sb).await;
 }
 
-/// Without a TLS listener (only `sip.tls.ca`, to dial TLS trunks), the
-/// INVITE must still not advertise port 0.
+/// Without a TLS listener (only `sip.tls.ca`, to dial TLS trunks), Via
+/// and Contact could not name a port: the call is refused up front.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: see notes"]
-async fn outbound_tls_without_a_tls_listener_advertises_no_port_zero() {
+async fn outbound_tls_without_a_tls_listener_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let pki = test_pki(dir.path());
     let sb = start(&[("SWITCHBOARD_SIP__TLS__CA", pki.ca.to_str().unwrap())]);
-    let invite = tls_invite(&sb, &pki).await;
-    for header in ["Via", "Contact"] {
-        let port = advertised_port(&invite, header);
-        assert!(
-            port.is_some_and(|p| p != 0),
-            "{header} advertises port {port:?}:\n{}",
-            invite.text
-        );
-    }
+    let uas = Uas::bind(UasKind::Tls(pki.server.clone())).await;
+    let trunk = outbound_trunk(&sb, uas.addr, "SIP_TRANSPORT_TLS").await;
+    let (status, body) = dial(&sb, &trunk, "tls-room", "callee", json!({}))
+        .await
+        .unwrap();
+    // Via and Contact could only say port 0: refused, with the remedy.
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["code"], "failed_precondition", "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sip.tls.cert"),
+        "{body}"
+    );
+    assert!(
+        !uas.another_connection(Duration::from_millis(500)).await,
+        "nothing was sent"
+    );
     nothing_left(&sb).await;
 }
 
@@ -1038,7 +1057,6 @@ async fn an_answer_without_a_common_codec_is_acked_hung_up_and_reported() {
 /// lets go of the call, switchboard's BYE goes to the callee's Contact on a
 /// new connection, and nothing is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: see notes"]
 async fn after_the_connection_drops_the_bye_takes_a_new_one() {
     let (room, identity) = ("dropped-room", "callee");
     let (sb, mut uas) = answered(UasKind::Tcp, "SIP_TRANSPORT_TCP", room, identity).await;

@@ -1112,10 +1112,7 @@ impl Endpoint {
     }
 
     fn with_via(&self, mut request: Request, destination: Destination, branch: &str) -> Request {
-        let transport = match destination {
-            Destination::Flow(flow) => flow.transport,
-            Destination::Address { transport, .. } => transport,
-        };
+        let transport = destination.transport();
         let port = self.config.advertised_ports.for_transport(transport);
         let via = format!(
             "SIP/2.0/{} {}:{};branch={};rport",
@@ -1146,10 +1143,7 @@ impl Endpoint {
         let id = ClientTxnId(self.next_id);
         self.next_id += 1;
         let timers = self.config.timers;
-        let reliable = match destination {
-            Destination::Flow(flow) => flow.transport.is_reliable(),
-            Destination::Address { transport, .. } => transport.is_reliable(),
-        };
+        let reliable = destination.transport().is_reliable();
         let is_invite = request.method == Method::Invite;
         let class = MethodClass::of(&request.method);
         let payload = request.to_bytes();
@@ -1333,7 +1327,7 @@ impl Endpoint {
             .client
             .iter()
             .filter(|(_, t)| {
-                t.destination == destination
+                t.destination.affected_by(&destination)
                     && matches!(
                         t.state,
                         ClientState::Calling | ClientState::Trying | ClientState::Proceeding

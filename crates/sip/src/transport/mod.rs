@@ -640,6 +640,26 @@ impl Driver {
                 Transport::Udp => self.send_udp(addr, payload),
                 Transport::Tcp | Transport::Tls => self.send_stream(transport, addr, payload),
             },
+            Destination::Dialog { flow, .. } if flow.transport == Transport::Udp => {
+                self.send_udp(flow.remote, payload);
+            }
+            Destination::Dialog { flow, target } => {
+                let open = flow
+                    .connection
+                    .and_then(|id| self.connections.get(&id))
+                    .filter(|c| !c.writer.is_closed());
+                let payload = match open {
+                    Some(connection) => match connection.writer.try_send(payload) {
+                        Ok(()) => return,
+                        Err(e) => e.into_inner(),
+                    },
+                    None => payload,
+                };
+                // The dialog's connection is gone: a new one to the remote
+                // target (or the one already open to it).
+                debug!(peer = %target, "dialog connection gone; sending to the remote target");
+                self.send_stream(flow.transport, target, payload);
+            }
         }
     }
 
