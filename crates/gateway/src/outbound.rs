@@ -696,9 +696,15 @@ impl OutboundCall {
         if let Err(e) = media.send_dtmf(&dtmf).await {
             warn!(call_id = %self.call.call_id, error = %e, "DTMF not sent");
         }
-        // The digits play out in real time: 0.5 s per digit, 0.5 s per `w`.
-        let steps = dtmf.chars().count() as u64;
-        tokio::time::sleep(Duration::from_millis(500 * steps)).await;
+        // The digits play out in real time: each its tone, its three end
+        // packets (20 ms apart) and its gap; each `w` its pause.
+        let send = self.call.shared.config.session.dtmf;
+        let digit = send.duration + send.gap + Duration::from_millis(60);
+        let playing: Duration = dtmf
+            .chars()
+            .map(|c| if c.eq_ignore_ascii_case(&'w') { send.pause } else { digit })
+            .sum();
+        tokio::time::sleep(playing).await;
         self.call.set_status("active");
     }
 }
