@@ -702,7 +702,13 @@ impl OutboundCall {
         let digit = send.duration + send.gap + Duration::from_millis(60);
         let playing: Duration = dtmf
             .chars()
-            .map(|c| if c.eq_ignore_ascii_case(&'w') { send.pause } else { digit })
+            .map(|c| {
+                if c.eq_ignore_ascii_case(&'w') {
+                    send.pause
+                } else {
+                    digit
+                }
+            })
             .sum();
         tokio::time::sleep(playing).await;
         self.call.set_status("active");

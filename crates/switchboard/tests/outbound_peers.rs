@@ -741,6 +741,21 @@ async fn the_callee_of_an_outbound_call_sends_options_info_reinvites_and_bye() {
         ok.text
     );
     uas.ack(seq).await;
+    // On hold the callee gets no room audio, though the room speaks.
+    use common::ws::{amplitude, play};
+    let held_from = Instant::now() + Duration::from_millis(300);
+    play(
+        &mut [(&mut watcher, Some(1000.0))],
+        Duration::from_millis(1300),
+    )
+    .await;
+    let held = heard_between(&uas, held_from, Instant::now());
+    assert!(
+        held.len() < 800 || amplitude(&held, 8000, 1000.0) < 200.0,
+        "audio sent while on hold: {} samples, amplitude {:.0}",
+        held.len(),
+        amplitude(&held, 8000, 1000.0)
+    );
     let resume = reoffer(&uas, 3, "sendrecv");
     let seq = uas.request("INVITE", &[], "application/sdp", &resume).await;
     let ok = uas.response_to(seq, "INVITE", within).await;
@@ -751,6 +766,20 @@ async fn the_callee_of_an_outbound_call_sends_options_info_reinvites_and_bye() {
         ok.text
     );
     uas.ack(seq).await;
+    // Resumed: the room's audio reaches the callee again.
+    let resumed_from = Instant::now() + Duration::from_millis(500);
+    play(
+        &mut [(&mut watcher, Some(1000.0))],
+        Duration::from_millis(1500),
+    )
+    .await;
+    let resumed = heard_between(&uas, resumed_from, Instant::now());
+    assert!(
+        amplitude(&resumed, 8000, 1000.0) > 500.0,
+        "the room's 1000 Hz after resume: amplitude {:.0} over {} samples",
+        amplitude(&resumed, 8000, 1000.0),
+        resumed.len()
+    );
 
     // No transfer is under way: no subscription this NOTIFY could be about.
     let seq = uas
