@@ -5,11 +5,14 @@
 use crate::bridge::{BridgeControl, RoomBridge};
 use crate::info_dtmf::parse_info_dtmf;
 use crate::refusal::Refusal;
-use crate::session_timer::{supports_timer, Refresher, SessionExpires, SessionTimer};
+use crate::session_timer::{
+    deadline_in, min_se, saturating_deadline, supports_timer, Refresher, SessionExpires,
+    SessionTimer,
+};
 use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use switchboard_media::driver::CallHandle;
 use switchboard_media::dtmf::DtmfDigit;
 use switchboard_media::ports::RtpPorts;
@@ -137,20 +140,6 @@ impl Ending {
     }
 }
 
-/// A random source for IDs and room suffixes: the OS generator.
-pub(crate) fn os_random(dest: &mut [u8]) {
-    if getrandom::fill(dest).is_err() {
-        // IDs still differ by the clock; they name calls, they guard nothing.
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        for (i, b) in dest.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 16) * 8)) as u8;
-        }
-    }
-}
-
 pub(crate) async fn next_room_event(participant: &mut Option<Participant>) -> Option<RoomEvent> {
     match participant {
         Some(p) => p.next_event().await,
@@ -238,7 +227,7 @@ impl Call {
         signals: mpsc::UnboundedReceiver<Signal>,
         guard: CallGuard,
     ) -> Call {
-        let mut rng = os_random;
+        let mut rng = switchboard_sip::fill_random;
         let call_id = switchboard_routing::new_id(switchboard_routing::IdPrefix::Call, &mut rng);
         shared
             .routes()
@@ -331,7 +320,10 @@ impl Call {
             .with_label_values(&[direction])
             .inc();
         if let Some(media) = &self.media {
-            let initial = self.started.elapsed() + self.shared.config.initial_media_timeout;
+            let initial = self
+                .started
+                .elapsed()
+                .saturating_add(self.shared.config.initial_media_timeout);
             media.set_media_timeout(timeout, initial);
         }
     }
@@ -344,7 +336,7 @@ impl Call {
             .max_call_duration
             .unwrap_or(config.max_call_duration);
         let answered = self.answered_at.unwrap_or(self.started);
-        let deadline = tokio::time::Instant::from_std(answered + max_duration);
+        let deadline = tokio::time::Instant::from_std(saturating_deadline(answered, max_duration));
         if self.acked {
             self.set_status("active");
         }
@@ -468,7 +460,7 @@ impl Call {
             routes.requests.insert(txn, self.self_tx.clone());
             txn
         };
-        let mut rng = os_random;
+        let mut rng = switchboard_sip::fill_random;
         let transfer_id =
             switchboard_routing::new_id(switchboard_routing::IdPrefix::Transfer, &mut rng);
         info!(call_id = %self.call_id, transfer_id = %transfer_id, refer_to = %order.refer_to, "REFER sent");
@@ -483,7 +475,7 @@ impl Call {
             refer_to: order.refer_to,
             cseq,
             txn,
-            deadline: tokio::time::Instant::now() + order.timeout,
+            deadline: deadline_in(order.timeout),
             dialtone: order.play_dialtone,
             replies: vec![order.reply],
         });
@@ -586,6 +578,15 @@ impl Call {
             .attributes_to_headers
             .iter()
             .filter_map(|(attr, header)| attributes.get(attr).map(|v| (header.clone(), v.clone())))
+            // Any room participant can set attributes: a value that would
+            // break the header line is not sent at all.
+            .filter(|(header, value)| {
+                let safe = !value.chars().any(|c| c != '\t' && c.is_control());
+                if !safe {
+                    warn!(call_id = %self.call_id, header = %header, "attribute value with control characters not sent as a header");
+                }
+                safe
+            })
             .collect();
         mapped.sort();
         mapped
@@ -738,9 +739,7 @@ impl Call {
 
     /// Starts (or restarts) the session timer's clock from now.
     pub(crate) fn arm_session_timer(&mut self) {
-        self.session_deadline = self
-            .session_timer
-            .map(|t| tokio::time::Instant::now() + t.wait());
+        self.session_deadline = self.session_timer.map(|t| deadline_in(t.wait()));
     }
 
     /// A re-INVITE or UPDATE from the peer refreshes the session: take its
@@ -788,7 +787,7 @@ impl Call {
             return;
         };
         // Try again in half an interval if this one gets no answer.
-        self.session_deadline = Some(tokio::time::Instant::now() + timer.interval / 2);
+        self.session_deadline = Some(deadline_in(timer.interval / 2));
         if self.refresh.is_some() {
             return;
         }
@@ -880,13 +879,10 @@ impl Call {
                 None
             }
             422 => {
-                let min_se = response
-                    .headers
-                    .get(&HeaderName::MinSe)
-                    .and_then(|v| v.split(';').next())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if let (Some(timer), Some(min_se)) = (self.session_timer.as_mut(), min_se) {
-                    timer.interval = Duration::from_secs(min_se);
+                if let (Some(timer), Some(min_se)) =
+                    (self.session_timer.as_mut(), min_se(&response.headers))
+                {
+                    timer.interval = min_se;
                 }
                 self.send_refresh();
                 None

@@ -13,13 +13,13 @@
 //! 5. Teardown: BYE when we end an answered call, `sip.callStatus=hangup`,
 //!    leave the room, release media and every route to the call.
 
-use crate::call::{
-    next_media_event, next_room_event, os_random, Call, CallPolicy, Ending, InDialog,
-};
-use crate::media_config::{media_config, media_timeout, std_duration};
+use crate::call::{next_media_event, next_room_event, Call, CallPolicy, Ending, InDialog};
+use crate::media_config::{media_config, media_timeout};
 use crate::prompts::Prompt;
 use crate::refusal::Refusal;
-use crate::session_timer::{supports_timer, Refresher, SessionExpires, SessionTimer};
+use crate::session_timer::{
+    deadline_in, saturating_deadline, supports_timer, Refresher, SessionExpires, SessionTimer,
+};
 use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,8 +30,8 @@ use switchboard_media::tones::ToneKind;
 use switchboard_rooms::{JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent};
 use switchboard_routing::livekit_protocol::SipMediaConfig;
 use switchboard_routing::{
-    attrs, effective_media, CallInput, DispatchDecision, DispatchResult, PassedOver, RoutingError,
-    TrunkMatch,
+    attrs, effective_media, proto_duration, CallInput, DispatchDecision, DispatchResult,
+    PassedOver, RoutingError, TrunkMatch,
 };
 use switchboard_sip::auth::AuthFailure;
 use switchboard_sip::dialog::Dialog;
@@ -39,6 +39,10 @@ use switchboard_sip::message::{HeaderName, ResponseSpec};
 use switchboard_sip::Incoming;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
+
+/// The longest gap between repeated 180s (RFC 3261 §13.3.1.1: at least one
+/// a minute keeps proxies from giving up on the transaction).
+const MAX_RINGING_GAP: Duration = Duration::from_secs(60);
 
 /// Starts the task of a new inbound call.
 pub(crate) fn spawn(shared: Arc<Shared>, incoming: Incoming) {
@@ -61,11 +65,32 @@ struct InboundCall {
 }
 
 fn explain(passed_over: &[PassedOver]) -> String {
-    passed_over
+    let text = passed_over
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    capped(&text, MAX_LOGGED_EXPLANATION).into_owned()
+}
+
+/// How many trunks a refused call's log line explains.
+const EXPLAINED_TRUNKS: usize = 8;
+/// The longest caller or called user written to a log line.
+const MAX_LOGGED_USER: usize = 64;
+/// The longest explanation written to a log line.
+const MAX_LOGGED_EXPLANATION: usize = 2048;
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked
+/// with an ellipsis when cut: peer-supplied text in a log line.
+fn capped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
 }
 
 impl InboundCall {
@@ -139,8 +164,8 @@ impl InboundCall {
         info!(
             call_id = %self.call.call_id,
             sip_call_id = %self.call.sip_call_id,
-            from = %self.from_user,
-            to = %self.to_user,
+            from = %capped(&self.from_user, MAX_LOGGED_USER),
+            to = %capped(&self.to_user, MAX_LOGGED_USER),
             source = %self.incoming.flow.remote,
             transport = self.incoming.flow.transport.as_str(),
             status = refusal.status(),
@@ -172,9 +197,23 @@ impl InboundCall {
             }
             Err(e) => {
                 // The fast path only looked at trunks for this number; the
-                // log says why every trunk passed (what `explain` prints).
-                let full = index.match_trunk_explained(input);
-                let mut why = explain(&full.passed_over);
+                // log says why the first few trunks passed (`switchboard sip
+                // explain` tells about all of them), with the caller's
+                // numbers cut short: a refusal costs the same however many
+                // trunks there are and however long the To user is.
+                let mut short = input.clone();
+                for field in [
+                    &mut short.to_user,
+                    &mut short.from_user,
+                    &mut short.request_uri_user,
+                ] {
+                    *field = capped(field, MAX_LOGGED_USER).into_owned();
+                }
+                let (some, more) = index.explain_some_trunks(&short, EXPLAINED_TRUNKS);
+                let mut why = explain(&some.passed_over);
+                if more > 0 {
+                    why.push_str(&format!("; {more} more trunks not shown"));
+                }
                 if why.is_empty() {
                     why = e.to_string();
                 }
@@ -218,9 +257,10 @@ impl InboundCall {
             return Err(challenge(false));
         };
         let password_of = |user: &str| (user == auth.username).then(|| auth.password.clone());
-        let verdict = self.call.shared.digest().verify(
+        let verdict = self.call.shared.digest().verify_request(
             SystemTime::now(),
             "INVITE",
+            &request.uri,
             &realm,
             credentials,
             &password_of,
@@ -247,7 +287,7 @@ impl InboundCall {
 
     fn dispatch(&self, input: &CallInput, trunk: &TrunkMatch) -> Result<DispatchDecision, Ending> {
         let index = self.call.shared.routing.current();
-        let mut rng = os_random;
+        let mut rng = switchboard_sip::fill_random;
         let report = index.dispatch(input, trunk, &mut rng);
         match report.result {
             Ok(decision) => Ok(decision),
@@ -414,7 +454,7 @@ impl InboundCall {
     /// Keeps the dispatch result and what it decides for the call's life.
     fn adopt(&mut self, result: DispatchResult) {
         self.call.policy = CallPolicy {
-            max_call_duration: std_duration(result.max_call_duration.as_ref()),
+            max_call_duration: proto_duration(result.max_call_duration.as_ref()),
             attributes_to_headers: result.attributes_to_headers.clone(),
         };
         self.dispatch = Some(result);
@@ -437,7 +477,7 @@ impl InboundCall {
         let ringing_timeout = self
             .dispatch
             .as_ref()
-            .and_then(|d| std_duration(d.ringing_timeout.as_ref()))
+            .and_then(|d| proto_duration(d.ringing_timeout.as_ref()))
             .unwrap_or(config.ringing_timeout);
         let ringing_response = self.dialog_response(180);
         self.respond(ringing_response.clone());
@@ -450,9 +490,13 @@ impl InboundCall {
                 media.play_tone(Some(ToneKind::Ringback));
             }
         }
-        let deadline = tokio::time::Instant::from_std(self.call.started + ringing_timeout);
-        let mut ringing = tokio::time::interval(config.ringing_interval);
-        ringing.tick().await;
+        let deadline =
+            tokio::time::Instant::from_std(saturating_deadline(self.call.started, ringing_timeout));
+        // 180 again after 1, 2, 4… intervals, then once a minute (RFC 3261
+        // §13.3.1.1): a lost 180 is soon made good, while a source that
+        // forged its INVITE gets a handful of answers, not one a second.
+        let mut ringing_gap = config.ringing_interval;
+        let mut next_ringing = deadline_in(ringing_gap);
         while !self.ready_to_answer() {
             tokio::select! {
                 signal = self.call.signals.recv() => match signal {
@@ -472,7 +516,11 @@ impl InboundCall {
                     }
                     Some(_) => {}
                 },
-                _ = ringing.tick() => { self.respond(ringing_response.clone()); }
+                _ = tokio::time::sleep_until(next_ringing) => {
+                    self.respond(ringing_response.clone());
+                    ringing_gap = ringing_gap.saturating_mul(2).min(MAX_RINGING_GAP);
+                    next_ringing = deadline_in(ringing_gap);
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     let status = self.dispatch.as_ref().map(|d| d.ringing_timeout_status).unwrap_or(0);
                     let refusal = Refusal::RingingTimeout;
@@ -587,7 +635,7 @@ impl InboundCall {
         let config = self.call.shared.config.clone();
         let rate = config.session.room_rate;
         self.call.bridge.play(&Prompt::EnterPin.samples(rate));
-        let deadline = tokio::time::Instant::now() + config.pin_timeout;
+        let deadline = deadline_in(config.pin_timeout);
         let mut pin = String::new();
         let entered = loop {
             let digit = tokio::select! {
@@ -631,7 +679,7 @@ impl InboundCall {
             input.pin = Some(entered);
         }
         let index = self.call.shared.routing.current();
-        let mut rng = os_random;
+        let mut rng = switchboard_sip::fill_random;
         let report = index.dispatch(&input, &trunk, &mut rng);
         match report.result {
             Ok(DispatchDecision::Accept(result)) => {

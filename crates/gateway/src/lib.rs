@@ -76,7 +76,8 @@ pub struct GatewayConfig {
     pub default_realm: String,
     /// How long a call rings when the trunk sets no ringing timeout.
     pub ringing_timeout: Duration,
-    /// How often 180 Ringing is repeated while the call rings.
+    /// The first gap before 180 Ringing is repeated; each later gap doubles,
+    /// up to a minute.
     pub ringing_interval: Duration,
     /// Longest call when the trunk sets no maximum.
     pub max_call_duration: Duration,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use switchboard_media::sdp::{CodecPreference, MediaConfig};
 use switchboard_media::srtp::SrtpPolicy;
 use switchboard_routing::livekit_protocol::{SipMediaConfig, SipMediaEncryption};
+use switchboard_routing::proto_duration;
 
 /// The media engine's negotiation settings for a call.
 pub fn media_config(config: &SipMediaConfig) -> MediaConfig {
@@ -33,16 +34,7 @@ pub fn media_config(config: &SipMediaConfig) -> MediaConfig {
 
 /// The call's media timeout, when the trunk or rule sets one.
 pub fn media_timeout(config: &SipMediaConfig) -> Option<Duration> {
-    std_duration(config.media_timeout.as_ref())
-}
-
-/// A protobuf Duration as a std one; `None` when unset, zero or negative.
-pub fn std_duration(duration: Option<&pbjson_types::Duration>) -> Option<Duration> {
-    let duration = duration?;
-    let secs = u64::try_from(duration.seconds).ok()?;
-    let nanos = u32::try_from(duration.nanos).ok()?;
-    let duration = Duration::new(secs, nanos);
-    (!duration.is_zero()).then_some(duration)
+    proto_duration(config.media_timeout.as_ref())
 }
 
 #[cfg(test)]

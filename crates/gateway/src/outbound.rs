@@ -6,7 +6,9 @@
 
 use crate::call::{next_room_event, Call, CallPolicy, Ending};
 use crate::media_config::{media_config, media_timeout};
-use crate::session_timer::{Refresher, SessionExpires, SessionTimer};
+use crate::session_timer::{
+    deadline_in, min_se, saturating_deadline, Refresher, SessionExpires, SessionTimer,
+};
 use crate::{CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use switchboard_rooms::{JoinRequest, ParticipantKind, RoomEvent};
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::{SipHeaderOptions, SipMediaConfig};
 use switchboard_routing::{header_attributes, CallInput};
-use switchboard_sip::auth::DigestClient;
+use switchboard_sip::auth::{ChallengeKind, DigestClient};
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::message::{HeaderName, Headers, Method, Request, Response};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Transport};
@@ -169,8 +171,8 @@ pub(crate) async fn dial(
         connection: None,
     };
     // LiveKit derives the Call-ID from the call ID; any unique value works.
-    let mut call = Call::new(shared.clone(), flow, String::new(), tx, rx, guard);
-    call.sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
+    let sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
+    let mut call = Call::new(shared.clone(), flow, sip_call_id, tx, rx, guard);
     call.outbound = true;
     call.policy = CallPolicy {
         max_call_duration: request.max_call_duration,
@@ -216,7 +218,6 @@ pub(crate) async fn dial(
     let outbound = OutboundCall {
         call,
         request,
-        remote: flow.remote,
         answered: Some(answered_tx),
         session_expires,
     };
@@ -261,7 +262,6 @@ async fn resolve(address: &str, transport: Transport) -> Result<SocketAddr, Dial
 struct OutboundCall {
     call: Call,
     request: DialRequest,
-    remote: SocketAddr,
     answered: Option<oneshot::Sender<Result<(), DialError>>>,
     /// The session interval we ask for (raised by a 422's Min-SE).
     session_expires: Duration,
@@ -325,7 +325,7 @@ impl OutboundCall {
     fn destination(&self) -> Destination {
         Destination::Address {
             transport: self.request.transport,
-            addr: self.remote,
+            addr: self.call.flow.remote,
         }
     }
 
@@ -415,8 +415,7 @@ impl OutboundCall {
     async fn establish(&mut self) -> Result<(), DialError> {
         // Resolved here, after the participant joined the room (LiveKit's
         // order): the API answers a caller that does not wait at once.
-        self.remote = resolve(&self.request.address, self.request.transport).await?;
-        self.call.flow.remote = self.remote;
+        self.call.flow.remote = resolve(&self.request.address, self.request.transport).await?;
         let shared = self.call.shared.clone();
         let config = &shared.config;
         let ports = shared
@@ -451,7 +450,7 @@ impl OutboundCall {
             .auth
             .as_ref()
             .map(|(user, pass)| DigestClient::new(user.clone(), pass.clone()));
-        let deadline = tokio::time::Instant::now() + self.request.ringing_timeout;
+        let deadline = deadline_in(self.request.ringing_timeout);
         let mut cancelled = false;
         loop {
             tokio::select! {
@@ -476,12 +475,7 @@ impl OutboundCall {
                             422 if !cancelled => {
                                 // Session interval too small: ask again with
                                 // the peer's Min-SE (RFC 4028 §7.4).
-                                let min_se = response
-                                    .headers
-                                    .get(&HeaderName::MinSe)
-                                    .and_then(|v| v.split(';').next())
-                                    .and_then(|v| v.trim().parse::<u64>().ok())
-                                    .map(Duration::from_secs)
+                                let min_se = min_se(&response.headers)
                                     .filter(|m| *m > self.session_expires);
                                 let Some(min_se) = min_se else {
                                     return Err(DialError::Sip { status: 422, reason: response.reason.clone() });
@@ -495,16 +489,12 @@ impl OutboundCall {
                                 let Some(client) = digest.as_mut() else {
                                     return Err(DialError::AuthMissing);
                                 };
-                                let challenge_header = if response.status == 401 {
-                                    HeaderName::WwwAuthenticate
+                                let kind = if response.status == 401 {
+                                    ChallengeKind::Www
                                 } else {
-                                    HeaderName::ProxyAuthenticate
+                                    ChallengeKind::Proxy
                                 };
-                                let credentials_header = if response.status == 401 {
-                                    HeaderName::Authorization
-                                } else {
-                                    HeaderName::ProxyAuthorization
-                                };
+                                let challenge_header = kind.challenge_header();
                                 let challenges: Vec<&str> = response.headers.get_all(&challenge_header).collect();
                                 let uri = self.request_uri();
                                 let credentials = client
@@ -514,7 +504,7 @@ impl OutboundCall {
                                         reason: response.reason.clone(),
                                     })?;
                                 seq += 1;
-                                invite = self.invite(seq, &offer, Some((credentials_header, credentials)));
+                                invite = self.invite(seq, &offer, Some((kind.credentials_header(), credentials)));
                                 txn = self.send(invite.clone());
                                 debug!(call_id = %self.call.call_id, "INVITE sent again with credentials");
                             }
@@ -553,7 +543,7 @@ impl OutboundCall {
                         return Err(DialError::RingingTimeout(self.request.ringing_timeout));
                     }
                 }
-                _ = tokio::time::sleep_until(deadline + Duration::from_secs(5)), if cancelled => {
+                _ = tokio::time::sleep_until(saturating_deadline(deadline, Duration::from_secs(5))), if cancelled => {
                     return Err(DialError::RingingTimeout(self.request.ringing_timeout));
                 }
             }

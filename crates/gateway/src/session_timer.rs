@@ -36,7 +36,7 @@ impl SessionExpires {
     /// Parses a header value; `None` when malformed.
     pub fn parse(value: &str) -> Option<SessionExpires> {
         let mut parts = value.split(';').map(str::trim);
-        let secs: u64 = parts.next()?.parse().ok()?;
+        let secs = delta_seconds(parts.next()?)?;
         let refresher = parts.find_map(|p| {
             let (name, value) = p.split_once('=')?;
             if !name.trim().eq_ignore_ascii_case("refresher") {
@@ -49,7 +49,7 @@ impl SessionExpires {
             }
         });
         Some(SessionExpires {
-            interval: Duration::from_secs(secs),
+            interval: secs,
             refresher,
         })
     }
@@ -77,6 +77,30 @@ pub fn supports_timer(headers: &Headers) -> bool {
         .chain(headers.get_all(&HeaderName::Require))
         .flat_map(|v| v.split(','))
         .any(|tag| tag.trim().eq_ignore_ascii_case("timer"))
+}
+
+/// The `Min-SE` of a message (a 422's floor for the interval).
+pub fn min_se(headers: &Headers) -> Option<Duration> {
+    headers
+        .get(&HeaderName::MinSe)
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| delta_seconds(v.trim()))
+}
+
+/// The largest delta-seconds RFC 3261 §20 asks a receiver to honour
+/// (2^32 - 1); larger values, however many digits, are read as it.
+const MAX_DELTA_SECONDS: u64 = u32::MAX as u64;
+
+/// A delta-seconds value (digits only), saturating at [`MAX_DELTA_SECONDS`].
+fn delta_seconds(text: &str) -> Option<Duration> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = text
+        .parse::<u64>()
+        .unwrap_or(u64::MAX)
+        .min(MAX_DELTA_SECONDS);
+    Some(Duration::from_secs(secs))
 }
 
 /// When we refresh a session we are the refresher of: half-way.
@@ -107,6 +131,42 @@ impl SessionTimer {
         } else {
             expire_after(self.interval)
         }
+    }
+}
+
+/// Far enough ahead to mean "never" for a call, near enough that adding it
+/// to any clock reading cannot overflow.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `base + after`, saturating at a century ahead: durations come from
+/// peers (Session-Expires, Min-SE) and API users (max_call_duration,
+/// timeouts), and `Instant + Duration` panics on overflow.
+pub fn saturating_deadline<T: Copy + CheckedAdd>(base: T, after: Duration) -> T {
+    base.checked_add_duration(after)
+        .or_else(|| base.checked_add_duration(NEVER))
+        .unwrap_or(base)
+}
+
+/// `now + after` on the tokio clock, saturating (see [`saturating_deadline`]).
+pub fn deadline_in(after: Duration) -> tokio::time::Instant {
+    saturating_deadline(tokio::time::Instant::now(), after)
+}
+
+/// The checked addition both clocks offer.
+pub trait CheckedAdd: Sized {
+    /// `self + d`, `None` on overflow.
+    fn checked_add_duration(self, d: Duration) -> Option<Self>;
+}
+
+impl CheckedAdd for std::time::Instant {
+    fn checked_add_duration(self, d: Duration) -> Option<Self> {
+        self.checked_add(d)
+    }
+}
+
+impl CheckedAdd for tokio::time::Instant {
+    fn checked_add_duration(self, d: Duration) -> Option<Self> {
+        self.checked_add(d)
     }
 }
 
@@ -152,5 +212,32 @@ mod tests {
         let mut headers = Headers::new();
         headers.push(HeaderName::Supported, "replaces");
         assert!(!supports_timer(&headers));
+    }
+
+    #[test]
+    fn huge_intervals_saturate_instead_of_overflowing() {
+        let se = SessionExpires::parse("18446744073709551615;refresher=uas")
+            .unwrap_or_else(|| unreachable!());
+        assert_eq!(se.interval, Duration::from_secs(u64::from(u32::MAX)));
+        let se =
+            SessionExpires::parse("99999999999999999999999999").unwrap_or_else(|| unreachable!());
+        assert_eq!(se.interval, Duration::from_secs(u64::from(u32::MAX)));
+        assert_eq!(SessionExpires::parse("-5"), None);
+        assert_eq!(SessionExpires::parse("+5"), None);
+        let mut headers = Headers::new();
+        headers.push(HeaderName::MinSe, "340282366920938463463374607431768211456");
+        assert_eq!(
+            min_se(&headers),
+            Some(Duration::from_secs(u64::from(u32::MAX)))
+        );
+        let now = std::time::Instant::now();
+        let far = saturating_deadline(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(50 * 365 * 24 * 3600));
+        let timer = SessionTimer {
+            interval: se.interval,
+            we_refresh: false,
+        };
+        assert!(deadline_in(timer.wait()) > tokio::time::Instant::now());
+        assert!(deadline_in(Duration::MAX) > tokio::time::Instant::now());
     }
 }

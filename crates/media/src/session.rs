@@ -530,12 +530,19 @@ impl MediaSession {
         if self.timed_out || !self.media.expects_inbound() {
             return None;
         }
-        Some(match self.last_rtp {
-            Some(last) if last >= self.timeout_reference => last + self.config.media_timeout,
+        // Timeouts come from API users; one too large to add is no timeout.
+        match self.last_rtp {
+            Some(last) if last >= self.timeout_reference => {
+                last.checked_add(self.config.media_timeout)
+            }
             // Nothing yet (or nothing since the hold ended): the longer allowance.
-            Some(_) => self.timeout_reference + self.config.media_timeout,
-            None => self.timeout_reference + self.config.initial_media_timeout,
-        })
+            Some(_) => self
+                .timeout_reference
+                .checked_add(self.config.media_timeout),
+            None => self
+                .timeout_reference
+                .checked_add(self.config.initial_media_timeout),
+        }
     }
 
     fn push_transmit(&mut self, channel: Channel, destination: SocketAddr, data_in_plain: usize) {

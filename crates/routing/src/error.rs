@@ -214,6 +214,14 @@ pub enum RoutingError {
     /// Transfer target that is not a sip:, sips: or tel: URI.
     #[error("transfer_to must be a valid SIP or TEL URI (sip:, sips: or tel:)")]
     InvalidTransferTo,
+    /// A field that would reach a SIP message holds CR, LF or another
+    /// control character (it could add headers or end the message early).
+    #[error("{0} must not contain control characters (CR, LF, NUL, ...)")]
+    ControlCharacters(String),
+    /// A user part or URI field holds whitespace, quotes or angle brackets,
+    /// which would change the structure of the header it goes into.
+    #[error("{0} must not contain whitespace, quotes or angle brackets")]
+    UnsafeUriCharacters(String),
 
     // ---- call routing ----
     /// More than one number-specific trunk takes this call.

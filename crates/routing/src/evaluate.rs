@@ -208,6 +208,16 @@ pub fn header_attributes(
     out
 }
 
+/// A protobuf Duration of the API (ringing_timeout, max_call_duration,
+/// media_timeout) as a std one; `None` when unset, zero or negative.
+pub fn proto_duration(duration: Option<&pbjson_types::Duration>) -> Option<std::time::Duration> {
+    let duration = duration?;
+    let secs = u64::try_from(duration.seconds).ok()?;
+    let nanos = u32::try_from(duration.nanos).ok()?;
+    let duration = std::time::Duration::new(secs, nanos);
+    (!duration.is_zero()).then_some(duration)
+}
+
 /// The media config an object asks for, with its deprecated top-level
 /// `media_encryption` folded in when `media.encryption` is unset.
 pub fn effective_media(

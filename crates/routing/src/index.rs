@@ -324,6 +324,16 @@ impl RoutingIndex {
         self.match_trunk_among(call, &all)
     }
 
+    /// Explains at most `limit` trunks (in index order) and says how many
+    /// more there are: what a refused call can afford to log. A refusal
+    /// must cost the same whatever the number of trunks, or one packet
+    /// from a scanner costs O(trunks) work and log.
+    pub fn explain_some_trunks(&self, call: &CallInput, limit: usize) -> (TrunkReport, usize) {
+        let shown: Vec<usize> = (0..self.trunks.len().min(limit)).collect();
+        let more = self.trunks.len().saturating_sub(shown.len());
+        (self.match_trunk_among(call, &shown), more)
+    }
+
     fn check_trunk(&self, trunk: &IndexedTrunk, call: &CallInput, called: &str) -> TrunkCheck {
         let number_matches = trunk.numbers.iter().any(|n| n == called);
         if !trunk.numbers.is_empty() && !number_matches {

@@ -30,7 +30,8 @@ pub use call::CallInput;
 pub use error::{go_quote, go_quote_list, ErrorCode, ObjectKind, RoutingError};
 pub use evaluate::{
     attrs, effective_media, evaluate_dispatch, hashed_number, header_attributes, merge_media,
-    participant_identity_and_name, room_name, DispatchResult, BUILTIN_HEADER_ATTRIBUTES,
+    participant_identity_and_name, proto_duration, room_name, DispatchResult,
+    BUILTIN_HEADER_ATTRIBUTES,
 };
 pub use explain::{PassOverReason, PassedOver};
 pub use ids::{new_id, IdPrefix, RandomSource};
@@ -51,10 +52,11 @@ pub use update::{
     prepare_inbound_trunk_create, prepare_outbound_trunk_create,
 };
 pub use validate::{
-    check_dispatch_rule_conflicts, check_inbound_trunk_conflicts, header_warnings,
-    is_valid_header_name, rule_kind, rule_pin, rule_room, validate_dispatch_rule,
-    validate_header_keys, validate_header_values, validate_headers, validate_inbound_trunk,
-    validate_media, validate_outbound_host, validate_outbound_trunk, MAX_MEDIA_TIMEOUT_SECS,
+    check_dispatch_rule_conflicts, check_inbound_trunk_conflicts, check_sip_text,
+    check_sip_uri_text, header_warnings, is_valid_header_name, rule_kind, rule_pin, rule_room,
+    validate_dispatch_rule, validate_header_keys, validate_header_values, validate_headers,
+    validate_inbound_trunk, validate_media, validate_outbound_host, validate_outbound_trunk,
+    MAX_MEDIA_TIMEOUT_SECS,
 };
 
 pub use livekit_protocol;

@@ -3,13 +3,14 @@
 //! traffic is attempted.
 
 use livekit_protocol::{
-    CreateSipParticipantRequest, Destination, SipOutboundConfig, TransferSipParticipantRequest,
+    sip_named_dest, sip_request_dest, CreateSipParticipantRequest, Destination, SipOutboundConfig,
+    SipUri, TransferSipParticipantRequest,
 };
 
 use crate::error::RoutingError;
 use crate::validate::{
-    validate_header_keys, validate_header_values, validate_headers, validate_media,
-    validate_outbound_host,
+    check_sip_text, check_sip_uri_text, validate_header_keys, validate_header_values,
+    validate_headers, validate_media, validate_outbound_host,
 };
 
 /// The longest display name accepted, in bytes.
@@ -47,9 +48,12 @@ pub fn validate_outbound_config(trunk: &SipOutboundConfig) -> Result<(), Routing
         return Err(RoutingError::OutboundConfigNoHostname);
     }
     validate_outbound_host(&trunk.hostname, "hostname")?;
+    check_sip_uri_text("trunk.hostname", &trunk.hostname)?;
     if !trunk.from_host.is_empty() {
         validate_outbound_host(&trunk.from_host, "from host")?;
+        check_sip_uri_text("trunk.from_host", &trunk.from_host)?;
     }
+    check_sip_text("trunk.auth_username", &trunk.auth_username)?;
     validate_header_keys(&trunk.headers_to_attributes)?;
     validate_header_values(&trunk.attributes_to_headers)?;
     Ok(())
@@ -138,9 +142,11 @@ pub fn validate_create_sip_participant(
     if req.sip_call_to.is_empty() {
         return Err(RoutingError::MissingCallee);
     }
+    check_sip_uri_text("sip_call_to", &req.sip_call_to)?;
     if req.sip_call_to.contains('@') {
         return Err(RoutingError::CalleeIsUri);
     }
+    check_sip_uri_text("sip_number", &req.sip_number)?;
     if !req.to_user_override.is_empty() && !is_token(&req.to_user_override) {
         return Err(RoutingError::InvalidToUserOverride);
     }
@@ -151,15 +157,61 @@ pub fn validate_create_sip_participant(
         if name.len() > MAX_DISPLAY_NAME_LEN {
             return Err(RoutingError::DisplayNameTooLong);
         }
+        check_sip_text("display_name", name)?;
         if !is_go_quotable(name) {
             return Err(RoutingError::DisplayNameNotQuotable);
         }
+    }
+    check_request_dest(req)?;
+    if !req
+        .dtmf
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '#'))
+    {
+        return Err(RoutingError::ControlCharacters("dtmf".into()));
     }
     if let Some(destination) = &req.destination {
         validate_destination(destination)?;
     }
     validate_headers(&req.headers)?;
     validate_media(req.media.as_ref())?;
+    Ok(())
+}
+
+/// The Request-URI, To and From overrides of a CreateSIPParticipant
+/// request: raw URIs and every part that is written into the INVITE.
+fn check_request_dest(req: &CreateSipParticipantRequest) -> Result<(), RoutingError> {
+    fn parts(field: &str, uri: &SipUri) -> Result<(), RoutingError> {
+        for (part, value) in [("user", &uri.user), ("host", &uri.host), ("ip", &uri.ip)] {
+            check_sip_uri_text(&format!("{field}.{part}"), value)?;
+        }
+        Ok(())
+    }
+    if let Some(uri) = req.sip_request_uri.as_ref().and_then(|d| d.uri.as_ref()) {
+        match uri {
+            sip_request_dest::Uri::Raw(raw) => check_sip_uri_text("sip_request_uri", raw.trim())?,
+            sip_request_dest::Uri::Values(values) => parts("sip_request_uri", values)?,
+        }
+    }
+    for (field, dest) in [
+        ("sip_to_header", &req.sip_to_header),
+        ("sip_from_header", &req.sip_from_header),
+    ] {
+        let Some(dest) = dest else { continue };
+        check_sip_text(&format!("{field}.display_name"), &dest.display_name)?;
+        match &dest.uri {
+            Some(sip_named_dest::Uri::Raw(raw)) => {
+                let raw = raw.trim();
+                let inner = raw
+                    .strip_prefix('<')
+                    .and_then(|r| r.strip_suffix('>'))
+                    .unwrap_or(raw);
+                check_sip_uri_text(field, inner)?;
+            }
+            Some(sip_named_dest::Uri::Values(values)) => parts(field, values)?,
+            None => {}
+        }
+    }
     Ok(())
 }
 
@@ -182,6 +234,7 @@ pub fn validate_transfer_sip_participant(
         .strip_prefix('<')
         .and_then(|s| s.strip_suffix('>'))
         .unwrap_or(&req.transfer_to);
+    check_sip_uri_text("transfer_to", inner)?;
     let refer_to = if inner.starts_with("sip:") || inner.starts_with("sips:") {
         format!("<{inner}>")
     } else if inner.starts_with("tel:") {

@@ -70,6 +70,35 @@ fn is_valid_header_value(value: &str) -> bool {
     value.len() <= MAX_HEADER_VALUE_LEN && value.chars().all(|c| c == '\t' || !c.is_control())
 }
 
+/// Refuses text for a SIP message that holds CR, LF or another control
+/// character (HTAB is allowed): it could add headers or end the message.
+pub fn check_sip_text(field: &str, value: &str) -> Result<(), RoutingError> {
+    if value.chars().any(|c| c != '\t' && c.is_control()) {
+        return Err(RoutingError::ControlCharacters(field.to_string()));
+    }
+    Ok(())
+}
+
+/// Like [`check_sip_text`], and refuses whitespace, quotes and angle
+/// brackets too: for user parts, hosts and URIs, which are written into
+/// headers unquoted.
+pub fn check_sip_uri_text(field: &str, value: &str) -> Result<(), RoutingError> {
+    check_sip_text(field, value)?;
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '"' | '<' | '>'))
+    {
+        return Err(RoutingError::UnsafeUriCharacters(field.to_string()));
+    }
+    Ok(())
+}
+
+fn check_numbers(field: &str, numbers: &[String]) -> Result<(), RoutingError> {
+    numbers
+        .iter()
+        .try_for_each(|n| check_sip_uri_text(field, n))
+}
+
 /// Validates a map of headers to send (`headers` of a trunk or request).
 pub fn validate_headers(headers: &HashMap<String, String>) -> Result<(), RoutingError> {
     for (name, value) in sorted(headers) {
@@ -164,6 +193,13 @@ pub fn validate_inbound_trunk(trunk: &SipInboundTrunkInfo) -> Result<(), Routing
     {
         return Err(RoutingError::InvalidAllowedAddress(bad.clone()));
     }
+    // Inbound numbers are only compared, never written into a message:
+    // control characters are all that is refused (they would reach logs).
+    for number in trunk.numbers.iter().chain(&trunk.allowed_numbers) {
+        check_sip_text("numbers", number)?;
+    }
+    check_sip_text("auth_username", &trunk.auth_username)?;
+    check_sip_text("auth_password", &trunk.auth_password)?;
     validate_media(trunk.media.as_ref())?;
     validate_headers(&trunk.headers)?;
     validate_header_keys(&trunk.headers_to_attributes)?;
@@ -191,9 +227,14 @@ pub fn validate_outbound_trunk(trunk: &SipOutboundTrunkInfo) -> Result<(), Routi
         return Err(RoutingError::OutboundTrunkNoAddress);
     }
     validate_outbound_host(&trunk.address, "address")?;
+    check_sip_uri_text("address", &trunk.address)?;
     if !trunk.from_host.is_empty() {
         validate_outbound_host(&trunk.from_host, "from host")?;
+        check_sip_uri_text("from_host", &trunk.from_host)?;
     }
+    check_numbers("numbers", &trunk.numbers)?;
+    check_sip_text("auth_username", &trunk.auth_username)?;
+    check_sip_text("auth_password", &trunk.auth_password)?;
     validate_media(trunk.media.as_ref())?;
     validate_headers(&trunk.headers)?;
     validate_header_keys(&trunk.headers_to_attributes)?;

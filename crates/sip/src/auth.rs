@@ -441,6 +441,32 @@ pub enum AuthFailure {
     /// Wrong user name or password (the two are indistinguishable).
     #[error("credentials refused")]
     Refused,
+    /// The digest-uri is not the request's Request-URI.
+    #[error("digest uri is not the Request-URI")]
+    UriMismatch,
+}
+
+/// Whether a digest-uri names the Request-URI: the same text, ignoring the
+/// case of the scheme and host and any angle brackets a client added.
+fn same_digest_uri(digest_uri: &str, request_uri: &str) -> bool {
+    let clean = |u: &str| {
+        u.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string()
+    };
+    let (a, b) = (clean(digest_uri), clean(request_uri));
+    if a == b {
+        return true;
+    }
+    // Case differences in the scheme and host are not a different URI.
+    match (
+        crate::message::Uri::parse(&a),
+        crate::message::Uri::parse(&b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Server settings.
@@ -596,6 +622,19 @@ impl DigestServer {
             return Err(AuthFailure::WrongRealm);
         }
         let issued = self.nonce_timestamp(&creds.nonce, realm)?;
+        // The nonce's age before the password: an expired nonce says
+        // nothing about the password, or one old nonce would let a guesser
+        // try passwords for ever without asking for a fresh challenge
+        // (RFC 7616 §3.3: stale means the nonce is invalid).
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if issued > now_secs.saturating_add(CLOCK_SKEW)
+            || now_secs.saturating_sub(issued) > self.config.nonce_ttl.as_secs()
+        {
+            return Err(AuthFailure::Stale);
+        }
         let qop = match creds.qop.as_deref() {
             Some("auth") | Some("auth-int") => creds.qop.as_deref(),
             Some(_) => return Err(AuthFailure::Malformed),
@@ -626,15 +665,6 @@ impl DigestServer {
         if !matches || known.is_none() {
             return Err(AuthFailure::Refused);
         }
-        let now_secs = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if issued > now_secs + CLOCK_SKEW
-            || now_secs.saturating_sub(issued) > self.config.nonce_ttl.as_secs()
-        {
-            return Err(AuthFailure::Stale);
-        }
         // Without qop the nonce is single use.
         let count = creds.nc.unwrap_or(u32::MAX);
         self.forget_expired(now_secs);
@@ -652,6 +682,28 @@ impl DigestServer {
             }
         }
         Ok(creds.username)
+    }
+
+    /// [`DigestServer::verify`] for a request: the credentials must also be
+    /// for the request's own Request-URI (RFC 7616 §3.4.6), or a response
+    /// computed for one request could be presented with another.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_request(
+        &mut self,
+        now: SystemTime,
+        method: &str,
+        request_uri: &str,
+        realm: &str,
+        credentials: &str,
+        password_of: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<String, AuthFailure> {
+        if let Ok(creds) = Credentials::parse(credentials) {
+            if !same_digest_uri(&creds.uri, request_uri) {
+                return Err(AuthFailure::UriMismatch);
+            }
+        }
+        self.verify(now, method, realm, credentials, password_of, body)
     }
 
     fn forget_expired(&mut self, now_secs: u64) {
@@ -951,7 +1003,7 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_nonce_with_good_credentials_is_stale() {
+    fn an_expired_nonce_is_stale_whatever_the_password() {
         let issued = SystemTime::now();
         let mut server = server();
         let challenges = server.challenges(issued, "r", false);
@@ -969,8 +1021,8 @@ mod tests {
         );
         assert_eq!(
             server.verify(later, "INVITE", "r", &bad, &passwords, b""),
-            Err(AuthFailure::Refused),
-            "stale is only said to holders of the password"
+            Err(AuthFailure::Stale),
+            "an old nonce is no oracle: the password is not looked at"
         );
         let again = server.challenges(later, "r", true);
         assert!(again[0].contains("stale=true"));
@@ -1081,5 +1133,32 @@ mod tests {
             ),
             Err(AuthFailure::Malformed)
         );
+    }
+
+    #[test]
+    fn credentials_must_be_for_the_request_uri() {
+        let now = SystemTime::now();
+        let mut server = server();
+        let challenges = server.challenges(now, "r", false);
+        let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
+        let header = DigestClient::new("trunk-user", "s3cret")
+            .authorize(&refs, "INVITE", URI, b"")
+            .unwrap();
+        assert_eq!(
+            server.verify_request(
+                now,
+                "INVITE",
+                "sip:other@example.com",
+                "r",
+                &header,
+                &passwords,
+                b""
+            ),
+            Err(AuthFailure::UriMismatch)
+        );
+        let upper = URI.replacen("gw.example", "GW.Example", 1);
+        assert!(server
+            .verify_request(now, "INVITE", &upper, "r", &header, &passwords, b"")
+            .is_ok());
     }
 }

@@ -28,7 +28,7 @@ pub use crate::core::{
     AdvertisedPorts, ClientTxnId, Endpoint, EndpointConfig, Event, Incoming, RequestFailure,
     RespondError, ServerTxnId, Stats,
 };
-pub use random::random_token;
+pub use random::{fill_random, random_token};
 
 use std::net::SocketAddr;
 use std::time::Duration;

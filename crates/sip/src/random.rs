@@ -18,7 +18,7 @@ pub fn random_token(len: usize) -> String {
 /// Fills `buf` from the OS CSPRNG. The OS generator failing is not something
 /// a SIP stack can recover from; it falls back to a time-seeded mix so that
 /// the process keeps answering rather than aborting.
-pub(crate) fn fill_random(buf: &mut [u8]) {
+pub fn fill_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_err() {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

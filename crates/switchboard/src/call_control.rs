@@ -12,7 +12,7 @@ use switchboard_routing::livekit_protocol::{
     SipParticipantInfo, SipStatus, SipTransferReason, SipTransferStatus, SipTransport, SipUri,
     TransferSipParticipantResponse,
 };
-use switchboard_routing::{attrs, effective_media, merge_media};
+use switchboard_routing::{attrs, effective_media, merge_media, proto_duration};
 use switchboard_sip::message::{standard_reason, Uri};
 use switchboard_sip::Transport;
 
@@ -78,22 +78,14 @@ fn transfer_error(error: TransferError) -> TwirpError {
     }
 }
 
-fn std_duration(d: Option<&pbjson_types::Duration>) -> Option<Duration> {
-    let d = d?;
-    let duration = Duration::new(u64::try_from(d.seconds).ok()?, u32::try_from(d.nanos).ok()?);
-    (!duration.is_zero()).then_some(duration)
-}
-
 /// A random entry of `numbers` (LiveKit picks the From number at random).
 fn pick(numbers: &[String]) -> Option<String> {
     if numbers.is_empty() {
         return None;
     }
     let mut byte = [0u8; 8];
-    let index = match getrandom::fill(&mut byte) {
-        Ok(()) => (u64::from_le_bytes(byte) % numbers.len() as u64) as usize,
-        Err(_) => 0,
-    };
+    switchboard_sip::fill_random(&mut byte);
+    let index = (u64::from_le_bytes(byte) % numbers.len() as u64) as usize;
     numbers.get(index).cloned()
 }
 
@@ -248,10 +240,10 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         auth,
         headers: headers.into_iter().collect(),
         media,
-        ringing_timeout: std_duration(r.ringing_timeout.as_ref())
+        ringing_timeout: proto_duration(r.ringing_timeout.as_ref())
             .unwrap_or(DEFAULT_RINGING_TIMEOUT)
             .min(MAX_RINGING_TIMEOUT),
-        max_call_duration: std_duration(r.max_call_duration.as_ref()),
+        max_call_duration: proto_duration(r.max_call_duration.as_ref()),
         dtmf: r.dtmf.clone(),
         play_dialtone,
         attributes_to_headers,
@@ -361,16 +353,8 @@ impl CallControl for GatewayCalls {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         headers.sort();
-        let timeout = request
-            .ringing_timeout
-            .as_ref()
-            .and_then(|d| {
-                let secs = u64::try_from(d.seconds).ok()?;
-                let nanos = u32::try_from(d.nanos).ok()?;
-                Some(Duration::new(secs, nanos))
-            })
-            .filter(|d| !d.is_zero())
-            .unwrap_or(DEFAULT_TRANSFER_TIMEOUT);
+        let timeout =
+            proto_duration(request.ringing_timeout.as_ref()).unwrap_or(DEFAULT_TRANSFER_TIMEOUT);
         let order = TransferRequest {
             room: request.room_name.clone(),
             identity: request.participant_identity.clone(),

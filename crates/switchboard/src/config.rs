@@ -200,6 +200,9 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Threads of the SIP runtime, kept apart from media work.
     pub worker_threads: usize,
+    /// In-dialog requests only from the dialog's peer (its connection, its
+    /// address, or an IP its Contact or route set names); 403 otherwise.
+    pub bind_dialogs_to_peer: bool,
 }
 
 impl Default for SipConfig {
@@ -223,6 +226,7 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             worker_threads: 1,
+            bind_dialogs_to_peer: true,
         }
     }
 }
@@ -324,7 +328,9 @@ impl Default for CallsConfig {
             early_media: false,
             auth_challenge: 407,
             auth_realm: "switchboard".into(),
-            auth_algorithms: vec!["SHA-256".into(), "MD5".into()],
+            // MD5 alone: baresip 1.0 and SIPp 3.6 give up on a call when they
+            // see a SHA-256 challenge (config/switchboard.yaml says more).
+            auth_algorithms: vec!["MD5".into()],
             auth_nonce_key: None,
             allow_unmatched_calls: false,
             ringing_timeout_secs: 180,
@@ -617,13 +623,16 @@ mod tests {
                 ("SWITCHBOARD_CONFIG", "/ignored"),
                 ("SWITCHBOARD_READY_FILE", "/ignored"),
                 ("SWITCHBOARD_DATA_DIR", "/var/lib/sb"),
-                ("SWITCHBOARD_CALLS__AUTH_ALGORITHMS", "[MD5]"),
+                ("SWITCHBOARD_CALLS__AUTH_ALGORITHMS", "[SHA-256, MD5]"),
                 ("OTHER_SIP__UDP_PORT", "1"),
             ]),
         )
         .unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/sb"));
-        assert_eq!(config.calls.auth_algorithms, vec!["MD5".to_string()]);
+        assert_eq!(
+            config.calls.auth_algorithms,
+            vec!["SHA-256".to_string(), "MD5".to_string()]
+        );
         assert_eq!(config.sip.udp_port, 5080);
         assert_eq!(config.sip.user_agent, "from-file");
         assert_eq!(config.sip.transports, vec![TransportName::Udp]);

@@ -582,6 +582,7 @@ fn sip_settings(config: &Config) -> Result<(TransportConfig, EndpointConfig), St
         supported: vec!["timer".into()],
         retry_after_secs: config.drain.retry_after_secs,
         max_transactions: sip.max_transactions,
+        bind_dialogs_to_peer: sip.bind_dialogs_to_peer,
         ..EndpointConfig::default()
     };
     Ok((transport, endpoint))

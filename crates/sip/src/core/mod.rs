@@ -9,8 +9,8 @@
 use crate::dialog::{Dialog, DialogId};
 use crate::framing::FramingError;
 use crate::message::{
-    media_type, parse_message, HeaderName, Headers, Message, Method, Rejection, Request, Response,
-    ResponseBuilder, ResponseSpec, Uri,
+    media_type, parse_message, HeaderName, Headers, Host, Message, Method, NameAddr, Rejection,
+    Request, Response, ResponseBuilder, ResponseSpec, Uri,
 };
 use crate::random::random_token;
 use crate::transaction::{
@@ -47,6 +47,11 @@ pub struct EndpointConfig {
     /// Most server and client transactions alive at once; beyond it new
     /// requests get 503 without creating state.
     pub max_transactions: usize,
+    /// Accept in-dialog requests only from the dialog's peer: its
+    /// connection, its address, or an address its Contact or route set
+    /// names. Call-ID and tags are no secret (every room participant sees
+    /// them), so without this anyone could end or move a call.
+    pub bind_dialogs_to_peer: bool,
 }
 
 /// The port advertised for each transport.
@@ -96,6 +101,7 @@ impl Default for EndpointConfig {
             supported: Vec::new(),
             retry_after_secs: 60,
             max_transactions: 100_000,
+            bind_dialogs_to_peer: true,
         }
     }
 }
@@ -208,6 +214,8 @@ pub struct Stats {
     pub retransmissions_absorbed: u64,
     /// Responses dropped because no client transaction matched.
     pub stray_responses: u64,
+    /// Requests the core refused without keeping a transaction.
+    pub stateless_rejections: u64,
 }
 
 /// Outcome of the UAS core checks for a new request.
@@ -472,30 +480,42 @@ impl Endpoint {
             return;
         }
         if request.method == Method::Cancel {
+            if !self.cancels_pending_invite(&key) {
+                // Nothing to cancel: no state is kept for it (see below).
+                let tag = stateless_tag(&key);
+                let spec = ResponseSpec::new(481).reason("Call/Transaction Does Not Exist");
+                self.send_stateless_tagged(flow, &request.headers, &spec, &tag);
+                return;
+            }
             let id = self.create_server_txn(key, flow, request);
             self.on_cancel(now, id);
             return;
         }
-        let verdict = self.verdict(&request);
-        if let (Method::Options, Verdict::Respond(spec)) = (&request.method, &verdict) {
-            // Keepalive pings and scanners are answered statelessly: a
-            // transaction would linger 32 s (timer J) per ping over UDP, and
-            // a flood of them could fill the table real calls need. The To
-            // tag is derived from the transaction key so a retransmission
-            // gets the same answer (RFC 3261 §8.2.7).
-            debug!(call_id = ?request.call_id(), status = spec.status, peer = %flow.remote, "OPTIONS answered statelessly");
+        let verdict = self.verdict(&flow, &request);
+        if let Verdict::Respond(spec) = &verdict {
+            // Everything the core refuses on its own (OPTIONS pings, 481 for
+            // unknown dialogs, 405/501/415/420/416/482, drain) is answered
+            // statelessly (RFC 3261 §8.2.7): a transaction would linger 32 s
+            // (Timer J) per request over UDP and retransmit its answer to a
+            // source nobody verified, so a flood of forged requests could
+            // fill the table real calls need and be reflected ten times
+            // over. One request in, one response out. The To tag is derived
+            // from the transaction key, so a retransmission gets the same
+            // answer.
+            if request.method == Method::Options {
+                debug!(call_id = ?request.call_id(), status = spec.status, peer = %flow.remote, "OPTIONS answered statelessly");
+            } else {
+                info!(call_id = ?request.call_id(), method = %request.method, status = spec.status, peer = %flow.remote, "request answered by the SIP core");
+            }
+            self.stats.stateless_rejections += 1;
             let tag = stateless_tag(&key);
             self.send_stateless_tagged(flow, &request.headers, spec, &tag);
             return;
         }
-        let call_id = request.call_id().unwrap_or_default().to_string();
         let method = request.method.clone();
         let id = self.create_server_txn(key, flow, request);
         match verdict {
-            Verdict::Respond(spec) => {
-                info!(call_id = ?call_id, method = %method, status = spec.status, peer = %flow.remote, "request answered by the SIP core");
-                self.respond_internal(now, id, &spec);
-            }
+            Verdict::Respond(_) => {}
             Verdict::Deliver(dialog) => {
                 if method == Method::Invite {
                     self.respond_internal(now, id, &ResponseSpec::new(100));
@@ -562,7 +582,7 @@ impl Endpoint {
     }
 
     /// The UAS core checks of RFC 3261 §8.2, in the order it gives them.
-    fn verdict(&mut self, request: &Request) -> Verdict {
+    fn verdict(&mut self, flow: &Flow, request: &Request) -> Verdict {
         let method = &request.method;
         if !self.config.allow.contains(method) {
             let status = if matches!(method, Method::Extension(_)) {
@@ -591,11 +611,18 @@ impl Endpoint {
                     .and_then(|f| f.tag().map(str::to_string))
                     .unwrap_or_default(),
             };
+            let bind = self.config.bind_dialogs_to_peer;
             let Some(found) = self.dialogs.get_mut(&id) else {
                 return Verdict::Respond(
                     ResponseSpec::new(481).reason("Call/Transaction Does Not Exist"),
                 );
             };
+            if bind && !from_dialog_peer(found, flow) {
+                warn!(call_id = %id.call_id, method = %method, peer = %flow.remote, dialog_peer = %found.flow.remote, "in-dialog request from a source that is not the dialog's peer refused");
+                return Verdict::Respond(
+                    ResponseSpec::new(403).reason("Not From The Dialog's Peer"),
+                );
+            }
             if let Some(cseq) = request.cseq() {
                 if let Err(e) = found.accept_remote_cseq(cseq.seq, method) {
                     return Verdict::Respond(ResponseSpec::new(500).reason(e.to_string()));
@@ -729,6 +756,15 @@ impl Endpoint {
     fn warning(&self, text: &str) -> String {
         let text: String = text.chars().filter(|c| *c != '"' && *c != '\\').collect();
         format!("399 {} \"{}\"", self.config.advertised_host, text)
+    }
+
+    /// Whether a CANCEL with this key has an INVITE transaction to act on.
+    fn cancels_pending_invite(&self, cancel_key: &TxnKey) -> bool {
+        let invite_key = cancel_key.with_method(MethodClass::Invite);
+        self.server_index
+            .get(&invite_key)
+            .and_then(|id| self.server.get(id))
+            .is_some_and(|t| t.is_invite)
     }
 
     fn on_cancel(&mut self, now: Instant, cancel_id: ServerTxnId) {
@@ -1396,6 +1432,35 @@ fn build_non2xx_ack(invite: &Request, response: &Response) -> Bytes {
         body: Bytes::new(),
     }
     .to_bytes()
+}
+
+/// Whether a request on `flow` comes from the dialog's peer: on its
+/// connection, from its address, or from an IP address its Contact or route
+/// set names (a carrier's SBC may send a BYE from its proxy, or a NATed
+/// phone from a new port). Names are not resolved here: a peer that sends
+/// from an address it never named is refused.
+fn from_dialog_peer(dialog: &Dialog, flow: &Flow) -> bool {
+    if flow.connection.is_some() && flow.connection == dialog.flow.connection {
+        return true;
+    }
+    let ip = flow.remote.ip().to_canonical();
+    if ip == dialog.flow.remote.ip().to_canonical() {
+        return true;
+    }
+    let named_ip = |text: &str| -> Option<std::net::IpAddr> {
+        let uri = match NameAddr::parse(text) {
+            Ok(name_addr) => name_addr.uri,
+            Err(_) => Uri::parse(text).ok()?,
+        };
+        match &uri.as_sip()?.host {
+            Host::Ip(ip) => Some(ip.to_canonical()),
+            Host::Name(_) => None,
+        }
+    };
+    std::iter::once(dialog.remote_target.as_str())
+        .chain(dialog.route_set.iter().map(String::as_str))
+        .filter_map(named_ip)
+        .any(|named| named == ip)
 }
 
 #[cfg(test)]

@@ -708,3 +708,104 @@ fn transport_failure_fails_requests_in_flight() {
     );
     assert_eq!(h.ep.transaction_count(), (0, 0));
 }
+
+#[test]
+fn core_rejections_keep_no_state_and_are_sent_once() {
+    let config = EndpointConfig {
+        max_transactions: 10,
+        ..EndpointConfig::default()
+    };
+    let mut h = Harness::with_config(Transport::Udp, config);
+    // A flood of forged out-of-dialog requests, each with a fresh branch,
+    // and of requests the core cannot take.
+    for i in 0..200 {
+        h.send(&request("BYE", &format!("z9hG4bKbye{i}"), ""));
+        h.send(&request("CANCEL", &format!("z9hG4bKcan{i}"), ""));
+        h.send(&request("REGISTER", &format!("z9hG4bKreg{i}"), ""));
+        h.send(&request("NEWMETHOD", &format!("z9hG4bKnew{i}"), ""));
+    }
+    let statuses = h.statuses();
+    assert_eq!(statuses.len(), 800, "one answer per request");
+    assert_eq!(statuses.iter().filter(|s| **s == 481).count(), 400);
+    assert_eq!(h.ep.transaction_count(), (0, 0), "no transaction kept");
+    let later = h.run_for(Duration::from_secs(40));
+    assert!(later.is_empty(), "nothing retransmitted: {later:?}");
+    // The table is free for a real call.
+    h.send(&invite("z9hG4bKreal"));
+    assert_eq!(h.statuses(), vec![100]);
+    assert_eq!(h.incoming().request.method, Method::Invite);
+    // A retransmitted rejection gets the same To tag.
+    h.send(&request("BYE", "z9hG4bKagain", ""));
+    h.send(&request("BYE", "z9hG4bKagain", ""));
+    let answers = h.responses();
+    assert_eq!(to_tag(&answers[0]), to_tag(&answers[1]));
+}
+
+#[test]
+fn in_dialog_requests_are_taken_only_from_the_dialogs_peer() {
+    let mut h = Harness::new(Transport::Udp);
+    h.send(&invite("z9hG4bKi1"));
+    h.sent();
+    let incoming = h.incoming();
+    let tag = h.ep.local_tag(incoming.txn).unwrap().to_string();
+    let dialog = Dialog::new_uas(&incoming.request, &tag, h.flow, true).unwrap();
+    h.ep.insert_dialog(dialog);
+    let bye = |branch: &str, seq: u32| {
+        request("BYE", branch, "")
+            .replace("CSeq: 1 BYE", &format!("CSeq: {seq} BYE"))
+            .replace(
+                "To: <sip:+15550100@gw.example.com>",
+                &format!("To: <sip:+15550100@gw.example.com>;tag={tag}"),
+            )
+    };
+    // Someone who read the Call-ID and tags from the room's attributes.
+    h.flow.remote = "127.0.0.66:5060".parse().unwrap();
+    h.send(&bye("z9hG4bKforged", 5));
+    let refused = h.responses();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].status, 403);
+    assert!(h.events().is_empty(), "the call never hears of it");
+    assert_eq!(h.ep.transaction_count(), (1, 0), "only the INVITE");
+    // The peer itself, from a new port (NAT rebinding), is heard; its CSeq
+    // was not spent by the forgery.
+    h.flow.remote = "127.0.0.1:40002".parse().unwrap();
+    h.send(&bye("z9hG4bKreal", 5));
+    assert_eq!(h.incoming().request.method, Method::Bye);
+    // With the check off, anyone is heard (the old behaviour).
+    let config = EndpointConfig {
+        bind_dialogs_to_peer: false,
+        ..EndpointConfig::default()
+    };
+    let mut open = Harness::with_config(Transport::Udp, config);
+    open.send(&invite("z9hG4bKi1"));
+    open.sent();
+    let incoming = open.incoming();
+    let dialog = Dialog::new_uas(&incoming.request, &tag, open.flow, true).unwrap();
+    open.ep.insert_dialog(dialog);
+    open.flow.remote = "127.0.0.66:5060".parse().unwrap();
+    open.send(&bye("z9hG4bKforged", 5));
+    assert_eq!(open.incoming().request.method, Method::Bye);
+}
+
+#[test]
+fn a_peer_may_send_from_the_address_its_contact_names() {
+    let mut h = Harness::new(Transport::Udp);
+    h.send(&invite("z9hG4bKi1").replace(
+        "Contact: <sip:carrier@127.0.0.1:40000>",
+        "Contact: <sip:carrier@192.0.2.50:5060>",
+    ));
+    h.sent();
+    let incoming = h.incoming();
+    let tag = h.ep.local_tag(incoming.txn).unwrap().to_string();
+    let dialog = Dialog::new_uas(&incoming.request, &tag, h.flow, true).unwrap();
+    h.ep.insert_dialog(dialog);
+    h.flow.remote = "192.0.2.50:5060".parse().unwrap();
+    let bye = request("BYE", "z9hG4bKb", "")
+        .replace("CSeq: 1 BYE", "CSeq: 2 BYE")
+        .replace(
+            "To: <sip:+15550100@gw.example.com>",
+            &format!("To: <sip:+15550100@gw.example.com>;tag={tag}"),
+        );
+    h.send(&bye);
+    assert_eq!(h.incoming().request.method, Method::Bye);
+}

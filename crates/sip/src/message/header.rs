@@ -332,9 +332,9 @@ impl Headers {
             if field.name == HeaderName::ContentLength {
                 continue;
             }
-            out.extend_from_slice(field.name.as_str().as_bytes());
+            extend_line_safe(out, field.name.as_str().as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(field.value.as_bytes());
+            extend_line_safe(out, field.value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"Content-Length: ");
@@ -344,9 +344,42 @@ impl Headers {
     }
 }
 
+/// Appends text that must stay on one line of a message (a header name or
+/// value, a Request-URI, a reason phrase): CR, LF, NUL and the other control
+/// characters but HTAB become spaces. Values from the API and from room
+/// participants are checked where they enter; this is the last line of
+/// defence, so that nothing can ever add a header or end the head early.
+pub(crate) fn extend_line_safe(out: &mut Vec<u8>, text: &[u8]) {
+    if !text.iter().any(|b| is_line_breaking(*b)) {
+        out.extend_from_slice(text);
+        return;
+    }
+    out.extend(
+        text.iter()
+            .map(|b| if is_line_breaking(*b) { b' ' } else { *b }),
+    );
+}
+
+fn is_line_breaking(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_values_cannot_add_lines() {
+        let mut h = Headers::new();
+        h.push(HeaderName::To, "<sip:1000\r\nX-Evil: injected@example.com>");
+        h.push(HeaderName::Other("X-A\nB".into()), "v\0w");
+        let mut out = Vec::new();
+        h.write_with_body(&mut out, b"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "To: <sip:1000  X-Evil: injected@example.com>\r\nX-A B: v w\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
 
     #[test]
     fn compact_and_mixed_case_names_are_recognised() {

@@ -222,9 +222,9 @@ impl Request {
     /// Content-Length in `headers` is ignored.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = Vec::with_capacity(256 + self.body.len());
-        out.extend_from_slice(self.method.as_str().as_bytes());
+        header::extend_line_safe(&mut out, self.method.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.uri.as_bytes());
+        header::extend_line_safe(&mut out, self.uri.as_bytes());
         out.extend_from_slice(b" SIP/2.0\r\n");
         self.headers.write_with_body(&mut out, &self.body);
         Bytes::from(out)
@@ -267,7 +267,7 @@ impl Response {
         out.extend_from_slice(b"SIP/2.0 ");
         out.extend_from_slice(self.status.to_string().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.reason.as_bytes());
+        header::extend_line_safe(&mut out, self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         self.headers.write_with_body(&mut out, &self.body);
         Bytes::from(out)

@@ -109,6 +109,8 @@ pub struct CallerSpec<'a> {
     pub dial: String,
     /// Seconds before baresip quits (`-t`).
     pub run_secs: u32,
+    /// Digest credentials (user, password) it answers challenges with.
+    pub auth: Option<(&'a str, &'a str)>,
 }
 
 impl Baresip {
@@ -143,10 +145,14 @@ module_app account.so\nmodule_app menu.so\n",
             .mediaenc
             .map(|m| format!(";mediaenc={m}"))
             .unwrap_or_default();
+        let auth = spec
+            .auth
+            .map(|(user, pass)| format!(";auth_user={user};auth_pass={pass}"))
+            .unwrap_or_default();
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:+1555{port:07}@127.0.0.1:{sip_port};transport=udp>;regint=0{mediaenc};audio_codecs={codec}\n",
+                "<sip:+1555{port:07}@127.0.0.1:{sip_port};transport=udp>;regint=0{auth}{mediaenc};audio_codecs={codec}\n",
                 port = sip_port,
                 codec = spec.codec,
             ),
