@@ -88,6 +88,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use switchboard_rooms::Rooms;
+use switchboard_routing::livekit_protocol::{SipInboundTrunkInfo, SipOutboundTrunkInfo};
 use switchboard_store::{LiveRoutingIndex, SipStore};
 
 pub use auth::ApiKeys;
@@ -125,6 +126,10 @@ pub struct ApiState {
     /// WebSocket sessions open now (counted against
     /// `websocket.max_participants`).
     pub websocket_sessions: SessionCount,
+    /// Whether Get and List return trunks' `auth_password` (LiveKit does;
+    /// by default switchboard answers with it empty, as LiveKit's CLI
+    /// shows only the user name).
+    pub return_passwords: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -143,5 +148,22 @@ impl ApiState {
     /// True once the drain started.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// An inbound trunk as Get and List show it: without its password
+    /// unless `return_passwords` is set.
+    pub fn shown_inbound(&self, mut trunk: SipInboundTrunkInfo) -> SipInboundTrunkInfo {
+        if !self.return_passwords {
+            trunk.auth_password.clear();
+        }
+        trunk
+    }
+
+    /// An outbound trunk as Get and List show it (see [`ApiState::shown_inbound`]).
+    pub fn shown_outbound(&self, mut trunk: SipOutboundTrunkInfo) -> SipOutboundTrunkInfo {
+        if !self.return_passwords {
+            trunk.auth_password.clear();
+        }
+        trunk
     }
 }

@@ -116,9 +116,11 @@ async fn list_sip_trunk(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .await?;
     let mut items: BTreeMap<String, SipTrunkInfo> = BTreeMap::new();
     for t in inbound {
+        let t = call.state.shown_inbound(t);
         items.insert(t.sip_trunk_id.clone(), inbound_as_legacy(t));
     }
     for t in outbound {
+        let t = call.state.shown_outbound(t);
         items.insert(t.sip_trunk_id.clone(), outbound_as_legacy(t));
     }
     let after = req.page.as_ref().map(|p| p.after_id.as_str()).unwrap_or("");
@@ -229,6 +231,7 @@ async fn get_inbound_trunk(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .store
         .get_inbound_trunk(&req.sip_trunk_id)
         .await?
+        .map(|t| call.state.shown_inbound(t))
         .ok_or(RoutingError::NotFound(ObjectKind::Trunk))?;
     call.reply(&GetSipInboundTrunkResponse { trunk: Some(trunk) })
 }
@@ -241,6 +244,7 @@ async fn get_outbound_trunk(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .store
         .get_outbound_trunk(&req.sip_trunk_id)
         .await?
+        .map(|t| call.state.shown_outbound(t))
         .ok_or(RoutingError::NotFound(ObjectKind::Trunk))?;
     call.reply(&GetSipOutboundTrunkResponse { trunk: Some(trunk) })
 }
@@ -249,6 +253,10 @@ async fn list_inbound_trunks(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
     let req: ListSipInboundTrunkRequest = call.request()?;
     require_sip_admin(call.claims)?;
     let items = call.state.store.list_inbound_trunks(&req).await?;
+    let items = items
+        .into_iter()
+        .map(|t| call.state.shown_inbound(t))
+        .collect();
     call.reply(&ListSipInboundTrunkResponse { items })
 }
 
@@ -256,6 +264,10 @@ async fn list_outbound_trunks(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
     let req: ListSipOutboundTrunkRequest = call.request()?;
     require_sip_admin(call.claims)?;
     let items = call.state.store.list_outbound_trunks(&req).await?;
+    let items = items
+        .into_iter()
+        .map(|t| call.state.shown_outbound(t))
+        .collect();
     call.reply(&ListSipOutboundTrunkResponse { items })
 }
 

@@ -93,6 +93,7 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         status: Arc::new(NoCalls),
         websocket: Default::default(),
         websocket_sessions: Default::default(),
+        return_passwords: true,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

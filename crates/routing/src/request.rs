@@ -48,10 +48,10 @@ pub fn validate_outbound_config(trunk: &SipOutboundConfig) -> Result<(), Routing
         return Err(RoutingError::OutboundConfigNoHostname);
     }
     validate_outbound_host(&trunk.hostname, "hostname")?;
-    check_sip_uri_text("trunk.hostname", &trunk.hostname)?;
+    check_sip_text("trunk.hostname", &trunk.hostname)?;
     if !trunk.from_host.is_empty() {
         validate_outbound_host(&trunk.from_host, "from host")?;
-        check_sip_uri_text("trunk.from_host", &trunk.from_host)?;
+        check_sip_text("trunk.from_host", &trunk.from_host)?;
     }
     check_sip_text("trunk.auth_username", &trunk.auth_username)?;
     validate_header_keys(&trunk.headers_to_attributes)?;

@@ -93,12 +93,6 @@ pub fn check_sip_uri_text(field: &str, value: &str) -> Result<(), RoutingError> 
     Ok(())
 }
 
-fn check_numbers(field: &str, numbers: &[String]) -> Result<(), RoutingError> {
-    numbers
-        .iter()
-        .try_for_each(|n| check_sip_uri_text(field, n))
-}
-
 /// Validates a map of headers to send (`headers` of a trunk or request).
 pub fn validate_headers(headers: &HashMap<String, String>) -> Result<(), RoutingError> {
     for (name, value) in sorted(headers) {
@@ -227,12 +221,17 @@ pub fn validate_outbound_trunk(trunk: &SipOutboundTrunkInfo) -> Result<(), Routi
         return Err(RoutingError::OutboundTrunkNoAddress);
     }
     validate_outbound_host(&trunk.address, "address")?;
-    check_sip_uri_text("address", &trunk.address)?;
+    // Stored fields: only what could break a header line is refused here
+    // (LiveKit's own examples store placeholders like `<my-trunk>.pstn...`,
+    // which fail later, at resolution).
+    check_sip_text("address", &trunk.address)?;
     if !trunk.from_host.is_empty() {
         validate_outbound_host(&trunk.from_host, "from host")?;
-        check_sip_uri_text("from_host", &trunk.from_host)?;
+        check_sip_text("from_host", &trunk.from_host)?;
     }
-    check_numbers("numbers", &trunk.numbers)?;
+    for number in &trunk.numbers {
+        check_sip_text("numbers", number)?;
+    }
     check_sip_text("auth_username", &trunk.auth_username)?;
     check_sip_text("auth_password", &trunk.auth_password)?;
     validate_media(trunk.media.as_ref())?;

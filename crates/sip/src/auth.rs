@@ -446,8 +446,10 @@ pub enum AuthFailure {
     UriMismatch,
 }
 
-/// Whether a digest-uri names the Request-URI: the same text, ignoring the
-/// case of the scheme and host and any angle brackets a client added.
+/// Whether a digest-uri names the Request-URI (RFC 3261 §22.4): the same
+/// text, or a SIP URI for the same host and port whose user, when it has
+/// one, is the Request-URI's. Clients differ: SIPp 3.6 sends
+/// `sip:host:port` without the user whatever the request line says.
 fn same_digest_uri(digest_uri: &str, request_uri: &str) -> bool {
     let clean = |u: &str| {
         u.trim()
@@ -459,14 +461,20 @@ fn same_digest_uri(digest_uri: &str, request_uri: &str) -> bool {
     if a == b {
         return true;
     }
-    // Case differences in the scheme and host are not a different URI.
-    match (
+    let (Ok(crate::message::Uri::Sip(digest)), Ok(crate::message::Uri::Sip(request))) = (
         crate::message::Uri::parse(&a),
         crate::message::Uri::parse(&b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
+    ) else {
+        return false;
+    };
+    let default_port = |secure: bool| if secure { 5061 } else { 5060 };
+    digest.host == request.host
+        && digest.port.unwrap_or(default_port(digest.secure))
+            == request.port.unwrap_or(default_port(request.secure))
+        && digest
+            .user
+            .as_ref()
+            .is_none_or(|user| Some(user) == request.user.as_ref())
 }
 
 /// Server settings.
@@ -1160,5 +1168,11 @@ mod tests {
         assert!(server
             .verify_request(now, "INVITE", &upper, "r", &header, &passwords, b"")
             .is_ok());
+        // SIPp's digest-uri names only the host.
+        assert!(same_digest_uri("sip:gw.example.com", URI));
+        assert!(same_digest_uri("sip:gw.example.com:5060", URI));
+        assert!(!same_digest_uri("sip:gw.example.com:5070", URI));
+        assert!(!same_digest_uri("sip:+15550199@gw.example.com", URI));
+        assert!(!same_digest_uri("sip:evil.example.com", URI));
     }
 }

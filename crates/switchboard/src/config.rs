@@ -109,6 +109,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// WebSocket participants (`GET /rooms/<room>/ws`).
     pub websocket: WebSocketSection,
+    /// Return trunks' `auth_password` from Get and List (LiveKit does).
+    /// Off by default: a token that may read trunks should not be enough
+    /// to read the carrier's credentials.
+    pub return_passwords: bool,
 }
 
 impl Default for ApiConfig {
@@ -119,6 +123,7 @@ impl Default for ApiConfig {
             keys: BTreeMap::new(),
             max_body_bytes: 1024 * 1024,
             websocket: WebSocketSection::default(),
+            return_passwords: false,
         }
     }
 }

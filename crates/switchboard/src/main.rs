@@ -263,6 +263,7 @@ fn api_state(
             send_timeout: Duration::from_millis(websocket.send_timeout_ms.max(1)),
         },
         websocket_sessions: Default::default(),
+        return_passwords: config.api.return_passwords,
     }))
 }
 

@@ -383,7 +383,7 @@ fn outbound_trunk_lifecycle() {
     );
     let table = server.run(&["outbound", "list"]).ok().stdout;
     assert!(
-        table.contains("sip.telnyx.com") && table.contains("carrier-user / ****"),
+        table.contains("sip.telnyx.com") && table.contains("carrier-user"),
         "{table}"
     );
     assert!(

@@ -56,6 +56,15 @@ def eq(actual, expected, what):
         raise Failure(f"{what}: expected {expected!r}, got {actual!r}")
 
 
+def as_listed(trunk):
+    """A trunk as Get and List show it: switchboard leaves auth_password
+    empty there (api.return_passwords, off by default)."""
+    shown = type(trunk)()
+    shown.CopyFrom(trunk)
+    shown.auth_password = ""
+    return shown
+
+
 def check_id(value, prefix, what):
     if not re.fullmatch(prefix + ID_CHARS, value):
         raise Failure(f"{what}: expected an ID {prefix}<12 base-57 chars>, got {value!r}")
@@ -193,7 +202,7 @@ class Run:
         by_id = {t.sip_trunk_id: t for t in rules.items}
         eq(sorted(by_id), sorted([a.sip_trunk_id, b.sip_trunk_id, c.sip_trunk_id]), "listed inbound trunk IDs")
         for created in (a, b, c):
-            eq(by_id[created.sip_trunk_id], created, f"listed trunk {created.sip_trunk_id}")
+            eq(by_id[created.sip_trunk_id], as_listed(created), f"listed trunk {created.sip_trunk_id}")
         eq(sorted(await self.inbound_ids(numbers=["+15105550100"])),
            sorted([a.sip_trunk_id, b.sip_trunk_id, c.sip_trunk_id]),
            "numbers filter keeps the trunks on that number and the any-number trunk")
@@ -266,7 +275,7 @@ class Run:
         eq(trunk.name, "My updated trunk", "updated name")
         eq(list(trunk.numbers), ["+15105550100"], "adding a number already there keeps one copy")
         eq(list(trunk.allowed_numbers), ["+13105550100", "+17145550100"], "allowed_numbers set")
-        eq(await self.inbound(b.sip_trunk_id), trunk, "listed trunk after the update")
+        eq(await self.inbound(b.sip_trunk_id), as_listed(trunk), "listed trunk after the update")
         step("002 update fields example (ListUpdate add, list set, name)")
 
         tid = a.sip_trunk_id
@@ -312,8 +321,8 @@ class Run:
                 e.sip_trunk_id, numbers=ListUpdate(remove=["+15105550155"])),
             "invalid_argument", 400, "update leaving E with no numbers, auth or addresses",
             message=SECURITY_TEXT)
-        eq(await self.inbound(e.sip_trunk_id), e, "E after refused updates")
-        eq(await self.inbound(tid), before, "A after refused updates")
+        eq(await self.inbound(e.sip_trunk_id), as_listed(e), "E after refused updates")
+        eq(await self.inbound(tid), as_listed(before), "A after refused updates")
         await self.sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=e.sip_trunk_id))
         await expect_error(
             self.sip.update_inbound_trunk_fields("ST_nonexistent", name="x"),
@@ -335,7 +344,7 @@ class Run:
         eq(list(trunk.numbers), ["+15105550100"], "replaced numbers")
         eq(list(trunk.allowed_numbers), ["+13105550100", "+17145550100"], "replaced allowed_numbers")
         eq((trunk.metadata, list(trunk.allowed_addresses)), ("", []), "fields absent from the replacement are cleared")
-        eq(await self.inbound(b.sip_trunk_id), trunk, "listed trunk after replace")
+        eq(await self.inbound(b.sip_trunk_id), as_listed(trunk), "listed trunk after replace")
         self.b = trunk
         await expect_error(
             self.sip.update_inbound_trunk(b.sip_trunk_id, api.SIPInboundTrunkInfo(
@@ -346,7 +355,7 @@ class Run:
             self.sip.update_inbound_trunk(b.sip_trunk_id, api.SIPInboundTrunkInfo(name="open")),
             "invalid_argument", 400, "replace with neither numbers nor auth nor addresses",
             message=SECURITY_TEXT)
-        eq(await self.inbound(b.sip_trunk_id), trunk, "B after refused replaces")
+        eq(await self.inbound(b.sip_trunk_id), as_listed(trunk), "B after refused replaces")
         step("002 replace inbound trunk example; invalid replaces refused")
 
     # -- seed 003: outbound trunks -----------------------------------------
@@ -389,8 +398,8 @@ class Run:
         by_id = {t.sip_trunk_id: t for t in rules.items}
         eq(sorted(by_id), sorted([o1.sip_trunk_id, o2.sip_trunk_id, o3.sip_trunk_id]), "listed outbound IDs")
         for created in (o1, o2, o3):
-            eq(by_id[created.sip_trunk_id], created, f"listed outbound trunk {created.sip_trunk_id}")
-        eq(await self.outbound(o2.sip_trunk_id), o2, "outbound trunk_ids filter")
+            eq(by_id[created.sip_trunk_id], as_listed(created), f"listed outbound trunk {created.sip_trunk_id}")
+        eq(await self.outbound(o2.sip_trunk_id), as_listed(o2), "outbound trunk_ids filter")
         check(o1.sip_trunk_id not in await self.inbound_ids(), "outbound trunk listed as inbound")
         step("003 list outbound trunks")
 
@@ -413,7 +422,7 @@ class Run:
         eq(list(trunk.numbers), ["+15225550101"], "outbound ListUpdate remove")
         eq(trunk.transport, api.SIPTransport.SIP_TRANSPORT_UDP, "transport updated")
         eq(trunk.name, "My updated outbound trunk", "name kept")
-        eq(await self.outbound(o1.sip_trunk_id), trunk, "listed outbound trunk after updates")
+        eq(await self.outbound(o1.sip_trunk_id), as_listed(trunk), "listed outbound trunk after updates")
         await expect_error(
             self.sip.update_outbound_trunk_fields(o1.sip_trunk_id, numbers=ListUpdate(remove=["+15225550101"])),
             "invalid_argument", 400, "update removing the last outbound number",
@@ -422,7 +431,7 @@ class Run:
             self.sip.update_outbound_trunk_fields(o1.sip_trunk_id, address="sip:carrier.example.com"),
             "invalid_argument", 400, "update setting a SIP URI address",
             pattern=r"should be a hostname or IP, not SIP URI")
-        eq(await self.outbound(o1.sip_trunk_id), trunk, "outbound trunk after refused updates")
+        eq(await self.outbound(o1.sip_trunk_id), as_listed(trunk), "outbound trunk after refused updates")
         step("003 update outbound fields example; ListUpdate remove, transport; invalid updates refused")
 
         # "Replace an outbound trunk".
@@ -438,7 +447,7 @@ class Run:
         eq((trunk.sip_trunk_id, trunk.name, list(trunk.numbers), trunk.transport),
            (o1.sip_trunk_id, "My replaced outbound trunk", ["+15105550100"], api.SIPTransport.SIP_TRANSPORT_AUTO),
            "replaced outbound trunk")
-        eq(await self.outbound(o1.sip_trunk_id), trunk, "listed outbound trunk after replace")
+        eq(await self.outbound(o1.sip_trunk_id), as_listed(trunk), "listed outbound trunk after replace")
         self.o1 = trunk
         step("003 replace outbound trunk example")
 

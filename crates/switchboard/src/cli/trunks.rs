@@ -788,10 +788,12 @@ pub fn parse_transport(text: &str) -> Result<i32, String> {
 }
 
 /// `user / ****`, as `lk` shows credentials: never the password itself.
+/// The server leaves passwords out of Get and List unless
+/// `api.return_passwords` is set; then only the user is shown.
 pub fn credentials(user: &str, password: &str) -> String {
     match (user.is_empty(), password.is_empty()) {
         (true, true) => String::new(),
-        (_, true) => format!("{user} / "),
+        (_, true) => user.to_string(),
         (_, false) => format!("{user} / ****"),
     }
 }

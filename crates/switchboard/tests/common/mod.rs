@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod baresip;
+pub mod routes;
 pub mod sipp_uas;
 pub mod uac;
 pub mod uas;

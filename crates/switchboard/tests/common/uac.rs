@@ -308,6 +308,20 @@ impl Uac {
         content_type: &str,
         body: &str,
     ) -> u32 {
+        let text = self.in_dialog_text(method, extra, content_type, body);
+        self.send(&text);
+        self.cseq
+    }
+
+    /// The text of the next in-dialog request (a new CSeq), not sent: what
+    /// someone who knows the dialog's Call-ID and tags could forge.
+    pub fn in_dialog_text(
+        &mut self,
+        method: &str,
+        extra: &[&str],
+        content_type: &str,
+        body: &str,
+    ) -> String {
         self.cseq += 1;
         let uri = self
             .remote_target
@@ -337,8 +351,7 @@ impl Uac {
                 body.len()
             ));
         }
-        self.send(&text);
-        self.cseq
+        text
     }
 
     /// Waits for the final response to the in-dialog request with CSeq `seq`.

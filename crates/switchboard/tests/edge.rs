@@ -1,0 +1,366 @@
+//! The edge against hostile input, through the real binary: what an
+//! attacker tried against earlier builds, and what a read of the code found.
+//! Each test fails on a build without the defence it names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::api::{assert_nothing_left, sip_service, token};
+use common::routes::{answered_call, open_route, settle, start, trunk, wait_log};
+use common::uac::Uac;
+use serde_json::json;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Every datagram `socket` receives within `quiet` of the last one.
+fn drain(socket: &UdpSocket, quiet: Duration) -> Vec<String> {
+    socket.set_read_timeout(Some(quiet)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    got
+}
+
+/// An out-of-dialog request as a scanner or flooder sends it.
+fn stray(method: &str, local: SocketAddr, target: SocketAddr, n: usize) -> String {
+    format!(
+        "{method} sip:+15550100@{target} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-flood-{n};rport\r\n\
+         From: <sip:flood@{local}>;tag=f{n}\r\nTo: <sip:+15550100@{target}>;tag=t{n}\r\n\
+         Call-ID: flood-{n}@{local}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// A caller that asks for a session interval of 2^64-1 seconds: the call
+/// task used to panic adding it to the clock, so the caller's BYE got 481
+/// and the call was never cleaned up.
+#[test]
+fn a_session_expires_of_2_to_the_64_is_survived_and_the_call_ends_cleanly() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, "");
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(
+        &uac.pcmu_offer(),
+        &[
+            "Supported: timer".into(),
+            "Session-Expires: 18446744073709551615".into(),
+        ],
+    );
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    uac.ack(seq, &ok);
+    wait_log(&sb, "call answered", Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(300));
+    let bye = uac.in_dialog("BYE", "", "");
+    let answer = uac.response_to(bye, "BYE", Duration::from_secs(5));
+    let log = sb.log();
+    assert_eq!(answer.status(), 200, "{}\n{log}", answer.text);
+    assert!(!log.contains("panicked"), "{log}");
+    assert_nothing_left(sb.api.unwrap(), || sb.log());
+}
+
+/// Forged out-of-dialog BYEs (and CANCELs, REGISTERs, unknown methods)
+/// from one source, each with a fresh branch, used to hold a transaction
+/// each for 32 s, fill the table and lock every caller out with 503; and
+/// each 481 was sent again and again to a source nobody verified.
+#[test]
+fn a_flood_of_forged_requests_keeps_no_state_and_is_not_amplified() {
+    let sb = start(&[("SWITCHBOARD_SIP__MAX_TRANSACTIONS", "200")]);
+    open_route(&sb, "");
+    let target = sb.udp.unwrap();
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = flooder.local_addr().unwrap();
+    let mut sent_bytes = 0usize;
+    let methods = ["BYE", "CANCEL", "REGISTER", "FLOOD"];
+    for n in 0..1200 {
+        let text = stray(methods[n % methods.len()], local, target, n);
+        sent_bytes += text.len();
+        flooder.send_to(text.as_bytes(), target).unwrap();
+        if n % 100 == 99 {
+            // Loopback drops what outruns the receive buffer.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let answers = drain(&flooder, Duration::from_secs(3));
+    let received_bytes: usize = answers.iter().map(String::len).sum();
+    assert!(!answers.is_empty());
+    assert!(
+        answers.len() <= 1200,
+        "{} answers to 1200 requests",
+        answers.len()
+    );
+    assert!(
+        received_bytes <= 3 * sent_bytes,
+        "{received_bytes} bytes back for {sent_bytes} sent"
+    );
+    assert!(
+        answers.iter().all(|a| !a.starts_with("SIP/2.0 503")),
+        "the table filled up"
+    );
+    // Nothing comes back later: no retransmission to the source.
+    let later = drain(&flooder, Duration::from_secs(2));
+    assert!(later.is_empty(), "{} retransmissions", later.len());
+    // A real call still gets through.
+    let mut uac = Uac::new(target, "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let first = uac.recv(Duration::from_secs(5)).expect("an answer");
+    assert_eq!(first.status(), 100, "{}", first.text);
+    let ringing = uac.recv(Duration::from_secs(5)).expect("ringing");
+    assert_eq!(ringing.status(), 180, "{}", ringing.text);
+    uac.cancel(seq);
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_nothing_left(sb.api.unwrap(), || sb.log());
+}
+
+/// The Call-ID and tags of a call are in its participant's attributes, so
+/// anyone in the room can forge in-dialog requests. Only the dialog's peer
+/// may end the call, send it DTMF or move its audio.
+#[test]
+fn only_the_dialogs_peer_can_end_or_change_a_call() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, "");
+    let (mut uac, _) = answered_call(&sb);
+    let forger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let elsewhere = "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+                     m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    for (method, content_type, body) in [
+        ("BYE", "", ""),
+        (
+            "INFO",
+            "application/dtmf-relay",
+            "Signal=5\r\nDuration=160\r\n",
+        ),
+        ("INVITE", "application/sdp", elsewhere),
+    ] {
+        let text = uac.in_dialog_text(method, &[], content_type, body);
+        forger.send_to(text.as_bytes(), sb.udp.unwrap()).unwrap();
+        let answers = drain(&forger, Duration::from_millis(500));
+        assert_eq!(answers.len(), 1, "{method}: {answers:?}");
+        assert!(
+            answers[0].starts_with("SIP/2.0 403"),
+            "{method}: {}",
+            answers[0]
+        );
+    }
+    let log = wait_log(&sb, "not the dialog's peer refused", Duration::from_secs(2));
+    assert!(!log.contains("DTMF from the caller"), "{log}");
+    // The caller still has its call and ends it itself.
+    let bye = uac.in_dialog("BYE", "", "");
+    let answer = uac.response_to(bye, "BYE", Duration::from_secs(5));
+    assert_eq!(answer.status(), 200, "{}", answer.text);
+    assert_nothing_left(sb.api.unwrap(), || sb.log());
+}
+
+/// A forged INVITE to an open trunk rings; 180 used to be sent again every
+/// second for the whole ringing timeout to whoever the INVITE named.
+#[test]
+fn a_ringing_call_repeats_180_with_backoff_not_every_second() {
+    let sb = start(&[]);
+    open_route(&sb, r#", "ringing_timeout": "10s""#);
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let started = Instant::now();
+    let mut ringing = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        if let Some(msg) = uac.recv(Duration::from_millis(200)) {
+            if msg.status() == 180 {
+                ringing += 1;
+            }
+        }
+    }
+    // At 0, 1, 3 and 7 s; one a second would be 8 or 9.
+    assert!((2..=4).contains(&ringing), "{ringing} 180s in 8 s");
+    uac.cancel(seq);
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(last.status(), 487);
+    uac.ack(seq, &last);
+    assert_nothing_left(sb.api.unwrap(), || sb.log());
+}
+
+/// A refused INVITE used to explain itself against every trunk with the
+/// caller's To user in each reason: with many trunks and a long To user,
+/// one packet cost megabytes of work and a log line as large.
+#[test]
+fn a_refusal_costs_the_same_whatever_the_trunks_and_the_to_user() {
+    let sb = start(&[]);
+    for n in 0..24 {
+        trunk(
+            &sb,
+            &format!(r#"{{"name": "t{n}", "numbers": ["+1555010{n:02}"]}}"#),
+        );
+    }
+    settle();
+    let huge = "9".repeat(28_000);
+    let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", &huge);
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+    uac.ack(seq, &last);
+    assert_eq!(last.status(), 404);
+    let log = wait_log(&sb, "inbound call refused", Duration::from_secs(2));
+    let line = log
+        .lines()
+        .find(|l| l.contains("inbound call refused"))
+        .unwrap();
+    assert!(line.len() < 4096, "a log line of {} bytes", line.len());
+    assert!(line.contains("more trunks not shown"), "{line}");
+}
+
+/// Every API field that reaches a SIP message is refused with
+/// invalid_argument naming it when it holds CR, LF or another control
+/// character; before, `sip_call_to: "1000\r\nX-Evil: injected"` put an
+/// X-Evil header into the INVITE. Nothing reaches the trunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_fields_with_line_breaks_never_reach_a_sip_message() {
+    let sb = start(&[]);
+    let api = sb.api.unwrap();
+    let admin = token(
+        json!({"sip": {"admin": true, "call": true}, "video": {"roomAdmin": true, "room": "r"}}),
+    );
+    let carrier = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (status, created) = sip_service(
+        api,
+        "CreateSIPOutboundTrunk",
+        &admin,
+        json!({"trunk": {"name": "carrier", "address": carrier.local_addr().unwrap().to_string(), "numbers": ["+15550999"]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let trunk_id = created["sip_trunk_id"].clone();
+    let base = json!({
+        "sip_trunk_id": trunk_id,
+        "sip_call_to": "1000",
+        "room_name": "r",
+        "participant_identity": "callee",
+    });
+    let injected = "1000\r\nX-Evil: injected";
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        ("sip_call_to", json!({"sip_call_to": injected})),
+        ("sip_number", json!({"sip_number": injected})),
+        (
+            "display_name",
+            json!({"display_name": "Eve\rX-Evil: injected"}),
+        ),
+        ("dtmf", json!({"dtmf": "12\r\n3"})),
+        (
+            "sip_to_header.display_name",
+            json!({"sip_to_header": {"display_name": "Eve\nX-Evil: 1", "uri": {"raw": "sip:1000@example.com"}}}),
+        ),
+        (
+            "sip_request_uri",
+            json!({"sip_request_uri": {"raw": "sip:1000@example.com\r\nX-Evil: 1"}}),
+        ),
+        ("X-Custom", json!({"headers": {"X-Custom": injected}})),
+    ];
+    for (field, overrides) in cases {
+        let mut body = base.clone();
+        for (k, v) in overrides.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, answer) = sip_service(api, "CreateSIPParticipant", &admin, body).await;
+        assert_eq!(status, 400, "{field}: {answer}");
+        assert_eq!(answer["code"], "invalid_argument", "{field}: {answer}");
+        assert!(
+            answer["msg"].as_str().unwrap_or_default().contains(field),
+            "{field}: {answer}"
+        );
+    }
+    // Trunk fields are checked when they are stored.
+    let (status, answer) = sip_service(
+        api,
+        "CreateSIPOutboundTrunk",
+        &admin,
+        json!({"trunk": {"name": "bad", "address": "127.0.0.1", "numbers": ["+1555\r\nX-Evil: 1"]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{answer}"
+    );
+    let (status, answer) = sip_service(
+        api,
+        "TransferSIPParticipant",
+        &admin,
+        json!({"room_name": "r", "participant_identity": "p", "transfer_to": "sip:a@b\r\nX-Evil: 1"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("transfer_to"),
+        "{answer}"
+    );
+    let reached = drain(&carrier, Duration::from_millis(500));
+    assert!(reached.is_empty(), "the trunk got {reached:?}");
+}
+
+/// A token that may read trunks does not read the carrier's password,
+/// unless the operator asks for LiveKit's behaviour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_passwords_are_not_returned_unless_configured() {
+    for (return_passwords, shown) in [("false", ""), ("true", "s3cret")] {
+        let sb = start(&[("SWITCHBOARD_API__RETURN_PASSWORDS", return_passwords)]);
+        let api = sb.api.unwrap();
+        let admin = token(json!({"sip": {"admin": true}}));
+        let (status, inbound) = sip_service(
+            api,
+            "CreateSIPInboundTrunk",
+            &admin,
+            json!({"trunk": {"name": "in", "numbers": ["+15550100"], "auth_username": "carrier", "auth_password": "s3cret"}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{inbound}");
+        let (status, outbound) = sip_service(
+            api,
+            "CreateSIPOutboundTrunk",
+            &admin,
+            json!({"trunk": {"name": "out", "address": "192.0.2.1", "numbers": ["+15550999"], "auth_username": "me", "auth_password": "s3cret"}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{outbound}");
+        let reads = [
+            (
+                "GetSIPInboundTrunk",
+                json!({"sip_trunk_id": inbound["sip_trunk_id"]}),
+                "/trunk",
+            ),
+            (
+                "GetSIPOutboundTrunk",
+                json!({"sip_trunk_id": outbound["sip_trunk_id"]}),
+                "/trunk",
+            ),
+            ("ListSIPInboundTrunk", json!({}), "/items/0"),
+            ("ListSIPOutboundTrunk", json!({}), "/items/0"),
+        ];
+        for (method, body, at) in reads {
+            let (status, answer) = sip_service(api, method, &admin, body).await;
+            assert_eq!(status, 200, "{method}: {answer}");
+            let trunk = answer.pointer(at).unwrap();
+            assert_eq!(
+                trunk["auth_password"], shown,
+                "{method} with return_passwords {return_passwords}"
+            );
+            assert_ne!(
+                trunk["auth_username"], "",
+                "{method}: the user name is shown"
+            );
+        }
+        let (_, legacy) = sip_service(api, "ListSIPTrunk", &admin, json!({})).await;
+        for item in legacy["items"].as_array().unwrap() {
+            for field in ["inbound_password", "outbound_password"] {
+                let value = item[field].as_str().unwrap_or_default();
+                assert!(
+                    value.is_empty() || value == shown,
+                    "ListSIPTrunk {field}: {item}"
+                );
+            }
+        }
+    }
+}
