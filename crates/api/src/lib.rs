@@ -94,7 +94,7 @@ use switchboard_store::{LiveRoutingIndex, SipStore};
 pub use auth::ApiKeys;
 pub use call_control::{CallControl, CallFuture, OutboundCall, Transfer};
 pub use server::{router, serve};
-pub use status::{CallStatus, StatusSource};
+pub use status::{BanEntry, CallStatus, StatusSource};
 pub use twirp::{Code, TwirpError};
 pub use ws::{SessionCount, WebSocketConfig};
 

@@ -140,7 +140,8 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
     let Some((service_name, rpc)) = route.split_once('/') else {
         return no_handler().into_response();
     };
-    let explain_call = service_name == SWITCHBOARD_SERVICE && rpc == "ExplainCall";
+    let explain_call = service_name == SWITCHBOARD_SERVICE
+        && matches!(rpc, "ExplainCall" | "ListBans" | "LiftBan");
     let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
     let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
         || explain_call
@@ -170,7 +171,11 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         Err(e) => return e.into_response(),
     };
     let result = if explain_call {
-        explain_call_json(&state, claims.as_ref(), &body)
+        match rpc {
+            "ListBans" => list_bans_json(&state, claims.as_ref()),
+            "LiftBan" => lift_ban_json(&state, claims.as_ref(), &body),
+            _ => explain_call_json(&state, claims.as_ref(), &body),
+        }
     } else {
         let call = Call {
             state: &state,
@@ -237,6 +242,39 @@ async fn read_body(
                 .with_meta("cause", e.to_string()),
         ),
     }
+}
+
+fn list_bans_json(
+    state: &ApiState,
+    claims: Option<&crate::auth::Claims>,
+) -> Result<Vec<u8>, TwirpError> {
+    require_sip_admin(claims)?;
+    let bans = state.status.bans();
+    serde_json::to_vec(&serde_json::json!({ "bans": bans }))
+        .map_err(|e| TwirpError::internal(e.to_string()))
+}
+
+fn lift_ban_json(
+    state: &ApiState,
+    claims: Option<&crate::auth::Claims>,
+    body: &[u8],
+) -> Result<Vec<u8>, TwirpError> {
+    #[derive(serde::Deserialize)]
+    struct LiftBanRequest {
+        ip: String,
+    }
+    let req: LiftBanRequest = serde_json::from_slice(body).map_err(|e| {
+        TwirpError::new(Code::Malformed, "the json request could not be decoded")
+            .with_meta("cause", e.to_string())
+    })?;
+    require_sip_admin(claims)?;
+    let ip: std::net::IpAddr = req.ip.trim().parse().map_err(|_| {
+        TwirpError::new(Code::InvalidArgument, "ip must be an IPv4 or IPv6 address")
+    })?;
+    let lifted = state.status.lift_ban(ip);
+    tracing::info!(source = %ip, lifted, "ban lift requested through the API");
+    serde_json::to_vec(&serde_json::json!({ "ip": ip.to_string(), "lifted": lifted }))
+        .map_err(|e| TwirpError::internal(e.to_string()))
 }
 
 fn explain_call_json(

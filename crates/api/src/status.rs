@@ -31,6 +31,30 @@ pub trait StatusSource: Send + Sync + 'static {
     fn metrics(&self) -> String {
         String::new()
     }
+
+    /// The SIP sources banned now (`switchboard.SIP/ListBans`).
+    fn bans(&self) -> Vec<BanEntry> {
+        Vec::new()
+    }
+
+    /// Lifts the ban of a source; whether there was one
+    /// (`switchboard.SIP/LiftBan`).
+    fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
+        let _ = ip;
+        false
+    }
+}
+
+/// One banned SIP source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BanEntry {
+    /// The source address.
+    pub ip: String,
+    /// Seconds until the ban ends.
+    pub remaining_secs: u64,
+    /// Why it was banned (flood, failed authentications, calls to unknown
+    /// numbers, scanner User-Agent).
+    pub reason: String,
 }
 
 /// The body of `GET /debug/state`.

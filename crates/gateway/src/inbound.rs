@@ -36,7 +36,7 @@ use switchboard_routing::{
 use switchboard_sip::auth::AuthFailure;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::message::{HeaderName, ResponseSpec};
-use switchboard_sip::Incoming;
+use switchboard_sip::{Incoming, Offence};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -161,6 +161,19 @@ impl InboundCall {
     }
 
     fn refuse(&self, refusal: Refusal, explanation: &str) -> Ending {
+        // What a password guesser or a number scanner does, counted against
+        // its source; past the threshold the source is banned.
+        let offence = match refusal {
+            Refusal::AuthenticationFailed => Some(Offence::AuthFailure),
+            Refusal::NoMatchingTrunk => Some(Offence::UnknownNumber),
+            _ => None,
+        };
+        if let Some(offence) = offence {
+            self.call
+                .shared
+                .sip
+                .report_offence(self.incoming.flow.remote.ip(), offence);
+        }
         info!(
             call_id = %self.call.call_id,
             sip_call_id = %self.call.sip_call_id,
@@ -195,6 +208,9 @@ impl InboundCall {
             Err(RoutingError::MultipleTrunks(_) | RoutingError::MultipleDefaultTrunks(_)) => {
                 Err(self.refuse(Refusal::AmbiguousTrunk, &explain(&report.passed_over)))
             }
+            Err(_) if self.call.shared.config.challenge_unknown_numbers => {
+                Err(self.challenge_unknown_number())
+            }
             Err(e) => {
                 // The fast path only looked at trunks for this number; the
                 // log says why the first few trunks passed (`switchboard sip
@@ -220,6 +236,40 @@ impl InboundCall {
                 Err(self.refuse(Refusal::NoMatchingTrunk, &why))
             }
         }
+    }
+
+    /// A call to a number no trunk has, answered as a trunk with
+    /// credentials would answer it: a challenge first, then 403 for any
+    /// credentials. Nothing tells the caller the number does not exist.
+    fn challenge_unknown_number(&self) -> Ending {
+        let config = &self.call.shared.config;
+        let kind = config.challenge;
+        let request = &self.incoming.request;
+        let has_credentials = request.headers.contains(&kind.credentials_header())
+            || request.headers.contains(&HeaderName::Authorization)
+            || request.headers.contains(&HeaderName::ProxyAuthorization);
+        if has_credentials {
+            return self.refuse(
+                Refusal::AuthenticationFailed,
+                "no trunk has this number (challenged like one that does)",
+            );
+        }
+        self.call
+            .shared
+            .sip
+            .report_offence(self.incoming.flow.remote.ip(), Offence::UnknownNumber);
+        let mut spec = ResponseSpec::new(kind.status());
+        for value in
+            self.call
+                .shared
+                .digest()
+                .challenges(SystemTime::now(), &config.default_realm, false)
+        {
+            spec = spec.header(kind.challenge_header(), value);
+        }
+        self.respond(spec);
+        debug!(call_id = %self.call.call_id, "digest challenge sent for a number no trunk has");
+        Ending::Challenged
     }
 
     /// Checks the digest credentials the trunk asks for: a challenge when
@@ -694,6 +744,12 @@ impl InboundCall {
             }
             _ => {
                 info!(call_id = %self.call.call_id, explain = %explain(&report.passed_over), "PIN refused");
+                // A wrong PIN is a failed authentication: guessing PINs in
+                // parallel calls from one source ends in a ban.
+                self.call
+                    .shared
+                    .sip
+                    .report_offence(self.incoming.flow.remote.ip(), Offence::AuthFailure);
                 self.call.bridge.play(&Prompt::WrongPin.samples(rate));
                 // Let the prompt play out before hanging up.
                 let until = tokio::time::Instant::now() + Duration::from_secs(3);

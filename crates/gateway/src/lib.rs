@@ -74,6 +74,10 @@ pub struct GatewayConfig {
     pub challenge: ChallengeKind,
     /// Realm for trunks that set none.
     pub default_realm: String,
+    /// Challenge a call to a number no trunk has exactly as a trunk with
+    /// digest credentials would (then refuse its answer with 403), so
+    /// scanning numbers learns nothing from 404 against 407.
+    pub challenge_unknown_numbers: bool,
     /// How long a call rings when the trunk sets no ringing timeout.
     pub ringing_timeout: Duration,
     /// The first gap before 180 Ringing is repeated; each later gap doubles,
@@ -112,6 +116,7 @@ impl Default for GatewayConfig {
             early_media: false,
             challenge: ChallengeKind::Proxy,
             default_realm: "switchboard".into(),
+            challenge_unknown_numbers: false,
             ringing_timeout: Duration::from_secs(180),
             ringing_interval: Duration::from_secs(1),
             max_call_duration: Duration::from_secs(24 * 3600),

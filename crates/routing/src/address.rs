@@ -13,9 +13,9 @@ pub enum AddressMask {
     Ip(IpAddr),
     /// A CIDR prefix; the source IP must fall inside it.
     Net(IpNet),
-    /// A host name; it is compared (ASCII case-insensitively) with the From
-    /// header host. No DNS is done, so this is only as trustworthy as the
-    /// From header, which any caller can forge.
+    /// A host name. LiveKit compares it with the From header host, which any
+    /// caller can forge; switchboard refuses new ones at create time and
+    /// never lets one match (a trunk stored before fails closed).
     Host(String),
 }
 
@@ -34,12 +34,12 @@ impl AddressMask {
     }
 
     /// Whether a call from `source_ip` with From host `from_host` passes this entry.
-    pub fn matches(&self, source_ip: IpAddr, from_host: &str) -> bool {
+    pub fn matches(&self, source_ip: IpAddr, _from_host: &str) -> bool {
         let ip = canonical(source_ip);
         match self {
             AddressMask::Ip(mask) => *mask == ip,
             AddressMask::Net(net) => net.contains(&ip),
-            AddressMask::Host(host) => host.eq_ignore_ascii_case(from_host),
+            AddressMask::Host(_) => false,
         }
     }
 }
@@ -96,8 +96,8 @@ mod tests {
             ("[2001:db8::]/32", "2001:db8::5", "x", true),
             ("2001:db8::/32", "2001:db9::5", "x", false),
             ("1.2.3.4", "::ffff:1.2.3.4", "x", true),
-            ("sip.example.com", "9.9.9.9", "sip.example.com", true),
-            ("sip.example.com", "9.9.9.9", "SIP.Example.COM", true),
+            // A From host is no source check: host names never match.
+            ("sip.example.com", "9.9.9.9", "sip.example.com", false),
             ("sip.example.com", "9.9.9.9", "evil.example.com", false),
         ];
         for (mask, source, host, want) in cases {

@@ -167,9 +167,13 @@ pub enum RoutingError {
     /// Replace whose info names another object.
     #[error("{} id in the info must be empty or match the id in the update", kind_word(*.0))]
     ReplaceIdMismatch(ObjectKind),
-    /// An `allowed_addresses` entry that is neither an IP, a CIDR nor a host name.
-    #[error("invalid allowed address {}: must be an IP, a CIDR or a host name", go_quote(.0))]
+    /// An `allowed_addresses` entry that is neither an IP nor a CIDR.
+    #[error("invalid allowed address {}: must be an IP or a CIDR", go_quote(.0))]
     InvalidAllowedAddress(String),
+    /// An `allowed_addresses` host name: LiveKit compares it with the From
+    /// host, which any caller can write, so switchboard refuses it.
+    #[error("allowed address {}: host names are not accepted, the From host proves nothing about where a call comes from; give the carrier's IP addresses or CIDR ranges", go_quote(.0))]
+    HostNameAllowedAddress(String),
     /// The object to get/update does not exist.
     #[error("requested sip {} does not exist", match .0 { ObjectKind::Trunk => "trunk", ObjectKind::DispatchRule => "dispatch rule" })]
     NotFound(ObjectKind),

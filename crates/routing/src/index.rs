@@ -324,6 +324,25 @@ impl RoutingIndex {
         self.match_trunk_among(call, &all)
     }
 
+    /// Every network an inbound trunk's `allowed_addresses` admits: the
+    /// carriers the operator named, exempt from the SIP edge's per-source
+    /// limits and bans.
+    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
+        let mut networks: Vec<ipnet::IpNet> = self
+            .trunks
+            .iter()
+            .flat_map(|t| &t.masks)
+            .filter_map(|mask| match mask {
+                AddressMask::Ip(ip) => Some(ipnet::IpNet::from(*ip)),
+                AddressMask::Net(net) => Some(*net),
+                AddressMask::Host(_) => None,
+            })
+            .collect();
+        networks.sort();
+        networks.dedup();
+        networks
+    }
+
     /// Explains at most `limit` trunks (in index order) and says how many
     /// more there are: what a refused call can afford to log. A refusal
     /// must cost the same whatever the number of trunks, or one packet

@@ -180,12 +180,14 @@ pub fn validate_inbound_trunk(trunk: &SipInboundTrunkInfo) -> Result<(), Routing
     }
     // LiveKit silently drops malformed masks at match time, and a trunk whose
     // masks are all malformed then accepts every source: refuse them up front.
-    if let Some(bad) = trunk
-        .allowed_addresses
-        .iter()
-        .find(|m| AddressMask::parse(m).is_none())
-    {
-        return Err(RoutingError::InvalidAllowedAddress(bad.clone()));
+    for mask in &trunk.allowed_addresses {
+        match AddressMask::parse(mask) {
+            None => return Err(RoutingError::InvalidAllowedAddress(mask.clone())),
+            Some(AddressMask::Host(_)) => {
+                return Err(RoutingError::HostNameAllowedAddress(mask.clone()))
+            }
+            Some(_) => {}
+        }
     }
     // Inbound numbers are only compared, never written into a message:
     // control characters are all that is refused (they would reach logs).

@@ -237,13 +237,16 @@ fn trunk_matching_table() {
             ),
         ),
         case(
-            "From host name allowed",
+            "a stored host name never matches, whatever the From host says",
             vec![with_addresses(
                 trunk("ST_a", &["+2"]),
                 &["carrier.example.net"],
             )],
             call("+1", "+2", "8.8.8.8"),
-            Want::Trunk("ST_a", Specific),
+            Want::Error(
+                "No SIP Trunk matched for \"+2\"",
+                ErrorCode::FailedPrecondition,
+            ),
         ),
         case(
             "IPv6 source in bracketed prefix",

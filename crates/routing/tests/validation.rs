@@ -60,7 +60,12 @@ fn inbound_trunk_validation_table() {
         (
             "malformed address",
             with_addresses(trunk("", &[]), &["1.2.3.4:5060"]),
-            Err("invalid allowed address \"1.2.3.4:5060\": must be an IP, a CIDR or a host name"),
+            Err("invalid allowed address \"1.2.3.4:5060\": must be an IP or a CIDR"),
+        ),
+        (
+            "host name address",
+            with_addresses(trunk("", &[]), &["carrier.example.net"]),
+            Err("allowed address \"carrier.example.net\": host names are not accepted, the From host proves nothing about where a call comes from; give the carrier's IP addresses or CIDR ranges"),
         ),
         (
             "codec with slash",

@@ -19,6 +19,7 @@ pub mod auth;
 mod core;
 pub mod dialog;
 pub mod framing;
+pub mod guard;
 pub mod message;
 mod random;
 pub mod transaction;
@@ -28,6 +29,7 @@ pub use crate::core::{
     AdvertisedPorts, ClientTxnId, Endpoint, EndpointConfig, Event, Incoming, RequestFailure,
     RespondError, ServerTxnId, Stats,
 };
+pub use guard::{Ban, GuardConfig, GuardStats, Offence};
 pub use random::{fill_random, random_token};
 
 use std::net::SocketAddr;

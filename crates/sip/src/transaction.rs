@@ -161,10 +161,13 @@ pub enum TimerKind {
     /// Both: linger in Completed/Confirmed/Accepted to absorb
     /// retransmissions (D, I, J, K, M).
     Linger,
+    /// Server: send 100 Trying if the transaction user has not answered
+    /// an INVITE by now (RFC 3261 §17.2.1 allows 200 ms).
+    Trying,
 }
 
 /// Number of timer kinds.
-pub(crate) const TIMER_KINDS: usize = 5;
+pub(crate) const TIMER_KINDS: usize = 6;
 
 impl TimerKind {
     pub(crate) fn index(self) -> usize {
@@ -174,6 +177,7 @@ impl TimerKind {
             TimerKind::ResponseRetransmit => 2,
             TimerKind::AckWait => 3,
             TimerKind::Linger => 4,
+            TimerKind::Trying => 5,
         }
     }
 }
@@ -196,6 +200,10 @@ pub(crate) struct ServerTxn {
     /// True when the transaction user has been told about the request and
     /// so owns the final response.
     pub delivered: bool,
+    /// A provisional response went out: the client may have stopped
+    /// retransmitting (Proceeding), so a final response over UDP must be
+    /// retransmitted by us (Timer G).
+    pub provisional_sent: bool,
 }
 
 /// A client transaction.

@@ -88,7 +88,7 @@ async fn inbound_trunk_round_trip(fx: Fixture) {
         name: "Main line".into(),
         metadata: "{\"team\":\"support\"}".into(),
         numbers: strings(&["+15105550100"]),
-        allowed_addresses: strings(&["10.0.0.0/8", "sip.carrier.example"]),
+        allowed_addresses: strings(&["10.0.0.0/8", "192.0.2.7"]),
         allowed_numbers: strings(&["+13105550100"]),
         auth_username: "carrier".into(),
         auth_password: "hunter2".into(),

@@ -66,6 +66,8 @@ pub struct Config {
     pub rooms: RoomsSection,
     /// Logging.
     pub log: LogConfig,
+    /// Defences of the SIP edge: per-source budgets, bans, scanners.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -80,6 +82,84 @@ impl Default for Config {
             media: MediaSection::default(),
             rooms: RoomsSection::default(),
             log: LogConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+/// Per-source accounting and bans at the SIP edge (docs/security.md).
+/// Every limit is per source IP; sources in `trusted` and in any inbound
+/// trunk's `allowed_addresses` are exempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Off: nothing is limited or banned.
+    pub enabled: bool,
+    /// New SIP requests a second, sustained, and in a burst.
+    pub requests_per_sec: u32,
+    /// See `requests_per_sec`.
+    pub request_burst: u32,
+    /// New INVITEs a second, sustained, and in a burst.
+    pub invites_per_sec: u32,
+    /// See `invites_per_sec`.
+    pub invite_burst: u32,
+    /// Requests over the rates within `window_secs` that ban the source.
+    pub flood_requests_to_ban: u32,
+    /// Failed digest authentications or wrong PINs within `window_secs`
+    /// that ban the source.
+    pub auth_failures_to_ban: u32,
+    /// Calls to numbers no trunk has within `window_secs` that ban the source.
+    pub unknown_numbers_to_ban: u32,
+    /// The window of the counts above.
+    pub window_secs: u64,
+    /// How long a ban lasts.
+    pub ban_secs: u64,
+    /// User-Agent substrings of scanners, banned at their first request.
+    pub scanner_user_agents: Vec<String>,
+    /// Networks never limited nor banned (IPs or CIDRs).
+    pub trusted: Vec<ipnet::IpNet>,
+    /// Most sources tracked at once.
+    pub max_sources: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> SecurityConfig {
+        let guard = switchboard_sip::GuardConfig::default();
+        SecurityConfig {
+            enabled: guard.enabled,
+            requests_per_sec: guard.requests_per_sec,
+            request_burst: guard.request_burst,
+            invites_per_sec: guard.invites_per_sec,
+            invite_burst: guard.invite_burst,
+            flood_requests_to_ban: guard.excess_to_ban,
+            auth_failures_to_ban: guard.auth_failures_to_ban,
+            unknown_numbers_to_ban: guard.refusals_to_ban,
+            window_secs: guard.window.as_secs(),
+            ban_secs: guard.ban_time.as_secs(),
+            scanner_user_agents: guard.scanner_user_agents,
+            trusted: guard.trusted,
+            max_sources: guard.max_sources,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// The SIP stack's guard settings.
+    pub fn guard(&self) -> switchboard_sip::GuardConfig {
+        switchboard_sip::GuardConfig {
+            enabled: self.enabled,
+            requests_per_sec: self.requests_per_sec,
+            request_burst: self.request_burst.max(1),
+            invites_per_sec: self.invites_per_sec,
+            invite_burst: self.invite_burst.max(1),
+            excess_to_ban: self.flood_requests_to_ban.max(1),
+            auth_failures_to_ban: self.auth_failures_to_ban.max(1),
+            refusals_to_ban: self.unknown_numbers_to_ban.max(1),
+            window: std::time::Duration::from_secs(self.window_secs),
+            ban_time: std::time::Duration::from_secs(self.ban_secs),
+            scanner_user_agents: self.scanner_user_agents.clone(),
+            trusted: self.trusted.clone(),
+            max_sources: self.max_sources.max(1),
         }
     }
 }
@@ -208,6 +288,9 @@ pub struct SipConfig {
     /// In-dialog requests only from the dialog's peer (its connection, its
     /// address, or an IP its Contact or route set names); 403 otherwise.
     pub bind_dialogs_to_peer: bool,
+    /// Milliseconds an INVITE waits for call control's first answer before
+    /// 100 Trying is sent (0: at once; RFC 3261 allows 200).
+    pub trying_delay_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -232,6 +315,7 @@ impl Default for SipConfig {
             t4_ms: 5000,
             worker_threads: 1,
             bind_dialogs_to_peer: true,
+            trying_delay_ms: 100,
         }
     }
 }
@@ -301,6 +385,9 @@ pub struct CallsConfig {
     pub auth_challenge: u16,
     /// Realm for trunks that set none.
     pub auth_realm: String,
+    /// Challenge calls to numbers no trunk has like calls to a trunk with
+    /// credentials (then 403), so number scanning learns nothing.
+    pub challenge_unknown_numbers: bool,
     /// Digest algorithms offered, one challenge header each, in this order
     /// (some clients take only the first header they see).
     pub auth_algorithms: Vec<String>,
@@ -333,6 +420,7 @@ impl Default for CallsConfig {
             early_media: false,
             auth_challenge: 407,
             auth_realm: "switchboard".into(),
+            challenge_unknown_numbers: false,
             // MD5 alone: baresip 1.0 and SIPp 3.6 give up on a call when they
             // see a SHA-256 challenge (config/switchboard.yaml says more).
             auth_algorithms: vec!["MD5".into()],

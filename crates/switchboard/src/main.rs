@@ -267,6 +267,23 @@ fn api_state(
     }))
 }
 
+/// Keeps the SIP edge's exemptions equal to the inbound trunks'
+/// `allowed_addresses`: a carrier the operator named is never rate-limited
+/// or banned. Runs for the life of the process.
+async fn exempt_trunk_addresses(
+    routing: Arc<LiveRoutingIndex>,
+    sip: switchboard_sip::transport::SipHandle,
+) {
+    let mut changes = routing.watch();
+    loop {
+        let networks = changes.borrow_and_update().1.allowed_networks();
+        sip.set_guard_exempt(networks);
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The smallest `api.websocket.max_message_bytes`: a 48 kHz audio frame
 /// and room for small JSON messages.
 const MIN_WEBSOCKET_MESSAGE_BYTES: usize = 4096;
@@ -297,6 +314,7 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    tokio::spawn(exempt_trunk_addresses(api.routing.clone(), handle.clone()));
     let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle());
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
     let state = match api_state(config, &api, rooms, status, calls_api) {
@@ -427,6 +445,7 @@ fn start_gateway(
         early_media: config.calls.early_media,
         challenge,
         default_realm: config.calls.auth_realm.clone(),
+        challenge_unknown_numbers: config.calls.challenge_unknown_numbers,
         ringing_timeout: Duration::from_secs(config.calls.ringing_timeout_secs),
         ringing_interval: Duration::from_millis(config.calls.ringing_interval_ms.max(100)),
         max_call_duration: Duration::from_secs(config.calls.max_call_duration_secs),
@@ -584,6 +603,8 @@ fn sip_settings(config: &Config) -> Result<(TransportConfig, EndpointConfig), St
         retry_after_secs: config.drain.retry_after_secs,
         max_transactions: sip.max_transactions,
         bind_dialogs_to_peer: sip.bind_dialogs_to_peer,
+        guard: config.security.guard(),
+        trying_delay: Duration::from_millis(sip.trying_delay_ms.min(200)),
         ..EndpointConfig::default()
     };
     Ok((transport, endpoint))

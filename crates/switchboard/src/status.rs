@@ -3,7 +3,7 @@
 //! see them: it does not depend on the gateway).
 
 use std::sync::Arc;
-use switchboard_api::{CallStatus, StatusSource};
+use switchboard_api::{BanEntry, CallStatus, StatusSource};
 use switchboard_gateway::{CallRegistry, GatewayHandle};
 use switchboard_media::ports::PortAllocator;
 use switchboard_sip::transport::SipHandle;
@@ -44,6 +44,67 @@ impl StatusSource for ServeStatus {
     }
 
     fn metrics(&self) -> String {
-        self.gateway.metrics_text()
+        let mut text = self.gateway.metrics_text();
+        text.push_str(&guard_metrics(&self.sip.guard_stats()));
+        text
     }
+
+    fn bans(&self) -> Vec<BanEntry> {
+        self.sip
+            .bans()
+            .into_iter()
+            .map(|ban| BanEntry {
+                ip: ban.ip.to_string(),
+                remaining_secs: ban.remaining.as_secs(),
+                reason: ban.reason,
+            })
+            .collect()
+    }
+
+    fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
+        self.sip.lift_ban(ip)
+    }
+}
+
+/// The SIP edge's counters in Prometheus' text format.
+fn guard_metrics(stats: &switchboard_sip::GuardStats) -> String {
+    let series = [
+        (
+            "switchboard_sip_bans_total",
+            "counter",
+            "Sources banned since start.",
+            stats.bans,
+        ),
+        (
+            "switchboard_sip_bans_active",
+            "gauge",
+            "Sources banned now.",
+            stats.active_bans,
+        ),
+        (
+            "switchboard_sip_dropped_banned_total",
+            "counter",
+            "Messages dropped because their source is banned.",
+            stats.dropped_banned,
+        ),
+        (
+            "switchboard_sip_dropped_rate_total",
+            "counter",
+            "Requests dropped for exceeding a per-source rate.",
+            stats.dropped_rate,
+        ),
+        (
+            "switchboard_sip_dropped_scanner_total",
+            "counter",
+            "Requests from scanners' User-Agents.",
+            stats.dropped_scanner,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, value) in series {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    text
 }

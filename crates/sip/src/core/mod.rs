@@ -8,6 +8,7 @@
 
 use crate::dialog::{Dialog, DialogId};
 use crate::framing::FramingError;
+use crate::guard::{Ban, GuardConfig, GuardStats, Offence, SourceGuard};
 use crate::message::{
     media_type, parse_message, HeaderName, Headers, Host, Message, Method, NameAddr, Rejection,
     Request, Response, ResponseBuilder, ResponseSpec, Uri,
@@ -52,6 +53,11 @@ pub struct EndpointConfig {
     /// names. Call-ID and tags are no secret (every room participant sees
     /// them), so without this anyone could end or move a call.
     pub bind_dialogs_to_peer: bool,
+    /// Per-source budgets, bans and scanner detection.
+    pub guard: GuardConfig,
+    /// How long an INVITE may wait for the transaction user's first
+    /// answer before we send 100 Trying ourselves; zero sends it at once.
+    pub trying_delay: Duration,
 }
 
 /// The port advertised for each transport.
@@ -102,6 +108,8 @@ impl Default for EndpointConfig {
             retry_after_secs: 60,
             max_transactions: 100_000,
             bind_dialogs_to_peer: true,
+            guard: GuardConfig::default(),
+            trying_delay: Duration::from_millis(100),
         }
     }
 }
@@ -242,12 +250,17 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     draining: bool,
     stats: Stats,
+    guard: SourceGuard,
+    /// The latest time we were given (for checks made without one).
+    clock: Instant,
 }
 
 impl Endpoint {
     /// A new endpoint.
     pub fn new(config: EndpointConfig) -> Endpoint {
         Endpoint {
+            guard: SourceGuard::new(config.guard.clone()),
+            clock: Instant::now(),
             config,
             server: HashMap::new(),
             server_index: HashMap::new(),
@@ -264,6 +277,39 @@ impl Endpoint {
             draining: false,
             stats: Stats::default(),
         }
+    }
+
+    /// Whether a source is banned now (a stream from it is not accepted).
+    pub fn is_banned(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
+        self.guard.check_banned(ip, now)
+    }
+
+    /// Counts what the transaction user found wrong with a source (a failed
+    /// authentication, a call to an unknown number); bans it at the
+    /// threshold. Returns whether it is banned now.
+    pub fn report_offence(&mut self, now: Instant, ip: std::net::IpAddr, offence: Offence) -> bool {
+        self.guard.report(ip, now, offence)
+    }
+
+    /// The bans in force.
+    pub fn bans(&self, now: Instant) -> Vec<Ban> {
+        self.guard.bans(now)
+    }
+
+    /// Lifts a ban; whether there was one.
+    pub fn lift_ban(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
+        self.guard.lift(ip, now)
+    }
+
+    /// Networks exempt from the source guard besides the trusted ones (the
+    /// trunks' allowed addresses).
+    pub fn set_guard_exempt(&mut self, networks: Vec<ipnet::IpNet>) {
+        self.guard.set_exempt(networks);
+    }
+
+    /// The source guard's counters.
+    pub fn guard_stats(&self, now: Instant) -> GuardStats {
+        self.guard.stats(now)
     }
 
     /// The configuration.
@@ -330,7 +376,18 @@ impl Endpoint {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        // Nothing more goes to a source once it is banned (retransmissions
+        // of answers it was given before would keep a scanner going).
+        while let Some(transmit) = self.transmits.pop_front() {
+            let ip = match &transmit.destination {
+                Destination::Flow(flow) | Destination::Dialog { flow, .. } => flow.remote.ip(),
+                Destination::Address { addr, .. } => addr.ip(),
+            };
+            if !self.guard.is_banned(ip, self.clock) {
+                return Some(transmit);
+            }
+        }
+        None
     }
 
     /// The next event for the transaction user.
@@ -372,6 +429,11 @@ impl Endpoint {
 
     /// Handles one datagram or one framed stream message.
     pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        self.clock = self.clock.max(now);
+        // A banned source gets silence, before any parsing work.
+        if self.guard.check_banned(flow.remote.ip(), now) {
+            return;
+        }
         match parse_message(data, &self.config.limits) {
             Ok(Message::Request(request)) => {
                 self.stats.requests += 1;
@@ -436,6 +498,7 @@ impl Endpoint {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -468,6 +531,17 @@ impl Endpoint {
                     });
                 }
             }
+            return;
+        }
+        let new_invite =
+            request.method == Method::Invite && request.to().is_none_or(|t| t.tag().is_none());
+        let user_agent = request.headers.get(&HeaderName::UserAgent);
+        if let Err(refused) = self
+            .guard
+            .admit(flow.remote.ip(), now, new_invite, user_agent)
+        {
+            // Silence: an answer would only feed the flood or the scanner.
+            debug!(peer = %flow.remote, method = %request.method, ?refused, "request dropped by the source guard");
             return;
         }
         if self.server.len() + self.client.len() >= self.config.max_transactions {
@@ -518,7 +592,18 @@ impl Endpoint {
             Verdict::Respond(_) => {}
             Verdict::Deliver(dialog) => {
                 if method == Method::Invite {
-                    self.respond_internal(now, id, &ResponseSpec::new(100));
+                    // 100 Trying only if the transaction user is slow: a
+                    // refusal or challenge given at once then goes out
+                    // alone, the client keeps retransmitting the INVITE
+                    // (Timer A) until it has it, and we need not send the
+                    // final response again and again (Timer G) to a source
+                    // nobody verified.
+                    let delay = self.config.trying_delay;
+                    if delay.is_zero() {
+                        self.respond_internal(now, id, &ResponseSpec::new(100));
+                    } else {
+                        self.arm(TxnRef::Server(id), TimerKind::Trying, now + delay);
+                    }
                 }
                 if let Some(txn) = self.server.get_mut(&id) {
                     txn.delivered = true;
@@ -563,6 +648,7 @@ impl Endpoint {
                 acked: false,
                 deadlines: [None; TIMER_KINDS],
                 delivered: false,
+                provisional_sent: false,
             },
         );
         id
@@ -926,6 +1012,7 @@ impl Endpoint {
         let status = spec.status;
         let mut arm: Vec<(TimerKind, Instant)> = Vec::new();
         if status < 200 {
+            txn.provisional_sent = true;
             if txn.state == ServerState::Trying {
                 txn.state = ServerState::Proceeding;
             }
@@ -945,7 +1032,10 @@ impl Endpoint {
         } else if txn.is_invite {
             txn.state = ServerState::Completed;
             txn.retransmit_interval = timers.t1;
-            if !reliable {
+            // Without a provisional response the client is still
+            // retransmitting (Calling, Timer A) and gets this answer again
+            // each time: Timer G would only multiply what we send.
+            if !reliable && txn.provisional_sent {
                 arm.push((TimerKind::ResponseRetransmit, now + timers.t1));
             }
             arm.push((TimerKind::AckWait, now + timers.t1 * 64));
@@ -1005,6 +1095,11 @@ impl Endpoint {
                 self.terminate_server(id);
             }
             TimerKind::Linger => self.terminate_server(id),
+            TimerKind::Trying => {
+                if txn.state == ServerState::Proceeding && !txn.provisional_sent {
+                    self.respond_internal(now, id, &ResponseSpec::new(100));
+                }
+            }
             TimerKind::Retransmit | TimerKind::Timeout => {}
         }
     }

@@ -22,8 +22,16 @@ fn flow(transport: Transport) -> Flow {
 }
 
 impl Harness {
+    /// An endpoint that sends 100 Trying at once, as RFC 3261's timer
+    /// tables assume (the deferred 100 has its own tests).
     fn new(transport: Transport) -> Harness {
-        Harness::with_config(transport, EndpointConfig::default())
+        Harness::with_config(
+            transport,
+            EndpointConfig {
+                trying_delay: Duration::ZERO,
+                ..EndpointConfig::default()
+            },
+        )
     }
 
     fn with_config(transport: Transport, config: EndpointConfig) -> Harness {
@@ -148,6 +156,7 @@ fn options_pings_leave_no_transaction_and_retransmissions_get_the_same_tag() {
         Transport::Udp,
         EndpointConfig {
             max_transactions: 4,
+            trying_delay: Duration::ZERO,
             ..EndpointConfig::default()
         },
     );
@@ -711,11 +720,22 @@ fn transport_failure_fails_requests_in_flight() {
 
 #[test]
 fn core_rejections_keep_no_state_and_are_sent_once() {
+    // The source guard would drop most of this flood; here the core alone.
     let config = EndpointConfig {
         max_transactions: 10,
+        guard: GuardConfig {
+            enabled: false,
+            ..GuardConfig::default()
+        },
         ..EndpointConfig::default()
     };
-    let mut h = Harness::with_config(Transport::Udp, config);
+    let mut h = Harness::with_config(
+        Transport::Udp,
+        EndpointConfig {
+            trying_delay: Duration::ZERO,
+            ..config
+        },
+    );
     // A flood of forged out-of-dialog requests, each with a fresh branch,
     // and of requests the core cannot take.
     for i in 0..200 {
@@ -808,4 +828,83 @@ fn a_peer_may_send_from_the_address_its_contact_names() {
         );
     h.send(&bye);
     assert_eq!(h.incoming().request.method, Method::Bye);
+}
+
+#[test]
+fn a_flooding_source_is_limited_then_banned_and_others_are_still_heard() {
+    let config = EndpointConfig {
+        guard: GuardConfig {
+            requests_per_sec: 10,
+            request_burst: 20,
+            excess_to_ban: 30,
+            ..GuardConfig::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let mut h = Harness::with_config(Transport::Udp, config);
+    let mut answered = 0;
+    for i in 0..100 {
+        h.send(&request("OPTIONS", &format!("z9hG4bKfl{i}"), ""));
+        answered += h.statuses().len();
+    }
+    assert_eq!(answered, 20, "the burst, then silence");
+    assert_eq!(h.ep.bans(h.now).len(), 1, "banned after 30 over the rate");
+    h.advance(Duration::from_secs(5));
+    h.send(&request("OPTIONS", "z9hG4bKafter", ""));
+    assert!(h.sent().is_empty(), "a banned source gets silence");
+    h.flow.remote = "127.0.0.9:5060".parse().unwrap();
+    h.send(&request("OPTIONS", "z9hG4bKother", ""));
+    assert_eq!(h.statuses(), vec![200], "another source is heard");
+    h.send(&request(
+        "OPTIONS",
+        "z9hG4bKscan",
+        "User-Agent: friendly-scanner\r\n",
+    ));
+    assert!(h.sent().is_empty(), "a scanner is not answered");
+    assert_eq!(h.ep.bans(h.now).len(), 2);
+    assert!(h.ep.lift_ban(h.now, "127.0.0.9".parse().unwrap()));
+    h.send(&request("OPTIONS", "z9hG4bKlifted", ""));
+    assert_eq!(h.statuses(), vec![200]);
+}
+
+#[test]
+fn an_invite_answered_at_once_gets_no_100_and_its_refusal_is_not_retransmitted() {
+    let mut h = Harness::with_config(Transport::Udp, EndpointConfig::default());
+    h.send(&invite("z9hG4bKq1"));
+    assert!(
+        h.sent().is_empty(),
+        "no 100 before the transaction user speaks"
+    );
+    let txn = h.incoming().txn;
+    h.ep.respond(h.now, txn, ResponseSpec::new(407)).unwrap();
+    assert_eq!(h.statuses(), vec![407]);
+    // Nothing more by itself: the client still retransmits (Timer A)...
+    let later = h.run_for(Duration::from_millis(1900));
+    assert!(later.is_empty(), "{later:?}");
+    // ...and each retransmission gets the answer once.
+    h.send(&invite("z9hG4bKq1"));
+    assert_eq!(h.statuses(), vec![407]);
+    let later = h.run_for(Duration::from_secs(40));
+    assert!(later.is_empty(), "no Timer G: {later:?}");
+    assert_eq!(h.ep.transaction_count(), (0, 0), "Timer H still ends it");
+}
+
+#[test]
+fn a_slow_transaction_user_gets_100_and_then_timer_g() {
+    let mut h = Harness::with_config(Transport::Udp, EndpointConfig::default());
+    h.send(&invite("z9hG4bKq2"));
+    let txn = h.incoming().txn;
+    let trying = h.run_for(Duration::from_millis(150));
+    let statuses: Vec<u16> = trying
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Response(r) => Some(r.status),
+            Message::Request(_) => None,
+        })
+        .collect();
+    assert_eq!(statuses, vec![100], "100 Trying after the delay");
+    h.ep.respond(h.now, txn, ResponseSpec::new(486)).unwrap();
+    assert_eq!(h.statuses(), vec![486]);
+    let again = h.run_for(Duration::from_millis(600));
+    assert_eq!(again.len(), 1, "Timer G: the client may be in Proceeding");
 }

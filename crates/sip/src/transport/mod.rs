@@ -239,6 +239,33 @@ impl SipHandle {
         self.with(|ep, _| ep.transaction_count())
     }
 
+    /// Counts an offence of a source (see [`Endpoint::report_offence`]);
+    /// whether the source is banned now.
+    pub fn report_offence(&self, ip: std::net::IpAddr, offence: crate::Offence) -> bool {
+        self.with(|ep, now| ep.report_offence(now, ip, offence))
+    }
+
+    /// The bans in force.
+    pub fn bans(&self) -> Vec<crate::Ban> {
+        self.with(|ep, now| ep.bans(now))
+    }
+
+    /// Lifts a ban; whether there was one.
+    pub fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
+        self.with(|ep, now| ep.lift_ban(now, ip))
+    }
+
+    /// Sets the networks exempt from the source guard besides the trusted
+    /// ones (the trunks' allowed addresses).
+    pub fn set_guard_exempt(&self, networks: Vec<ipnet::IpNet>) {
+        self.with(|ep, _| ep.set_guard_exempt(networks))
+    }
+
+    /// The source guard's counters.
+    pub fn guard_stats(&self) -> crate::GuardStats {
+        self.with(|ep, now| ep.guard_stats(now))
+    }
+
     /// Open stream connections.
     pub fn connection_count(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)

@@ -76,6 +76,14 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
+        let banned = ctx
+            .shared_connections
+            .endpoint()
+            .is_banned(remote.ip(), std::time::Instant::now());
+        if banned {
+            drop(tcp);
+            continue;
+        }
         if !ctx.try_reserve_connection() {
             info!(peer = %remote, transport = transport.as_str(), "connection limit reached; connection refused");
             drop(tcp);

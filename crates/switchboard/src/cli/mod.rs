@@ -6,6 +6,7 @@
 //! server refused the request (for `explain`: the call would be refused),
 //! 2 bad usage or input, or the server could not be reached.
 
+mod bans;
 mod client;
 mod dispatch;
 mod explain;
@@ -144,6 +145,9 @@ enum SipCommand {
     /// Ask the server which trunk and rule would take a call, and why the
     /// others would not.
     Explain(explain::ExplainArgs),
+    /// SIP sources banned by the server's edge defences.
+    #[command(subcommand)]
+    Bans(bans::BansCommand),
 }
 
 /// `switchboard token ...`.
@@ -163,6 +167,7 @@ pub fn run_sip(args: SipArgs) -> ExitCode {
         SipCommand::Inbound(c) => trunks::run_inbound(&client, c),
         SipCommand::Outbound(c) => trunks::run_outbound(&client, c),
         SipCommand::Dispatch(c) => dispatch::run(&client, c),
+        SipCommand::Bans(c) => bans::run(&client, c),
         SipCommand::Explain(c) => {
             return match explain::run(&client, c) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -264,6 +269,7 @@ mod tests {
                 SipCommand::Outbound(_) => "outbound",
                 SipCommand::Dispatch(_) => "dispatch",
                 SipCommand::Explain(_) => "explain",
+                SipCommand::Bans(_) => "bans",
             };
             assert_eq!(parsed, name);
         }

@@ -99,8 +99,13 @@ pub fn sdp_offer(port: u16, payloads: &str, rtpmaps: &[&str]) -> String {
 impl Uac {
     /// A caller to `target` from `from_user`, calling `to_user`.
     pub fn new(target: SocketAddr, from_user: &str, to_user: &str) -> Uac {
-        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Uac::new_from("127.0.0.1", target, from_user, to_user)
+    }
+
+    /// [`Uac::new`] from another loopback address (another source).
+    pub fn new_from(local_ip: &str, target: SocketAddr, from_user: &str, to_user: &str) -> Uac {
+        let sip = UdpSocket::bind((local_ip, 0)).unwrap();
+        let rtp = UdpSocket::bind((local_ip, 0)).unwrap();
         let local = sip.local_addr().unwrap();
         let n: u64 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
