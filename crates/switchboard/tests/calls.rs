@@ -423,3 +423,161 @@ async fn baresip_and_a_websocket_agent_hear_each_other_with_every_codec() {
         .await
         .unwrap();
 }
+
+/// A SIPp INVITE flood from one source, ten times the call capacity a
+/// second, while two baresip callers talk to agents: both calls keep their
+/// audio both ways (checked by content), the flooder is limited and
+/// banned, and a new call from the carrier's address rings within 5 s of
+/// the flood's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_flood_from_one_source_leaves_calls_in_progress_and_new_calls_alone() {
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__MAX_ACTIVE", "20"),
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+    ]);
+    // The carrier's trunk names its address; the flooder is elsewhere.
+    let out = cli(
+        &sb,
+        &[
+            "sip",
+            "inbound",
+            "create",
+            r#"{"trunk": {"name": "carrier", "numbers": ["+15550100", "+15550101"], "allowed_addresses": ["127.0.0.1"]}}"#,
+        ],
+    );
+    let trunk = out.trim().strip_prefix("SIPTrunkID: ").unwrap().to_string();
+    cli(
+        &sb,
+        &[
+            "sip",
+            "dispatch",
+            "create",
+            &format!(
+                r#"{{"dispatch_rule": {{"name": "per number", "trunk_ids": ["{trunk}"], "rule": {{"dispatch_rule_callee": {{"room_prefix": "desk-", "randomize": false}}}}}}}}"#
+            ),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let api = sb.api.unwrap();
+    let target = sb.udp.unwrap();
+    let mut agents = Vec::new();
+    let mut callers = Vec::new();
+    for (n, (number, hz)) in [("+15550100", 1300.0), ("+15550101", 1700.0)]
+        .into_iter()
+        .enumerate()
+    {
+        // LiveKit's callee rule names the room prefix + "_" + number.
+        agents.push(
+            Client::join(
+                api,
+                &format!("desk-_{number}"),
+                &format!("agent-{n}"),
+                16000,
+            )
+            .await,
+        );
+        callers.push((
+            Baresip::call(CallerSpec {
+                name: &format!("flood-{n}"),
+                codec: "PCMU",
+                wav_rate: 8000,
+                channels: 1,
+                source: tone(8000, hz, 16.0),
+                mediaenc: None,
+                dial: Baresip::uri(number, target),
+                run_secs: 14,
+                auth: None,
+            }),
+            hz,
+        ));
+    }
+    // The calls are up; then the flood: 200 INVITEs a second for 5 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let flood_port = common::free_port().to_string();
+    let flood = tokio::task::spawn_blocking(move || {
+        let work = tempfile::tempdir().unwrap();
+        std::process::Command::new("sipp")
+            .args(["-sn", "uac", &target.to_string(), "-s", "+15550100"])
+            .args([
+                "-r",
+                "200",
+                "-m",
+                "1000",
+                "-i",
+                "127.0.0.9",
+                "-p",
+                &flood_port,
+            ])
+            .args(["-nostdin", "-timeout", "8", "-recv_timeout", "1000"])
+            .current_dir(work.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("sipp (Debian's sip-tester) must be installed")
+    });
+    let (left, right) = agents.split_at_mut(1);
+    let starts: Vec<usize> = [&left[0], &right[0]]
+        .iter()
+        .map(|a| a.heard.len())
+        .collect();
+    play(
+        &mut [(&mut left[0], Some(500.0)), (&mut right[0], Some(900.0))],
+        Duration::from_secs(9),
+    )
+    .await;
+    let _ = flood.await;
+    let flood_ended = std::time::Instant::now();
+    // A new call from the carrier is answered (answer: immediate).
+    let mut uac = common::uac::Uac::new(target, "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, answer) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(answer.status(), 200, "{}", answer.text);
+    assert!(flood_ended.elapsed() < Duration::from_secs(5));
+    uac.ack(seq, &answer);
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(5)).status(),
+        200
+    );
+    let mut failures = Vec::new();
+    for ((agent, start), ((caller, hz), agent_hz)) in agents
+        .iter()
+        .zip(starts)
+        .zip(callers.iter_mut().zip([500.0, 900.0]))
+    {
+        // The agent heard its caller through the flood (the last 6 s).
+        let audio = &agent.heard[start..];
+        let window = &audio[audio.len().saturating_sub(16000 * 6)..];
+        let level = amplitude(window, 16000, f64::from(*hz));
+        if level < 500.0 {
+            failures.push(format!("agent hears its caller's {hz} Hz at {level:.0}"));
+        }
+        let (rate, heard) = caller.heard(Duration::from_secs(15));
+        let tail = &heard[heard.len().saturating_sub(rate as usize * 6)..];
+        let at_caller = goertzel_dbfs(tail, rate, agent_hz as f32);
+        if at_caller < -35.0 {
+            failures.push(format!(
+                "caller {hz} Hz hears its agent's {agent_hz} Hz at {at_caller:.1} dBFS"
+            ));
+        }
+    }
+    let metrics = common::api::metrics_blocking(api);
+    assert!(failures.is_empty(), "{failures:#?}\n{}", sb.log());
+    // Banned after 30 calls to numbers it has no trunk for (the trunk
+    // names the carrier's address), then silenced.
+    assert!(
+        metrics.contains("switchboard_sip_bans_active 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("switchboard_sip_dropped_banned_total 0\n"),
+        "{metrics}"
+    );
+    drop(agents);
+    drop(callers);
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
+}
