@@ -46,6 +46,9 @@ pub struct StreamDecoder {
     buffer: BytesMut,
     limits: Limits,
     failed: bool,
+    /// Where the search for the end of the head resumes: bytes before it
+    /// were looked at already (linear framing, whatever the read sizes).
+    scan_from: usize,
 }
 
 impl StreamDecoder {
@@ -55,6 +58,7 @@ impl StreamDecoder {
             buffer: BytesMut::new(),
             limits,
             failed: false,
+            scan_from: 0,
         }
     }
 
@@ -74,14 +78,17 @@ impl StreamDecoder {
         loop {
             if self.buffer.starts_with(b"\r\n\r\n") {
                 self.buffer.advance(4);
+                self.scan_from = 0;
                 return Some(Frame::KeepAlive);
             }
             if self.buffer.starts_with(b"\r\n") && self.buffer.len() >= 4 {
                 self.buffer.advance(2);
+                self.scan_from = 0;
                 continue;
             }
             if self.buffer.starts_with(b"\n") {
                 self.buffer.advance(1);
+                self.scan_from = 0;
                 continue;
             }
             break;
@@ -89,14 +96,22 @@ impl StreamDecoder {
         if self.buffer.starts_with(b"\r") && self.buffer.len() < 4 {
             return None;
         }
-        let Some((head_end, body_start)) = crate::message::find_blank_line(&self.buffer) else {
-            if self.buffer.len() > self.limits.max_message_bytes {
-                return Some(self.fail(FramingError::TooLarge {
-                    max: self.limits.max_message_bytes,
-                }));
-            }
-            return None;
-        };
+        let (head_end, body_start) =
+            match crate::message::find_blank_line_from(&self.buffer, self.scan_from) {
+                Ok(found) => found,
+                Err(resume) => {
+                    self.scan_from = resume;
+                    if self.buffer.len() > self.limits.max_message_bytes {
+                        return Some(self.fail(FramingError::TooLarge {
+                            max: self.limits.max_message_bytes,
+                        }));
+                    }
+                    return None;
+                }
+            };
+        // The head is complete: its end is known, and once the message is
+        // split off the next search starts afresh.
+        self.scan_from = head_end;
         let body_length = match content_length(&self.buffer[..head_end]) {
             Ok(length) => length,
             Err(error) => return Some(self.fail(error)),
@@ -110,6 +125,7 @@ impl StreamDecoder {
         if self.buffer.len() < total {
             return None;
         }
+        self.scan_from = 0;
         Some(Frame::Message(self.buffer.split_to(total).freeze()))
     }
 
@@ -267,5 +283,32 @@ mod tests {
         let mut d = decoder();
         d.push(b"\r\n");
         assert_eq!(d.finish(), None);
+    }
+
+    #[test]
+    fn a_head_trickled_a_byte_at_a_time_frames_the_same() {
+        let mut head = b"INVITE sip:a@b SIP/2.0\r\n".to_vec();
+        for n in 0..400 {
+            head.extend_from_slice(format!("X-Pad-{n}: {}\r\n", "v".repeat(100)).as_bytes());
+        }
+        head.extend_from_slice(b"Content-Length: 2\r\n\r\nhi");
+        let mut stream = head.clone();
+        stream.extend_from_slice(b"\r\n\r\n");
+        stream.extend_from_slice(MSG);
+        let mut d = decoder();
+        let mut frames = Vec::new();
+        for byte in &stream {
+            d.push(std::slice::from_ref(byte));
+            while let Some(f) = d.next_frame() {
+                frames.push(f);
+            }
+        }
+        match frames.as_slice() {
+            [Frame::Message(a), Frame::KeepAlive, Frame::Message(b)] => {
+                assert_eq!(&a[..], &head[..]);
+                assert_eq!(&b[..], MSG);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

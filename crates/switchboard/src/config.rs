@@ -271,8 +271,15 @@ pub struct SipConfig {
     pub max_headers: usize,
     /// Most TCP and TLS connections open at once.
     pub max_connections: usize,
-    /// Idle stream connections are closed after this many seconds.
+    /// Most TCP and TLS connections from one source address (trusted
+    /// sources and trunks' allowed addresses are not limited).
+    pub max_connections_per_ip: usize,
+    /// Stream connections without a complete SIP message for this many
+    /// seconds are closed (keep-alives do not count).
     pub connection_idle_secs: u64,
+    /// A write a peer does not read within this many seconds closes its
+    /// connection.
+    pub write_timeout_secs: u64,
     /// Most SIP transactions alive at once.
     pub max_transactions: usize,
     /// Most requests waiting for call control before 503.
@@ -307,7 +314,9 @@ impl Default for SipConfig {
             max_message_bytes: 65_535,
             max_headers: 256,
             max_connections: 4096,
+            max_connections_per_ip: 64,
             connection_idle_secs: 600,
+            write_timeout_secs: 10,
             max_transactions: 100_000,
             max_pending_requests: 10_000,
             t1_ms: 500,

@@ -579,7 +579,9 @@ fn sip_settings(config: &Config) -> Result<(TransportConfig, EndpointConfig), St
         tls_client,
         limits: limits.clone(),
         max_connections: sip.max_connections,
+        max_connections_per_ip: sip.max_connections_per_ip.max(1),
         idle_timeout: Duration::from_secs(sip.connection_idle_secs),
+        write_timeout: Duration::from_secs(sip.write_timeout_secs.max(1)),
         max_pending_requests: sip.max_pending_requests,
         ..TransportConfig::default()
     };

@@ -377,3 +377,83 @@ async fn trunk_passwords_are_not_returned_unless_configured() {
         }
     }
 }
+
+/// One source cannot hold more than `sip.max_connections_per_ip` TCP
+/// connections; another source is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_holds_at_most_its_share_of_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sb = start(&[("SWITCHBOARD_SIP__MAX_CONNECTIONS_PER_IP", "3")]);
+    let target = sb.tcp.unwrap();
+    let connect_from = |ip: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(target).await.unwrap()
+    };
+    // Whether a connection answers an OPTIONS ping.
+    async fn answers(stream: &mut tokio::net::TcpStream, n: usize) -> bool {
+        let local = stream.local_addr().unwrap();
+        let ping = common::options(
+            "TCP",
+            local,
+            stream.peer_addr().unwrap(),
+            &format!("cap-{n}"),
+        );
+        if stream.write_all(ping.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = vec![0u8; 4096];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await,
+            Ok(Ok(read)) if read > 0 && buf.starts_with(b"SIP/2.0 200")
+        )
+    }
+    let mut held = Vec::new();
+    for n in 0..3 {
+        let mut stream = connect_from("127.0.0.4").await;
+        assert!(answers(&mut stream, n).await, "connection {n} of 3");
+        held.push(stream);
+    }
+    let mut fourth = connect_from("127.0.0.4").await;
+    assert!(
+        !answers(&mut fourth, 3).await,
+        "a fourth connection from one source"
+    );
+    let mut other = connect_from("127.0.0.1").await;
+    assert!(answers(&mut other, 4).await, "another source");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from("127.0.0.4").await;
+    assert!(answers(&mut again, 5).await, "a slot is free again");
+}
+
+/// CRLF keep-alives get their pong but do not keep a connection open past
+/// the idle timeout: only complete SIP messages do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alives_alone_do_not_hold_a_connection_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sb = start(&[("SWITCHBOARD_SIP__CONNECTION_IDLE_SECS", "2")]);
+    let mut stream = tokio::net::TcpStream::connect(sb.tcp.unwrap())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut pongs = 0;
+    let closed_after = loop {
+        assert!(started.elapsed() < Duration::from_secs(8), "never closed");
+        if stream.write_all(b"\r\n\r\n").await.is_err() {
+            break started.elapsed();
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(_)) => pongs += 1,
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(pongs >= 2, "keep-alives are answered ({pongs})");
+    assert!(
+        closed_after >= Duration::from_secs(2) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+}

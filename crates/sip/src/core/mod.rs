@@ -279,6 +279,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether a source is trusted or exempt from the source guard.
+    pub fn is_guard_exempt(&self, ip: std::net::IpAddr) -> bool {
+        self.guard.is_exempt(ip)
+    }
+
     /// Whether a source is banned now (a stream from it is not accepted).
     pub fn is_banned(&mut self, ip: std::net::IpAddr, now: Instant) -> bool {
         self.guard.check_banned(ip, now)

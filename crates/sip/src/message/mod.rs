@@ -16,7 +16,7 @@ mod via;
 pub use build::{ResponseBuilder, ResponseSpec};
 pub use header::{HeaderField, HeaderName, Headers};
 pub use name_addr::NameAddr;
-pub(crate) use parse::{find_blank_line, media_type};
+pub(crate) use parse::{find_blank_line_from, media_type};
 pub use parse::{parse_message, ParseError, Rejection};
 pub use uri::{Host, SipUri, TelUri, Uri, UriError};
 pub use via::{Via, MAGIC_COOKIE};

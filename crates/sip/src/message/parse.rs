@@ -233,17 +233,25 @@ fn lenient_envelope(data: &[u8], limits: &Limits) -> Headers {
 /// the header text ends and where the body starts. Lines may end in CRLF or
 /// a bare LF.
 pub(crate) fn find_blank_line(data: &[u8]) -> Option<(usize, usize)> {
-    let mut pos = 0;
+    find_blank_line_from(data, 0).ok()
+}
+
+/// [`find_blank_line`] resumed at `pos`, the start of a line not yet
+/// looked at; on failure, where to resume once more bytes arrive (the
+/// start of the last, incomplete line). A stream decoder that resumes
+/// looks at each byte once, however slowly the head arrives.
+pub(crate) fn find_blank_line_from(data: &[u8], mut pos: usize) -> Result<(usize, usize), usize> {
+    pos = pos.min(data.len());
     while let Some(nl) = data[pos..].iter().position(|&b| b == b'\n') {
         let nl = pos + nl;
         let line = &data[pos..nl];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() && pos > 0 {
-            return Some((pos, nl + 1));
+            return Ok((pos, nl + 1));
         }
         pos = nl + 1;
     }
-    None
+    Err(pos)
 }
 
 fn split<'a>(data: &'a [u8], limits: &Limits) -> Result<RawParts<'a>, ParseError> {

@@ -47,8 +47,16 @@ pub struct TransportConfig {
     /// Most stream connections open at once (both directions); further
     /// accepts are closed at once.
     pub max_connections: usize,
-    /// A stream connection with no traffic for this long is closed.
+    /// Most stream connections one source address may hold open (sources
+    /// exempt from the guard are not limited).
+    pub max_connections_per_ip: usize,
+    /// A stream connection with no complete SIP message for this long is
+    /// closed: CRLF keep-alives and a message trickled byte by byte do not
+    /// keep it open.
     pub idle_timeout: Duration,
+    /// A write that cannot complete in this long (a peer that does not
+    /// read) closes the connection.
+    pub write_timeout: Duration,
     /// How long an outbound TCP connect (and TLS handshake) may take.
     pub connect_timeout: Duration,
     /// Most requests waiting for the transaction user; beyond it new
@@ -67,7 +75,9 @@ impl Default for TransportConfig {
             tls_client: None,
             limits: Limits::default(),
             max_connections: 4096,
+            max_connections_per_ip: 64,
             idle_timeout: Duration::from_secs(600),
+            write_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             max_pending_requests: 10_000,
             udp_recv_buffer: 4 << 20,
@@ -139,6 +149,8 @@ struct Shared {
     wake: Notify,
     pending_requests: AtomicUsize,
     connections: AtomicUsize,
+    /// Open stream connections per source address.
+    per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     next_connection: AtomicU64,
 }
 
@@ -361,6 +373,7 @@ impl SipStack {
             wake: Notify::new(),
             pending_requests: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(std::collections::HashMap::new()),
             next_connection: AtomicU64::new(1),
         });
         let (input_tx, input_rx) = mpsc::channel::<Input>(8192);
@@ -376,7 +389,9 @@ impl SipStack {
         let streams = stream::StreamContext {
             limits: transport.limits.clone(),
             idle_timeout: transport.idle_timeout,
+            write_timeout: transport.write_timeout,
             max_connections: transport.max_connections,
+            max_connections_per_ip: transport.max_connections_per_ip,
             connect_timeout: transport.connect_timeout,
             tls_client: transport.tls_client.clone(),
             input: input_tx.clone(),

@@ -18,7 +18,9 @@ use tracing::{debug, info, warn};
 pub(crate) struct StreamContext {
     pub limits: Limits,
     pub idle_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub connect_timeout: Duration,
     pub tls_client: Option<Arc<rustls::ClientConfig>>,
     pub input: mpsc::Sender<Input>,
@@ -41,6 +43,37 @@ impl StreamContext {
             ) {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Counts a connection from `ip` unless the source already holds
+    /// `max_connections_per_ip` (sources exempt from the guard excepted).
+    fn try_reserve_for_ip(&self, ip: std::net::IpAddr) -> bool {
+        let exempt = self.shared_connections.endpoint().is_guard_exempt(ip);
+        let mut per_ip = self
+            .shared_connections
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_connections_per_ip && !exempt {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release_for_ip(&self, ip: std::net::IpAddr) {
+        let mut per_ip = self
+            .shared_connections
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_ip.remove(&ip);
             }
         }
     }
@@ -89,10 +122,17 @@ pub(crate) async fn accept_loop(
             drop(tcp);
             continue;
         }
+        if !ctx.try_reserve_for_ip(remote.ip()) {
+            ctx.release_connection();
+            info!(peer = %remote, transport = transport.as_str(), "per-source connection limit reached; connection refused");
+            drop(tcp);
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let local = match tcp.local_addr() {
             Ok(addr) => addr,
             Err(_) => {
+                ctx.release_for_ip(remote.ip());
                 ctx.release_connection();
                 continue;
             }
@@ -116,6 +156,7 @@ pub(crate) async fn accept_loop(
                     }
                 }
             }
+            ctx.release_for_ip(remote.ip());
             ctx.release_connection();
         });
     }
@@ -209,19 +250,31 @@ async fn run_connection<S>(
     {
         return;
     }
+    let write_timeout = ctx.write_timeout;
+    let peer = flow.remote;
     let write_task = tokio::spawn(async move {
         while let Some(payload) = rx.recv().await {
-            if writer.write_all(&payload).await.is_err() {
-                break;
+            // A peer that stops reading cannot hold the task, the socket
+            // and the queued answers for ever.
+            match tokio::time::timeout(write_timeout, writer.write_all(&payload)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    info!(peer = %peer, "write timed out; connection closed");
+                    break;
+                }
             }
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
     });
     let mut decoder = StreamDecoder::new(ctx.limits.clone());
     let mut buf = vec![0u8; 16 * 1024];
     let mut half_closed = false;
+    // Only a complete SIP message resets the idle clock: keep-alives and
+    // bytes trickled into a message that never completes do not.
+    let mut idle_deadline = tokio::time::Instant::now() + ctx.idle_timeout;
     loop {
-        let read = tokio::time::timeout(ctx.idle_timeout, reader.read(&mut buf)).await;
+        let read = tokio::time::timeout_at(idle_deadline, reader.read(&mut buf)).await;
         let n = match read {
             Err(_) => {
                 debug!(peer = %flow.remote, "idle connection closed");
@@ -247,6 +300,9 @@ async fn run_connection<S>(
         let mut fatal = false;
         while let Some(frame) = decoder.next_frame() {
             fatal |= matches!(frame, Frame::Error(..));
+            if matches!(frame, Frame::Message(_)) {
+                idle_deadline = tokio::time::Instant::now() + ctx.idle_timeout;
+            }
             deliver(ctx, flow, frame).await;
         }
         if fatal {
