@@ -76,6 +76,7 @@
 pub mod auth;
 pub mod call_control;
 pub mod explain;
+mod listener;
 pub mod room_service;
 mod server;
 pub mod service;
@@ -93,7 +94,8 @@ use switchboard_store::{LiveRoutingIndex, SipStore};
 
 pub use auth::ApiKeys;
 pub use call_control::{CallControl, CallFuture, OutboundCall, Transfer};
-pub use server::{router, serve};
+pub use listener::HttpLimits;
+pub use server::{router, serve, serve_limited};
 pub use status::{BanEntry, CallStatus, StatusSource};
 pub use twirp::{Code, TwirpError};
 pub use ws::{SessionCount, WebSocketConfig};

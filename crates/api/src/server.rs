@@ -1,6 +1,7 @@
 //! The axum router: Twirp routing (method, path, content type), the token,
 //! the body limit, then the method.
 
+use crate::listener::{HttpLimits, LimitedListener};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -40,7 +41,17 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    serve_limited(listener, router, shutdown, HttpLimits::default()).await
+}
+
+/// [`serve`] with the given connection cap and idle timeout.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: HttpLimits,
+) -> std::io::Result<()> {
+    axum::serve(LimitedListener::new(listener, limits), router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -189,6 +189,12 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// WebSocket participants (`GET /rooms/<room>/ws`).
     pub websocket: WebSocketSection,
+    /// Most HTTP connections open at once (WebSocket participants
+    /// included); more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// An HTTP connection with nothing read or written for this long is
+    /// closed.
+    pub idle_timeout_secs: u64,
     /// Return trunks' `auth_password` from Get and List (LiveKit does).
     /// Off by default: a token that may read trunks should not be enough
     /// to read the carrier's credentials.
@@ -203,6 +209,8 @@ impl Default for ApiConfig {
             keys: BTreeMap::new(),
             max_body_bytes: 1024 * 1024,
             websocket: WebSocketSection::default(),
+            max_connections: 1024,
+            idle_timeout_secs: 60,
             return_passwords: false,
         }
     }

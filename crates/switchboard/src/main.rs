@@ -326,9 +326,16 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     };
     let draining = state.draining.clone();
     let router = switchboard_api::router(state);
+    let http_limits = switchboard_api::HttpLimits {
+        max_connections: config.api.max_connections,
+        idle_timeout: Duration::from_secs(config.api.idle_timeout_secs.max(1)),
+    };
     // The API keeps serving through the drain; it ends with the process.
     tokio::spawn(async move {
-        if let Err(e) = switchboard_api::serve(api.listener, router, std::future::pending()).await {
+        let limits = http_limits;
+        let served =
+            switchboard_api::serve_limited(api.listener, router, std::future::pending(), limits);
+        if let Err(e) = served.await {
             error!(error = %e, "the API server stopped");
         }
     });

@@ -457,3 +457,51 @@ async fn keep_alives_alone_do_not_hold_a_connection_open() {
         "closed after {closed_after:?}"
     );
 }
+
+/// Clients that connect to the API and say nothing, or stop half-way
+/// through a request, are disconnected after `api.idle_timeout_secs`; at
+/// most `api.max_connections` are open at once, and a client past the cap
+/// is served once a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_api_clients_are_disconnected_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sb = start(&[
+        ("SWITCHBOARD_API__IDLE_TIMEOUT_SECS", "2"),
+        ("SWITCHBOARD_API__MAX_CONNECTIONS", "2"),
+    ]);
+    let api = sb.api.unwrap();
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(api).await.unwrap();
+    let mut halfway = tokio::net::TcpStream::connect(api).await.unwrap();
+    halfway
+        .write_all(b"POST /twirp/livekit.SIP/ListSIPInboundTrunk HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A third client waits for a slot.
+    let mut third = tokio::net::TcpStream::connect(api).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let served = tokio::time::timeout(Duration::from_secs(8), third.read_to_end(&mut answer)).await;
+    let waited = started.elapsed();
+    assert!(served.is_ok(), "the third client was never served");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "served at once ({waited:?}) past the cap"
+    );
+    for (name, stream) in [("silent", &mut silent), ("half-way", &mut halfway)] {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(4), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "the {name} client is still connected: {read:?}"
+        );
+    }
+}
