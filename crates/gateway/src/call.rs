@@ -288,6 +288,7 @@ impl Call {
     ) -> Result<(), String> {
         let mut session_config: SessionConfig = self.shared.config.session.clone();
         session_config.media_timeout = media_timeout;
+        session_config.signalling_source = Some(self.flow.remote.ip());
         // Before the answer the peer may send nothing; the real allowance
         // is set when the call is answered.
         session_config.initial_media_timeout = Duration::from_secs(24 * 3600);

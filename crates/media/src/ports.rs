@@ -217,6 +217,13 @@ impl PortAllocator {
         self.maintain(now);
         let mut state = self.lock();
         let pairs = state.in_use.len();
+        // A random start: the next call's port cannot be predicted from
+        // this one's (released ports sit in quarantine, so a random pick
+        // does not reuse one early).
+        let mut random = [0u8; 8];
+        if getrandom::fill(&mut random).is_ok() && pairs > 0 {
+            state.cursor = (u64::from_le_bytes(random) % pairs as u64) as usize;
+        }
         for step in 0..pairs {
             let index = (state.cursor + step) % pairs;
             if state.in_use[index] {
@@ -229,8 +236,6 @@ impl PortAllocator {
             rtp.set_nonblocking(true)?;
             rtcp.set_nonblocking(true)?;
             state.in_use[index] = true;
-            // Round-robin: the next call starts after this one, so a port
-            // is reused as late as possible.
             state.cursor = (index + 1) % pairs;
             return Ok(RtpPorts {
                 rtp,

@@ -29,16 +29,21 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Symmetric RTP (latching): where to send media.
+/// Symmetric RTP (latching): where to send media. Whatever the mode, when
+/// the signalling source is known only packets from the peer's addresses
+/// (the SDP address and the signalling source) are taken, so a stranger
+/// who guesses the port can neither inject audio nor steal the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Latching {
     /// Always send to the address in the peer's SDP.
     Off,
-    /// Latch once, to the source of the first authenticated packet, when the
-    /// SDP address is private/unusable or differs from that source.
+    /// Latch once, to the source of the first packet taken, when the SDP
+    /// address is private/unusable or differs from that source; again only
+    /// after a new offer.
     #[default]
     Auto,
-    /// Always follow the source of the latest authenticated packet.
+    /// Follow the source of the latest packet taken (a NAT that rebinds the
+    /// peer's port mid-call).
     On,
 }
 
@@ -67,6 +72,10 @@ pub struct SessionConfig {
     pub tone_level_dbfs: f32,
     /// RTCP CNAME.
     pub cname: String,
+    /// The IP address the call's signalling comes from. When set, RTP and
+    /// RTCP are taken only from it or from the address in the peer's SDP;
+    /// `None` takes any source (media tests without signalling).
+    pub signalling_source: Option<IpAddr>,
 }
 
 impl Default for SessionConfig {
@@ -83,6 +92,7 @@ impl Default for SessionConfig {
             tone_plan: TonePlan::Us,
             tone_level_dbfs: -20.0,
             cname: "switchboard".into(),
+            signalling_source: None,
         }
     }
 }
@@ -678,6 +688,18 @@ impl MediaSession {
             Channel::Rtp => (self.rtp_target, self.rtp_latched, self.media.remote_rtp),
             Channel::Rtcp => (self.rtcp_target, self.rtcp_latched, self.media.remote_rtcp),
         };
+        // Only the peer's own addresses: its SDP's, the one we send to, and
+        // its signalling source. Anyone else is a stranger (RTP bleed).
+        if let Some(signalling) = self.config.signalling_source {
+            let ip = from.ip().to_canonical();
+            let peer = [target.ip(), sdp_addr.ip(), signalling]
+                .iter()
+                .any(|known| known.to_canonical() == ip);
+            if !peer {
+                self.stats.foreign_source += 1;
+                return false;
+            }
+        }
         let latch = match self.config.latching {
             Latching::Off => false,
             Latching::On => from != target,
@@ -737,9 +759,9 @@ impl MediaSession {
         } else {
             Channel::Rtcp
         };
-        if (channel == Channel::Rtcp || !self.media.rtcp_mux)
-            && !self.accept_source(from, rtcp_channel)
-        {
+        // RTCP on the RTP port is checked like RTP: a forged BYE or report
+        // from a stranger changes nothing.
+        if !self.accept_source(from, rtcp_channel) {
             return;
         }
         self.stats.rtcp_received += 1;

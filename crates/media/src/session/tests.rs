@@ -1000,3 +1000,51 @@ fn peer_rekey_after_a_sequence_wrap_keeps_our_stream_valid() {
     assert_eq!(b.stats().srtp_rejected, 0);
     assert_eq!(a.stats().srtp_rejected, 0, "A took B's new key");
 }
+
+/// With the signalling source known, a stranger's packets are never taken:
+/// not before the caller's first packet (RTP bleed: it would have been
+/// latched to), not RTCP on the RTP port, not in any latching mode. The
+/// caller behind a NAT (packets from its signalling address) is latched.
+#[test]
+fn only_the_peers_addresses_are_taken_and_latched() {
+    for mode in [Latching::Off, Latching::Auto, Latching::On] {
+        let signalling: IpAddr = "127.0.0.9".parse().unwrap();
+        let cfg = SessionConfig {
+            latching: mode,
+            signalling_source: Some(signalling),
+            ..SessionConfig::default()
+        };
+        let (mut a, mut b) = pair(
+            only("PCMU", SrtpPolicy::Disable, None),
+            only("PCMU", SrtpPolicy::Disable, None),
+            cfg,
+        );
+        let now = Instant::now();
+        let mut heard = vec![0i16; 960];
+        let stranger: SocketAddr = "192.0.2.66:5000".parse().unwrap();
+        b.tick(now, None, &mut heard);
+        let first = b.poll_transmit().unwrap().data.to_vec();
+        a.handle_datagram(now, stranger, Channel::Rtp, &first);
+        assert_eq!(a.stats().packets_received, 0, "{mode:?}: a stranger's RTP");
+        assert_ne!(a.rtp_destination(), stranger, "{mode:?}");
+        // A forged RTCP BYE on the RTP port.
+        let bye = [0x81u8, 203, 0, 1, 0, 0, 0, 1];
+        a.handle_datagram(now, stranger, Channel::Rtp, &bye);
+        assert!(
+            !std::iter::from_fn(|| a.poll_event()).any(|e| e == MediaEvent::RemoteBye),
+            "{mode:?}: a stranger's RTCP"
+        );
+        assert_eq!(a.stats().foreign_source, 2, "{mode:?}");
+        // The caller, from its signalling address behind a NAT.
+        let nat = SocketAddr::new(signalling, 40000);
+        b.tick(now + Duration::from_millis(20), None, &mut heard);
+        let next = b.poll_transmit().unwrap().data.to_vec();
+        a.handle_datagram(now, nat, Channel::Rtp, &next);
+        assert_eq!(a.stats().packets_received, 1, "{mode:?}: the caller's RTP");
+        assert_eq!(
+            a.rtp_destination() == nat,
+            mode != Latching::Off,
+            "{mode:?}: latched to the caller"
+        );
+    }
+}
