@@ -736,7 +736,10 @@ impl MediaSession {
         true
     }
 
-    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, channel: Channel, data: &[u8]) {
+    /// An RTCP packet, on either socket: it is checked against the peer's
+    /// RTP address when RTCP is muxed, else against its RTCP address,
+    /// whichever socket it arrived on.
+    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, _arrived_on: Channel, data: &[u8]) {
         let plain_len = match &mut self.srtp {
             Some(srtp) => match srtp.unprotect_rtcp(data, &mut self.rx_plain[..]) {
                 Ok(n) => n,
