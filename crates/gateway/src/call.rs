@@ -22,7 +22,7 @@ use switchboard_media::tones::ToneKind;
 use switchboard_rooms::{LeaveReason, Participant, RoomEvent};
 use switchboard_routing::attrs;
 use switchboard_sip::dialog::DialogId;
-use switchboard_sip::message::{HeaderName, Method, ResponseSpec};
+use switchboard_sip::message::{HeaderName, Host, Method, ResponseSpec, Uri};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -115,9 +115,9 @@ impl Ending {
                     ("failed", reason, *status)
                 }
                 DialError::RingingTimeout(_) => ("failed", "USER_UNAVAILABLE", 408),
-                DialError::Transport(_) | DialError::Address(_) => {
-                    ("failed", "SIP_TRUNK_FAILURE", 503)
-                }
+                DialError::Transport(_)
+                | DialError::Address(_)
+                | DialError::DestinationRefused(_) => ("failed", "SIP_TRUNK_FAILURE", 503),
                 DialError::Media(_) => ("failed", "MEDIA_FAILURE", 488),
                 DialError::AuthMissing => ("failed", "SIP_TRUNK_FAILURE", 407),
                 DialError::Abandoned => ("cancelled", "CLIENT_INITIATED", 487),
@@ -422,6 +422,18 @@ impl Call {
 
     /// Sends the REFER (RFC 3515) in the dialog.
     fn start_transfer(&mut self, order: TransferOrder) {
+        let target = order
+            .refer_to
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string();
+        if let Ok(Uri::Sip(uri)) = Uri::parse(&target) {
+            if let Host::Ip(ip) = uri.host {
+                if self.shared.config.refuses(ip) {
+                    return Self::refuse_transfer(order, TransferError::DestinationRefused(ip));
+                }
+            }
+        }
         if let Some(pending) = &mut self.transfer {
             if pending.refer_to == order.refer_to {
                 // The same transfer asked twice: both wait for one outcome.

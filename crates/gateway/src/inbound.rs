@@ -433,7 +433,9 @@ impl InboundCall {
             address: config.media_address,
             rtp_port: ports.rtp_port(),
         };
-        let mut negotiator = SdpNegotiator::new(media_config(media), local);
+        let mut negotiation = media_config(media);
+        negotiation.refused_networks = self.call.shared.config.refused_destinations.clone();
+        let mut negotiator = SdpNegotiator::new(negotiation, local);
         let (answer_sdp, negotiated) = match negotiator.answer_offer(&offer, Direction::SendRecv) {
             Ok(answer) => answer,
             Err(e) => {

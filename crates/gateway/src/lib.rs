@@ -105,6 +105,34 @@ pub struct GatewayConfig {
     /// The shortest session interval we accept (our Min-SE); shorter ones
     /// get 422.
     pub min_session_expires: Duration,
+    /// Addresses we never send signalling or media to (link-local, which
+    /// holds cloud metadata services, multicast, unspecified): outbound
+    /// trunks, transfer targets and peers' SDP addresses in them are refused.
+    pub refused_destinations: Vec<ipnet::IpNet>,
+}
+
+impl GatewayConfig {
+    /// Whether `ip` is in a refused network.
+    pub fn refuses(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.refused_destinations.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// The networks refused by default: unspecified, link-local (cloud metadata
+/// at 169.254.169.254) and multicast, IPv4 and IPv6.
+pub fn default_refused_destinations() -> Vec<ipnet::IpNet> {
+    [
+        "0.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "::/128",
+        "fe80::/10",
+        "ff00::/8",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
 }
 
 impl Default for GatewayConfig {
@@ -129,6 +157,7 @@ impl Default for GatewayConfig {
             session: SessionConfig::default(),
             session_expires: Duration::from_secs(1800),
             min_session_expires: Duration::from_secs(90),
+            refused_destinations: default_refused_destinations(),
         }
     }
 }
@@ -334,6 +363,9 @@ pub enum TransferError {
     /// The call is not answered yet.
     #[error("can't transfer non established call")]
     NotEstablished,
+    /// The transfer target is an address in `security.refused_destinations`.
+    #[error("transfer_to names a refused address ({0})")]
+    DestinationRefused(IpAddr),
     /// Another transfer to another target is under way.
     #[error("call already being transferred elsewhere")]
     AlreadyTransferring,

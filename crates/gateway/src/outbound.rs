@@ -107,6 +107,11 @@ pub enum DialError {
     /// The trunk's address does not resolve or is malformed.
     #[error("cannot resolve the trunk address {0:?}")]
     Address(String),
+    /// The trunk resolves to an address in `security.refused_destinations`.
+    #[error(
+        "the trunk address resolves to {0}, a refused destination (security.refused_destinations)"
+    )]
+    DestinationRefused(std::net::IpAddr),
     /// The call limit is reached.
     #[error("call limit reached")]
     AtCapacity,
@@ -416,6 +421,9 @@ impl OutboundCall {
         // Resolved here, after the participant joined the room (LiveKit's
         // order): the API answers a caller that does not wait at once.
         self.call.flow.remote = resolve(&self.request.address, self.request.transport).await?;
+        if self.call.shared.config.refuses(self.call.flow.remote.ip()) {
+            return Err(DialError::DestinationRefused(self.call.flow.remote.ip()));
+        }
         let shared = self.call.shared.clone();
         let config = &shared.config;
         let ports = shared
@@ -427,7 +435,9 @@ impl OutboundCall {
             address: config.media_address,
             rtp_port: ports.rtp_port(),
         };
-        let mut negotiator = SdpNegotiator::new(media_config(&self.request.media), local);
+        let mut media = media_config(&self.request.media);
+        media.refused_networks = config.refused_destinations.clone();
+        let mut negotiator = SdpNegotiator::new(media, local);
         let offer = negotiator
             .create_offer(Direction::SendRecv)
             .map_err(|e| DialError::Media(e.to_string()))?;

@@ -61,6 +61,10 @@ pub struct MediaConfig {
     pub rtcp_mux: bool,
     /// Offer telephone-event (RFC 4733 DTMF).
     pub telephone_event: bool,
+    /// Networks a peer's SDP may not point our media at (link-local cloud
+    /// metadata, multicast...): such an offer or answer is refused with
+    /// 488. The unspecified address (`c=0.0.0.0`, hold) is always allowed.
+    pub refused_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for MediaConfig {
@@ -77,6 +81,7 @@ impl Default for MediaConfig {
             answer_in_own_order: false,
             rtcp_mux: true,
             telephone_event: true,
+            refused_networks: Vec::new(),
         }
     }
 }
@@ -251,6 +256,9 @@ pub enum SdpError {
     /// Key generation failed.
     #[error("SRTP key generation: {0}")]
     Keys(String),
+    /// The peer's media address is in a refused network.
+    #[error("media address {0} is refused (security.refused_destinations)")]
+    AddressRefused(IpAddr),
 }
 
 impl SdpError {
@@ -304,6 +312,20 @@ struct ParsedAudio {
 }
 
 impl SdpNegotiator {
+    /// Refuses a peer's SDP that points our media into a refused network.
+    fn check_addresses(&self, audio: &ParsedAudio) -> Result<(), SdpError> {
+        for ip in [audio.remote_rtp.ip(), audio.remote_rtcp.ip()] {
+            let ip = ip.to_canonical();
+            if ip.is_unspecified() {
+                continue;
+            }
+            if self.config.refused_networks.iter().any(|n| n.contains(&ip)) {
+                return Err(SdpError::AddressRefused(ip));
+            }
+        }
+        Ok(())
+    }
+
     /// A negotiator for a call with `config`, advertising `local`.
     pub fn new(config: MediaConfig, local: LocalEndpoint) -> Self {
         let mut id = [0u8; 8];
@@ -443,6 +465,7 @@ impl SdpNegotiator {
         // media) and again in the 200.
         let pending = self.pending.clone().ok_or(SdpError::NoPendingOffer)?;
         let audio = parse_audio(answer)?;
+        self.check_addresses(&audio)?;
         let mut chosen = None;
         for (pt, name, rate) in &audio.formats {
             let kind = CodecKind::from_sdp(name, *rate);
@@ -530,6 +553,7 @@ impl SdpNegotiator {
         wanted: Direction,
     ) -> Result<(String, NegotiatedMedia), SdpError> {
         let audio = parse_audio(offer)?;
+        self.check_addresses(&audio)?;
         let enabled = self.config.enabled_codecs();
         let offered: Vec<(CodecKind, u8)> = audio
             .formats

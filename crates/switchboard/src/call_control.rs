@@ -69,9 +69,9 @@ fn transfer_error(error: TransferError) -> TwirpError {
     let message = error.to_string();
     match error {
         TransferError::NoSuchParticipant { .. } => TwirpError::new(Code::NotFound, message),
-        TransferError::NotSip | TransferError::AlreadyTransferring => {
-            TwirpError::new(Code::InvalidArgument, message)
-        }
+        TransferError::NotSip
+        | TransferError::AlreadyTransferring
+        | TransferError::DestinationRefused(_) => TwirpError::new(Code::InvalidArgument, message),
         TransferError::NotEstablished => TwirpError::new(Code::FailedPrecondition, message),
         TransferError::Failed { status, reason } => sip_error(status, &reason, message),
         TransferError::Timeout => sip_error(408, "Request Timeout", message),
@@ -306,7 +306,9 @@ fn uri_of(values: &SipUri, address: &str) -> String {
 fn dial_error(error: DialError) -> TwirpError {
     let message = error.to_string();
     match error {
-        DialError::Address(_) => TwirpError::new(Code::InvalidArgument, message),
+        DialError::Address(_) | DialError::DestinationRefused(_) => {
+            TwirpError::new(Code::InvalidArgument, message)
+        }
         DialError::AtCapacity | DialError::NoPorts | DialError::Room(_) => {
             TwirpError::new(Code::Unavailable, message)
         }

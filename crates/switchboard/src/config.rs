@@ -118,6 +118,9 @@ pub struct SecurityConfig {
     pub scanner_user_agents: Vec<String>,
     /// Networks never limited nor banned (IPs or CIDRs).
     pub trusted: Vec<ipnet::IpNet>,
+    /// Networks we never send signalling or media to: outbound trunks,
+    /// transfer targets and peers' SDP addresses in them are refused.
+    pub refused_destinations: Vec<ipnet::IpNet>,
     /// Most sources tracked at once.
     pub max_sources: usize,
 }
@@ -138,6 +141,7 @@ impl Default for SecurityConfig {
             ban_secs: guard.ban_time.as_secs(),
             scanner_user_agents: guard.scanner_user_agents,
             trusted: guard.trusted,
+            refused_destinations: switchboard_gateway::default_refused_destinations(),
             max_sources: guard.max_sources,
         }
     }

@@ -453,6 +453,7 @@ fn start_gateway(
         challenge,
         default_realm: config.calls.auth_realm.clone(),
         challenge_unknown_numbers: config.calls.challenge_unknown_numbers,
+        refused_destinations: config.security.refused_destinations.clone(),
         ringing_timeout: Duration::from_secs(config.calls.ringing_timeout_secs),
         ringing_interval: Duration::from_millis(config.calls.ringing_interval_ms.max(100)),
         max_call_duration: Duration::from_secs(config.calls.max_call_duration_secs),

@@ -505,3 +505,86 @@ async fn idle_api_clients_are_disconnected_and_connections_are_capped() {
         );
     }
 }
+
+/// Link-local (cloud metadata), multicast and unspecified addresses are
+/// refused as destinations: an inline trunk, a transfer target, a peer's
+/// SDP address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_destinations_get_neither_signalling_nor_media() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    let api = sb.api.unwrap();
+    let admin = token(
+        json!({"sip": {"admin": true, "call": true}, "video": {"roomAdmin": true, "room": "r"}}),
+    );
+    let (status, answer) = sip_service(
+        api,
+        "CreateSIPParticipant",
+        &admin,
+        json!({
+            "trunk": {"hostname": "169.254.169.254", "transport": "SIP_TRANSPORT_UDP"},
+            "sip_number": "+15550999",
+            "sip_call_to": "1000",
+            "room_name": "metadata",
+            "wait_until_answered": true,
+        }),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused destination"),
+        "{answer}"
+    );
+    let sb_for_calls = sb;
+    let sb = tokio::task::spawn_blocking(move || {
+        let sb = sb_for_calls;
+        open_route(&sb, "");
+        for c in ["169.254.169.254", "224.0.0.251"] {
+            let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+            let offer = common::uac::sdp_offer(uac.rtp_port(), "0", &["0 PCMU/8000"])
+                .replace("IN IP4 127.0.0.1", &format!("IN IP4 {c}"));
+            let seq = uac.invite(&offer, &[]);
+            let (_, last) = uac.final_response(seq, Duration::from_secs(5));
+            uac.ack(seq, &last);
+            assert_eq!(last.status(), 488, "c={c}: {}", last.text);
+        }
+        sb
+    })
+    .await
+    .unwrap();
+    // A call in progress cannot be transferred to the metadata service.
+    let sb = tokio::task::spawn_blocking(move || {
+        let (uac, _) = answered_call(&sb);
+        (sb, uac)
+    })
+    .await
+    .unwrap();
+    let (sb, mut uac) = sb;
+    let (status, answer) = sip_service(
+        api,
+        "TransferSIPParticipant",
+        &admin,
+        json!({"room_name": "r", "participant_identity": "sip_+15550199", "transfer_to": "sip:agent@169.254.169.254"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}\n{}", sb.log());
+    assert!(
+        answer["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused address"),
+        "{answer}"
+    );
+    tokio::task::spawn_blocking(move || {
+        let bye = uac.in_dialog("BYE", "", "");
+        assert_eq!(
+            uac.response_to(bye, "BYE", Duration::from_secs(5)).status(),
+            200
+        );
+        assert_nothing_left(sb.api.unwrap(), || sb.log());
+    })
+    .await
+    .unwrap();
+}
