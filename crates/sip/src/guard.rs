@@ -231,6 +231,9 @@ pub struct SourceGuard {
     /// kept current by the application.
     exempt: Vec<IpNet>,
     stats: GuardStats,
+    /// Bans made here since the application last took them (to share with
+    /// other replicas).
+    new_bans: Vec<Ban>,
 }
 
 impl SourceGuard {
@@ -241,6 +244,7 @@ impl SourceGuard {
             sources: HashMap::new(),
             exempt: Vec::new(),
             stats: GuardStats::default(),
+            new_bans: Vec::new(),
         }
     }
 
@@ -368,14 +372,46 @@ impl SourceGuard {
     /// Bans `ip` for the configured time.
     pub fn ban(&mut self, ip: IpAddr, now: Instant, reason: &'static str) {
         let ban_time = self.config.ban_time;
-        let source = self.source(ip.to_canonical(), now);
-        if source.banned(now) {
+        if self.apply_ban(ip, now, ban_time, reason) {
+            self.new_bans.push(Ban {
+                ip: ip.to_canonical(),
+                remaining: ban_time,
+                reason: reason.to_string(),
+            });
+            tracing::warn!(source = %ip, reason, ban_secs = ban_time.as_secs(), "source banned");
+        }
+    }
+
+    /// Applies a ban another replica made (not reported as new).
+    pub fn ban_from_peer(&mut self, ip: IpAddr, now: Instant, remaining: Duration) {
+        if !self.config.enabled || self.is_exempt(ip) {
             return;
         }
-        source.banned_until = now.checked_add(ban_time);
+        if self.apply_ban(ip, now, remaining, "banned by another replica") {
+            tracing::info!(source = %ip, ban_secs = remaining.as_secs(), "source banned by another replica");
+        }
+    }
+
+    /// Bans made here since the last call (for sharing).
+    pub fn take_new_bans(&mut self) -> Vec<Ban> {
+        std::mem::take(&mut self.new_bans)
+    }
+
+    fn apply_ban(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+        time: Duration,
+        reason: &'static str,
+    ) -> bool {
+        let source = self.source(ip.to_canonical(), now);
+        if source.banned(now) {
+            return false;
+        }
+        source.banned_until = now.checked_add(time);
         source.ban_reason = reason;
         self.stats.bans += 1;
-        tracing::warn!(source = %ip, reason, ban_secs = ban_time.as_secs(), "source banned");
+        true
     }
 
     /// Lifts a ban (and forgets the source's counts); whether there was one.

@@ -15,6 +15,7 @@
 //! written at, so two replicas cannot both create conflicting trunks.
 
 mod backend;
+mod bans;
 mod error;
 mod live;
 mod random;
@@ -23,6 +24,7 @@ mod redis_backend;
 mod store;
 
 pub use backend::{BoxFuture, Loaded, Records, StoreBackend, Table, WriteOp};
+pub use bans::{SharedBan, SharedBans};
 pub use error::StoreError;
 pub use live::LiveRoutingIndex;
 pub use random::{generate_id, OsRandom};

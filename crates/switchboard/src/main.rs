@@ -4,6 +4,7 @@ mod call_control;
 mod cli;
 mod config;
 mod drain;
+mod shared_bans;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -315,7 +316,22 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
             }
         };
     tokio::spawn(exempt_trunk_addresses(api.routing.clone(), handle.clone()));
-    let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle());
+    // With a Redis store, bans are shared with the other replicas.
+    let shared_bans = match config.store.url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => match switchboard_store::SharedBans::connect(url, "").await {
+            Ok(shared) => {
+                tokio::spawn(shared_bans::share_bans(handle.clone(), shared.clone()));
+                Some(shared)
+            }
+            Err(e) => {
+                error!(error = %e, "cannot share SIP bans through Redis");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle())
+        .with_shared_bans(shared_bans);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
     let state = match api_state(config, &api, rooms, status, calls_api) {
         Ok(state) => state,

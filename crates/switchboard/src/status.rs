@@ -14,6 +14,7 @@ pub struct ServeStatus {
     ports: PortAllocator,
     sip: SipHandle,
     gateway: GatewayHandle,
+    shared_bans: Option<switchboard_store::SharedBans>,
 }
 
 impl ServeStatus {
@@ -29,7 +30,17 @@ impl ServeStatus {
             ports,
             sip,
             gateway,
+            shared_bans: None,
         }
+    }
+
+    /// Lifts go to the other replicas too, through these shared bans.
+    pub fn with_shared_bans(
+        mut self,
+        shared: Option<switchboard_store::SharedBans>,
+    ) -> ServeStatus {
+        self.shared_bans = shared;
+        self
     }
 }
 
@@ -62,6 +73,9 @@ impl StatusSource for ServeStatus {
     }
 
     fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
+        if let Some(shared) = &self.shared_bans {
+            crate::shared_bans::lift_shared(shared, ip);
+        }
         self.sip.lift_ban(ip)
     }
 }

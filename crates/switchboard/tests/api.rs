@@ -1492,3 +1492,66 @@ fn two_replicas_on_one_redis_route_with_each_others_trunks_within_a_second() {
     let got = b.ok("GetSIPInboundTrunk", json!({"sip_trunk_id": trunk_id}));
     assert_eq!(got["trunk"]["numbers"], json!(["+15550100"]));
 }
+
+/// Whether `source` (a loopback address) gets an answer to an OPTIONS ping
+/// from the switchboard at `target` within half a second.
+fn answered_from(source: &str, target: SocketAddr, user_agent: Option<&str>) -> bool {
+    let socket = std::net::UdpSocket::bind((source, 0)).unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut ping = common::options("UDP", local, target, &format!("ban-{}", local.port()));
+    if let Some(agent) = user_agent {
+        ping = ping.replace(
+            "Max-Forwards",
+            &format!("User-Agent: {agent}\r\nMax-Forwards"),
+        );
+    }
+    socket.send_to(ping.as_bytes(), target).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    socket.recv_from(&mut buf).is_ok()
+}
+
+/// A scanner banned by one replica is silenced by the other within a few
+/// seconds (the bans are shared through the store's Redis), and a ban
+/// lifted on one replica is lifted on both.
+#[test]
+fn replicas_on_one_redis_share_their_bans() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let a = start(&[("SWITCHBOARD_STORE__URL", &url)]);
+    let b = start(&[("SWITCHBOARD_STORE__URL", &url)]);
+    let (sip_a, sip_b) = (a.sb.udp.unwrap(), b.sb.udp.unwrap());
+    assert!(
+        answered_from("127.0.0.5", sip_b, None),
+        "B answers before the ban"
+    );
+    assert!(!answered_from("127.0.0.5", sip_a, Some("friendly-scanner")));
+    let banned_on_b = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !answered_from("127.0.0.5", sip_b, None)
+    });
+    assert!(banned_on_b, "B never learnt of A's ban\n{}", b.sb.log());
+    assert!(
+        answered_from("127.0.0.6", sip_b, None),
+        "B still answers others"
+    );
+    // Lifted on B, the source is heard by A again.
+    let lifted = http(
+        b.addr,
+        "POST",
+        "/twirp/switchboard.SIP/LiftBan",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {}", admin_token())),
+        ],
+        br#"{"ip": "127.0.0.5"}"#,
+    );
+    assert_eq!(lifted.status, 200, "{}", lifted.text());
+    let heard_by_a = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        answered_from("127.0.0.5", sip_a, None)
+    });
+    assert!(heard_by_a, "A kept the lifted ban\n{}", a.sb.log());
+}

@@ -301,6 +301,16 @@ impl Endpoint {
         self.guard.bans(now)
     }
 
+    /// Applies a ban another replica made.
+    pub fn ban_from_peer(&mut self, now: Instant, ip: std::net::IpAddr, remaining: Duration) {
+        self.guard.ban_from_peer(ip, now, remaining);
+    }
+
+    /// Bans made here since the last call, to share with other replicas.
+    pub fn take_new_bans(&mut self) -> Vec<Ban> {
+        self.guard.take_new_bans()
+    }
+
     /// Lifts a ban; whether there was one.
     pub fn lift_ban(&mut self, now: Instant, ip: std::net::IpAddr) -> bool {
         self.guard.lift(ip, now)

@@ -262,6 +262,16 @@ impl SipHandle {
         self.with(|ep, now| ep.bans(now))
     }
 
+    /// Applies a ban another replica made.
+    pub fn ban_from_peer(&self, ip: std::net::IpAddr, remaining: Duration) {
+        self.with(|ep, now| ep.ban_from_peer(now, ip, remaining))
+    }
+
+    /// Bans made here since the last call, to share with other replicas.
+    pub fn take_new_bans(&self) -> Vec<crate::Ban> {
+        self.with(|ep, _| ep.take_new_bans())
+    }
+
     /// Lifts a ban; whether there was one.
     pub fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
         self.with(|ep, now| ep.lift_ban(now, ip))

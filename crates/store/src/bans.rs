@@ -1,0 +1,113 @@
+//! Bans shared between replicas through Redis: one sorted set of banned
+//! source addresses scored by when each ban ends. The SIP edge of every
+//! replica publishes the bans it makes and applies the others', so a
+//! scanner banned by one replica behind a load balancer is silenced by all.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionManager;
+
+use crate::error::StoreError;
+
+/// A ban as shared: the address and when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedBan {
+    /// The banned source.
+    pub ip: IpAddr,
+    /// When the ban ends.
+    pub until: SystemTime,
+}
+
+/// The replicas' common ban list.
+#[derive(Clone)]
+pub struct SharedBans {
+    conn: ConnectionManager,
+    key: String,
+}
+
+impl std::fmt::Debug for SharedBans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBans")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl SharedBans {
+    /// Connects to the Redis at `url`; keys start with `key_prefix`.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<SharedBans, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(SharedBans {
+            conn,
+            key: format!("{key_prefix}switchboard:sip_bans"),
+        })
+    }
+
+    /// Adds bans (a later end wins for an address already banned).
+    pub async fn publish(&self, bans: &[SharedBan]) -> Result<(), StoreError> {
+        if bans.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(&self.key).arg("GT");
+        for ban in bans {
+            cmd.arg(unix(ban.until)).arg(ban.ip.to_string());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The bans in force now (expired ones are removed on the way).
+    pub async fn current(&self, now: SystemTime) -> Result<Vec<SharedBan>, StoreError> {
+        let now = unix(now);
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(&self.key)
+            .arg("-inf")
+            .arg(now)
+            .query_async(&mut conn)
+            .await?;
+        let entries: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(&self.key)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(ip, until)| {
+                Some(SharedBan {
+                    ip: ip.parse().ok()?,
+                    until: UNIX_EPOCH + Duration::from_secs(until),
+                })
+            })
+            .collect())
+    }
+
+    /// Removes a ban (an operator lifted it on some replica).
+    pub async fn remove(&self, ip: IpAddr) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("ZREM")
+            .arg(&self.key)
+            .arg(ip.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
