@@ -172,8 +172,9 @@ impl SecurityConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `redis://[user:password@]host:port[/db]` to share the store between
-    /// replicas; unset keeps the embedded store under `data_dir`.
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS) to
+    /// share the store between replicas; unset keeps the embedded store
+    /// under `data_dir`.
     pub url: Option<String>,
 }
 

@@ -157,7 +157,9 @@ struct Api {
 
 async fn open_store(config: &Config) -> Result<SipStore, String> {
     match config.store.url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) if url.starts_with("redis://") => {
+        // rediss:// is Redis over TLS, verified against the system's CA
+        // roots (SSL_CERT_FILE names another bundle).
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
             let store = SipStore::connect_redis(RedisConfig::new(url))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -165,7 +167,10 @@ async fn open_store(config: &Config) -> Result<SipStore, String> {
             info!("store: redis");
             Ok(store)
         }
-        Some(_) => Err("store.url must be a redis:// URL (or unset for the embedded store)".into()),
+        Some(_) => Err(
+            "store.url must be a redis:// or rediss:// URL (or unset for the embedded store)"
+                .into(),
+        ),
         None => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;

@@ -203,3 +203,75 @@ fn sigterm_drains_with_503_and_exits_once_idle() {
     assert!(status.success(), "clean exit: {status}\n{}", sb.log());
     assert!(sb.log().contains("drained; exiting"));
 }
+
+/// The store over TLS: a `rediss://` URL to a redis-server that speaks only
+/// TLS, its certificate checked against the CA bundle SSL_CERT_FILE names;
+/// a trunk written through the API is read back from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_works_over_rediss_with_a_verified_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let port = common::free_port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(&pki.cert)
+        .arg("--tls-key-file")
+        .arg(&pki.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&pki.ca)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian's redis-server, built with TLS)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let sb = Switchboard::start(&[
+        ("LIVEKIT_API_KEY", common::api::KEY),
+        ("LIVEKIT_API_SECRET", common::api::SECRET),
+        ("SWITCHBOARD_STORE__URL", &url),
+        ("SSL_CERT_FILE", pki.ca.to_str().unwrap()),
+    ]);
+    let admin = common::api::token(serde_json::json!({"sip": {"admin": true}}));
+    let api = sb.api.unwrap();
+    let (status, created) = common::api::sip_service(
+        api,
+        "CreateSIPInboundTrunk",
+        &admin,
+        serde_json::json!({"trunk": {"name": "over tls", "numbers": ["+15550100"], "allowed_addresses": ["192.0.2.1"]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}\n{}", sb.log());
+    let (status, got) = common::api::sip_service(
+        api,
+        "GetSIPInboundTrunk",
+        &admin,
+        serde_json::json!({"sip_trunk_id": created["sip_trunk_id"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["trunk"]["name"], "over tls");
+    assert!(sb.log().contains("store: redis"), "{}", sb.log());
+    drop(sb);
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
