@@ -272,11 +272,36 @@ impl InboundCall {
         Ending::Challenged
     }
 
+    /// A response verified here is claimed in the replicas' shared ledger
+    /// too: taken by another replica before, it is a replay.
+    async fn claim_nonce_count(
+        &self,
+        trunk: &TrunkMatch,
+        nonce: &str,
+        count: u32,
+    ) -> Result<(), Ending> {
+        let Some(ledger) = self.call.shared.nonce_ledger.clone() else {
+            return Ok(());
+        };
+        if ledger.claim(nonce, count).await {
+            return Ok(());
+        }
+        Err(self.refuse(
+            Refusal::AuthenticationFailed,
+            &format!(
+                "trunk {}: nonce count replayed (taken by another replica)",
+                trunk.trunk_id()
+            ),
+        ))
+    }
+
     /// Checks the digest credentials the trunk asks for: a challenge when
     /// there are none (or the nonce went stale), 403 when they are wrong.
-    fn authenticate(&self, trunk: &TrunkMatch) -> Result<(), Ending> {
+    /// Verified credentials give their nonce and count, for the replicas'
+    /// shared replay check.
+    fn authenticate(&self, trunk: &TrunkMatch) -> Result<Option<(String, u32)>, Ending> {
         let Some(auth) = trunk.digest_auth() else {
-            return Ok(());
+            return Ok(None);
         };
         let config = &self.call.shared.config;
         let kind = config.challenge;
@@ -317,7 +342,9 @@ impl InboundCall {
             &request.body,
         );
         match verdict {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(switchboard_sip::auth::Credentials::parse(credentials)
+                .ok()
+                .map(|c| (c.nonce, c.nc.unwrap_or(u32::MAX)))),
             Err(
                 AuthFailure::Stale
                 | AuthFailure::BadNonce
@@ -374,7 +401,9 @@ impl InboundCall {
         }
         let input = self.call_input();
         let trunk = self.match_trunk(&input)?;
-        self.authenticate(&trunk)?;
+        if let Some((nonce, count)) = self.authenticate(&trunk)? {
+            self.claim_nonce_count(&trunk, &nonce, count).await?;
+        }
         let decision = self.dispatch(&input, &trunk)?;
         // The To tag is the call ID (as LiveKit): carriers and logs can tie
         // the SIP dialog to `sip.callID`.

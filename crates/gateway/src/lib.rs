@@ -403,6 +403,7 @@ struct Shared {
     rooms: Rooms,
     media: MediaPool,
     digest: Mutex<DigestServer>,
+    nonce_ledger: Option<Arc<dyn NonceLedger>>,
     routes: Mutex<Routes>,
     calls: Arc<CallRegistry>,
     metrics: GatewayMetrics,
@@ -416,6 +417,20 @@ impl Shared {
     fn digest(&self) -> MutexGuard<'_, DigestServer> {
         self.digest.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Digest nonce counts shared by replicas: a response is taken once across
+/// all of them, so one captured on the wire cannot be replayed to another
+/// replica within the nonce's lifetime.
+pub trait NonceLedger: Send + Sync + 'static {
+    /// Claims `count` for `nonce`: true when it is higher than every count
+    /// any replica claimed for it. An unreachable ledger answers true (each
+    /// replica still refuses replays it saw itself).
+    fn claim<'a>(
+        &'a self,
+        nonce: &'a str,
+        count: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 }
 
 /// What the gateway is built from.
@@ -433,6 +448,8 @@ pub struct GatewayParts {
     pub digest: DigestServer,
     /// Where call outcomes are counted.
     pub metrics: GatewayMetrics,
+    /// Nonce counts shared with other replicas, when there are any.
+    pub nonce_ledger: Option<Arc<dyn NonceLedger>>,
 }
 
 /// The transaction user of the SIP stack.
@@ -451,6 +468,7 @@ impl Gateway {
                 rooms: parts.rooms,
                 media: parts.media,
                 digest: Mutex::new(parts.digest),
+                nonce_ledger: parts.nonce_ledger,
                 routes: Mutex::new(Routes::default()),
                 calls: Arc::new(CallRegistry::default()),
                 metrics: parts.metrics,

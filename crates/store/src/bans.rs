@@ -111,3 +111,62 @@ impl SharedBans {
         Ok(())
     }
 }
+
+/// Digest nonce counts claimed by any replica: a captured response replayed
+/// to another replica is refused there too.
+#[derive(Clone)]
+pub struct NonceCounts {
+    conn: ConnectionManager,
+    prefix: String,
+    script: std::sync::Arc<redis::Script>,
+}
+
+impl std::fmt::Debug for NonceCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceCounts")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Sets the count when it is higher than the one stored; 1 when it was.
+const CLAIM_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+";
+
+impl NonceCounts {
+    /// Connects to the Redis at `url`; keys start with `key_prefix`.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<NonceCounts, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(NonceCounts {
+            conn,
+            prefix: format!("{key_prefix}switchboard:nonce:"),
+            script: std::sync::Arc::new(redis::Script::new(CLAIM_SCRIPT)),
+        })
+    }
+
+    /// Claims `count` for `nonce`: true when no replica claimed it or a
+    /// higher one before. The record lasts `ttl` (the nonce's lifetime).
+    pub async fn claim(&self, nonce: &str, count: u32, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let claimed: i64 = self
+            .script
+            .key(format!("{}{nonce}", self.prefix))
+            .arg(count)
+            .arg(ttl.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(claimed == 1)
+    }
+}

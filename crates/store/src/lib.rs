@@ -24,7 +24,7 @@ mod redis_backend;
 mod store;
 
 pub use backend::{BoxFuture, Loaded, Records, StoreBackend, Table, WriteOp};
-pub use bans::{SharedBan, SharedBans};
+pub use bans::{NonceCounts, SharedBan, SharedBans};
 pub use error::StoreError;
 pub use live::LiveRoutingIndex;
 pub use random::{generate_id, OsRandom};

@@ -30,7 +30,7 @@ use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
 use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// A SIP B2BUA and media gateway with the LiveKit SIP management API.
 #[derive(Debug, Parser)]
@@ -273,6 +273,19 @@ fn api_state(
     }))
 }
 
+/// With a Redis store, digest nonce counts are shared with the other
+/// replicas (a replayed response is refused by all of them).
+async fn nonce_ledger(config: &Config) -> Option<Arc<dyn switchboard_gateway::NonceLedger>> {
+    let url = config.store.url.as_deref().filter(|u| !u.is_empty())?;
+    match switchboard_store::NonceCounts::connect(url, "").await {
+        Ok(counts) => Some(Arc::new(shared_bans::RedisNonceLedger::new(counts))),
+        Err(e) => {
+            warn!(error = %e, "digest nonce counts not shared: Redis unreachable");
+            None
+        }
+    }
+}
+
 /// Keeps the SIP edge's exemptions equal to the inbound trunks'
 /// `allowed_addresses`: a carrier the operator named is never rate-limited
 /// or banned. Runs for the life of the process.
@@ -312,14 +325,19 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     };
     // The mixing clock runs for the life of the process.
     let _clock = rooms.spawn_clock();
-    let (gateway, ports) =
-        match start_gateway(config, handle.clone(), api.routing.clone(), rooms.clone()) {
-            Ok(started) => started,
-            Err(e) => {
-                error!(error = %e, "cannot start call handling");
-                return ExitCode::FAILURE;
-            }
-        };
+    let (gateway, ports) = match start_gateway(
+        config,
+        handle.clone(),
+        api.routing.clone(),
+        rooms.clone(),
+        nonce_ledger(config).await,
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            error!(error = %e, "cannot start call handling");
+            return ExitCode::FAILURE;
+        }
+    };
     tokio::spawn(exempt_trunk_addresses(api.routing.clone(), handle.clone()));
     // With a Redis store, bans are shared with the other replicas.
     let shared_bans = match config.store.url.as_deref().filter(|u| !u.is_empty()) {
@@ -425,6 +443,7 @@ fn start_gateway(
     sip: switchboard_sip::transport::SipHandle,
     routing: Arc<LiveRoutingIndex>,
     rooms: Rooms,
+    nonce_ledger: Option<Arc<dyn switchboard_gateway::NonceLedger>>,
 ) -> Result<(Gateway, PortAllocator), String> {
     let rooms_config = &config.rooms;
     let media = &config.media;
@@ -518,6 +537,7 @@ fn start_gateway(
             media: pool,
             digest,
             metrics,
+            nonce_ledger,
         },
     );
     Ok((gateway, ports))

@@ -64,3 +64,38 @@ pub fn lift_shared(shared: &SharedBans, ip: IpAddr) {
         }
     });
 }
+
+/// The replicas' shared digest nonce counts, over the store's Redis.
+pub struct RedisNonceLedger {
+    counts: switchboard_store::NonceCounts,
+}
+
+impl RedisNonceLedger {
+    /// Over these counts.
+    pub fn new(counts: switchboard_store::NonceCounts) -> RedisNonceLedger {
+        RedisNonceLedger { counts }
+    }
+}
+
+/// How long a claimed count is kept: longer than a nonce lives (60 s) plus
+/// the clock skew replicas tolerate (30 s).
+const NONCE_RECORD_TTL: Duration = Duration::from_secs(120);
+
+impl switchboard_gateway::NonceLedger for RedisNonceLedger {
+    fn claim<'a>(
+        &'a self,
+        nonce: &'a str,
+        count: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            match self.counts.claim(nonce, count, NONCE_RECORD_TTL).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    // Fail open: this replica's own replay check still ran.
+                    warn!(error = %e, "cannot check the shared nonce counts");
+                    true
+                }
+            }
+        })
+    }
+}

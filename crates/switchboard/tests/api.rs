@@ -1555,3 +1555,88 @@ fn replicas_on_one_redis_share_their_bans() {
     });
     assert!(heard_by_a, "A kept the lifted ban\n{}", a.sb.log());
 }
+
+/// The final status of a raw INVITE sent from `socket` (provisional
+/// answers skipped), and the response text.
+fn raw_invite(
+    socket: &std::net::UdpSocket,
+    target: SocketAddr,
+    branch: &str,
+    extra: &str,
+) -> (u16, String) {
+    let local = socket.local_addr().unwrap();
+    let text = format!(
+        "INVITE sip:+15550100@switchboard.example SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+         From: <sip:+15550199@{local}>;tag=f{branch}\r\n\
+         To: <sip:+15550100@switchboard.example>\r\n\
+         Call-ID: {branch}@{local}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@{local}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+    );
+    socket.send_to(text.as_bytes(), target).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("an answer");
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let status: u16 = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status >= 200 {
+            return (status, answer);
+        }
+    }
+}
+
+/// A digest response accepted by one replica, captured and replayed to
+/// another replica behind the same address, is refused there: the
+/// replicas share nonce counts through the store's Redis.
+#[test]
+fn a_digest_response_is_taken_once_across_replicas() {
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let key = "ab".repeat(32);
+    let env = [
+        ("SWITCHBOARD_STORE__URL", url.as_str()),
+        ("SWITCHBOARD_CALLS__AUTH_NONCE_KEY", key.as_str()),
+    ];
+    let a = start(&env);
+    let b = start(&env);
+    a.ok(
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"numbers": ["+15550100"], "auth_username": "carrier", "auth_password": "s3cret"}}),
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let (sip_a, sip_b) = (a.sb.udp.unwrap(), b.sb.udp.unwrap());
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (status, challenge) = raw_invite(&socket, sip_a, "first", "");
+    assert_eq!(status, 407, "{challenge}");
+    let challenges: Vec<&str> = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("Proxy-Authenticate: "))
+        .collect();
+    let credentials = switchboard_sip::auth::DigestClient::new("carrier", "s3cret")
+        .authorize(
+            &challenges,
+            "INVITE",
+            "sip:+15550100@switchboard.example",
+            b"",
+        )
+        .unwrap();
+    let header = format!("Proxy-Authorization: {credentials}\r\n");
+    // Taken by A (no rule: 404 after authentication).
+    let (status, answer) = raw_invite(&socket, sip_a, "second", &header);
+    assert_eq!(status, 404, "{answer}\n{}", a.sb.log());
+    // The same response replayed to B.
+    let (status, answer) = raw_invite(&socket, sip_b, "replay", &header);
+    assert_eq!(status, 403, "{answer}\n{}", b.sb.log());
+    assert!(
+        b.sb.log().contains("nonce count replayed"),
+        "{}",
+        b.sb.log()
+    );
+}
