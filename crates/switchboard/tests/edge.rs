@@ -588,3 +588,98 @@ async fn refused_destinations_get_neither_signalling_nor_media() {
     .await
     .unwrap();
 }
+
+/// PIN guesses count as failed authentications, whether made one after
+/// another or in parallel calls: past the threshold the source is banned
+/// and its next call gets silence.
+#[test]
+fn pin_guessing_in_parallel_calls_ends_in_a_ban() {
+    let sb = start(&[("SWITCHBOARD_SECURITY__AUTH_FAILURES_TO_BAN", "2")]);
+    let id = trunk(&sb, r#"{"name": "t", "numbers": ["+15550100"]}"#);
+    common::routes::rule(
+        &sb,
+        &format!(
+            r#"{{"name": "pin", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "secret", "pin": "1234"}}}}}}"#
+        ),
+    );
+    settle();
+    // Two calls at once, each guessing.
+    let mut guessers: Vec<Uac> = (0..2).map(|_| answered_call(&sb).0).collect();
+    for (uac, guess) in guessers.iter_mut().zip(["1111#", "2222#"]) {
+        for c in guess.chars() {
+            let seq = uac.in_dialog(
+                "INFO",
+                "application/dtmf-relay",
+                &format!("Signal={c}\r\nDuration=160\r\n"),
+            );
+            if c != '#' {
+                // After '#', the source may be banned: no answer then.
+                let answer = uac.response_to(seq, "INFO", Duration::from_secs(3));
+                assert_eq!(answer.status(), 200, "{}", answer.text);
+            }
+        }
+    }
+    // Both calls end on their wrong PIN; the second failure bans the
+    // source, and from then on nothing is sent to it, BYEs included.
+    let log = wait_log(&sb, "source banned", Duration::from_secs(10));
+    assert!(log.contains("reason=\"failed authentications\""), "{log}");
+    assert_eq!(log.matches("PIN refused").count(), 2, "{log}");
+    assert_nothing_left(sb.api.unwrap(), || sb.log());
+    let mut third = Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    third.invite(&third.pcmu_offer(), &[]);
+    assert!(
+        third.recv(Duration::from_secs(2)).is_none(),
+        "a banned source was answered"
+    );
+}
+
+/// An INVITE refused at once (no trunk, or a digest challenge) is answered
+/// once per INVITE received: no 100 Trying before it and no Timer G
+/// retransmissions after it, so a forged source gets one answer.
+#[test]
+fn an_immediate_refusal_is_sent_once() {
+    let sb = start(&[]);
+    trunk(
+        &sb,
+        r#"{"name": "auth", "numbers": ["+15550100"], "auth_username": "u", "auth_password": "p"}"#,
+    );
+    settle();
+    for number in ["+15559999", "+15550100"] {
+        let mut uac = Uac::new(sb.udp.unwrap(), "+15550199", number);
+        let invite = uac.pcmu_offer();
+        uac.invite(&invite, &[]);
+        let mut answers = Vec::new();
+        while let Some(msg) = uac.recv(Duration::from_millis(3500)) {
+            answers.push(msg.status());
+        }
+        let want = if number == "+15559999" { 404 } else { 407 };
+        assert_eq!(answers, vec![want], "{number}");
+    }
+}
+
+/// An `allowed_addresses` host name would be compared with the From host,
+/// which any caller writes: it is refused when the trunk is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_is_no_source_check_and_is_refused() {
+    let sb = start(&[]);
+    let admin = token(json!({"sip": {"admin": true}}));
+    let (status, answer) = sip_service(
+        sb.api.unwrap(),
+        "CreateSIPInboundTrunk",
+        &admin,
+        json!({"trunk": {"name": "by name", "numbers": ["+15550100"], "allowed_addresses": ["sip.carrier.example"]}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{answer}"
+    );
+    assert!(
+        answer["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("host names are not accepted"),
+        "{answer}"
+    );
+}
