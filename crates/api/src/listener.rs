@@ -34,19 +34,116 @@ impl Default for HttpLimits {
     }
 }
 
-/// A TCP listener that holds a permit per open connection.
+/// A TCP listener that holds a permit per open connection, and speaks TLS
+/// when given a server configuration.
 pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl LimitedListener {
-    pub(crate) fn new(inner: TcpListener, limits: HttpLimits) -> LimitedListener {
+    pub(crate) fn new(
+        inner: TcpListener,
+        limits: HttpLimits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> LimitedListener {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             idle_timeout: limits.idle_timeout,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+        }
+    }
+}
+
+/// A connection, plain or TLS. The TLS handshake runs when the connection
+/// is first read or written, inside its own task and under its idle
+/// timeout, so a client that never finishes it holds up nobody else.
+pub(crate) enum Connection {
+    Plain(TcpStream),
+    Handshake(tokio_rustls::Accept<TcpStream>),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Failed,
+}
+
+impl Connection {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Connection::Handshake(accept) = self else {
+            return match self {
+                Connection::Failed => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "TLS handshake failed",
+                ))),
+                _ => Poll::Ready(Ok(())),
+            };
+        };
+        match Pin::new(accept).poll(cx) {
+            Poll::Ready(Ok(stream)) => {
+                *self = Connection::Tls(Box::new(stream));
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                *self = Connection::Failed;
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        match this {
+            Connection::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        match this {
+            Connection::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            _ => Poll::Ready(Ok(0)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s).poll_flush(cx),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            _ => Poll::Ready(Ok(())),
         }
     }
 }
@@ -64,7 +161,11 @@ impl axum::serve::Listener for LimitedListener {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (IdleStream::new(stream, permit, self.idle_timeout), addr);
+                    let connection = match &self.tls {
+                        Some(acceptor) => Connection::Handshake(acceptor.accept(stream)),
+                        None => Connection::Plain(stream),
+                    };
+                    return (IdleStream::new(connection, permit, self.idle_timeout), addr);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off.
@@ -83,14 +184,14 @@ impl axum::serve::Listener for LimitedListener {
 /// A connection that fails with `TimedOut` once nothing moved either way
 /// for the idle timeout, and gives its permit back when dropped.
 pub(crate) struct IdleStream {
-    inner: TcpStream,
+    inner: Connection,
     _permit: OwnedSemaphorePermit,
     idle_timeout: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl IdleStream {
-    fn new(inner: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> IdleStream {
+    fn new(inner: Connection, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> IdleStream {
         IdleStream {
             inner,
             _permit: permit,

@@ -41,17 +41,19 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_limited(listener, router, shutdown, HttpLimits::default()).await
+    serve_limited(listener, router, shutdown, HttpLimits::default(), None).await
 }
 
-/// [`serve`] with the given connection cap and idle timeout.
+/// [`serve`] with the given connection cap and idle timeout, over TLS when
+/// `tls` is given (HTTPS and `wss://` for WebSocket participants).
 pub async fn serve_limited(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     limits: HttpLimits,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
-    axum::serve(LimitedListener::new(listener, limits), router)
+    axum::serve(LimitedListener::new(listener, limits, tls), router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -200,6 +200,8 @@ pub struct ApiConfig {
     /// An HTTP connection with nothing read or written for this long is
     /// closed.
     pub idle_timeout_secs: u64,
+    /// HTTPS (and `wss://`) for the API when `cert` and `key` are set.
+    pub tls: TlsConfig,
     /// Return trunks' `auth_password` from Get and List (LiveKit does).
     /// Off by default: a token that may read trunks should not be enough
     /// to read the carrier's credentials.
@@ -216,6 +218,7 @@ impl Default for ApiConfig {
             websocket: WebSocketSection::default(),
             max_connections: 1024,
             idle_timeout_secs: 60,
+            tls: TlsConfig::default(),
             return_passwords: false,
         }
     }

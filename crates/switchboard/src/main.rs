@@ -273,6 +273,23 @@ fn api_state(
     }))
 }
 
+/// The API's TLS settings, when `api.tls.cert` and `api.tls.key` are set.
+fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let tls = &config.api.tls;
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => {
+            let server = switchboard_sip::transport::tls::server_config(cert, key)
+                .map_err(|e| e.to_string())?;
+            let mut server = (*server).clone();
+            // axum serves HTTP/1.1 (WebSocket upgrades included).
+            server.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(Some(Arc::new(server)))
+        }
+        (None, None) => Ok(None),
+        _ => Err("api.tls needs both cert and key".into()),
+    }
+}
+
 /// With a Redis store, digest nonce counts are shared with the other
 /// replicas (a replayed response is refused by all of them).
 async fn nonce_ledger(config: &Config) -> Option<Arc<dyn switchboard_gateway::NonceLedger>> {
@@ -365,6 +382,13 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     };
     let draining = state.draining.clone();
     let router = switchboard_api::router(state);
+    let api_tls = match api_tls(config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            error!(error = %e, "invalid api.tls settings");
+            return ExitCode::FAILURE;
+        }
+    };
     let http_limits = switchboard_api::HttpLimits {
         max_connections: config.api.max_connections,
         idle_timeout: Duration::from_secs(config.api.idle_timeout_secs.max(1)),
@@ -372,8 +396,13 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     // The API keeps serving through the drain; it ends with the process.
     tokio::spawn(async move {
         let limits = http_limits;
-        let served =
-            switchboard_api::serve_limited(api.listener, router, std::future::pending(), limits);
+        let served = switchboard_api::serve_limited(
+            api.listener,
+            router,
+            std::future::pending(),
+            limits,
+            api_tls,
+        );
         if let Err(e) = served.await {
             error!(error = %e, "the API server stopped");
         }
