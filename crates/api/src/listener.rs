@@ -63,7 +63,7 @@ impl LimitedListener {
 /// timeout, so a client that never finishes it holds up nobody else.
 pub(crate) enum Connection {
     Plain(TcpStream),
-    Handshake(tokio_rustls::Accept<TcpStream>),
+    Handshake(Box<tokio_rustls::Accept<TcpStream>>),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Failed,
 }
@@ -79,7 +79,7 @@ impl Connection {
                 _ => Poll::Ready(Ok(())),
             };
         };
-        match Pin::new(accept).poll(cx) {
+        match Pin::new(accept.as_mut()).poll(cx) {
             Poll::Ready(Ok(stream)) => {
                 *self = Connection::Tls(Box::new(stream));
                 Poll::Ready(Ok(()))
@@ -162,7 +162,7 @@ impl axum::serve::Listener for LimitedListener {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     let connection = match &self.tls {
-                        Some(acceptor) => Connection::Handshake(acceptor.accept(stream)),
+                        Some(acceptor) => Connection::Handshake(Box::new(acceptor.accept(stream))),
                         None => Connection::Plain(stream),
                     };
                     return (IdleStream::new(connection, permit, self.idle_timeout), addr);
