@@ -34,6 +34,18 @@ impl std::fmt::Debug for SharedBans {
     }
 }
 
+/// A connection to `url` that gives up on a command after `patience`
+/// rather than retrying for the client's default ~10 s.
+async fn manager(url: &str, patience: Duration) -> Result<ConnectionManager, StoreError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200))
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(patience));
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
 fn unix(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -43,15 +55,8 @@ fn unix(at: SystemTime) -> u64 {
 impl SharedBans {
     /// Connects to the Redis at `url`; keys start with `key_prefix`.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<SharedBans, StoreError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let conn = client.get_connection_manager_with_config(config).await?;
         Ok(SharedBans {
-            conn,
+            conn: manager(url, Duration::from_secs(2)).await?,
             key: format!("{key_prefix}switchboard:sip_bans"),
         })
     }
@@ -142,15 +147,9 @@ return 1
 impl NonceCounts {
     /// Connects to the Redis at `url`; keys start with `key_prefix`.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<NonceCounts, StoreError> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200))
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
-        let conn = client.get_connection_manager_with_config(config).await?;
+        // A call waits on this: fail fast, the replica's own check ran.
         Ok(NonceCounts {
-            conn,
+            conn: manager(url, Duration::from_secs(1)).await?,
             prefix: format!("{key_prefix}switchboard:nonce:"),
             script: std::sync::Arc::new(redis::Script::new(CLAIM_SCRIPT)),
         })

@@ -9,37 +9,10 @@ mod common;
 
 use common::baresip::{tone, Baresip, CallerSpec};
 use common::Switchboard;
-use std::process::Command;
 use std::time::Duration;
 use switchboard_media::tones::goertzel_dbfs;
 
-use common::api::{KEY, SECRET};
-
-fn start(env: &[(&str, &str)]) -> Switchboard {
-    let mut all = vec![
-        ("LIVEKIT_API_KEY", KEY),
-        ("LIVEKIT_API_SECRET", SECRET),
-        ("SWITCHBOARD_MEDIA__BIND", "127.0.0.1"),
-    ];
-    all.extend_from_slice(env);
-    Switchboard::start(&all)
-}
-
-fn cli(sb: &Switchboard, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(args)
-        .env("LIVEKIT_URL", format!("http://{}", sb.api.unwrap()))
-        .env("LIVEKIT_API_KEY", KEY)
-        .env("LIVEKIT_API_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use common::routes::{cli, start};
 
 /// A trunk for +15550100 from 127.0.0.1 (SRTP allowed) and a direct rule
 /// into `room`.

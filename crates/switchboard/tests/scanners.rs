@@ -45,6 +45,15 @@ fn sipvicious(tool: &str, sb: &Switchboard, args: &[&str]) -> String {
     )
 }
 
+/// Number 100 with digest credentials (password 1050), as a PBX has it.
+fn pbx_trunk(sb: &Switchboard) {
+    trunk(
+        sb,
+        r#"{"name": "pbx", "numbers": ["100"], "auth_username": "100", "auth_password": "1050"}"#,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// `switchboard sip bans list`.
 fn bans(sb: &Switchboard) -> String {
     cli(sb, &["sip", "bans", "list"])
@@ -87,11 +96,7 @@ fn call_with_password(
 #[test]
 fn svmap_and_svwar_are_banned_on_sight_and_find_nothing() {
     let sb = start(&[]);
-    trunk(
-        &sb,
-        r#"{"name": "pbx", "numbers": ["100"], "auth_username": "100", "auth_password": "1050"}"#,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    pbx_trunk(&sb);
     let map = sipvicious("svmap", &sb, &[]);
     assert!(
         map.contains("found nothing"),
@@ -137,11 +142,7 @@ fn svwar_without_its_user_agent_learns_no_numbers() {
         ("SWITCHBOARD_SECURITY__SCANNER_USER_AGENTS", "[]"),
         ("SWITCHBOARD_CALLS__CHALLENGE_UNKNOWN_NUMBERS", "true"),
     ]);
-    trunk(
-        &sb,
-        r#"{"name": "pbx", "numbers": ["100"], "auth_username": "100", "auth_password": "1050"}"#,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    pbx_trunk(&sb);
     let war = sipvicious(
         "svwar",
         &sb,
@@ -189,11 +190,7 @@ fn svcrack_is_banned_at_the_threshold_and_then_even_the_right_password_gets_sile
         ("SWITCHBOARD_SECURITY__SCANNER_USER_AGENTS", "[]"),
         ("SWITCHBOARD_SECURITY__AUTH_FAILURES_TO_BAN", "5"),
     ]);
-    trunk(
-        &sb,
-        r#"{"name": "pbx", "numbers": ["100"], "auth_username": "100", "auth_password": "1050"}"#,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    pbx_trunk(&sb);
     let dictionary = sb.dir().join("passwords.txt");
     let words: Vec<String> = std::iter::once(1000)
         .chain(1040..=1060)

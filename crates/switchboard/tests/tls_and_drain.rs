@@ -46,6 +46,24 @@ fn make_pki(dir: &std::path::Path) -> Pki {
     out
 }
 
+/// A rustls client that trusts only the test CA in `ca`.
+fn verifying_connector(ca: &std::path::Path) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 fn tls_switchboard() -> (Switchboard, tempfile::TempDir, Pki) {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
@@ -63,20 +81,7 @@ async fn options_over_tls_with_a_verifying_rustls_client() {
     let target = sb
         .tls
         .expect("TLS listens when a certificate is configured");
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&pki.ca).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = verifying_connector(&pki.ca);
     let tcp = tokio::net::TcpStream::connect(target).await.unwrap();
     let local = tcp.local_addr().unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
@@ -287,20 +292,7 @@ async fn the_api_serves_https_with_api_tls() {
         ("SWITCHBOARD_API__TLS__KEY", pki.key.to_str().unwrap()),
     ]);
     let api = sb.api.unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&pki.ca).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = verifying_connector(&pki.ca);
     let tcp = tokio::net::TcpStream::connect(api).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = connector
