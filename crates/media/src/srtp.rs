@@ -236,6 +236,46 @@ pub enum SrtpPacketError {
     Rejected(String),
 }
 
+/// Refuses an RTP packet whose header rtc-srtp would read at another length
+/// than the wire says. rtc-rtp 0.21.1 stops reading a one-byte header
+/// extension at an element with ID 15 (RFC 8285 §4.2) and then starts the
+/// cipher and the authenticated data inside the extension, where RFC 3711
+/// follows the extension's length field: such a packet would decrypt to
+/// noise (AES-CM) or fail authentication (AEAD). Found by the `rtp_srtp`
+/// fuzz target. Only packets with an extension are parsed a second time.
+fn check_header_agrees(packet: &[u8]) -> Result<(), SrtpPacketError> {
+    let Some(&first) = packet.first() else {
+        return Ok(());
+    };
+    if first & 0x10 == 0 {
+        return Ok(());
+    }
+    let wire = wire_header_len(packet);
+    let mut buf = packet;
+    let parsed = <rtc_rtp::header::Header as rtc_shared::marshal::Unmarshal>::unmarshal(&mut buf)
+        .map(|h| rtc_shared::marshal::MarshalSize::marshal_size(&h))
+        .ok();
+    match (wire, parsed) {
+        (Some(wire), Some(parsed)) if wire == parsed => Ok(()),
+        _ => Err(SrtpPacketError::Rejected(
+            "RTP header extension the SRTP layer would misread".into(),
+        )),
+    }
+}
+
+/// The RTP header length on the wire: fixed part, CSRCs, and the extension
+/// by its length field.
+fn wire_header_len(packet: &[u8]) -> Option<usize> {
+    let first = *packet.first()?;
+    let mut len = 12 + 4 * usize::from(first & 0x0f);
+    if first & 0x10 != 0 {
+        let ext = packet.get(len..len.checked_add(4)?)?;
+        let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        len = len.checked_add(4)?.checked_add(words.checked_mul(4)?)?;
+    }
+    (len <= packet.len()).then_some(len)
+}
+
 /// One call's SRTP state: an outbound context with our key and an inbound
 /// context with the peer's key and replay protection.
 pub struct SrtpSession {
@@ -296,6 +336,7 @@ impl SrtpSession {
 
     /// Protects an RTP packet into `out`; returns the protected length.
     pub fn protect_rtp(&mut self, packet: &[u8], out: &mut [u8]) -> Result<usize, SrtpPacketError> {
+        check_header_agrees(packet)?;
         let protected = self
             .outbound
             .encrypt_rtp(packet)
@@ -309,6 +350,7 @@ impl SrtpSession {
         packet: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SrtpPacketError> {
+        check_header_agrees(packet)?;
         let plain = self
             .inbound
             .decrypt_rtp(packet)
@@ -388,6 +430,43 @@ mod tests {
         write_rtp_header(&mut p, false, 0, seq, u32::from(seq) * 160, 42);
         p[12..].fill(seq as u8);
         p
+    }
+
+    /// An RTP packet with a one-byte header extension (RFC 8285) of two
+    /// words, `elements`, and 20 payload bytes.
+    fn with_extension(elements: [u8; 8]) -> Vec<u8> {
+        let mut p = vec![
+            0x90, 0x00, 0x00, 0x05, 0, 0, 0, 0x03, 0x20, 0xca, 0xfe, 0xba,
+        ];
+        p.extend_from_slice(&[0xbe, 0xde, 0x00, 0x02]);
+        p.extend_from_slice(&elements);
+        p.extend_from_slice(&[0x11; 20]);
+        p
+    }
+
+    /// Found by the `rtp_srtp` fuzz target
+    /// (fuzz/artifacts-found/rtp_srtp/ext-id15-*): an element with ID 15
+    /// made rtc-srtp start the cipher inside the extension. Such packets are
+    /// refused both ways; a well-formed extension still round-trips.
+    #[test]
+    fn a_header_extension_the_srtp_layer_would_misread_is_refused() {
+        for suite in SrtpSuite::OFFER_ORDER {
+            let a = SrtpKey::generate(suite).unwrap();
+            let b = SrtpKey::generate(suite).unwrap();
+            let mut alice = SrtpSession::new(&a, &b).unwrap();
+            let mut bob = SrtpSession::new(&b, &a).unwrap();
+            let mut wire = [0u8; 1500];
+            let mut plain = [0u8; 1500];
+            // ID 1 with one byte, padding, then an ID 15 element.
+            let id15 = with_extension([0x10, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff]);
+            assert!(alice.protect_rtp(&id15, &mut wire).is_err(), "{suite:?}");
+            assert!(bob.unprotect_rtp(&id15, &mut plain).is_err(), "{suite:?}");
+            // ID 1 and ID 2, then padding: read to the end by both parsers.
+            let good = with_extension([0x10, 0xaa, 0x21, 0xbb, 0xcc, 0x00, 0x00, 0x00]);
+            let n = alice.protect_rtp(&good, &mut wire).unwrap();
+            let m = bob.unprotect_rtp(&wire[..n], &mut plain).unwrap();
+            assert_eq!(&plain[..m], &good[..], "{suite:?}");
+        }
     }
 
     #[test]

@@ -149,7 +149,17 @@ impl Uri {
     /// Parses a bare URI (no angle brackets, no surrounding whitespace).
     pub fn parse(s: &str) -> Result<Uri, UriError> {
         if s.bytes()
-            .any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'>' || b == b'"' || b < 0x20)
+            // DEL too: found by the `sip_parse` fuzz target, a URI of an
+            // unknown scheme with DEL was parsed, then written with a space
+            // in its place (fuzz/artifacts-found/sip_parse).
+            .any(|b| {
+                b.is_ascii_whitespace()
+                    || b == b'<'
+                    || b == b'>'
+                    || b == b'"'
+                    || b < 0x20
+                    || b == 0x7f
+            })
         {
             return Err(UriError::IllegalCharacter);
         }
@@ -411,6 +421,21 @@ mod tests {
         );
         assert_eq!(Uri::parse("user@example.com"), Err(UriError::BadScheme));
         assert_eq!(Uri::parse("1sip:x"), Err(UriError::BadScheme));
+    }
+
+    /// Found by the `sip_parse` fuzz target: DEL in a URI of an unknown
+    /// scheme was accepted, and the message no longer parsed once written.
+    #[test]
+    fn del_is_refused_in_every_scheme() {
+        for uri in ["foo:a\u{7f}b", "sip:a\u{7f}b@example.com", "tel:+1\u{7f}5"] {
+            assert_eq!(Uri::parse(uri), Err(UriError::IllegalCharacter), "{uri:?}");
+        }
+        let text = "OPTIONS sip:a@example.com SIP/2.0\r\n\
+                    Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKdel\r\n\
+                    From: <foo:a\u{7f}b>;tag=1\r\nTo: <sip:a@example.com>\r\n\
+                    Call-ID: del\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+                    Content-Length: 0\r\n\r\n";
+        assert!(crate::message::parse_message(text.as_bytes(), &crate::Limits::default()).is_err());
     }
 
     #[test]
