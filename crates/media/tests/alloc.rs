@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 use switchboard_media::sdp::{
     CodecPreference, Direction, LocalEndpoint, MediaConfig, SdpNegotiator,
@@ -22,11 +22,26 @@ use switchboard_media::srtp::SrtpPolicy;
 
 struct Counting;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    // Per thread: `cargo test` runs this file's tests side by side, and
+    // each must count only its own allocations.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one allocation on this thread (not during thread teardown, when
+/// the counter may be gone already).
+fn count_allocation() {
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+/// Allocations counted on this thread so far.
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         unsafe { System.alloc(layout) }
     }
 
@@ -35,7 +50,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -93,7 +108,7 @@ fn allocations_per_call(codec: &str, encryption: SrtpPolicy, frames: u64) -> u64
     let mut count_from = 0;
     for i in 0..100 + frames {
         if i == 100 {
-            count_from = ALLOCATIONS.load(Ordering::Relaxed);
+            count_from = allocations();
         }
         let now = start + Duration::from_millis(20 * i);
         a.tick(now, Some(&out), &mut heard);
@@ -110,7 +125,7 @@ fn allocations_per_call(codec: &str, encryption: SrtpPolicy, frames: u64) -> u64
         }
         while a.poll_event().is_some() || b.poll_event().is_some() {}
     }
-    let counted = ALLOCATIONS.load(Ordering::Relaxed) - count_from;
+    let counted = allocations() - count_from;
     assert!(
         b.stats().packets_received >= frames,
         "the call carried audio"
