@@ -92,6 +92,16 @@ pub fn default_scanner_user_agents() -> Vec<String> {
     .collect()
 }
 
+/// Whether `haystack` contains `needle` (lowercase ASCII), ignoring ASCII
+/// case, without allocating.
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (hay, needle) = (haystack.as_bytes(), needle.as_bytes());
+    needle.is_empty()
+        || hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Why the guard refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -238,7 +248,15 @@ pub struct SourceGuard {
 
 impl SourceGuard {
     /// A guard with `config`.
-    pub fn new(config: GuardConfig) -> SourceGuard {
+    pub fn new(mut config: GuardConfig) -> SourceGuard {
+        // Lowercased once here, so a request's User-Agent is matched
+        // without allocating.
+        config.scanner_user_agents = config
+            .scanner_user_agents
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
         SourceGuard {
             config,
             sources: HashMap::new(),
@@ -274,13 +292,7 @@ impl SourceGuard {
 
     /// Whether `ip` is banned now; counts the drop when it is.
     pub fn check_banned(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if !self.config.enabled {
-            return false;
-        }
-        let banned = self
-            .sources
-            .get(&ip.to_canonical())
-            .is_some_and(|s| s.banned(now));
+        let banned = self.is_banned(ip, now);
         if banned {
             self.stats.dropped_banned += 1;
         }
@@ -296,43 +308,49 @@ impl SourceGuard {
         new_invite: bool,
         user_agent: Option<&str>,
     ) -> Result<(), Refused> {
-        if !self.config.enabled || self.is_exempt(ip) {
+        if !self.config.enabled {
             return Ok(());
         }
         let ip = ip.to_canonical();
-        if let Some(agent) = user_agent {
-            let agent = agent.to_ascii_lowercase();
-            if self
-                .config
+        // Exemption is looked up only on the way to a refusal: the networks
+        // are many (every trunk's), the refusals few.
+        let scanner = user_agent.is_some_and(|agent| {
+            self.config
                 .scanner_user_agents
                 .iter()
-                .any(|s| !s.is_empty() && agent.contains(&s.to_ascii_lowercase()))
-            {
-                self.stats.dropped_scanner += 1;
-                self.ban(ip, now, "scanner User-Agent");
-                return Err(Refused::Scanner);
-            }
+                .any(|s| contains_ignore_ascii_case(agent, s))
+        });
+        if scanner && !self.is_exempt(ip) {
+            self.stats.dropped_scanner += 1;
+            self.ban(ip, now, "scanner User-Agent");
+            return Err(Refused::Scanner);
         }
-        let config = self.config.clone();
+        let GuardConfig {
+            requests_per_sec,
+            request_burst,
+            invites_per_sec,
+            invite_burst,
+            window,
+            excess_to_ban,
+            ..
+        } = self.config;
         let source = self.source(ip, now);
         if source.banned(now) {
             self.stats.dropped_banned += 1;
             return Err(Refused::Banned);
         }
         source.last_seen = now;
-        let admitted = source
-            .requests
-            .take(config.requests_per_sec, config.request_burst, now)
-            && (!new_invite
-                || source
-                    .invites
-                    .take(config.invites_per_sec, config.invite_burst, now));
+        let admitted = source.requests.take(requests_per_sec, request_burst, now)
+            && (!new_invite || source.invites.take(invites_per_sec, invite_burst, now));
         if admitted {
             return Ok(());
         }
-        let excess = source.excess.bump(config.window, now);
+        let excess = source.excess.bump(window, now);
+        if self.is_exempt(ip) {
+            return Ok(());
+        }
         self.stats.dropped_rate += 1;
-        if excess >= config.excess_to_ban {
+        if excess >= excess_to_ban {
             self.ban(ip, now, "flood");
         }
         Err(Refused::RateExceeded)
