@@ -187,6 +187,9 @@ pub(crate) struct IdleStream {
     inner: Connection,
     _permit: OwnedSemaphorePermit,
     idle_timeout: Duration,
+    /// When a byte last moved. Recording it is a clock read; the timer is
+    /// only moved when it fires early, not on every 20 ms audio frame.
+    last_activity: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -196,17 +199,28 @@ impl IdleStream {
             inner,
             _permit: permit,
             idle_timeout,
+            last_activity: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
         }
     }
 
     fn touch(&mut self) {
-        let next = Instant::now() + self.idle_timeout;
-        self.deadline.as_mut().reset(next);
+        self.last_activity = Instant::now();
     }
 
+    /// Whether the connection has been idle for the whole timeout; when the
+    /// timer fires but something moved since, it is set to the new end.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last_activity + self.idle_timeout;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 
