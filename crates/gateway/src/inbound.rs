@@ -342,9 +342,7 @@ impl InboundCall {
             &request.body,
         );
         match verdict {
-            Ok(_) => Ok(switchboard_sip::auth::Credentials::parse(credentials)
-                .ok()
-                .map(|c| (c.nonce, c.nc.unwrap_or(u32::MAX)))),
+            Ok(verified) => Ok(Some((verified.nonce, verified.nc.unwrap_or(u32::MAX)))),
             Err(
                 AuthFailure::Stale
                 | AuthFailure::BadNonce

@@ -619,10 +619,30 @@ impl DigestServer {
         password_of: &dyn Fn(&str) -> Option<String>,
         body: &[u8],
     ) -> Result<String, AuthFailure> {
+        self.verify_credentials(now, method, None, realm, credentials, password_of, body)
+            .map(|creds| creds.username)
+    }
+
+    /// Parses and checks credentials once; with a Request-URI, the
+    /// digest-uri must name it. The verified credentials are returned.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_credentials(
+        &mut self,
+        now: SystemTime,
+        method: &str,
+        request_uri: Option<&str>,
+        realm: &str,
+        credentials: &str,
+        password_of: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<Credentials, AuthFailure> {
         let creds = Credentials::parse(credentials).map_err(|e| match e {
             AuthError::Unsupported => AuthFailure::UnsupportedAlgorithm,
             _ => AuthFailure::Malformed,
         })?;
+        if request_uri.is_some_and(|uri| !same_digest_uri(&creds.uri, uri)) {
+            return Err(AuthFailure::UriMismatch);
+        }
         if !self.config.algorithms.contains(&creds.algorithm) {
             return Err(AuthFailure::UnsupportedAlgorithm);
         }
@@ -689,12 +709,14 @@ impl DigestServer {
                 self.order.push_back((issued, creds.nonce.clone()));
             }
         }
-        Ok(creds.username)
+        Ok(creds)
     }
 
     /// [`DigestServer::verify`] for a request: the credentials must also be
     /// for the request's own Request-URI (RFC 7616 §3.4.6), or a response
     /// computed for one request could be presented with another.
+    /// The verified credentials come back (their nonce and count, for a
+    /// replay check shared with other replicas).
     #[allow(clippy::too_many_arguments)]
     pub fn verify_request(
         &mut self,
@@ -705,13 +727,16 @@ impl DigestServer {
         credentials: &str,
         password_of: &dyn Fn(&str) -> Option<String>,
         body: &[u8],
-    ) -> Result<String, AuthFailure> {
-        if let Ok(creds) = Credentials::parse(credentials) {
-            if !same_digest_uri(&creds.uri, request_uri) {
-                return Err(AuthFailure::UriMismatch);
-            }
-        }
-        self.verify(now, method, realm, credentials, password_of, body)
+    ) -> Result<Credentials, AuthFailure> {
+        self.verify_credentials(
+            now,
+            method,
+            Some(request_uri),
+            realm,
+            credentials,
+            password_of,
+            body,
+        )
     }
 
     fn forget_expired(&mut self, now_secs: u64) {
