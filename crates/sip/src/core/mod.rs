@@ -222,8 +222,6 @@ pub struct Stats {
     pub retransmissions_absorbed: u64,
     /// Responses dropped because no client transaction matched.
     pub stray_responses: u64,
-    /// Requests the core refused without keeping a transaction.
-    pub stateless_rejections: u64,
 }
 
 /// Outcome of the UAS core checks for a new request.
@@ -569,68 +567,64 @@ impl Endpoint {
             return;
         }
         if request.method == Method::Cancel {
-            if !self.cancels_pending_invite(&key) {
+            let Some(invite_id) = self.invite_cancelled_by(&key) else {
                 // Nothing to cancel: no state is kept for it (see below).
                 let tag = stateless_tag(&key);
                 let spec = ResponseSpec::new(481).reason("Call/Transaction Does Not Exist");
                 self.send_stateless_tagged(flow, &request.headers, &spec, &tag);
                 return;
-            }
+            };
             let id = self.create_server_txn(key, flow, request);
-            self.on_cancel(now, id);
+            self.on_cancel(now, id, invite_id);
             return;
         }
-        let verdict = self.verdict(&flow, &request);
-        if let Verdict::Respond(spec) = &verdict {
-            // Everything the core refuses on its own (OPTIONS pings, 481 for
-            // unknown dialogs, 405/501/415/420/416/482, drain) is answered
-            // statelessly (RFC 3261 §8.2.7): a transaction would linger 32 s
-            // (Timer J) per request over UDP and retransmit its answer to a
-            // source nobody verified, so a flood of forged requests could
-            // fill the table real calls need and be reflected ten times
-            // over. One request in, one response out. The To tag is derived
-            // from the transaction key, so a retransmission gets the same
-            // answer.
-            if request.method == Method::Options {
-                debug!(call_id = ?request.call_id(), status = spec.status, peer = %flow.remote, "OPTIONS answered statelessly");
-            } else {
-                info!(call_id = ?request.call_id(), method = %request.method, status = spec.status, peer = %flow.remote, "request answered by the SIP core");
+        let dialog = match self.verdict(&flow, &request) {
+            Verdict::Deliver(dialog) => dialog,
+            Verdict::Respond(spec) => {
+                // Everything the core refuses on its own (OPTIONS pings, 481 for
+                // unknown dialogs, 405/501/415/420/416/482, drain) is answered
+                // statelessly (RFC 3261 §8.2.7): a transaction would linger 32 s
+                // (Timer J) per request over UDP and retransmit its answer to a
+                // source nobody verified, so a flood of forged requests could
+                // fill the table real calls need and be reflected ten times
+                // over. One request in, one response out. The To tag is derived
+                // from the transaction key, so a retransmission gets the same
+                // answer.
+                if request.method == Method::Options {
+                    debug!(call_id = ?request.call_id(), status = spec.status, peer = %flow.remote, "OPTIONS answered statelessly");
+                } else {
+                    info!(call_id = ?request.call_id(), method = %request.method, status = spec.status, peer = %flow.remote, "request answered by the SIP core");
+                }
+                let tag = stateless_tag(&key);
+                self.send_stateless_tagged(flow, &request.headers, &spec, &tag);
+                return;
             }
-            self.stats.stateless_rejections += 1;
-            let tag = stateless_tag(&key);
-            self.send_stateless_tagged(flow, &request.headers, spec, &tag);
-            return;
-        }
+        };
         let method = request.method.clone();
         let id = self.create_server_txn(key, flow, request);
-        match verdict {
-            Verdict::Respond(_) => {}
-            Verdict::Deliver(dialog) => {
-                if method == Method::Invite {
-                    // 100 Trying only if the transaction user is slow: a
-                    // refusal or challenge given at once then goes out
-                    // alone, the client keeps retransmitting the INVITE
-                    // (Timer A) until it has it, and we need not send the
-                    // final response again and again (Timer G) to a source
-                    // nobody verified.
-                    let delay = self.config.trying_delay;
-                    if delay.is_zero() {
-                        self.respond_internal(now, id, &ResponseSpec::new(100));
-                    } else {
-                        self.arm(TxnRef::Server(id), TimerKind::Trying, now + delay);
-                    }
-                }
-                if let Some(txn) = self.server.get_mut(&id) {
-                    txn.delivered = true;
-                    let incoming = Incoming {
-                        txn: id,
-                        request: txn.request.clone(),
-                        flow,
-                        dialog,
-                    };
-                    self.events.push_back(Event::Request(incoming));
-                }
+        if method == Method::Invite {
+            // 100 Trying only if the transaction user is slow: a
+            // refusal or challenge given at once then goes out
+            // alone, the client keeps retransmitting the INVITE
+            // (Timer A) until it has it, and we need not send the
+            // final response again and again (Timer G) to a source
+            // nobody verified.
+            let delay = self.config.trying_delay;
+            if delay.is_zero() {
+                self.respond_internal(now, id, &ResponseSpec::new(100));
+            } else {
+                self.arm(TxnRef::Server(id), TimerKind::Trying, now + delay);
             }
+        }
+        if let Some(txn) = self.server.get_mut(&id) {
+            txn.delivered = true;
+            let incoming = Incoming {
+                txn: id,
+                request: txn.request.clone(),
+                flow,
+                dialog,
+            };
+            self.events.push_back(Event::Request(incoming));
         }
     }
 
@@ -859,39 +853,29 @@ impl Endpoint {
         format!("399 {} \"{}\"", self.config.advertised_host, text)
     }
 
-    /// Whether a CANCEL with this key has an INVITE transaction to act on.
-    fn cancels_pending_invite(&self, cancel_key: &TxnKey) -> bool {
+    /// The INVITE transaction a CANCEL with this key is for, if any.
+    fn invite_cancelled_by(&self, cancel_key: &TxnKey) -> Option<ServerTxnId> {
         let invite_key = cancel_key.with_method(MethodClass::Invite);
         self.server_index
             .get(&invite_key)
-            .and_then(|id| self.server.get(id))
-            .is_some_and(|t| t.is_invite)
+            .copied()
+            .filter(|id| self.server.get(id).is_some_and(|t| t.is_invite))
     }
 
-    fn on_cancel(&mut self, now: Instant, cancel_id: ServerTxnId) {
-        let Some(cancel) = self.server.get(&cancel_id) else {
+    /// A CANCEL for a known INVITE: 200, and 487 for the INVITE while it is
+    /// still pending.
+    fn on_cancel(&mut self, now: Instant, cancel_id: ServerTxnId, invite_id: ServerTxnId) {
+        self.respond_internal(now, cancel_id, &ResponseSpec::new(200));
+        let Some(invite) = self.server.get(&invite_id) else {
             return;
         };
-        let invite_key = cancel.key.with_method(MethodClass::Invite);
-        let invite_id = self.server_index.get(&invite_key).copied();
-        let pending = invite_id
-            .and_then(|id| self.server.get(&id))
-            .filter(|t| t.is_invite)
-            .map(|t| t.state == ServerState::Proceeding);
-        match pending {
-            None => {
-                self.respond_internal(now, cancel_id, &ResponseSpec::new(481));
-            }
-            Some(still_pending) => {
-                self.respond_internal(now, cancel_id, &ResponseSpec::new(200));
-                if let (true, Some(invite_id)) = (still_pending, invite_id) {
-                    self.respond_internal(now, invite_id, &ResponseSpec::new(487));
-                    let delivered = self.server.get(&invite_id).is_some_and(|t| t.delivered);
-                    if delivered {
-                        self.events.push_back(Event::Cancelled { txn: invite_id });
-                    }
-                }
-            }
+        if invite.state != ServerState::Proceeding {
+            return;
+        }
+        let delivered = invite.delivered;
+        self.respond_internal(now, invite_id, &ResponseSpec::new(487));
+        if delivered {
+            self.events.push_back(Event::Cancelled { txn: invite_id });
         }
     }
 
