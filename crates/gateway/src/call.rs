@@ -337,7 +337,7 @@ impl Call {
             .max_call_duration
             .unwrap_or(config.max_call_duration);
         let answered = self.answered_at.unwrap_or(self.started);
-        let deadline = tokio::time::Instant::from_std(saturating_deadline(answered, max_duration));
+        let deadline = saturating_deadline(tokio::time::Instant::from_std(answered), max_duration);
         if self.acked {
             self.set_status("active");
         }
@@ -422,12 +422,8 @@ impl Call {
 
     /// Sends the REFER (RFC 3515) in the dialog.
     fn start_transfer(&mut self, order: TransferOrder) {
-        let target = order
-            .refer_to
-            .trim_start_matches('<')
-            .trim_end_matches('>')
-            .to_string();
-        if let Ok(Uri::Sip(uri)) = Uri::parse(&target) {
+        let target = order.refer_to.trim_start_matches('<').trim_end_matches('>');
+        if let Ok(Uri::Sip(uri)) = Uri::parse(target) {
             if let Host::Ip(ip) = uri.host {
                 if self.shared.config.refuses(ip) {
                     return Self::refuse_transfer(order, TransferError::DestinationRefused(ip));
@@ -594,7 +590,7 @@ impl Call {
             // Any room participant can set attributes: a value that would
             // break the header line is not sent at all.
             .filter(|(header, value)| {
-                let safe = !value.chars().any(|c| c != '\t' && c.is_control());
+                let safe = switchboard_routing::check_sip_text(header, value).is_ok();
                 if !safe {
                     warn!(call_id = %self.call_id, header = %header, "attribute value with control characters not sent as a header");
                 }

@@ -242,13 +242,7 @@ impl InboundCall {
     /// credentials would answer it: a challenge first, then 403 for any
     /// credentials. Nothing tells the caller the number does not exist.
     fn challenge_unknown_number(&self) -> Ending {
-        let config = &self.call.shared.config;
-        let kind = config.challenge;
-        let request = &self.incoming.request;
-        let has_credentials = request.headers.contains(&kind.credentials_header())
-            || request.headers.contains(&HeaderName::Authorization)
-            || request.headers.contains(&HeaderName::ProxyAuthorization);
-        if has_credentials {
+        if self.credentials().is_some() {
             return self.refuse(
                 Refusal::AuthenticationFailed,
                 "no trunk has this number (challenged like one that does)",
@@ -258,17 +252,33 @@ impl InboundCall {
             .shared
             .sip
             .report_offence(self.incoming.flow.remote.ip(), Offence::UnknownNumber);
+        debug!(call_id = %self.call.call_id, "digest challenge sent for a number no trunk has");
+        self.challenge(&self.call.shared.config.default_realm, false)
+    }
+
+    /// The INVITE's digest credentials. Either header is read: some
+    /// carriers answer a 407 with Authorization.
+    fn credentials(&self) -> Option<&str> {
+        let headers = &self.incoming.request.headers;
+        headers
+            .get(&self.call.shared.config.challenge.credentials_header())
+            .or_else(|| headers.get(&HeaderName::Authorization))
+            .or_else(|| headers.get(&HeaderName::ProxyAuthorization))
+    }
+
+    /// Answers with a digest challenge (401 or 407 as configured) for `realm`.
+    fn challenge(&self, realm: &str, stale: bool) -> Ending {
+        let kind = self.call.shared.config.challenge;
         let mut spec = ResponseSpec::new(kind.status());
-        for value in
-            self.call
-                .shared
-                .digest()
-                .challenges(SystemTime::now(), &config.default_realm, false)
+        for value in self
+            .call
+            .shared
+            .digest()
+            .challenges(SystemTime::now(), realm, stale)
         {
             spec = spec.header(kind.challenge_header(), value);
         }
         self.respond(spec);
-        debug!(call_id = %self.call.call_id, "digest challenge sent for a number no trunk has");
         Ending::Challenged
     }
 
@@ -304,31 +314,17 @@ impl InboundCall {
             return Ok(None);
         };
         let config = &self.call.shared.config;
-        let kind = config.challenge;
         let realm = if auth.realm.is_empty() {
             config.default_realm.clone()
         } else {
             auth.realm.clone()
         };
         let request = &self.incoming.request;
-        // Either header is read: some carriers answer a 407 with
-        // Authorization.
-        let credentials = request
-            .headers
-            .get(&kind.credentials_header())
-            .or_else(|| request.headers.get(&HeaderName::Authorization))
-            .or_else(|| request.headers.get(&HeaderName::ProxyAuthorization));
         let challenge = |stale: bool| {
-            let now = SystemTime::now();
-            let mut spec = ResponseSpec::new(kind.status());
-            for value in self.call.shared.digest().challenges(now, &realm, stale) {
-                spec = spec.header(kind.challenge_header(), value);
-            }
-            self.respond(spec);
             debug!(call_id = %self.call.call_id, trunk = %trunk.trunk_id(), stale, "digest challenge sent");
-            Ending::Challenged
+            self.challenge(&realm, stale)
         };
-        let Some(credentials) = credentials else {
+        let Some(credentials) = self.credentials() else {
             return Err(challenge(false));
         };
         let password_of = |user: &str| (user == auth.username).then(|| auth.password.clone());
@@ -460,8 +456,7 @@ impl InboundCall {
             address: config.media_address,
             rtp_port: ports.rtp_port(),
         };
-        let mut negotiation = media_config(media);
-        negotiation.refused_networks = self.call.shared.config.refused_destinations.clone();
+        let negotiation = media_config(media, &self.call.shared.config.refused_destinations);
         let mut negotiator = SdpNegotiator::new(negotiation, local);
         let (answer_sdp, negotiated) = match negotiator.answer_offer(&offer, Direction::SendRecv) {
             Ok(answer) => answer,
@@ -569,8 +564,10 @@ impl InboundCall {
                 media.play_tone(Some(ToneKind::Ringback));
             }
         }
-        let deadline =
-            tokio::time::Instant::from_std(saturating_deadline(self.call.started, ringing_timeout));
+        let deadline = saturating_deadline(
+            tokio::time::Instant::from_std(self.call.started),
+            ringing_timeout,
+        );
         // 180 again after 1, 2, 4… intervals, then once a minute (RFC 3261
         // §13.3.1.1): a lost 180 is soon made good, while a source that
         // forged its INVITE gets a handful of answers, not one a second.

@@ -7,8 +7,9 @@ use switchboard_media::srtp::SrtpPolicy;
 use switchboard_routing::livekit_protocol::{SipMediaConfig, SipMediaEncryption};
 use switchboard_routing::proto_duration;
 
-/// The media engine's negotiation settings for a call.
-pub fn media_config(config: &SipMediaConfig) -> MediaConfig {
+/// The media engine's negotiation settings for a call; the peer's SDP may
+/// not point media into `refused` networks.
+pub fn media_config(config: &SipMediaConfig, refused: &[ipnet::IpNet]) -> MediaConfig {
     let encryption = match config
         .encryption
         .and_then(|e| SipMediaEncryption::try_from(e).ok())
@@ -28,6 +29,7 @@ pub fn media_config(config: &SipMediaConfig) -> MediaConfig {
             .collect(),
         only_listed_codecs: config.only_listed_codecs,
         encryption,
+        refused_networks: refused.to_vec(),
         ..MediaConfig::default()
     }
 }
@@ -56,14 +58,14 @@ mod tests {
                 nanos: 0,
             }),
         };
-        let media = media_config(&config);
+        let media = media_config(&config, &[]);
         assert!(media.only_listed_codecs);
         assert_eq!(media.codecs[0].name, "PCMA");
         assert_eq!(media.encryption, SrtpPolicy::Require);
         assert_eq!(media_timeout(&config), Some(Duration::from_secs(5)));
         assert_eq!(media_timeout(&SipMediaConfig::default()), None);
         assert_eq!(
-            media_config(&SipMediaConfig::default()).encryption,
+            media_config(&SipMediaConfig::default(), &[]).encryption,
             SrtpPolicy::Disable
         );
     }

@@ -435,8 +435,7 @@ impl OutboundCall {
             address: config.media_address,
             rtp_port: ports.rtp_port(),
         };
-        let mut media = media_config(&self.request.media);
-        media.refused_networks = config.refused_destinations.clone();
+        let media = media_config(&self.request.media, &config.refused_destinations);
         let mut negotiator = SdpNegotiator::new(media, local);
         let offer = negotiator
             .create_offer(Direction::SendRecv)

@@ -141,33 +141,15 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// `base + after`, saturating at a century ahead: durations come from
 /// peers (Session-Expires, Min-SE) and API users (max_call_duration,
 /// timeouts), and `Instant + Duration` panics on overflow.
-pub fn saturating_deadline<T: Copy + CheckedAdd>(base: T, after: Duration) -> T {
-    base.checked_add_duration(after)
-        .or_else(|| base.checked_add_duration(NEVER))
+pub fn saturating_deadline(base: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    base.checked_add(after)
+        .or_else(|| base.checked_add(NEVER))
         .unwrap_or(base)
 }
 
 /// `now + after` on the tokio clock, saturating (see [`saturating_deadline`]).
 pub fn deadline_in(after: Duration) -> tokio::time::Instant {
     saturating_deadline(tokio::time::Instant::now(), after)
-}
-
-/// The checked addition both clocks offer.
-pub trait CheckedAdd: Sized {
-    /// `self + d`, `None` on overflow.
-    fn checked_add_duration(self, d: Duration) -> Option<Self>;
-}
-
-impl CheckedAdd for std::time::Instant {
-    fn checked_add_duration(self, d: Duration) -> Option<Self> {
-        self.checked_add(d)
-    }
-}
-
-impl CheckedAdd for tokio::time::Instant {
-    fn checked_add_duration(self, d: Duration) -> Option<Self> {
-        self.checked_add(d)
-    }
 }
 
 #[cfg(test)]
@@ -230,7 +212,7 @@ mod tests {
             min_se(&headers),
             Some(Duration::from_secs(u64::from(u32::MAX)))
         );
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let far = saturating_deadline(now, Duration::MAX);
         assert!(far > now + Duration::from_secs(50 * 365 * 24 * 3600));
         let timer = SessionTimer {
