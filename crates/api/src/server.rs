@@ -153,11 +153,11 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
     let Some((service_name, rpc)) = route.split_once('/') else {
         return no_handler().into_response();
     };
-    let explain_call = service_name == SWITCHBOARD_SERVICE
+    let switchboard_call = service_name == SWITCHBOARD_SERVICE
         && matches!(rpc, "ExplainCall" | "ListBans" | "LiftBan");
     let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
     let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
-        || explain_call
+        || switchboard_call
         || room_call;
     if !known {
         return no_handler().into_response();
@@ -168,7 +168,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let encoding = match Encoding::from_content_type(content_type) {
-        Some(Encoding::Protobuf) if explain_call => None,
+        Some(Encoding::Protobuf) if switchboard_call => None,
         other => other,
     };
     let Some(encoding) = encoding else {
@@ -183,7 +183,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
-    let result = if explain_call {
+    let result = if switchboard_call {
         match rpc {
             "ListBans" => list_bans_json(&state, claims.as_ref()),
             "LiftBan" => lift_ban_json(&state, claims.as_ref(), &body),

@@ -39,8 +39,7 @@ pub trait StatusSource: Send + Sync + 'static {
 
     /// Lifts the ban of a source; whether there was one
     /// (`switchboard.SIP/LiftBan`).
-    fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
-        let _ = ip;
+    fn lift_ban(&self, _ip: std::net::IpAddr) -> bool {
         false
     }
 }

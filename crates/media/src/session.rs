@@ -599,7 +599,7 @@ impl MediaSession {
         }
         let rtcp = channel == Channel::Rtcp || rtp::is_rtcp(data);
         if rtcp {
-            self.handle_rtcp(now, from, channel, data);
+            self.handle_rtcp(now, from, data);
             return;
         }
         let plain_len = match &mut self.srtp {
@@ -739,7 +739,7 @@ impl MediaSession {
     /// An RTCP packet, on either socket: it is checked against the peer's
     /// RTP address when RTCP is muxed, else against its RTCP address,
     /// whichever socket it arrived on.
-    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, _arrived_on: Channel, data: &[u8]) {
+    fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let plain_len = match &mut self.srtp {
             Some(srtp) => match srtp.unprotect_rtcp(data, &mut self.rx_plain[..]) {
                 Ok(n) => n,

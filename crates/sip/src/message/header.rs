@@ -361,7 +361,7 @@ pub(crate) fn extend_line_safe(out: &mut Vec<u8>, text: &[u8]) {
 }
 
 fn is_line_breaking(byte: u8) -> bool {
-    (byte < 0x20 && byte != b'\t') || byte == 0x7f
+    byte.is_ascii_control() && byte != b'\t'
 }
 
 #[cfg(test)]

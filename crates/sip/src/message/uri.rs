@@ -153,12 +153,7 @@ impl Uri {
             // unknown scheme with DEL was parsed, then written with a space
             // in its place (fuzz/artifacts-found/sip_parse).
             .any(|b| {
-                b.is_ascii_whitespace()
-                    || b == b'<'
-                    || b == b'>'
-                    || b == b'"'
-                    || b < 0x20
-                    || b == 0x7f
+                b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'<' | b'>' | b'"')
             })
         {
             return Err(UriError::IllegalCharacter);
