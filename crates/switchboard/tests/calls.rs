@@ -12,33 +12,30 @@ use common::Switchboard;
 use std::time::Duration;
 use switchboard_media::tones::goertzel_dbfs;
 
-use common::routes::{cli, start};
+use common::routes::{settle, start, trunk};
+
+/// An inbound trunk from its JSON fields and a dispatch rule `rule_name`
+/// for it whose `rule` is the given JSON; waits for the routing index.
+/// Returns the trunk's ID.
+fn route(sb: &Switchboard, trunk_fields: &str, rule_name: &str, rule: &str) -> String {
+    let id = trunk(sb, trunk_fields);
+    common::routes::rule(
+        sb,
+        &format!(r#"{{"name": "{rule_name}", "trunk_ids": ["{id}"], "rule": {rule}}}"#),
+    );
+    settle();
+    id
+}
 
 /// A trunk for +15550100 from 127.0.0.1 (SRTP allowed) and a direct rule
 /// into `room`.
 fn conference_route(sb: &Switchboard, room: &str) {
-    let out = cli(
+    route(
         sb,
-        &[
-            "sip",
-            "inbound",
-            "create",
-            r#"{"trunk": {"name": "conf", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"], "media": {"encryption": "SIP_MEDIA_ENCRYPT_ALLOW"}}}"#,
-        ],
+        r#"{"name": "conf", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"], "media": {"encryption": "SIP_MEDIA_ENCRYPT_ALLOW"}}"#,
+        "conf",
+        &format!(r#"{{"dispatch_rule_direct": {{"room_name": "{room}"}}}}"#),
     );
-    let trunk = out.trim().strip_prefix("SIPTrunkID: ").unwrap().to_string();
-    cli(
-        sb,
-        &[
-            "sip",
-            "dispatch",
-            "create",
-            &format!(
-                r#"{{"dispatch_rule": {{"name": "conf", "trunk_ids": ["{trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "{room}"}}}}}}}}"#
-            ),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[test]
@@ -115,28 +112,12 @@ fn three_callers_in_one_room_each_hear_the_other_two_and_not_themselves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_with_digest_auth_reaches_a_room_on_the_default_config() {
     let sb = start(&[]);
-    let out = cli(
+    route(
         &sb,
-        &[
-            "sip",
-            "inbound",
-            "create",
-            r#"{"trunk": {"name": "phone", "numbers": ["+15550100"], "auth_username": "desk-phone", "auth_password": "pa55-w0rd"}}"#,
-        ],
+        r#"{"name": "phone", "numbers": ["+15550100"], "auth_username": "desk-phone", "auth_password": "pa55-w0rd"}"#,
+        "desk",
+        r#"{"dispatch_rule_direct": {"room_name": "desk"}}"#,
     );
-    let trunk = out.trim().strip_prefix("SIPTrunkID: ").unwrap().to_string();
-    cli(
-        &sb,
-        &[
-            "sip",
-            "dispatch",
-            "create",
-            &format!(
-                r#"{{"dispatch_rule": {{"name": "desk", "trunk_ids": ["{trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "desk"}}}}}}}}"#
-            ),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
     let api = sb.api.unwrap();
     let mut agent = Client::join(api, "desk", "agent", 16000).await;
     let mut caller = Baresip::call(CallerSpec {
@@ -192,28 +173,12 @@ fn rms(samples: &[i16]) -> f64 {
 async fn a_carrier_with_digest_auth_reaches_the_agent_with_audio_and_dtmf() {
     // The default digest settings: SIPp 3.6 cannot answer SHA-256.
     let sb = start(&[("SWITCHBOARD_CALLS__AUTH_REALM", "carrier.example")]);
-    let out = cli(
+    let trunk = route(
         &sb,
-        &[
-            "sip",
-            "inbound",
-            "create",
-            r#"{"trunk": {"name": "carrier", "numbers": ["+15550100"], "auth_username": "carrier", "auth_password": "s3cret-pass"}}"#,
-        ],
+        r#"{"name": "carrier", "numbers": ["+15550100"], "auth_username": "carrier", "auth_password": "s3cret-pass"}"#,
+        "agent room",
+        r#"{"dispatch_rule_direct": {"room_name": "support"}}"#,
     );
-    let trunk = out.trim().strip_prefix("SIPTrunkID: ").unwrap().to_string();
-    cli(
-        &sb,
-        &[
-            "sip",
-            "dispatch",
-            "create",
-            &format!(
-                r#"{{"dispatch_rule": {{"name": "agent room", "trunk_ids": ["{trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "support"}}}}}}}}"#
-            ),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
     let api = sb.api.unwrap();
     let mut agent = Client::join(api, "support", "agent", 8000).await;
 
@@ -409,28 +374,12 @@ async fn an_invite_flood_from_one_source_leaves_calls_in_progress_and_new_calls_
         ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
     ]);
     // The carrier's trunk names its address; the flooder is elsewhere.
-    let out = cli(
+    route(
         &sb,
-        &[
-            "sip",
-            "inbound",
-            "create",
-            r#"{"trunk": {"name": "carrier", "numbers": ["+15550100", "+15550101"], "allowed_addresses": ["127.0.0.1"]}}"#,
-        ],
+        r#"{"name": "carrier", "numbers": ["+15550100", "+15550101"], "allowed_addresses": ["127.0.0.1"]}"#,
+        "per number",
+        r#"{"dispatch_rule_callee": {"room_prefix": "desk-", "randomize": false}}"#,
     );
-    let trunk = out.trim().strip_prefix("SIPTrunkID: ").unwrap().to_string();
-    cli(
-        &sb,
-        &[
-            "sip",
-            "dispatch",
-            "create",
-            &format!(
-                r#"{{"dispatch_rule": {{"name": "per number", "trunk_ids": ["{trunk}"], "rule": {{"dispatch_rule_callee": {{"room_prefix": "desk-", "randomize": false}}}}}}}}"#
-            ),
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
     let api = sb.api.unwrap();
     let target = sb.udp.unwrap();
     let mut agents = Vec::new();
