@@ -23,6 +23,7 @@ pub struct SharedBan {
 #[derive(Clone)]
 pub struct SharedBans {
     conn: ConnectionManager,
+    key_prefix: String,
     key: String,
 }
 
@@ -57,6 +58,7 @@ impl SharedBans {
     pub async fn connect(url: &str, key_prefix: &str) -> Result<SharedBans, StoreError> {
         Ok(SharedBans {
             conn: manager(url, Duration::from_secs(2)).await?,
+            key_prefix: key_prefix.to_string(),
             key: format!("{key_prefix}switchboard:sip_bans"),
         })
     }
@@ -105,6 +107,15 @@ impl SharedBans {
             .collect())
     }
 
+    /// The replicas' digest nonce counts, over the same connection.
+    pub fn nonce_counts(&self) -> NonceCounts {
+        NonceCounts {
+            conn: self.conn.clone(),
+            prefix: format!("{}switchboard:nonce:", self.key_prefix),
+            script: std::sync::Arc::new(redis::Script::new(CLAIM_SCRIPT)),
+        }
+    }
+
     /// Removes a ban (an operator lifted it on some replica).
     pub async fn remove(&self, ip: IpAddr) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
@@ -145,16 +156,6 @@ return 1
 ";
 
 impl NonceCounts {
-    /// Connects to the Redis at `url`; keys start with `key_prefix`.
-    pub async fn connect(url: &str, key_prefix: &str) -> Result<NonceCounts, StoreError> {
-        // A call waits on this: fail fast, the replica's own check ran.
-        Ok(NonceCounts {
-            conn: manager(url, Duration::from_secs(1)).await?,
-            prefix: format!("{key_prefix}switchboard:nonce:"),
-            script: std::sync::Arc::new(redis::Script::new(CLAIM_SCRIPT)),
-        })
-    }
-
     /// Claims `count` for `nonce`: true when no replica claimed it or a
     /// higher one before. The record lasts `ttl` (the nonce's lifetime).
     pub async fn claim(&self, nonce: &str, count: u32, ttl: Duration) -> Result<bool, StoreError> {

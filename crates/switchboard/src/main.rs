@@ -30,7 +30,7 @@ use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
 use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 /// A SIP B2BUA and media gateway with the LiveKit SIP management API.
 #[derive(Debug, Parser)]
@@ -156,7 +156,7 @@ struct Api {
 }
 
 async fn open_store(config: &Config) -> Result<SipStore, String> {
-    match config.store.url.as_deref().filter(|u| !u.is_empty()) {
+    match redis_url(config) {
         // rediss:// is Redis over TLS, verified against the system's CA
         // roots (SSL_CERT_FILE names another bundle).
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
@@ -290,17 +290,9 @@ fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String>
     }
 }
 
-/// With a Redis store, digest nonce counts are shared with the other
-/// replicas (a replayed response is refused by all of them).
-async fn nonce_ledger(config: &Config) -> Option<Arc<dyn switchboard_gateway::NonceLedger>> {
-    let url = config.store.url.as_deref().filter(|u| !u.is_empty())?;
-    match switchboard_store::NonceCounts::connect(url, "").await {
-        Ok(counts) => Some(Arc::new(shared_bans::RedisNonceLedger::new(counts))),
-        Err(e) => {
-            warn!(error = %e, "digest nonce counts not shared: Redis unreachable");
-            None
-        }
-    }
+/// The Redis store's URL, when the store is Redis.
+fn redis_url(config: &Config) -> Option<&str> {
+    config.store.url.as_deref().filter(|u| !u.is_empty())
 }
 
 /// Keeps the SIP edge's exemptions equal to the inbound trunks'
@@ -342,12 +334,28 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     };
     // The mixing clock runs for the life of the process.
     let _clock = rooms.spawn_clock();
+    // With a Redis store, bans and digest nonce counts are shared with the
+    // other replicas, over one connection.
+    let shared_bans = match redis_url(config) {
+        Some(url) => match switchboard_store::SharedBans::connect(url, "").await {
+            Ok(shared) => Some(shared),
+            Err(e) => {
+                error!(error = %e, "cannot share SIP bans and nonce counts through Redis");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let nonce_ledger = shared_bans.as_ref().map(|shared| {
+        Arc::new(shared_bans::RedisNonceLedger::new(shared.nonce_counts()))
+            as Arc<dyn switchboard_gateway::NonceLedger>
+    });
     let (gateway, ports) = match start_gateway(
         config,
         handle.clone(),
         api.routing.clone(),
         rooms.clone(),
-        nonce_ledger(config).await,
+        nonce_ledger,
     ) {
         Ok(started) => started,
         Err(e) => {
@@ -356,20 +364,9 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
         }
     };
     tokio::spawn(exempt_trunk_addresses(api.routing.clone(), handle.clone()));
-    // With a Redis store, bans are shared with the other replicas.
-    let shared_bans = match config.store.url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => match switchboard_store::SharedBans::connect(url, "").await {
-            Ok(shared) => {
-                tokio::spawn(shared_bans::share_bans(handle.clone(), shared.clone()));
-                Some(shared)
-            }
-            Err(e) => {
-                error!(error = %e, "cannot share SIP bans through Redis");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
-    };
+    if let Some(shared) = &shared_bans {
+        tokio::spawn(shared_bans::share_bans(handle.clone(), shared.clone()));
+    }
     let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle())
         .with_shared_bans(shared_bans);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
