@@ -432,6 +432,16 @@ mod tests {
         p
     }
 
+    /// Two ends of one SRTP call in `suite`, each with the other's key.
+    fn pair(suite: SrtpSuite) -> (SrtpSession, SrtpSession) {
+        let a = SrtpKey::generate(suite).unwrap();
+        let b = SrtpKey::generate(suite).unwrap();
+        (
+            SrtpSession::new(&a, &b).unwrap(),
+            SrtpSession::new(&b, &a).unwrap(),
+        )
+    }
+
     /// An RTP packet with a one-byte header extension (RFC 8285) of two
     /// words, `elements`, and 20 payload bytes.
     fn with_extension(elements: [u8; 8]) -> Vec<u8> {
@@ -451,10 +461,7 @@ mod tests {
     #[test]
     fn a_header_extension_the_srtp_layer_would_misread_is_refused() {
         for suite in SrtpSuite::OFFER_ORDER {
-            let a = SrtpKey::generate(suite).unwrap();
-            let b = SrtpKey::generate(suite).unwrap();
-            let mut alice = SrtpSession::new(&a, &b).unwrap();
-            let mut bob = SrtpSession::new(&b, &a).unwrap();
+            let (mut alice, mut bob) = pair(suite);
             let mut wire = [0u8; 1500];
             let mut plain = [0u8; 1500];
             // ID 1 with one byte, padding, then an ID 15 element.
@@ -472,10 +479,7 @@ mod tests {
     #[test]
     fn every_suite_round_trips_and_rejects_tamper_and_replay() {
         for suite in SrtpSuite::OFFER_ORDER {
-            let a = SrtpKey::generate(suite).unwrap();
-            let b = SrtpKey::generate(suite).unwrap();
-            let mut alice = SrtpSession::new(&a, &b).unwrap();
-            let mut bob = SrtpSession::new(&b, &a).unwrap();
+            let (mut alice, mut bob) = pair(suite);
             let mut wire = [0u8; 1500];
             let mut plain = [0u8; 1500];
             for seq in [65530u16, 65531, 65535, 0, 1] {
