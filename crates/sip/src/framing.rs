@@ -130,18 +130,26 @@ impl StreamDecoder {
     }
 
     /// Called at end of stream: whatever is left, if it is more than line
-    /// breaks, is handed on as a last (truncated) message so that it can be
-    /// answered, as the tail of a datagram would be.
+    /// breaks, is handed on as a last message so that it can be answered,
+    /// as the tail of a datagram would be. A message whose head ended but
+    /// whose body fell short of its Content-Length is dropped instead: on a
+    /// stream the sender promised more and closed, and RFC 4475 §3.1.2.2
+    /// (clerr) has the receiver wait and close, not answer.
     pub fn finish(&mut self) -> Option<Frame> {
         if self.failed {
             return None;
         }
         let rest = self.buffer.split().freeze();
         if rest.iter().all(|b| *b == b'\r' || *b == b'\n') {
-            None
-        } else {
-            Some(Frame::Message(rest))
+            return None;
         }
+        if let Ok((head_end, body_start)) = crate::message::find_blank_line_from(&rest, 0) {
+            let declared = content_length(&rest[..head_end]).unwrap_or(0);
+            if declared > 0 && rest.len() < body_start.saturating_add(declared) {
+                return None;
+            }
+        }
+        Some(Frame::Message(rest))
     }
 
     /// Bytes buffered and not yet framed.
@@ -275,11 +283,17 @@ mod tests {
     }
 
     #[test]
-    fn end_of_stream_hands_on_the_tail() {
+    fn end_of_stream_hands_on_an_unended_head_and_drops_a_short_body() {
+        // A head that never ended is answered, as a datagram's would be.
+        let mut d = decoder();
+        d.push(b"INVITE sip:a@b SIP/2.0\r\nCSeq: 1 INVITE\r\n");
+        assert_eq!(d.next_frame(), None);
+        assert!(matches!(d.finish(), Some(Frame::Message(m)) if m.ends_with(b"INVITE\r\n")));
+        // A body shorter than its Content-Length is not (RFC 4475 clerr).
         let mut d = decoder();
         d.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 9999\r\n\r\nshort");
         assert_eq!(d.next_frame(), None);
-        assert!(matches!(d.finish(), Some(Frame::Message(m)) if m.ends_with(b"short")));
+        assert_eq!(d.finish(), None);
         let mut d = decoder();
         d.push(b"\r\n");
         assert_eq!(d.finish(), None);

@@ -144,3 +144,42 @@ fn the_table_covers_the_whole_corpus() {
     assert_eq!(files, table);
     assert_eq!(files.len(), 49);
 }
+
+/// The answers whose headers the RFC names too: sdp01's 406 carries a
+/// Warning 399 (§3.3.15), the 501s list what we implement in Allow (RFC
+/// 3261 §8.2.1), bext01's 420 lists the extensions in Unsupported (§3.3.5).
+#[test]
+fn answers_carry_the_headers_the_rfc_names() {
+    let cases = [
+        ("sdp01", 406, "Warning", "399 "),
+        ("intmeth", 501, "Allow", "INVITE"),
+        ("mismatch02", 501, "Allow", "INVITE"),
+        ("bext01", 420, "Unsupported", "nothingSupportsThis"),
+    ];
+    for (name, status, header, starts) in cases {
+        let data = std::fs::read(corpus_dir().join(format!("{name}.dat"))).unwrap();
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        ep.handle_message(Instant::now(), flow(Transport::Udp), &data);
+        let mut answer = None;
+        while let Some(t) = ep.poll_transmit() {
+            let text = String::from_utf8_lossy(&t.payload).to_string();
+            if text.starts_with(&format!("SIP/2.0 {status} ")) {
+                answer = Some(text);
+            }
+        }
+        let answer = answer.unwrap_or_else(|| panic!("{name}: no {status}"));
+        let value = answer
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(header)
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("{name}: no {header} in\n{answer}"));
+        assert!(
+            value.contains(starts),
+            "{name}: {header} {value:?} lacks {starts:?}"
+        );
+    }
+}

@@ -785,8 +785,9 @@ impl Endpoint {
         Verdict::Deliver(dialog)
     }
 
-    /// RFC 3261 §8.2.3: bodies we cannot understand get 415; an INVITE whose
-    /// Accept rules out SDP cannot be answered with a session (488).
+    /// RFC 3261 §8.2.3: bodies we cannot understand get 415. An INVITE whose
+    /// Accept rules out SDP leaves no body type our answer could carry:
+    /// 406 with a Warning 399, as RFC 4475 §3.3.15 (sdp01) suggests.
     fn content_verdict(&self, request: &Request) -> Option<ResponseSpec> {
         let accepted: &[&str] = match request.method {
             Method::Invite | Method::Update | Method::Ack | Method::Prack => {
@@ -823,9 +824,9 @@ impl Endpoint {
                 .filter_map(media_type)
                 .any(|t| t == "application/sdp" || t == "application/*" || t == "*/*");
             if !sdp_acceptable {
-                return Some(ResponseSpec::new(488).header(
+                return Some(ResponseSpec::new(406).header(
                     HeaderName::Warning,
-                    self.warning("Accept excludes application/sdp; no session can be answered"),
+                    self.warning("Accept excludes application/sdp; no answer can carry a session"),
                 ));
             }
         }
@@ -1156,7 +1157,12 @@ impl Endpoint {
         if rejection.is_answerable() {
             let status = rejection.error.status();
             info!(call_id = ?call_id, status, error = %detail, peer = %flow.remote, "malformed request rejected");
-            let spec = ResponseSpec::new(status).header(HeaderName::Warning, self.warning(detail));
+            let mut spec =
+                ResponseSpec::new(status).header(HeaderName::Warning, self.warning(detail));
+            if status == 501 {
+                // A method we do not implement: say which we do (§8.2.1).
+                spec = spec.header(HeaderName::Allow, self.allow_header());
+            }
             let envelope = rejection.envelope.clone();
             self.send_stateless(flow, &envelope, &spec);
         } else {

@@ -449,7 +449,7 @@ fn invite_bodies_we_cannot_read_and_accept_without_sdp() {
             .replace("call-1@", "call-2@"),
     );
     let r = &h.responses()[0];
-    assert_eq!(r.status, 488);
+    assert_eq!(r.status, 406);
     assert!(r
         .headers
         .get(&HeaderName::Warning)
