@@ -733,7 +733,8 @@ impl Call {
                 let direction = negotiated.direction;
                 if let Some(media) = &self.media {
                     if let Err(e) = media.update(negotiated).await {
-                        warn!(call_id = %self.call_id, error = %e, "media update failed");
+                        warn!(call_id = %self.call_id, error = %e, "media update failed; media unchanged");
+                        return;
                     }
                 }
                 info!(call_id = %self.call_id, direction = ?direction, "media renegotiated");
@@ -764,10 +765,11 @@ impl Call {
                 timer.interval = se.interval;
             }
         }
+        let peer_supports = supports_timer(headers);
         // In this request the peer is the UAC: refresher=uac means them.
         let refresher = asked
             .and_then(|se| se.refresher)
-            .unwrap_or(if supports_timer(headers) {
+            .unwrap_or(if peer_supports {
                 Refresher::Uac
             } else {
                 Refresher::Uas
@@ -784,7 +786,9 @@ impl Call {
             }
             .to_header(),
         );
-        if refresher == Refresher::Uac {
+        // RFC 4028 §9: MUST when the peer refreshes, SHOULD when we do and
+        // the peer supports timers.
+        if refresher == Refresher::Uac || peer_supports {
             spec = spec.header(HeaderName::Require, "timer");
         }
         spec
@@ -867,7 +871,9 @@ impl Call {
                         match negotiator.accept_answer(&answer) {
                             Ok(negotiated) => {
                                 if let Some(media) = &self.media {
-                                    let _ = media.update(negotiated).await;
+                                    if let Err(e) = media.update(negotiated).await {
+                                        warn!(call_id = %self.call_id, error = %e, "media update after a refresh failed");
+                                    }
                                 }
                             }
                             Err(e) => {
@@ -884,7 +890,7 @@ impl Call {
                     timer.we_refresh = se.refresher != Some(Refresher::Uas);
                 }
                 self.arm_session_timer();
-                debug!(call_id = %self.call_id, "session refreshed");
+                debug!(call_id = %self.call_id, status = response.status, "our session refresh succeeded");
                 None
             }
             422 => {

@@ -694,7 +694,9 @@ impl InboundCall {
             }
             .to_header(),
         );
-        if refresher == Refresher::Uac {
+        // RFC 4028 §9: MUST when the caller refreshes, SHOULD when we do
+        // and the caller supports timers (SIPp checks for it).
+        if refresher == Refresher::Uac || peer_supports {
             spec = spec.header(HeaderName::Require, "timer");
         }
         spec

@@ -1,10 +1,15 @@
-//! Outbound calls, in-dialog DTMF and REFER transfers against real callees:
+//! Outbound calls, in-dialog DTMF and REFER transfers against callees.
+//! Two tests meet a SIP implementation we did not write (SIPp); the rest
+//! meet the scripted raw-bytes callee of tests/common/uas.rs, which this
+//! team wrote, so that each can send exactly the bytes an edge case needs:
 //!
 //! - the official Python SDK (`livekit-api`) dials SIPp callees
 //!   (tests/sipp/uas_*.xml) that answer after a digest challenge, are busy,
 //!   only ring, or decline (tests/sdk/python/outbound.py);
-//! - `dtmf: "1w2#"` reaches a raw callee (tests/common/uas.rs) as RFC 4733
-//!   events in order, with the half-second pause;
+//! - a SIPp callee is transferred by REFER and reports by NOTIFY
+//!   (tests/sipp/uas_refer_notify.xml);
+//! - `dtmf: "1w2#"` reaches a raw callee as RFC 4733 events in order, with
+//!   the half-second pause;
 //! - TransferSIPParticipant sends a REFER to a raw callee over UDP, TCP and
 //!   TLS, which reports the target's progress by NOTIFY: 200 ends the call,
 //!   486 fails the transfer and keeps it; over TCP and TLS all of it rides
@@ -567,6 +572,29 @@ async fn transfer_over_tls_succeeds_on_notify_200_on_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_over_tls_fails_on_notify_486_on_one_connection() {
     transfer(Via::Tls, Target::Busy).await;
+}
+
+/// The same transfer against SIPp (tests/sipp/uas_refer_notify.xml), an
+/// implementation we did not write: it accepts the REFER, reports 100 then
+/// 200 by NOTIFY, and checks switchboard's answers and its BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_of_a_sipp_callee_by_refer_and_notify() {
+    let sb = start(&[]);
+    let mut uas = SippUas::start("uas_refer_notify", SippTransport::Udp, 1);
+    let trunk = outbound_trunk(&sb, uas.addr, "SIP_TRANSPORT_UDP").await;
+    let (room, identity) = ("sipp-transfer-room", "callee");
+    let (status, info) = dial(&sb, &trunk, room, identity, json!({})).await.unwrap();
+    assert_eq!(status, 200, "{info}\n{}", sb.log());
+    let (status, body) = ask_transfer(&sb, room, identity, "tel:+15550111", "10s")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}\n{}\n{}", sb.log(), uas.logs());
+    assert_eq!(body["status"], "STS_TRANSFER_SUCCESSFUL", "{body}");
+    let finished = tokio::task::block_in_place(|| uas.finish(Duration::from_secs(15)));
+    if let Err(report) = finished {
+        panic!("{report}\n--- switchboard log\n{}", sb.log());
+    }
+    nothing_left(&sb).await;
 }
 
 /// The port in a Via sent-by or a Contact URI of a message.

@@ -1,8 +1,7 @@
 //! SIPp against the real binary, over UDP and TCP: OPTIONS ping, INVITE →
 //! 404, a retransmitted INVITE absorbed into one transaction, BYE outside a
-//! dialog → 481; and INVITE then CANCEL against the same SIP stack holding
-//! the call in ringing (the binary answers every INVITE at once until
-//! inbound calls ring, so the CANCEL race needs a stack that rings).
+//! dialog → 481, and INVITE then CANCEL while the call rings (a call rings
+//! until a participant joins its room).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,9 +9,6 @@ mod common;
 
 use common::{sipp, SippTransport, Switchboard};
 use std::time::Duration;
-use switchboard_sip::message::ResponseSpec;
-use switchboard_sip::transport::{SipStack, TransportConfig};
-use switchboard_sip::{AdvertisedPorts, EndpointConfig, Event};
 
 fn run(scenario: &str, transport: SippTransport, extra: &[&str]) {
     let sb = Switchboard::start(&[]);
@@ -66,69 +62,56 @@ fn bye_outside_a_dialog_gets_481_tcp() {
     run("bye_481", SippTransport::Tcp, &[]);
 }
 
-/// A SIP stack on ephemeral loopback ports.
-async fn ringing_stack() -> SipStack {
-    let transport = TransportConfig {
-        udp: Some("127.0.0.1:0".parse().unwrap()),
-        tcp: Some("127.0.0.1:0".parse().unwrap()),
-        ..TransportConfig::default()
-    };
-    let endpoint = EndpointConfig {
-        advertised_ports: AdvertisedPorts {
-            udp: 0,
-            tcp: 0,
-            tls: 0,
-        },
-        ..EndpointConfig::default()
-    };
-    SipStack::start(transport, endpoint).await.unwrap()
-}
-
-async fn cancel(transport: SippTransport) {
-    let SipStack {
-        handle,
-        mut events,
-        bound,
-        tasks: _tasks,
-    } = ringing_stack().await;
-    let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel();
-    let ringer = handle.clone();
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            match event {
-                Event::Request(incoming) => {
-                    let _ = ringer.respond(incoming.txn, ResponseSpec::new(180));
-                }
-                Event::Cancelled { .. } => {
-                    let _ = cancelled_tx.send(());
-                }
-                _ => {}
-            }
-        }
-    });
+/// SIPp calls a routed number, which rings, and cancels: 200 for the
+/// CANCEL, 487 for the INVITE, and the call leaves nothing behind.
+fn cancel(transport: SippTransport) {
+    let sb = common::routes::start(&[]);
+    common::routes::open_route(&sb, "");
     let target = match transport {
-        SippTransport::Udp => bound.udp.unwrap(),
-        SippTransport::Tcp => bound.tcp.unwrap(),
+        SippTransport::Udp => sb.udp.unwrap(),
+        SippTransport::Tcp => sb.tcp.unwrap(),
     };
-    let result = tokio::task::spawn_blocking(move || sipp("invite_cancel", target, transport, &[]))
-        .await
-        .unwrap();
-    if let Err(report) = result {
-        panic!("{report}");
+    if let Err(report) = sipp("invite_cancel", target, transport, &["-s", "+15550100"]) {
+        panic!("{report}\n--- switchboard log\n{}", sb.log());
     }
-    let told = tokio::time::timeout(Duration::from_secs(5), cancelled.recv()).await;
-    assert!(
-        matches!(told, Ok(Some(()))),
-        "the transaction user learns of the CANCEL"
+    common::routes::wait_log(
+        &sb,
+        "reason=cancelled by the caller",
+        Duration::from_secs(5),
     );
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invite_then_cancel_gets_200_and_487_udp() {
-    cancel(SippTransport::Udp).await;
+#[test]
+fn invite_then_cancel_gets_200_and_487_udp() {
+    cancel(SippTransport::Udp);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invite_then_cancel_gets_200_and_487_tcp() {
-    cancel(SippTransport::Tcp).await;
+#[test]
+fn invite_then_cancel_gets_200_and_487_tcp() {
+    cancel(SippTransport::Tcp);
+}
+
+/// Session timers against SIPp (tests/sipp/uac_session_timer.xml): the
+/// caller asks for 2 s with switchboard as the refresher; SIPp sees three
+/// re-INVITE refreshes, answers them, and its BYE still finds the call.
+#[test]
+fn switchboard_refreshes_a_sipp_callers_session_by_reinvite() {
+    let sb = common::routes::start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_CALLS__MIN_SESSION_EXPIRES_SECS", "2"),
+    ]);
+    common::routes::open_route(&sb, "");
+    let target = sb.udp.unwrap();
+    if let Err(report) = sipp(
+        "uac_session_timer",
+        target,
+        SippTransport::Udp,
+        &["-s", "+15550100"],
+    ) {
+        panic!("{report}\n--- switchboard log\n{}", sb.log());
+    }
+    let log = common::routes::wait_log(&sb, "reason=caller hung up", Duration::from_secs(5));
+    assert!(!log.contains("session timer expired"), "{log}");
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
