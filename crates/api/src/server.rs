@@ -79,7 +79,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// `GET /debug/state` (`sip.admin`): counts that go back to zero when
-/// nothing happens.
+/// nothing happens, and the store and routing versions.
 async fn debug_state(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let claims = match authenticate(&state.keys, &parts.headers, &parts.uri) {
@@ -99,6 +99,8 @@ async fn debug_state(State(state): State<Arc<ApiState>>, request: Request) -> Re
         participants: rooms.iter().map(|r| r.num_participants).sum(),
         websocket_sessions: state.websocket_sessions.get(),
         sip_transactions: calls.sip_transactions,
+        store_version: state.store.subscribe().version(),
+        routing_version: state.routing.version(),
     };
     match serde_json::to_vec(&body) {
         Ok(bytes) => {

@@ -1,6 +1,7 @@
 //! `GET /debug/state`: counts of everything that should go back to zero
-//! when nothing happens, for leak checks in tests and in production. Needs a
-//! token with `sip.admin`.
+//! when nothing happens, for leak checks in tests and in production, and
+//! whether routing has caught up with the store. Needs a token with
+//! `sip.admin`.
 //!
 //! The API knows its rooms and WebSocket sessions; calls, RTP ports and SIP
 //! transactions belong to call control, which the API must not depend on,
@@ -73,4 +74,10 @@ pub struct DebugState {
     pub websocket_sessions: usize,
     /// Live SIP transactions: `[server, client]`.
     pub sip_transactions: (usize, usize),
+    /// The latest store version this replica has heard of.
+    pub store_version: u64,
+    /// The store version this replica's routing index was built from:
+    /// once it reaches `store_version`, calls are routed by every change
+    /// made so far (tests wait for that instead of sleeping).
+    pub routing_version: u64,
 }

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard_media::driver::{CallAudio, MediaWorker};
 use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, LocalEndpoint, MediaConfig, SdpNegotiator};
@@ -47,6 +47,16 @@ impl CallAudio for Side {
 
     fn event(&mut self, event: MediaEvent) {
         self.record.lock().unwrap().events.push(event);
+    }
+}
+
+/// Polls `done` every 20 ms (yielding to the worker) until it holds; fails
+/// after a deadline generous enough for a loaded machine.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -100,12 +110,29 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
             record: b_record.clone(),
         }),
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    // Audio first (DTMF replaces audio packets while a digit plays).
+    // Audio first (DTMF replaces audio packets while a digit plays): wait
+    // until each side has played out 1.2 s, however slowly the machine runs.
+    let heard_len = |r: &Arc<Mutex<Recorder>>| r.lock().unwrap().heard.len();
+    wait_for("1.2 s of audio on both sides", || {
+        heard_len(&a_record) >= 57_600 && heard_len(&b_record) >= 57_600
+    })
+    .await;
     let b_heard = b_record.lock().unwrap().heard.clone();
     let a_heard = a_record.lock().unwrap().heard.clone();
     a.send_dtmf("12#").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let digits_heard = || -> String {
+        b_record
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                MediaEvent::Dtmf(d) => Some(d.as_char()),
+                _ => None,
+            })
+            .collect()
+    };
+    wait_for("three digits at B", || digits_heard().len() >= 3).await;
 
     let tail = |v: &[i16]| v[v.len().saturating_sub(48_000)..].to_vec();
     assert_eq!(
@@ -118,23 +145,25 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     );
     let level = goertzel_dbfs(&tail(&b_heard), 48_000, 1000.0);
     assert!(level > -24.0, "1 kHz at {level} dBFS, sent at -20");
-    let digits: String = b_record
-        .lock()
-        .unwrap()
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            MediaEvent::Dtmf(d) => Some(d.as_char()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(digits, "12#");
+    assert_eq!(digits_heard(), "12#");
     let stats = b.stats().await.unwrap();
     assert!(stats.packets_received > 50, "{stats:?}");
     assert_eq!(stats.srtp_rejected, 0);
+    // Ending one call leaves the other running: B keeps sending.
     drop(a);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(b.stats().await.is_ok(), "the other call carries on");
+    let sent_then = b.stats().await.unwrap().packets_sent;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent_now = b.stats().await.unwrap().packets_sent;
+        if sent_now >= sent_then + 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B stopped after A ended: {sent_then} then {sent_now} packets sent"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -196,7 +225,22 @@ async fn ipv6_call_with_separate_rtcp_port() {
             record: b_record.clone(),
         }),
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for("1.5 s of audio at B", || {
+        b_record.lock().unwrap().heard.len() >= 72_000
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = a.stats().await.unwrap();
+        if stats.rtcp_received >= 1 && stats.round_trip.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no RTCP over the separate IPv6 port with an RTT from B's reports: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let heard = b_record.lock().unwrap().heard.clone();
     assert_eq!(
         dominant_frequency(
@@ -205,14 +249,5 @@ async fn ipv6_call_with_separate_rtcp_port() {
             [700.0, 1000.0, 1500.0]
         ),
         Some(1000.0)
-    );
-    let stats = a.stats().await.unwrap();
-    assert!(
-        stats.rtcp_received >= 1,
-        "RTCP over the separate IPv6 port: {stats:?}"
-    );
-    assert!(
-        stats.round_trip.is_some(),
-        "RTT from B's reports: {stats:?}"
     );
 }

@@ -23,7 +23,7 @@ fn route(sb: &Switchboard, trunk_fields: &str, rule_name: &str, rule: &str) -> S
         sb,
         &format!(r#"{{"name": "{rule_name}", "trunk_ids": ["{id}"], "rule": {rule}}}"#),
     );
-    settle();
+    settle(sb);
     id
 }
 
@@ -413,8 +413,8 @@ async fn an_invite_flood_from_one_source_leaves_calls_in_progress_and_new_calls_
             hz,
         ));
     }
-    // The calls are up; then the flood: 200 INVITEs a second for 5 s.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once the calls are up, the flood: 200 INVITEs a second for 5 s.
+    common::api::wait_for_calls(api, callers.len() as u64).await;
     let flood_port = common::free_port().to_string();
     let flood = tokio::task::spawn_blocking(move || {
         let work = tempfile::tempdir().unwrap();

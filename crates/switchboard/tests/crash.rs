@@ -12,7 +12,9 @@ use common::Switchboard;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One Twirp JSON call over a fresh connection; `None` when the server is
 /// gone mid-request.
@@ -45,6 +47,8 @@ fn a_killed_server_loses_no_acknowledged_write() {
     env.push(("SWITCHBOARD_DATA_DIR", data_dir.as_str()));
     let first = Switchboard::start(&env);
     let api = first.api.unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&written);
     let writer = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
         for i in 0.. {
@@ -52,19 +56,31 @@ fn a_killed_server_loses_no_acknowledged_write() {
                 json!({"trunk": {"name": format!("t{i}"), "numbers": [format!("+1555{i:07}")]}});
             match call(api, "CreateSIPInboundTrunk", &body) {
                 Some((200, trunk)) => {
-                    acknowledged.push(trunk["sip_trunk_id"].as_str().unwrap().to_string())
+                    acknowledged.push(trunk["sip_trunk_id"].as_str().unwrap().to_string());
+                    counter.fetch_add(1, Ordering::SeqCst);
                 }
-                _ => return acknowledged,
+                // Any answer but 200 is a failure of the server, not the
+                // kill: stop the test rather than end the stream quietly.
+                Some((status, answer)) => panic!("write {i} answered {status}: {answer}"),
+                None => return acknowledged,
             }
         }
         acknowledged
     });
     // Let a stream of writes run, then pull the plug mid-stream.
-    std::thread::sleep(Duration::from_millis(700));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while written.load(Ordering::SeqCst) < 20 {
+        assert!(
+            !writer.is_finished() && Instant::now() < deadline,
+            "the writes did not get going: {} acknowledged",
+            written.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     first.signal("KILL");
     let acknowledged = writer.join().unwrap();
     assert!(
-        acknowledged.len() >= 5,
+        acknowledged.len() >= 20,
         "only {} writes before the kill",
         acknowledged.len()
     );

@@ -9,6 +9,7 @@ mod common;
 
 use common::uac::{sdp_offer, Msg, Uac};
 use common::Switchboard;
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use switchboard_sip::auth::DigestClient;
 
@@ -48,7 +49,7 @@ fn refusals_are_final_honest_and_explained() {
             r#"{{"name": "m", "trunk_ids": ["{media_trunk}"], "rule": {{"dispatch_rule_direct": {{"room_name": "m"}}}}}}"#
         ),
     );
-    settle();
+    settle(&sb);
     let target = sb.udp.unwrap();
 
     // No trunk for the number.
@@ -291,7 +292,15 @@ fn a_caller_who_sends_rtp_is_not_timed_out_and_hangs_up_with_bye() {
             .status(),
         200
     );
-    wait_log(&sb, "DTMF from the caller", Duration::from_secs(3));
+    let log = wait_log(&sb, "DTMF from the caller", Duration::from_secs(3));
+    let digits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("DTMF from the caller"))
+        .collect();
+    assert!(
+        digits.len() == 1 && digits[0].contains("digit=5"),
+        "Signal=5 must arrive as the one digit 5: {digits:?}"
+    );
     let bye = uac.in_dialog("BYE", "", "");
     assert_eq!(
         uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
@@ -318,22 +327,26 @@ fn hold_and_resume_by_reinvite_keep_the_call() {
     assert!(ok.body().contains("a=sendrecv"), "{}", ok.body());
     uac.ack(seq, &ok);
     // A re-INVITE without SDP: our offer comes in the 200, the answer in
-    // the ACK.
-    let before = sb.log().matches("media renegotiated").count();
+    // the ACK. The answer moves our media to a new port: RTP arriving
+    // there proves the answer was applied (a log line would not: it could
+    // be printed after a failed update too).
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let moved_port = moved.local_addr().unwrap().port();
     let seq = uac.invite("", &[]);
     let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
     assert_eq!(ok.status(), 200, "{}", ok.text);
     assert!(ok.body().contains("m=audio "), "an offer: {}", ok.body());
-    uac.ack_with(seq, &ok, &uac.pcmu_offer());
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while sb.log().matches("media renegotiated").count() == before {
-        assert!(
-            Instant::now() < deadline,
-            "the ACK's answer was not applied:\n{}",
-            sb.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let answer = sdp_offer(
+        moved_port,
+        "0 101",
+        &["0 PCMU/8000", "101 telephone-event/8000"],
+    );
+    uac.ack_with(seq, &ok, &answer);
+    assert!(
+        receives_pcmu(&moved, Duration::from_secs(5)),
+        "no RTP at the port the ACK's answer named:\n{}",
+        sb.log()
+    );
     assert!(!sb.log().contains("unusable"), "{}", sb.log());
     let bye = uac.in_dialog("BYE", "", "");
     assert_eq!(
@@ -342,6 +355,23 @@ fn hold_and_resume_by_reinvite_keep_the_call() {
     );
     wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
     assert_idle(&sb);
+}
+
+/// Whether a PCMU RTP packet arrives on `socket` within `within`.
+fn receives_pcmu(socket: &UdpSocket, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 2048];
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            if n >= 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f == 0 {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[test]
@@ -354,7 +384,7 @@ fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
             r#"{{"name": "pin", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "secret", "pin": "1234"}}}}}}"#
         ),
     );
-    settle();
+    settle(&sb);
     let digits = |uac: &mut Uac, pin: &str| {
         for c in pin.chars() {
             let seq = uac.in_dialog(
@@ -415,7 +445,7 @@ fn individual_and_callee_rules_name_rooms_as_livekit_does_and_hidden_numbers_sta
             r#"{{"name": "c", "trunk_ids": ["{callee}"], "rule": {{"dispatch_rule_callee": {{"room_prefix": "desk"}}}}}}"#
         ),
     );
-    settle();
+    settle(&sb);
     let target = sb.udp.unwrap();
     for to in ["+15550100", "+15550200"] {
         let mut uac = Uac::new(target, "+15550199", to);

@@ -576,6 +576,11 @@ async fn debug_state_goes_back_to_zero_after_participants_leave() {
 
     let idle = debug_state(api).await;
     assert_eq!(
+        idle["store_version"], idle["routing_version"],
+        "routing is up to date: {idle}"
+    );
+    let idle = counts_of(idle);
+    assert_eq!(
         idle,
         json!({"calls_active": 0, "call_tasks": 0, "rtp_ports_active": 0, "rooms": 0,
                "participants": 0, "websocket_sessions": 0, "sip_transactions": [0, 0]})
@@ -601,7 +606,7 @@ async fn debug_state_goes_back_to_zero_after_participants_leave() {
     drop(carol);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = debug_state(api).await;
+        let state = counts_of(debug_state(api).await);
         if state == idle {
             break;
         }
@@ -770,7 +775,7 @@ async fn a_websocket_agent_answers_a_call_trades_dtmf_and_removing_the_call_send
     )
     .await;
     // The routing index follows the store's change feed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::api::settle_routing(api).await;
 
     let ear_token = join_token("support", "ear");
     let mut ear = Client::join_with(api, "support", &ear_token, 8_000, "&audio=false").await;
@@ -881,7 +886,7 @@ async fn a_websocket_agent_answers_a_call_trades_dtmf_and_removing_the_call_send
                       "participants": 0, "websocket_sessions": 0, "sip_transactions": [0, 0]});
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let state = debug_state(api).await;
+        let state = counts_of(debug_state(api).await);
         if state == zero {
             break;
         }

@@ -51,7 +51,7 @@ fn pbx_trunk(sb: &Switchboard) {
         sb,
         r#"{"name": "pbx", "numbers": ["100"], "auth_username": "100", "auth_password": "1050"}"#,
     );
-    std::thread::sleep(Duration::from_millis(300));
+    common::routes::settle(sb);
 }
 
 /// `switchboard sip bans list`.

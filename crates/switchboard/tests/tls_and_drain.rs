@@ -11,7 +11,7 @@ use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Pki {
@@ -188,8 +188,16 @@ fn sigterm_drains_with_503_and_exits_once_idle() {
     };
     assert_eq!(status_and_call_id(&ask("before")).0, 200);
     sb.signal("TERM");
-    std::thread::sleep(Duration::from_millis(300));
-    let during = ask("during");
+    // Until the signal is handled OPTIONS still gets 200; then 503.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let during = loop {
+        let answer = ask("during");
+        if status_and_call_id(&answer).0 != 200 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "never drained:\n{}", sb.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(status_and_call_id(&during).0, 503, "{during}");
     assert_eq!(header(&during, "Retry-After"), Some("30"));
     let invite = format!(

@@ -73,8 +73,19 @@ impl RedisServer {
                     return false;
                 }
             }
-            if ping(self.port) {
-                return true;
+            // Answering on the port is not enough: another test's server
+            // may hold it. Ours is the one whose process ID is our child's.
+            let ours = self.child.as_ref().map(Child::id);
+            match (redis_process_id(self.port), ours) {
+                (Some(pid), Some(ours)) if pid == ours => return true,
+                (Some(_), _) => {
+                    if let Some(mut child) = self.child.take() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    return false;
+                }
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -113,17 +124,23 @@ impl Drop for RedisServer {
     }
 }
 
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
-        return false;
-    };
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
+/// The process ID of the redis-server answering on `port` (`INFO server`).
+pub fn redis_process_id(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.contains("process_id:") || !text[text.find("process_id:")?..].contains('\n') {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    let mut buf = [0u8; 7];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
 }
 
 pub fn redis_config(server: &RedisServer) -> RedisConfig {

@@ -140,6 +140,16 @@ pub async fn debug_state(addr: SocketAddr) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The counts of a `/debug/state` answer, without the store and routing
+/// versions (which only ever grow).
+pub fn counts_of(mut state: Value) -> Value {
+    if let Some(fields) = state.as_object_mut() {
+        fields.remove("store_version");
+        fields.remove("routing_version");
+    }
+    state
+}
+
 /// `/debug/state` without a runtime (for the synchronous call tests).
 pub fn debug_state_blocking(addr: SocketAddr) -> Value {
     use std::io::{Read, Write};
@@ -158,6 +168,58 @@ pub fn debug_state_blocking(addr: SocketAddr) -> Value {
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     assert!(head.starts_with("HTTP/1.1 200"), "{response}");
     serde_json::from_str(body).unwrap()
+}
+
+/// Waits until the routing index of the server at `addr` has caught up
+/// with its store, and with store version `at_least` (a version another
+/// replica reported): `/debug/state` says when.
+pub fn wait_for_routing(addr: SocketAddr, at_least: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = debug_state_blocking(addr);
+        let store = state["store_version"].as_u64().expect("store_version");
+        let routing = state["routing_version"].as_u64().expect("routing_version");
+        if routing >= store && routing >= at_least {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "routing stuck at version {routing}; the store is at {store}, {at_least} expected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until at least `n` calls are in progress (answered or ringing).
+pub async fn wait_for_calls(addr: SocketAddr, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = tokio::task::spawn_blocking(move || debug_state_blocking(addr))
+            .await
+            .unwrap();
+        if state["calls_active"].as_u64().unwrap_or_default() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} calls never came up: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// [`wait_for_routing`] for async tests.
+pub async fn settle_routing(addr: SocketAddr) {
+    tokio::task::spawn_blocking(move || wait_for_routing(addr, 0))
+        .await
+        .unwrap();
+}
+
+/// The store version the server at `addr` has heard of.
+pub fn store_version(addr: SocketAddr) -> u64 {
+    debug_state_blocking(addr)["store_version"]
+        .as_u64()
+        .expect("store_version")
 }
 
 /// Waits until no call, call task, RTP port, room or participant is left:

@@ -73,8 +73,8 @@ pub fn rule(sb: &Switchboard, fields: &str) -> String {
 
 /// Waits until the routing index has caught up with the store (it
 /// refreshes from the change feed).
-pub fn settle() {
-    std::thread::sleep(Duration::from_millis(300));
+pub fn settle(sb: &Switchboard) {
+    super::api::wait_for_routing(sb.api.expect("the API is listening"), 0);
 }
 
 /// Waits until the log shows `needle` (or fails with the log).
@@ -105,7 +105,7 @@ pub fn open_route(sb: &Switchboard, trunk_fields: &str) {
             r#"{{"name": "r", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "r"}}}}}}"#
         ),
     );
-    settle();
+    settle(sb);
 }
 
 /// Calls +15550100 with answer=immediate; returns the caller and the
