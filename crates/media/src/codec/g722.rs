@@ -62,9 +62,10 @@ struct Band {
 }
 
 impl Band {
-    fn new() -> Self {
+    /// The low band starts at scale 32 (DETL), the high band at 8 (DETH).
+    fn new(initial_scale: i32) -> Self {
         Band {
-            scale: 32,
+            scale: initial_scale,
             ..Band::default()
         }
     }
@@ -176,8 +177,8 @@ impl G722Encoder {
     pub fn new() -> Self {
         G722Encoder {
             qmf: [0; 24],
-            low: Band::new(),
-            high: Band::new(),
+            low: Band::new(32),
+            high: Band::new(8),
         }
     }
 
@@ -250,8 +251,8 @@ impl G722Decoder {
     pub fn new() -> Self {
         G722Decoder {
             qmf: [0; 24],
-            low: Band::new(),
-            high: Band::new(),
+            low: Band::new(32),
+            high: Band::new(8),
         }
     }
 
