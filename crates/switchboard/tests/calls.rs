@@ -415,21 +415,11 @@ async fn an_invite_flood_from_one_source_leaves_calls_in_progress_and_new_calls_
     }
     // Once the calls are up, the flood: 200 INVITEs a second for 5 s.
     common::api::wait_for_calls(api, callers.len() as u64).await;
-    let flood_port = common::free_port().to_string();
     let flood = tokio::task::spawn_blocking(move || {
         let work = tempfile::tempdir().unwrap();
         std::process::Command::new("sipp")
             .args(["-sn", "uac", &target.to_string(), "-s", "+15550100"])
-            .args([
-                "-r",
-                "200",
-                "-m",
-                "1000",
-                "-i",
-                "127.0.0.9",
-                "-p",
-                &flood_port,
-            ])
+            .args(["-r", "200", "-m", "1000", "-i", "127.0.0.9"])
             .args(["-nostdin", "-timeout", "8", "-recv_timeout", "1000"])
             .current_dir(work.path())
             .stdin(std::process::Stdio::null())

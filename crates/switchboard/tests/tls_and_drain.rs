@@ -249,11 +249,12 @@ async fn the_store_works_over_rediss_with_a_verified_certificate() {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server (Debian's redis-server, built with TLS)");
+    // Our own server must hold the port, not whoever took it first.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !common::process_listens_on(redis.id(), port, true) {
         assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not start"
+            std::time::Instant::now() < deadline && redis.try_wait().unwrap().is_none(),
+            "redis-server did not start on {port}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -194,7 +194,9 @@ pub fn sipp(
             "-trace_err",
             "-trace_msg",
         ])
-        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        // No -p: SIPp binds a port the system picks, so parallel tests
+        // cannot race for one.
+        .args(["-i", "127.0.0.1"])
         .args(extra)
         .current_dir(work.path())
         .stdin(Stdio::null())
@@ -305,4 +307,44 @@ pub fn redis_process_id(port: u16) -> Option<u32> {
     text.lines()
         .find_map(|l| l.strip_prefix("process_id:"))
         .and_then(|pid| pid.trim().parse().ok())
+}
+
+/// Whether process `pid` itself holds a loopback socket on `port` (a TCP
+/// listener, or a bound UDP socket): read from /proc, so that a test's peer
+/// is known to be listening, not whichever process took the port after
+/// the test picked it.
+pub fn process_listens_on(pid: u32, port: u16, tcp: bool) -> bool {
+    let table = if tcp {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/udp"
+    };
+    let Ok(text) = std::fs::read_to_string(table) else {
+        return false;
+    };
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<String> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let state = fields.get(3)?;
+            // TCP state 0A is LISTEN; UDP sockets show 07.
+            let listening = if tcp { *state == "0A" } else { true };
+            (local.ends_with(&wanted) && listening).then(|| fields.get(9).map(|i| i.to_string()))?
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
+    })
 }

@@ -3,11 +3,11 @@
 //! through an outbound trunk. Its exit status says whether every call went
 //! as the scenario expects.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, repo, SippTransport};
+use super::{free_port, process_listens_on, repo, SippTransport};
 
 /// A running SIPp callee, killed when dropped.
 pub struct SippUas {
@@ -32,18 +32,22 @@ fn free_media_port() -> u16 {
     panic!("no free media port pair");
 }
 
-fn port_taken(port: u16, transport: SippTransport) -> bool {
-    match transport {
-        SippTransport::Udp => UdpSocket::bind(("127.0.0.1", port)).is_err(),
-        SippTransport::Tcp => TcpListener::bind(("127.0.0.1", port)).is_err(),
-    }
-}
-
 impl SippUas {
     /// Starts `scenario` (tests/sipp/<scenario>.xml) to take `calls` calls,
     /// and waits until it listens. SIPp must be installed: its absence is
     /// a failure, not a skip.
     pub fn start(scenario: &str, transport: SippTransport, calls: u32) -> SippUas {
+        // The port is picked free and then bound by SIPp: another test may
+        // take it in between, so SIPp must be seen holding it itself.
+        for _ in 0..5 {
+            if let Some(uas) = SippUas::try_start(scenario, transport, calls) {
+                return uas;
+            }
+        }
+        panic!("sipp {scenario} found no free port in 5 tries");
+    }
+
+    fn try_start(scenario: &str, transport: SippTransport, calls: u32) -> Option<SippUas> {
         let work = tempfile::tempdir().unwrap();
         let file = repo().join("tests/sipp").join(format!("{scenario}.xml"));
         let port = free_port();
@@ -74,6 +78,7 @@ impl SippUas {
             Ok(child) => child,
             Err(e) => panic!("cannot run sipp ({e}): install Debian's sip-tester (tests/run does)"),
         };
+        let pid = child.id();
         let mut uas = SippUas {
             child: Some(child),
             work,
@@ -81,21 +86,21 @@ impl SippUas {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             transport,
         };
+        let tcp = transport == SippTransport::Tcp;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !port_taken(port, transport) {
-            if let Some(status) = uas.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "sipp {scenario} exited with {status} before listening\n{}",
-                    uas.logs()
-                );
+        while !process_listens_on(pid, port, tcp) {
+            if uas.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                // Most likely the port was taken first: try another.
+                return None;
             }
             assert!(
                 Instant::now() < deadline,
-                "sipp {scenario} does not listen on {port}"
+                "sipp {scenario} does not listen on {port}\n{}",
+                uas.logs()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        uas
+        Some(uas)
     }
 
     /// The text of its log whose file name ends with `suffix`
