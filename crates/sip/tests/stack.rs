@@ -227,8 +227,15 @@ async fn the_connection_limit_refuses_further_connections() {
         .await
         .unwrap();
     let addr = server.bound.tcp.unwrap();
-    let _first = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A keep-alive's pong proves the server has taken the first connection
+    // (and counts it) before the second arrives.
+    first.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    timeout(Duration::from_secs(5), first.read_exact(&mut pong))
+        .await
+        .expect("a pong to the keep-alive")
+        .unwrap();
     let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 16];
     let read = timeout(Duration::from_secs(5), second.read(&mut buf))

@@ -52,7 +52,8 @@ fn three_callers_in_one_room_each_hear_the_other_two_and_not_themselves() {
     ];
     let mut callers: Vec<(Baresip, f32)> = specs
         .iter()
-        .map(|&(name, codec, rate, channels, hz, mediaenc)| {
+        .enumerate()
+        .map(|(i, &(name, codec, rate, channels, hz, mediaenc))| {
             let caller = Baresip::call(CallerSpec {
                 name,
                 codec,
@@ -64,7 +65,8 @@ fn three_callers_in_one_room_each_hear_the_other_two_and_not_themselves() {
                 run_secs: 9,
                 auth: None,
             });
-            std::thread::sleep(Duration::from_millis(300));
+            // One call at a time into the room, each up before the next.
+            common::api::wait_for_calls_blocking(sb.api.unwrap(), i as u64 + 1);
             (caller, hz)
         })
         .collect();

@@ -483,10 +483,13 @@ async fn transfer(via: Via, target: Target) {
                     .is_some_and(|id| id.starts_with("STR_")),
                 "{body}"
             );
-            let bye = uas.wait_request("BYE", Duration::from_secs(4)).await;
+            // LiveKit hangs up a second after the transfer succeeded: not
+            // at once (load only makes it later, so no upper bound but the
+            // deadline).
+            let bye = uas.wait_request("BYE", Duration::from_secs(10)).await;
             let after = notified.elapsed();
             assert!(
-                (Duration::from_millis(500)..=Duration::from_millis(2500)).contains(&after),
+                after >= Duration::from_millis(500),
                 "switchboard hangs up about a second after the transfer succeeded, not {after:?}"
             );
             assert!(

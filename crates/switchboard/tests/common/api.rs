@@ -191,12 +191,10 @@ pub fn wait_for_routing(addr: SocketAddr, at_least: u64) {
 }
 
 /// Waits until at least `n` calls are in progress (answered or ringing).
-pub async fn wait_for_calls(addr: SocketAddr, n: u64) {
+pub fn wait_for_calls_blocking(addr: SocketAddr, n: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let state = tokio::task::spawn_blocking(move || debug_state_blocking(addr))
-            .await
-            .unwrap();
+        let state = debug_state_blocking(addr);
         if state["calls_active"].as_u64().unwrap_or_default() >= n {
             return;
         }
@@ -204,8 +202,15 @@ pub async fn wait_for_calls(addr: SocketAddr, n: u64) {
             std::time::Instant::now() < deadline,
             "{n} calls never came up: {state}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// [`wait_for_calls_blocking`] for async tests.
+pub async fn wait_for_calls(addr: SocketAddr, n: u64) {
+    tokio::task::spawn_blocking(move || wait_for_calls_blocking(addr, n))
+        .await
+        .unwrap();
 }
 
 /// [`wait_for_routing`] for async tests.
