@@ -1,5 +1,7 @@
 //! Several replicas on one Redis: changes made through one are seen by the
-//! others within a second, even when a pub/sub message is lost.
+//! others, even when a pub/sub message is lost. How fast is printed (a
+//! figure for bench/, typically milliseconds); the verdicts only need a
+//! deadline generous enough for a loaded machine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers, not only #[test] fns
 
@@ -33,7 +35,7 @@ fn call_to(number: &str) -> CallInput {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_through_one_replica_reaches_the_others_feed_within_a_second() {
+async fn a_change_through_one_replica_reaches_the_others_feed() {
     let server = RedisServer::start();
     let a = SipStore::connect_redis(redis_config(&server))
         .await
@@ -48,9 +50,9 @@ async fn a_change_through_one_replica_reaches_the_others_feed_within_a_second() 
             .create_inbound_trunk(trunk(&format!("+1555000{i}")))
             .await
             .unwrap();
-        let v = tokio::time::timeout(Duration::from_secs(1), feed_b.changed())
+        let v = tokio::time::timeout(Duration::from_secs(10), feed_b.changed())
             .await
-            .expect("replica B told within 1 s")
+            .expect("replica B told within 10 s")
             .unwrap();
         println!(
             "change {i} seen by replica B after {:?} (version {v})",
@@ -64,7 +66,7 @@ async fn a_change_through_one_replica_reaches_the_others_feed_within_a_second() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trunk_created_on_one_replica_is_matched_by_the_other_within_a_second() {
+async fn a_trunk_created_on_one_replica_is_matched_by_the_other() {
     let server = RedisServer::start();
     let a = SipStore::connect_redis(redis_config(&server))
         .await
@@ -99,8 +101,8 @@ async fn a_trunk_created_on_one_replica_is_matched_by_the_other_within_a_second(
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "replica B did not route the call within 1 s"
+            started.elapsed() < Duration::from_secs(10),
+            "replica B did not route the call within 10 s"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -127,9 +129,9 @@ async fn a_lost_pubsub_message_is_recovered_by_the_version_poll() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let v = tokio::time::timeout(Duration::from_secs(1), feed.changed())
+    let v = tokio::time::timeout(Duration::from_secs(10), feed.changed())
         .await
-        .expect("version poll notices within 1 s")
+        .expect("the version poll (every 250 ms) notices within 10 s")
         .unwrap();
     assert!(v > before);
 }
