@@ -76,9 +76,9 @@ fuzz_target!(|data: &[u8]| {
         text.to_string()
     };
     let result = server.verify_request(now, "INVITE", URI, REALM, &credentials, &password_of, b"");
-    if let Ok(user) = &result {
+    if let Ok(accepted) = &result {
         // Only a correct response for a known user passes.
-        assert_eq!(user, "alice", "accepted an unknown user");
+        assert_eq!(accepted.username, "alice", "accepted an unknown user");
     }
 
     if mode & 2 != 0 {
@@ -99,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
         let lookup = |u: &str| (u == user_owned).then(|| password_owned.clone());
         let later = now + Duration::from_secs(5);
         match server.verify_request(later, "INVITE", URI, REALM, &answer, &lookup, body) {
-            Ok(name) => assert_eq!(name, user),
+            Ok(credentials) => assert_eq!(credentials.username, user),
             Err(e) => panic!("server refused a correct answer ({e:?}) for user {user:?}: {answer}"),
         }
         match server.verify_request(later, "INVITE", URI, REALM, &answer, &lookup, body) {
