@@ -121,13 +121,23 @@ fn refusals_are_final_honest_and_explained() {
         "{log}"
     );
     // Counted by result, reason and status (the challenge is not a call).
-    let metrics = common::api::metrics_blocking(sb.api.unwrap());
-    for (status, count) in [("404", 2), ("403", 1), ("488", 1)] {
-        let line = format!(
+    // A call is counted as its task ends, just after its answer went out.
+    let lines: Vec<String> = [("404", 2), ("403", 1), ("488", 1)]
+        .iter()
+        .map(|(status, count)| format!(
             r#"switchboard_calls_ended_total{{direction="inbound",reason="SIP_TRUNK_FAILURE",result="refused",sip_status="{status}"}} {count}"#
-        );
-        assert!(metrics.contains(&line), "{line}\n{metrics}");
-    }
+        ))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = common::api::metrics_blocking(sb.api.unwrap());
+        let missing: Vec<&String> = lines.iter().filter(|l| !metrics.contains(*l)).collect();
+        if missing.is_empty() {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "{missing:?}\n{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(!metrics.contains(r#"sip_status="407""#), "{metrics}");
     assert_idle(&sb);
 }
