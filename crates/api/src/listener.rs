@@ -1,12 +1,16 @@
-//! The API's listener: a cap on open connections and an idle timeout, so
-//! that clients which connect and say nothing (or stop mid-request) cannot
-//! hold sockets and tasks for ever.
+//! The API's listener: caps on open connections (in all and per source
+//! address), an idle timeout, and a deadline for each request's head, so
+//! that clients which connect and say nothing, stop mid-request or trickle
+//! their headers a byte at a time (slowloris) cannot hold sockets and tasks
+//! for ever. (axum's server runs hyper without a timer, so hyper's own
+//! header timeout is off: the deadline is kept here.)
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -23,6 +27,12 @@ pub struct HttpLimits {
     /// A connection with no byte read or written for this long is closed
     /// (WebSocket participants exchange audio every 20 ms).
     pub idle_timeout: Duration,
+    /// Most connections open at once from one source address; more are
+    /// closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// From a request's first byte, its start line and headers must have
+    /// arrived within this long, or the connection is closed.
+    pub header_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -30,6 +40,47 @@ impl Default for HttpLimits {
         HttpLimits {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(60),
+            max_connections_per_ip: 128,
+            header_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Open connections per source address, shared by the listener and the
+/// connections it hands out.
+#[derive(Clone, Default)]
+struct SourceCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl SourceCounts {
+    /// Counts one more connection from `ip`, unless it holds `max` already.
+    fn admit(&self, ip: IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in its source's count, given back when dropped.
+pub(crate) struct SourceSlot {
+    counts: SourceCounts,
+    ip: IpAddr,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
         }
     }
 }
@@ -39,7 +90,8 @@ impl Default for HttpLimits {
 pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
-    idle_timeout: Duration,
+    limits: HttpLimits,
+    sources: SourceCounts,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -52,7 +104,8 @@ impl LimitedListener {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
-            idle_timeout: limits.idle_timeout,
+            limits,
+            sources: SourceCounts::default(),
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
         }
     }
@@ -160,12 +213,18 @@ impl axum::serve::Listener for LimitedListener {
             };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    let max = self.limits.max_connections_per_ip.max(1);
+                    let Some(slot) = self.sources.admit(addr.ip(), max) else {
+                        // Closed at once (dropping it), its permit back.
+                        tracing::debug!(peer = %addr, "API connection over the per-source cap closed");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let connection = match &self.tls {
                         Some(acceptor) => Connection::Handshake(Box::new(acceptor.accept(stream))),
                         None => Connection::Plain(stream),
                     };
-                    return (IdleStream::new(connection, permit, self.idle_timeout), addr);
+                    return (IdleStream::new(connection, permit, slot, self.limits), addr);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off.
@@ -181,12 +240,32 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
+/// Where a connection is in its current request, for the head deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Between requests: no byte of the next one yet (the idle timeout
+    /// applies).
+    Awaiting,
+    /// The head is arriving: it must end (a blank line) by `due`. `window`
+    /// holds the last four bytes read, to find the blank line across reads.
+    Reading { due: Instant, window: u32 },
+    /// The head is complete: the body, the handling and the answer take as
+    /// long as they take.
+    Complete,
+    /// Switched protocols (a WebSocket): no more HTTP heads.
+    Upgraded,
+}
+
 /// A connection that fails with `TimedOut` once nothing moved either way
-/// for the idle timeout, and gives its permit back when dropped.
+/// for the idle timeout, or a request's head took longer than the header
+/// timeout; it gives its permits back when dropped.
 pub(crate) struct IdleStream {
     inner: Connection,
     _permit: OwnedSemaphorePermit,
+    _slot: SourceSlot,
     idle_timeout: Duration,
+    header_timeout: Duration,
+    head: Head,
     /// When a byte last moved. Recording it is a clock read; the timer is
     /// only moved when it fires early, not on every 20 ms audio frame.
     last_activity: Instant,
@@ -194,13 +273,21 @@ pub(crate) struct IdleStream {
 }
 
 impl IdleStream {
-    fn new(inner: Connection, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> IdleStream {
+    fn new(
+        inner: Connection,
+        permit: OwnedSemaphorePermit,
+        slot: SourceSlot,
+        limits: HttpLimits,
+    ) -> IdleStream {
         IdleStream {
             inner,
             _permit: permit,
-            idle_timeout,
+            _slot: slot,
+            idle_timeout: limits.idle_timeout,
+            header_timeout: limits.header_timeout,
+            head: Head::Awaiting,
             last_activity: Instant::now(),
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
         }
     }
 
@@ -208,15 +295,55 @@ impl IdleStream {
         self.last_activity = Instant::now();
     }
 
-    /// Whether the connection has been idle for the whole timeout; when the
-    /// timer fires but something moved since, it is set to the new end.
+    /// Follows the request heads through the bytes just read.
+    fn read_bytes(&mut self, data: &[u8]) {
+        if matches!(self.head, Head::Awaiting) && !data.is_empty() {
+            let due = Instant::now() + self.header_timeout;
+            self.head = Head::Reading { due, window: 0 };
+            // The timer may be set for the idle end, later than this.
+            if due < self.deadline.deadline() {
+                self.deadline.as_mut().reset(due);
+            }
+        }
+        if let Head::Reading { window, .. } = &mut self.head {
+            for &byte in data {
+                *window = (*window << 8) | u32::from(byte);
+                if *window == u32::from_be_bytes(*b"\r\n\r\n") {
+                    self.head = Head::Complete;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Follows the answers written: after a final answer the next bytes
+    /// read start a new request; after 101 the connection is no longer HTTP.
+    fn wrote_bytes(&mut self, data: &[u8]) {
+        if self.head == Head::Upgraded || !data.starts_with(b"HTTP/1.1 ") {
+            return;
+        }
+        if data.starts_with(b"HTTP/1.1 101") {
+            self.head = Head::Upgraded;
+        } else if !data.starts_with(b"HTTP/1.1 1") && self.head == Head::Complete {
+            self.head = Head::Awaiting;
+        }
+    }
+
+    /// Whether the connection has been idle for the whole timeout, or its
+    /// request head is overdue; when the timer fires early it is set to
+    /// the nearer of the two ends.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
             if self.deadline.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let due = self.last_activity + self.idle_timeout;
-            if due <= Instant::now() {
+            let now = Instant::now();
+            let idle_due = self.last_activity + self.idle_timeout;
+            let due = match self.head {
+                Head::Reading { due, .. } => due.min(idle_due),
+                _ => idle_due,
+            };
+            if due <= now {
                 return true;
             }
             self.deadline.as_mut().reset(due);
@@ -225,7 +352,10 @@ impl IdleStream {
 }
 
 fn idle_error() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "idle HTTP connection")
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "idle HTTP connection, or a request head too slow",
+    )
 }
 
 impl AsyncRead for IdleStream {
@@ -239,6 +369,7 @@ impl AsyncRead for IdleStream {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
                     self.touch();
+                    self.read_bytes(&buf.filled()[before..]);
                 }
                 Poll::Ready(result)
             }
@@ -258,6 +389,7 @@ impl AsyncWrite for IdleStream {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.touch();
+                    self.wrote_bytes(data);
                 }
                 Poll::Ready(Ok(n))
             }

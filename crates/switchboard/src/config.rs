@@ -200,6 +200,12 @@ pub struct ApiConfig {
     /// An HTTP connection with nothing read or written for this long is
     /// closed.
     pub idle_timeout_secs: u64,
+    /// Most HTTP connections open at once from one source address; more
+    /// are closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// A request's start line and headers must arrive within this long of
+    /// its first byte (against clients that trickle them, slowloris).
+    pub header_timeout_secs: u64,
     /// HTTPS (and `wss://`) for the API when `cert` and `key` are set.
     pub tls: TlsConfig,
     /// Return trunks' `auth_password` from Get and List (LiveKit does).
@@ -218,6 +224,8 @@ impl Default for ApiConfig {
             websocket: WebSocketSection::default(),
             max_connections: 1024,
             idle_timeout_secs: 60,
+            max_connections_per_ip: 128,
+            header_timeout_secs: 30,
             tls: TlsConfig::default(),
             return_passwords: false,
         }

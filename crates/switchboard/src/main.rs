@@ -389,6 +389,8 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     let http_limits = switchboard_api::HttpLimits {
         max_connections: config.api.max_connections,
         idle_timeout: Duration::from_secs(config.api.idle_timeout_secs.max(1)),
+        max_connections_per_ip: config.api.max_connections_per_ip,
+        header_timeout: Duration::from_secs(config.api.header_timeout_secs.max(1)),
     };
     // The API keeps serving through the drain; it ends with the process.
     tokio::spawn(async move {

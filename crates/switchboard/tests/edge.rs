@@ -513,6 +513,106 @@ async fn idle_api_clients_are_disconnected_and_connections_are_capped() {
     }
 }
 
+/// One source holds at most `api.max_connections_per_ip` HTTP connections
+/// (another source is not affected), and a client that trickles its
+/// request head a byte at a time is cut off at `api.header_timeout_secs`
+/// though it is never idle; a WebSocket participant, past its upgrade, is
+/// not subject to the head deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_connections_per_source_are_capped_and_trickled_heads_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sb = start(&[
+        ("SWITCHBOARD_API__MAX_CONNECTIONS_PER_IP", "2"),
+        ("SWITCHBOARD_API__HEADER_TIMEOUT_SECS", "1"),
+    ]);
+    let api = sb.api.unwrap();
+    let connect_from = |ip: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(api).await.unwrap()
+    };
+    // Whether a connection is answered 200 on /healthz.
+    async fn healthy(stream: &mut tokio::net::TcpStream) -> bool {
+        if stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = [0u8; 256];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await,
+            Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+        )
+    }
+    let mut first = connect_from("127.0.0.7").await;
+    let mut second = connect_from("127.0.0.7").await;
+    assert!(healthy(&mut first).await && healthy(&mut second).await);
+    let mut third = connect_from("127.0.0.7").await;
+    assert!(
+        !healthy(&mut third).await,
+        "a third connection from one source"
+    );
+    let mut other = connect_from("127.0.0.8").await;
+    assert!(healthy(&mut other).await, "another source");
+
+    // A head trickled one byte every 200 ms: never idle, never complete.
+    drop(first);
+    let mut slow = loop {
+        // The server frees the first slot when it sees the close.
+        let mut candidate = connect_from("127.0.0.7").await;
+        if healthy(&mut candidate).await {
+            break candidate;
+        }
+    };
+    let started = Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut_off = None;
+    for byte in head {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let cut_off = cut_off.expect("a trickled head is never cut off");
+    assert!(
+        cut_off >= Duration::from_millis(900),
+        "cut off before the header timeout: {cut_off:?}"
+    );
+
+    // A WebSocket participant lives past the head deadline.
+    drop(second);
+    drop(third);
+    let mut participant = common::ws::Client::join(api, "r", "p", 8000).await;
+    common::ws::play(
+        &mut [(&mut participant, Some(440.0))],
+        Duration::from_millis(2500),
+    )
+    .await;
+    let frames = participant.frames;
+    common::ws::play(
+        &mut [(&mut participant, Some(440.0))],
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        participant.closed.is_none() && participant.frames > frames,
+        "the participant was cut off: {:?}, {} then {} frames",
+        participant.closed,
+        frames,
+        participant.frames
+    );
+}
+
 /// Link-local (cloud metadata), multicast and unspecified addresses are
 /// refused as destinations: an inline trunk, a transfer target, a peer's
 /// SDP address.
