@@ -513,6 +513,59 @@ async fn idle_api_clients_are_disconnected_and_connections_are_capped() {
     }
 }
 
+/// A TCP peer that sends requests but never reads the answers cannot hold
+/// the connection's writer: once a write has waited `sip.write_timeout_secs`
+/// the connection is shut. (The peer is trusted so that the flood of
+/// requests it needs to fill the kernel's buffers is not banned first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_peer_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sb = start(&[
+        ("SWITCHBOARD_SIP__WRITE_TIMEOUT_SECS", "1"),
+        ("SWITCHBOARD_SECURITY__TRUSTED", "[127.0.0.0/8]"),
+    ]);
+    let target = sb.tcp.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small receive window, so the answers back up sooner.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(target).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0u32;
+    while !sb.log().contains("write timed out; connection closed") {
+        assert!(
+            Instant::now() < deadline,
+            "{sent} requests unread and the writer still waits:\n{}",
+            sb.log()
+        );
+        for _ in 0..500 {
+            let request = common::options("TCP", local, target, &format!("unread-{sent}"));
+            match tokio::time::timeout(Duration::from_secs(1), writer.write_all(request.as_bytes()))
+                .await
+            {
+                Ok(Ok(())) => sent += 1,
+                // The server stopped reading too, or closed: enough sent.
+                _ => break,
+            }
+        }
+    }
+    // What the server had sent before it gave up is still readable; then
+    // its side is closed.
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server never closed its side");
+    println!("cut off after {sent} unread requests");
+}
+
 /// One source holds at most `api.max_connections_per_ip` HTTP connections
 /// (another source is not affected), and a client that trickles its
 /// request head a byte at a time is cut off at `api.header_timeout_secs`
