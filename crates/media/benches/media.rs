@@ -466,9 +466,46 @@ fn relay_packet(c: &mut Criterion) {
     g.finish();
 }
 
+/// One call's port pair: allocated, then released into quarantine, with
+/// `draining` pairs in quarantine in steady state (the clock advances so
+/// that as many leave it as enter). Its cost must not grow with `draining`.
+fn port_quarantine(c: &mut Criterion) {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Instant;
+    use switchboard_media::ports::{PortAllocator, PortConfig};
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut g = c.benchmark_group("port_quarantine");
+    for draining in [10u32, 1000] {
+        let config = PortConfig {
+            first: 30_000,
+            last: 39_999,
+            drain_idle: Duration::from_secs(30),
+            drain_max: Duration::from_secs(600),
+        };
+        let allocator = PortAllocator::new(config).unwrap();
+        let step = config.drain_idle / draining;
+        let mut now = Instant::now();
+        for _ in 0..draining {
+            now += step;
+            allocator
+                .allocate_at(loopback, now)
+                .unwrap()
+                .release_at(now);
+        }
+        g.bench_function(BenchmarkId::new("allocate_and_release", draining), |b| {
+            b.iter(|| {
+                now += step;
+                let ports = allocator.allocate_at(loopback, now).unwrap();
+                ports.release_at(now);
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1200)).sample_size(30);
-    targets = codecs, resampling, codec_pairs, jitter_buffer, srtp, mixing, frame_tick, relay_packet
+    targets = codecs, resampling, codec_pairs, jitter_buffer, srtp, mixing, frame_tick, relay_packet, port_quarantine
 }
 criterion_main!(benches);

@@ -6,6 +6,14 @@
 //! arrived for `drain_idle` (30 s), or for at most `drain_max` (10 min), so a
 //! late packet of an old call never reaches a new one on a reused port.
 //!
+//! A draining pair is looked at only when its time is up: the quarantine is
+//! a queue in the order the checks fall due, and each check reads the pair's
+//! sockets once. Strays that arrived meanwhile give it another `drain_idle`
+//! from that check (so a pair leaves at most `drain_idle` later than the
+//! last stray would have allowed); none, and it is free. Allocating a pair
+//! therefore costs the checks that are due, not a read of every socket in
+//! quarantine, which made each new call cost O(calls of the last 30 s).
+//!
 //! The bookkeeping is a plain data structure driven with explicit `now`
 //! values ([`PortAllocator::allocate_at`], [`PortAllocator::maintain`]), so
 //! the quarantine is tested without waiting.
@@ -68,7 +76,8 @@ struct Draining {
     port: u16,
     sockets: Option<(UdpSocket, UdpSocket)>,
     released: Instant,
-    last_packet: Instant,
+    /// When the sockets are next read (the queue is in this order).
+    check_at: Instant,
 }
 
 struct PoolState {
@@ -251,44 +260,43 @@ impl PortAllocator {
     }
 
     fn release(&self, port: u16, sockets: Option<(UdpSocket, UdpSocket)>, now: Instant) {
+        let check_at = now + self.config.drain_idle.min(self.config.drain_max);
         let mut state = self.lock();
         state.draining.push_back(Draining {
             port,
             sockets,
             released: now,
-            last_packet: now,
+            check_at,
         });
     }
 
-    /// Drains quarantined sockets and frees pairs whose quarantine is over.
-    /// Called by [`Self::allocate_at`]; a worker may also call it periodically.
+    /// Checks the quarantined pairs whose time is up: a pair with no stray
+    /// packet since its last check, or past `drain_max`, is freed; one with
+    /// strays is checked again `drain_idle` later. Called by
+    /// [`Self::allocate_at`]; a worker may also call it periodically.
     pub fn maintain(&self, now: Instant) {
         let mut state = self.lock();
         let mut buf = [0u8; 1500];
         let first = self.first_even();
-        let mut freed = Vec::new();
-        state.draining.retain_mut(|d| {
+        while state.draining.front().is_some_and(|d| d.check_at <= now) {
+            let Some(mut d) = state.draining.pop_front() else {
+                break;
+            };
+            let mut strays = false;
             if let Some((rtp, rtcp)) = &d.sockets {
-                let mut got = false;
                 for socket in [rtp, rtcp] {
                     while socket.recv_from(&mut buf).is_ok() {
-                        got = true;
+                        strays = true;
                     }
                 }
-                if got {
-                    d.last_packet = now;
-                }
             }
-            let idle = now.saturating_duration_since(d.last_packet) >= self.config.drain_idle;
-            let expired = now.saturating_duration_since(d.released) >= self.config.drain_max;
-            let done = idle || expired;
-            if done {
-                freed.push(d.port);
+            let cap = d.released + self.config.drain_max;
+            if strays && now < cap {
+                d.check_at = (now + self.config.drain_idle).min(cap);
+                state.draining.push_back(d);
+                continue;
             }
-            !done
-        });
-        for port in freed {
-            let index = usize::from((port - first) / 2);
+            let index = usize::from(d.port.saturating_sub(first) / 2);
             if let Some(slot) = state.in_use.get_mut(index) {
                 *slot = false;
             }
@@ -340,7 +348,9 @@ mod tests {
             Err(PortError::Exhausted { .. })
         ));
 
-        // A stray packet reaches the released port 20 s later: still draining at 45 s.
+        // A stray packet reaches the released port 20 s later. The pair's
+        // check is due at 30 s; the allocation at 45 s makes it, finds the
+        // stray, and sets the next check 30 s on, at 75 s.
         let stray_target = first.rtp_local().unwrap();
         first.release_at(t0);
         assert_eq!(allocator.active_count(), 1, "draining pairs are not active");
@@ -348,13 +358,18 @@ mod tests {
         sender.send_to(b"late RTP", stray_target).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         allocator.maintain(t0 + Duration::from_secs(20));
-        assert!(matches!(
-            allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(45)),
-            Err(PortError::Exhausted { .. })
-        ));
-        // 30 s after the last stray packet it is free again.
+        for at in [29, 45, 74] {
+            assert!(
+                matches!(
+                    allocator.allocate_at(LOOPBACK, t0 + Duration::from_secs(at)),
+                    Err(PortError::Exhausted { .. })
+                ),
+                "free at {at} s"
+            );
+        }
+        // No stray since that check: free at the next one.
         let again = allocator
-            .allocate_at(LOOPBACK, t0 + Duration::from_secs(51))
+            .allocate_at(LOOPBACK, t0 + Duration::from_secs(75))
             .unwrap();
         assert_eq!(again.rtp_port(), port);
         assert_eq!(allocator.draining_count(), 0);
