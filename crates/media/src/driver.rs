@@ -1,19 +1,33 @@
 //! The thin tokio driver: one [`MediaWorker`] task serves many calls with a
 //! single 20 ms tick, instead of a timer and a task per call.
 //!
-//! Each tick, for every call: drain its non-blocking sockets (`recv_from`
-//! until `WouldBlock`), run [`MediaSession::tick`] with the room's frame,
-//! hand the inbound frame and events to the call's [`CallAudio`], and send
-//! the transmits. Packets wait in the kernel for at most one tick, which the
-//! jitter buffer absorbs; in exchange a call costs no wakeups of its own.
+//! Each tick, for every call: read what arrived on its sockets, run
+//! [`MediaSession::tick`] with the room's frame, hand the inbound frame and
+//! events to the call's [`CallAudio`], and send the transmits. Packets wait
+//! in the kernel for at most one tick, which the jitter buffer absorbs; in
+//! exchange a call costs no wakeups of its own.
+//!
+//! The sockets are registered with tokio's reactor, and a socket is read
+//! (`recv_from` until `WouldBlock`) only when the reactor has seen it
+//! become readable: a call on which nothing arrives costs no system call
+//! per tick. [`MediaWorker::receive_syscalls`] counts the reads that do
+//! reach the kernel. Registration works on a duplicate of each socket's
+//! descriptor (the pair itself goes back to the port quarantine when the
+//! call ends), so a call holds four descriptors.
+//!
 //! Keep a room's participants on one worker so mixing needs no locks.
 
 use crate::ports::RtpPorts;
 use crate::sdp::NegotiatedMedia;
 use crate::session::{CallStats, Channel, FrameStatus, MediaEvent, MediaSession, SessionError};
 use crate::tones::ToneKind;
+use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -79,6 +93,10 @@ enum Command {
 struct Call {
     id: u64,
     ports: RtpPorts,
+    /// The pair's sockets as the reactor sees them (duplicates of the
+    /// pair's descriptors), for readiness; `None` if registering failed,
+    /// and the call is then read every tick.
+    registered: Option<(UdpSocket, UdpSocket)>,
     session: Box<MediaSession>,
     audio: Box<dyn CallAudio>,
     outbound: Vec<i16>,
@@ -88,7 +106,8 @@ struct Call {
 /// A worker task serving many calls. Dropping it stops the task.
 pub struct MediaWorker {
     commands: mpsc::UnboundedSender<Command>,
-    next_id: std::sync::atomic::AtomicU64,
+    next_id: AtomicU64,
+    receive_syscalls: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -103,12 +122,21 @@ impl MediaWorker {
     /// Spawns a worker on the current tokio runtime.
     pub fn spawn() -> MediaWorker {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(receiver));
+        let receive_syscalls = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(receiver, receive_syscalls.clone()));
         MediaWorker {
             commands,
-            next_id: std::sync::atomic::AtomicU64::new(1),
+            next_id: AtomicU64::new(1),
+            receive_syscalls,
             task,
         }
+    }
+
+    /// Reads of a call's socket that reached the kernel since the worker
+    /// started (each `recv_from`, the final `WouldBlock` included). Calls on
+    /// which nothing arrives add nothing.
+    pub fn receive_syscalls(&self) -> u64 {
+        self.receive_syscalls.load(Ordering::Relaxed)
     }
 
     /// Puts a call on the worker: its sockets, its session and its room side.
@@ -118,9 +146,7 @@ impl MediaWorker {
         session: MediaSession,
         audio: Box<dyn CallAudio>,
     ) -> CallHandle {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // A send error means the worker stopped; the handle then reports CallGone.
         let _ = self.commands.send(Command::Add {
             id,
@@ -200,8 +226,40 @@ impl Drop for CallHandle {
     }
 }
 
-async fn run(mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut calls: Vec<Call> = Vec::new();
+/// The calls of one worker, and where each sits in the tick's order.
+#[derive(Default)]
+struct Calls {
+    list: Vec<Call>,
+    index: HashMap<u64, usize>,
+}
+
+impl Calls {
+    fn get(&mut self, id: u64) -> Option<&mut Call> {
+        let at = *self.index.get(&id)?;
+        self.list.get_mut(at)
+    }
+
+    fn push(&mut self, call: Call) {
+        self.index.insert(call.id, self.list.len());
+        self.list.push(call);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(at) = self.index.remove(&id) else {
+            return;
+        };
+        if at >= self.list.len() {
+            return;
+        }
+        self.list.swap_remove(at);
+        if let Some(moved) = self.list.get(at) {
+            self.index.insert(moved.id, at);
+        }
+    }
+}
+
+async fn run(mut commands: mpsc::UnboundedReceiver<Command>, receive_syscalls: Arc<AtomicU64>) {
+    let mut calls = Calls::default();
     let mut interval = tokio::time::interval(Duration::from_millis(20));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut buf = vec![0u8; 2048];
@@ -209,8 +267,12 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>) {
         tokio::select! {
             _ = interval.tick() => {
                 let now = tokio::time::Instant::now().into_std();
-                for call in &mut calls {
-                    call.step(now, &mut buf);
+                let mut reads = 0;
+                for call in &mut calls.list {
+                    reads += call.step(now, &mut buf);
+                }
+                if reads > 0 {
+                    receive_syscalls.fetch_add(reads, Ordering::Relaxed);
                 }
             }
             command = commands.recv() => {
@@ -221,8 +283,14 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>) {
     }
 }
 
-fn apply(calls: &mut Vec<Call>, command: Command) {
-    let find = |calls: &mut Vec<Call>, id: u64| calls.iter_mut().position(|c| c.id == id);
+/// Registers duplicates of the pair's sockets with the reactor.
+fn register(ports: &RtpPorts) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let rtp = UdpSocket::from_std(ports.rtp.try_clone()?)?;
+    let rtcp = UdpSocket::from_std(ports.rtcp.try_clone()?)?;
+    Ok((rtp, rtcp))
+}
+
+fn apply(calls: &mut Calls, command: Command) {
     match command {
         Command::Add {
             id,
@@ -231,38 +299,35 @@ fn apply(calls: &mut Vec<Call>, command: Command) {
             audio,
         } => {
             let len = session.room_frame_len();
+            // Out of descriptors, say: the call still works, read every
+            // tick (and the receive counter shows it).
+            let registered = register(&ports).ok();
             calls.push(Call {
                 id,
                 ports,
+                registered,
                 session,
                 audio,
                 outbound: vec![0; len],
                 inbound: vec![0; len],
             });
         }
-        Command::Remove { id } => {
-            if let Some(i) = find(calls, id) {
-                calls.swap_remove(i);
-            }
-        }
+        Command::Remove { id } => calls.remove(id),
         Command::SendDtmf { id, digits, reply } => {
-            let result = match find(calls, id) {
-                Some(i) => calls[i]
-                    .session
-                    .send_dtmf(&digits)
-                    .map_err(DriverError::from),
+            let result = match calls.get(id) {
+                Some(call) => call.session.send_dtmf(&digits).map_err(DriverError::from),
                 None => Err(DriverError::CallGone),
             };
             let _ = reply.send(result);
         }
         Command::PlayTone { id, tone } => {
-            if let Some(i) = find(calls, id) {
-                calls[i].session.play_tone(tone);
+            if let Some(call) = calls.get(id) {
+                call.session.play_tone(tone);
             }
         }
         Command::Update { id, media, reply } => {
-            let result = match find(calls, id) {
-                Some(i) => calls[i]
+            let result = match calls.get(id) {
+                Some(call) => call
                     .session
                     .update(*media, std::time::Instant::now())
                     .map_err(DriverError::from),
@@ -271,28 +336,50 @@ fn apply(calls: &mut Vec<Call>, command: Command) {
             let _ = reply.send(result);
         }
         Command::Stats { id, reply } => {
-            let _ = reply.send(find(calls, id).map(|i| calls[i].session.stats()));
+            let _ = reply.send(calls.get(id).map(|call| call.session.stats()));
         }
         Command::SetTimeout {
             id,
             timeout,
             initial,
         } => {
-            if let Some(i) = find(calls, id) {
-                calls[i].session.set_media_timeout(timeout, initial);
+            if let Some(call) = calls.get(id) {
+                call.session.set_media_timeout(timeout, initial);
             }
         }
     }
 }
 
 impl Call {
-    fn step(&mut self, now: std::time::Instant, buf: &mut [u8]) {
-        for (socket, channel) in [
-            (&self.ports.rtp, Channel::Rtp),
-            (&self.ports.rtcp, Channel::Rtcp),
+    /// One tick of the call; returns the socket reads that reached the kernel.
+    fn step(&mut self, now: std::time::Instant, buf: &mut [u8]) -> u64 {
+        let mut reads = 0;
+        for (channel, std_socket, registered) in [
+            (
+                Channel::Rtp,
+                &self.ports.rtp,
+                self.registered.as_ref().map(|r| &r.0),
+            ),
+            (
+                Channel::Rtcp,
+                &self.ports.rtcp,
+                self.registered.as_ref().map(|r| &r.1),
+            ),
         ] {
             loop {
-                match socket.recv_from(buf) {
+                // Through the reactor: no system call unless it saw data
+                // arrive; a `WouldBlock` from the kernel clears its flag.
+                let read = match registered {
+                    Some(socket) => socket.try_io(Interest::READABLE, || {
+                        reads += 1;
+                        std_socket.recv_from(buf)
+                    }),
+                    None => {
+                        reads += 1;
+                        std_socket.recv_from(buf)
+                    }
+                };
+                match read {
                     Ok((n, from)) => self.session.handle_datagram(now, from, channel, &buf[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     // ICMP errors from the peer surface here (connection refused): ignore.
@@ -318,5 +405,6 @@ impl Call {
             // A full socket buffer drops this datagram, as the network would.
             let _ = socket.send_to(transmit.data, transmit.destination);
         }
+        reads
     }
 }

@@ -251,3 +251,98 @@ async fn ipv6_call_with_separate_rtcp_port() {
         Some(1000.0)
     );
 }
+
+/// Calls on which nothing arrives cost no receive system call per tick:
+/// the worker reads a socket only when the reactor saw it become readable
+/// (counted through `MediaWorker::receive_syscalls`). A packet that does
+/// arrive is read, with the one `WouldBlock` that ends the read.
+#[tokio::test(flavor = "current_thread")]
+async fn idle_calls_cost_no_receive_syscalls_per_tick() {
+    let config = MediaConfig::default();
+    let worker = MediaWorker::spawn();
+    let mut handles = Vec::new();
+    // The far ends stay bound (and silent), so our packets to them draw no
+    // ICMP errors back.
+    let mut far_ends = Vec::new();
+    let mut targets = Vec::new();
+    for _ in 0..20 {
+        let near = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
+        let far = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
+        targets.push(near.rtp_local().unwrap());
+        let mut near_sdp = SdpNegotiator::new(
+            config.clone(),
+            LocalEndpoint {
+                address: LOOPBACK,
+                rtp_port: near.rtp_port(),
+            },
+        );
+        let mut far_sdp = SdpNegotiator::new(
+            config.clone(),
+            LocalEndpoint {
+                address: LOOPBACK,
+                rtp_port: far.rtp_port(),
+            },
+        );
+        let offer = near_sdp.create_offer(Direction::SendRecv).unwrap();
+        let (answer, _) = far_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
+        let media = near_sdp.accept_answer(&answer).unwrap();
+        let session =
+            MediaSession::new(SessionConfig::default(), media, std::time::Instant::now()).unwrap();
+        handles.push(worker.add_call(
+            near,
+            session,
+            Box::new(Side {
+                tone_hz: 1000.0,
+                sample: 0,
+                record: Arc::new(Mutex::new(Recorder::default())),
+            }),
+        ));
+        far_ends.push(far);
+    }
+    // Twenty ticks or more for every call: each has sent its packets.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut sent = Vec::new();
+        for handle in &handles {
+            sent.push(handle.stats().await.unwrap().packets_sent);
+        }
+        if sent.iter().all(|n| *n >= 20) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the calls are not ticking: {sent:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        worker.receive_syscalls(),
+        0,
+        "20 idle calls were read although nothing arrived"
+    );
+
+    // Three packets for one call: read, then the WouldBlock that ends it.
+    let sender = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    for _ in 0..3 {
+        sender
+            .send_to(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], targets[0])
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while worker.receive_syscalls() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the packets were never read: {} reads",
+            worker.receive_syscalls()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A few more ticks: still only that socket's reads.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reads = worker.receive_syscalls();
+    assert!(
+        (4..=6).contains(&reads),
+        "{reads} reads for 3 packets on one of 20 calls"
+    );
+    drop(far_ends);
+}
