@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_media::driver::{CallAudio, MediaWorker};
 use switchboard_media::ports::RtpPorts;
-use switchboard_media::sdp::{Direction, LocalEndpoint, MediaConfig, SdpNegotiator};
+use switchboard_media::sdp::{
+    Direction, LocalEndpoint, MediaConfig, NegotiatedMedia, SdpNegotiator,
+};
 use switchboard_media::session::{FrameStatus, MediaEvent, MediaSession, SessionConfig};
 use switchboard_media::srtp::SrtpPolicy;
 use switchboard_media::tones::{dominant_frequency, goertzel_dbfs};
@@ -60,6 +62,26 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Negotiates `config` between the pairs `a` (offerer) and `b` on `ip`:
+/// the offer, and each side's negotiated media.
+fn negotiate(
+    config: &MediaConfig,
+    ip: IpAddr,
+    a: &RtpPorts,
+    b: &RtpPorts,
+) -> (String, NegotiatedMedia, NegotiatedMedia) {
+    let endpoint = |ports: &RtpPorts| LocalEndpoint {
+        address: ip,
+        rtp_port: ports.rtp_port(),
+    };
+    let mut a_sdp = SdpNegotiator::new(config.clone(), endpoint(a));
+    let mut b_sdp = SdpNegotiator::new(config.clone(), endpoint(b));
+    let offer = a_sdp.create_offer(Direction::SendRecv).unwrap();
+    let (answer, b_media) = b_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
+    let a_media = a_sdp.accept_answer(&answer).unwrap();
+    (offer, a_media, b_media)
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     let config = MediaConfig {
@@ -68,23 +90,7 @@ async fn two_calls_on_one_worker_exchange_audio_and_dtmf_over_udp() {
     };
     let a_ports = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
     let b_ports = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
-    let mut a_sdp = SdpNegotiator::new(
-        config.clone(),
-        LocalEndpoint {
-            address: LOOPBACK,
-            rtp_port: a_ports.rtp_port(),
-        },
-    );
-    let mut b_sdp = SdpNegotiator::new(
-        config,
-        LocalEndpoint {
-            address: LOOPBACK,
-            rtp_port: b_ports.rtp_port(),
-        },
-    );
-    let offer = a_sdp.create_offer(Direction::SendRecv).unwrap();
-    let (answer, b_media) = b_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
-    let a_media = a_sdp.accept_answer(&answer).unwrap();
+    let (_, a_media, b_media) = negotiate(&config, LOOPBACK, &a_ports, &b_ports);
     let now = std::time::Instant::now();
     let a_session = MediaSession::new(SessionConfig::default(), a_media, now).unwrap();
     let b_session = MediaSession::new(SessionConfig::default(), b_media, now).unwrap();
@@ -180,24 +186,8 @@ async fn ipv6_call_with_separate_rtcp_port() {
     };
     let a_ports = RtpPorts::bind_ephemeral(v6).unwrap();
     let b_ports = RtpPorts::bind_ephemeral(v6).unwrap();
-    let mut a_sdp = SdpNegotiator::new(
-        config.clone(),
-        LocalEndpoint {
-            address: v6,
-            rtp_port: a_ports.rtp_port(),
-        },
-    );
-    let mut b_sdp = SdpNegotiator::new(
-        config,
-        LocalEndpoint {
-            address: v6,
-            rtp_port: b_ports.rtp_port(),
-        },
-    );
-    let offer = a_sdp.create_offer(Direction::SendRecv).unwrap();
+    let (offer, a_media, b_media) = negotiate(&config, v6, &a_ports, &b_ports);
     assert!(offer.contains("c=IN IP6 ::1") && !offer.contains("rtcp-mux"));
-    let (answer, b_media) = b_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
-    let a_media = a_sdp.accept_answer(&answer).unwrap();
     assert_eq!(a_media.remote_rtcp.port(), a_media.remote_rtp.port() + 1);
     let cfg = SessionConfig {
         rtcp_interval: Duration::from_millis(400),
@@ -269,23 +259,7 @@ async fn idle_calls_cost_no_receive_syscalls_per_tick() {
         let near = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
         let far = RtpPorts::bind_ephemeral(LOOPBACK).unwrap();
         targets.push(near.rtp_local().unwrap());
-        let mut near_sdp = SdpNegotiator::new(
-            config.clone(),
-            LocalEndpoint {
-                address: LOOPBACK,
-                rtp_port: near.rtp_port(),
-            },
-        );
-        let mut far_sdp = SdpNegotiator::new(
-            config.clone(),
-            LocalEndpoint {
-                address: LOOPBACK,
-                rtp_port: far.rtp_port(),
-            },
-        );
-        let offer = near_sdp.create_offer(Direction::SendRecv).unwrap();
-        let (answer, _) = far_sdp.answer_offer(&offer, Direction::SendRecv).unwrap();
-        let media = near_sdp.accept_answer(&answer).unwrap();
+        let (_, media, _) = negotiate(&config, LOOPBACK, &near, &far);
         let session =
             MediaSession::new(SessionConfig::default(), media, std::time::Instant::now()).unwrap();
         handles.push(worker.add_call(

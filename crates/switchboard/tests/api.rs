@@ -1426,7 +1426,7 @@ impl Redis {
                 }
                 // Another test's server may answer on this port: ours is
                 // the one whose process ID is our child's.
-                match common::redis_process_id(port) {
+                match common::redis_process::redis_process_id(port) {
                     Some(pid) if pid == child.id() => {
                         return Redis {
                             child,

@@ -1,11 +1,14 @@
 //! Test fixtures: a real redis-server per test, and a store per backend.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../../../../tests/support/redis_process.rs"]
+mod redis_process;
+use redis_process::redis_process_id;
 
 use switchboard_store::{RedbBackend, RedisBackend, RedisConfig, SipStore, StoreBackend};
 use tempfile::TempDir;
@@ -122,25 +125,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// The process ID of the redis-server answering on `port` (`INFO server`).
-pub fn redis_process_id(port: u16) -> Option<u32> {
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.write_all(b"INFO server\r\n").ok()?;
-    let mut text = String::new();
-    let mut buf = [0u8; 4096];
-    while !text.contains("process_id:") || !text[text.find("process_id:")?..].contains('\n') {
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|pid| pid.trim().parse().ok())
 }
 
 pub fn redis_config(server: &RedisServer) -> RedisConfig {

@@ -4,6 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
+#[path = "../../../../tests/support/redis_process.rs"]
+pub mod redis_process;
 pub mod baresip;
 pub mod routes;
 pub mod sipp_uas;
@@ -281,32 +283,6 @@ pub fn split_stream(mut data: &[u8]) -> Vec<String> {
         data = &data[total..];
     }
     out
-}
-
-/// The process ID of the redis-server answering on loopback `port` (from
-/// `INFO server`), to tell a test's own server from anyone else's.
-pub fn redis_process_id(port: u16) -> Option<u32> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    s.write_all(b"INFO server\r\n").ok()?;
-    let mut text = String::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(at) = text.find("process_id:") {
-            if text[at..].contains('\n') {
-                break;
-            }
-        }
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|pid| pid.trim().parse().ok())
 }
 
 /// Whether process `pid` itself holds a loopback socket on `port` (a TCP
