@@ -221,6 +221,25 @@ impl MediaPool {
     pub fn ports(&self) -> &PortAllocator {
         &self.ports
     }
+
+    /// RTP/RTCP socket reads that reached the kernel, on all workers.
+    pub fn receive_syscalls(&self) -> u64 {
+        self.workers.iter().map(MediaWorker::receive_syscalls).sum()
+    }
+
+    /// The pool's counters in Prometheus' text format.
+    fn metrics_text(&self) -> String {
+        format!(
+            "# HELP switchboard_media_receive_syscalls_total RTP and RTCP socket reads that reached the kernel (a call on which nothing arrives makes none).\n\
+             # TYPE switchboard_media_receive_syscalls_total counter\n\
+             switchboard_media_receive_syscalls_total {}\n\
+             # HELP switchboard_rtp_ports_draining RTP port pairs in quarantine after their call ended.\n\
+             # TYPE switchboard_rtp_ports_draining gauge\n\
+             switchboard_rtp_ports_draining {}\n",
+            self.receive_syscalls(),
+            self.ports.draining_count()
+        )
+    }
 }
 
 impl Drop for MediaPool {
@@ -594,7 +613,9 @@ pub struct GatewayHandle {
 impl GatewayHandle {
     /// The gateway's metrics in Prometheus' text format.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render()
+        let mut text = self.shared.metrics.render();
+        text.push_str(&self.shared.media.metrics_text());
+        text
     }
 
     /// Places an outbound call (CreateSIPParticipant). Returns when the

@@ -266,6 +266,12 @@ fn a_silent_caller_is_hung_up_after_the_media_timeout() {
         "{}",
         bye.text
     );
+    // A second of ticks on a call on which nothing arrived: not one read.
+    let metrics = common::api::metrics_blocking(sb.api.unwrap());
+    assert!(
+        metrics.contains("\nswitchboard_media_receive_syscalls_total 0\n"),
+        "{metrics}"
+    );
     let log = wait_log(
         &sb,
         "reason=media timeout answered=true",
@@ -291,6 +297,14 @@ fn a_caller_who_sends_rtp_is_not_timed_out_and_hangs_up_with_bye() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!sb.log().contains("reason=media timeout"), "{}", sb.log());
+    // What arrived was read: at least one read per packet.
+    let metrics = common::api::metrics_blocking(sb.api.unwrap());
+    let reads: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_media_receive_syscalls_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no receive counter in {metrics}"));
+    assert!(reads >= 125, "{reads} reads for 125 packets");
     // A SIP INFO digit is accepted in the call.
     let info = uac.in_dialog(
         "INFO",

@@ -4,9 +4,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod api;
+pub mod baresip;
 #[path = "../../../../tests/support/redis_process.rs"]
 pub mod redis_process;
-pub mod baresip;
 pub mod routes;
 pub mod sipp_uas;
 pub mod uac;
