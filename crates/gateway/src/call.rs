@@ -6,8 +6,8 @@ use crate::bridge::{BridgeControl, RoomBridge};
 use crate::info_dtmf::parse_info_dtmf;
 use crate::refusal::Refusal;
 use crate::session_timer::{
-    deadline_in, min_se, saturating_deadline, supports_timer, Refresher, SessionExpires,
-    SessionTimer,
+    answer_session_timer, deadline_in, min_se, saturating_deadline, supports_timer, Refresher,
+    SessionExpires, SessionTimer,
 };
 use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
 use std::collections::{BTreeMap, HashMap};
@@ -778,20 +778,7 @@ impl Call {
         self.session_timer = Some(timer);
         self.arm_session_timer();
         debug!(call_id = %self.call_id, interval = ?timer.interval, we_refresh = timer.we_refresh, "session refreshed by the peer");
-        let mut spec = spec.header(
-            HeaderName::SessionExpires,
-            SessionExpires {
-                interval: timer.interval,
-                refresher: Some(refresher),
-            }
-            .to_header(),
-        );
-        // RFC 4028 §9: MUST when the peer refreshes, SHOULD when we do and
-        // the peer supports timers.
-        if refresher == Refresher::Uac || peer_supports {
-            spec = spec.header(HeaderName::Require, "timer");
-        }
-        spec
+        answer_session_timer(spec, timer.interval, refresher, peer_supports)
     }
 
     /// Refreshes the session with a re-INVITE carrying our current offer.

@@ -18,7 +18,8 @@ use crate::media_config::{media_config, media_timeout};
 use crate::prompts::Prompt;
 use crate::refusal::Refusal;
 use crate::session_timer::{
-    deadline_in, saturating_deadline, supports_timer, Refresher, SessionExpires, SessionTimer,
+    answer_session_timer, deadline_in, saturating_deadline, supports_timer, Refresher,
+    SessionExpires, SessionTimer,
 };
 use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
@@ -686,20 +687,7 @@ impl InboundCall {
             interval: asked.interval,
             we_refresh: refresher == Refresher::Uas,
         });
-        let mut spec = spec.header(
-            HeaderName::SessionExpires,
-            SessionExpires {
-                interval: asked.interval,
-                refresher: Some(refresher),
-            }
-            .to_header(),
-        );
-        // RFC 4028 §9: MUST when the caller refreshes, SHOULD when we do
-        // and the caller supports timers (SIPp checks for it).
-        if refresher == Refresher::Uac || peer_supports {
-            spec = spec.header(HeaderName::Require, "timer");
-        }
-        spec
+        answer_session_timer(spec, asked.interval, refresher, peer_supports)
     }
 
     /// The PIN path: answer, prompt, collect digits until `#`, dispatch again.

@@ -3,7 +3,7 @@
 //! a proxy that expects refreshes (the classic 15-minute drop) is kept up.
 
 use std::time::Duration;
-use switchboard_sip::message::{HeaderName, Headers};
+use switchboard_sip::message::{HeaderName, Headers, ResponseSpec};
 
 /// Who sends the refreshes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,30 @@ impl SessionTimer {
 /// Far enough ahead to mean "never" for a call, near enough that adding it
 /// to any clock reading cannot overflow.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Adds the 2xx's session-timer headers (RFC 4028 §9): the interval and
+/// refresher agreed, and `Require: timer`, which is a MUST when the peer
+/// refreshes and a SHOULD when we do and the peer supports timers.
+pub fn answer_session_timer(
+    spec: ResponseSpec,
+    interval: Duration,
+    refresher: Refresher,
+    peer_supports: bool,
+) -> ResponseSpec {
+    let spec = spec.header(
+        HeaderName::SessionExpires,
+        SessionExpires {
+            interval,
+            refresher: Some(refresher),
+        }
+        .to_header(),
+    );
+    if refresher == Refresher::Uac || peer_supports {
+        spec.header(HeaderName::Require, "timer")
+    } else {
+        spec
+    }
+}
 
 /// `base + after`, saturating at a century ahead: durations come from
 /// peers (Session-Expires, Min-SE) and API users (max_call_duration,
