@@ -101,6 +101,14 @@ impl LimitedListener {
         limits: HttpLimits,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> LimitedListener {
+        // Timeouts are added to clock readings: configured years would
+        // overflow them, and a day is already no limit at all.
+        const LONGEST: Duration = Duration::from_secs(24 * 3600);
+        let limits = HttpLimits {
+            idle_timeout: limits.idle_timeout.min(LONGEST),
+            header_timeout: limits.header_timeout.min(LONGEST),
+            ..limits
+        };
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),

@@ -174,7 +174,12 @@ impl Drop for RtpPorts {
 
 impl PortAllocator {
     /// An allocator over `config.first..=config.last`.
-    pub fn new(config: PortConfig) -> Result<PortAllocator, PortError> {
+    pub fn new(mut config: PortConfig) -> Result<PortAllocator, PortError> {
+        // Times are added to clock readings: a configured drain of years
+        // would overflow them. A day is already far past any stray packet.
+        const LONGEST_DRAIN: Duration = Duration::from_secs(24 * 3600);
+        config.drain_idle = config.drain_idle.min(LONGEST_DRAIN);
+        config.drain_max = config.drain_max.min(LONGEST_DRAIN);
         let first_even = config.first + (config.first & 1);
         if config.last < first_even.saturating_add(1) || first_even < config.first {
             return Err(PortError::EmptyRange {
