@@ -235,9 +235,13 @@ impl MediaPool {
              switchboard_media_receive_syscalls_total {}\n\
              # HELP switchboard_rtp_ports_draining RTP port pairs in quarantine after their call ended.\n\
              # TYPE switchboard_rtp_ports_draining gauge\n\
-             switchboard_rtp_ports_draining {}\n",
+             switchboard_rtp_ports_draining {}\n\
+             # HELP switchboard_rtp_ports_reused_early_total Port pairs handed out before their full quarantine because no other pair was free.\n\
+             # TYPE switchboard_rtp_ports_reused_early_total counter\n\
+             switchboard_rtp_ports_reused_early_total {}\n",
             self.receive_syscalls(),
-            self.ports.draining_count()
+            self.ports.draining_count(),
+            self.ports.reused_early_count()
         )
     }
 }

@@ -149,6 +149,11 @@ fn resampling(c: &mut Criterion) {
         g.bench_function(format!("{from}_to_{to}"), |b| {
             b.iter(|| r.process(black_box(&input), &mut output))
         });
+        // What each new call pays for its resamplers (filter design and
+        // FFT planning), once per direction.
+        g.bench_function(format!("new_{from}_to_{to}"), |b| {
+            b.iter(|| FrameResampler::new(black_box(from), black_box(to)).unwrap())
+        });
     }
     g.finish();
 }

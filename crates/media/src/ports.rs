@@ -14,6 +14,14 @@
 //! therefore costs the checks that are due, not a read of every socket in
 //! quarantine, which made each new call cost O(calls of the last 30 s).
 //!
+//! When every pair is in use or draining, a call is not refused while some
+//! pair has been quiet long enough: the pair released longest ago that has
+//! received nothing for `drain_min` (3 s) is handed out early, its sockets
+//! read once more first. A high rate of short calls (1,000 calls a second
+//! for 30 s would need 30,000 pairs of the default range's 5,000) then
+//! costs quarantine length, not calls. A later stray of the old call meets
+//! the new call's source check (only the new peer's addresses are taken).
+//!
 //! The bookkeeping is a plain data structure driven with explicit `now`
 //! values ([`PortAllocator::allocate_at`], [`PortAllocator::maintain`]), so
 //! the quarantine is tested without waiting.
@@ -35,6 +43,9 @@ pub struct PortConfig {
     pub drain_idle: Duration,
     /// ...and in any case after this long.
     pub drain_max: Duration,
+    /// When no pair is free, a draining pair quiet for this long is reused
+    /// early rather than the call refused. As long as `drain_idle`: never.
+    pub drain_min: Duration,
 }
 
 impl Default for PortConfig {
@@ -44,6 +55,7 @@ impl Default for PortConfig {
             last: 20_000,
             drain_idle: Duration::from_secs(30),
             drain_max: Duration::from_secs(600),
+            drain_min: Duration::from_secs(3),
         }
     }
 }
@@ -84,6 +96,8 @@ struct PoolState {
     in_use: Vec<bool>,
     draining: VecDeque<Draining>,
     cursor: usize,
+    /// Pairs handed out before their full quarantine, for lack of others.
+    reused_early: u64,
 }
 
 /// Hands out RTP/RTCP socket pairs. Cheap to clone (shared state).
@@ -180,6 +194,7 @@ impl PortAllocator {
         const LONGEST_DRAIN: Duration = Duration::from_secs(24 * 3600);
         config.drain_idle = config.drain_idle.min(LONGEST_DRAIN);
         config.drain_max = config.drain_max.min(LONGEST_DRAIN);
+        config.drain_min = config.drain_min.min(config.drain_idle);
         let first_even = config.first + (config.first & 1);
         if config.last < first_even.saturating_add(1) || first_even < config.first {
             return Err(PortError::EmptyRange {
@@ -194,6 +209,7 @@ impl PortAllocator {
                 in_use: vec![false; pairs],
                 draining: VecDeque::new(),
                 cursor: 0,
+                reused_early: 0,
             })),
         })
     }
@@ -211,6 +227,12 @@ impl PortAllocator {
     /// Pairs currently in quarantine.
     pub fn draining_count(&self) -> usize {
         self.lock().draining.len()
+    }
+
+    /// Pairs handed out early (quiet for `drain_min` but not yet for
+    /// `drain_idle`) because no other pair was free, since start.
+    pub fn reused_early_count(&self) -> u64 {
+        self.lock().reused_early
     }
 
     /// Pairs held by calls now (allocated and not yet released): what a
@@ -258,6 +280,15 @@ impl PortAllocator {
                 allocator: Some(self.clone()),
             });
         }
+        if let Some((port, (rtp, rtcp))) = self.reuse_quiet_pair(&mut state, ip, now) {
+            state.reused_early = state.reused_early.saturating_add(1);
+            return Ok(RtpPorts {
+                rtp,
+                rtcp,
+                port,
+                allocator: Some(self.clone()),
+            });
+        }
         Err(PortError::Exhausted {
             first: self.config.first,
             last: self.config.last,
@@ -273,6 +304,60 @@ impl PortAllocator {
             released: now,
             check_at,
         });
+    }
+
+    /// The draining pair released (or last found with strays) longest ago,
+    /// if that was at least `drain_min` before `now` and its sockets hold no
+    /// stray packet now; with its sockets, still marked in use.
+    fn reuse_quiet_pair(
+        &self,
+        state: &mut PoolState,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Option<(u16, (UdpSocket, UdpSocket))> {
+        // A burst of strays on many old pairs must not make one allocation
+        // read them all.
+        const MOST_PAIRS_READ: usize = 32;
+        let first_wait = self.config.drain_idle.min(self.config.drain_max);
+        let mut buf = [0u8; 1500];
+        for _ in 0..MOST_PAIRS_READ.min(state.draining.len()) {
+            let front = state.draining.front()?;
+            let quiet_since = front.check_at.checked_sub(first_wait)?;
+            if now.saturating_duration_since(quiet_since) < self.config.drain_min {
+                return None;
+            }
+            let mut d = state.draining.pop_front()?;
+            let Some((rtp, rtcp)) = d.sockets.take() else {
+                // Its duplicates could not be made (descriptors ran out), so
+                // nothing of ours holds the port: it is simply free.
+                let index = usize::from(d.port.saturating_sub(self.first_even()) / 2);
+                if let Some(slot) = state.in_use.get_mut(index) {
+                    *slot = false;
+                }
+                continue;
+            };
+            if rtp.local_addr().map(|local| local.ip()).ok() != Some(ip) {
+                // Bound for another address: not what this call asks for.
+                d.sockets = Some((rtp, rtcp));
+                state.draining.push_front(d);
+                return None;
+            }
+            let mut strays = false;
+            for socket in [&rtp, &rtcp] {
+                while socket.recv_from(&mut buf).is_ok() {
+                    strays = true;
+                }
+            }
+            if strays {
+                let cap = d.released + self.config.drain_max;
+                d.check_at = (now + self.config.drain_idle).min(cap);
+                d.sockets = Some((rtp, rtcp));
+                state.draining.push_back(d);
+                continue;
+            }
+            return Some((d.port, (rtp, rtcp)));
+        }
+        None
     }
 
     /// Checks the quarantined pairs whose time is up: a pair with no stray
@@ -333,12 +418,61 @@ mod tests {
             last: base + 2 * pairs - 1,
             drain_idle: Duration::from_secs(30),
             drain_max: Duration::from_secs(600),
+            drain_min: Duration::from_secs(3),
         }
     }
 
     #[test]
+    fn a_full_range_reuses_the_longest_quiet_pair_early_but_never_one_with_strays() {
+        let allocator = PortAllocator::new(free_range(2)).unwrap();
+        let t0 = Instant::now();
+        let a = allocator.allocate_at(LOOPBACK, t0).unwrap();
+        let b = allocator.allocate_at(LOOPBACK, t0).unwrap();
+        let (a_port, b_port) = (a.rtp_port(), b.rtp_port());
+        let stray_to_b = b.rtp_local().unwrap();
+        a.release_at(t0);
+        b.release_at(t0 + Duration::from_millis(10));
+
+        // Both draining, neither quiet for drain_min yet: refused.
+        let early = t0 + Duration::from_secs(2);
+        assert!(matches!(
+            allocator.allocate_at(LOOPBACK, early),
+            Err(PortError::Exhausted { .. })
+        ));
+
+        // A late packet of b's old call arrives; a has heard nothing.
+        let sender = UdpSocket::bind((LOOPBACK, 0)).unwrap();
+        sender.send_to(b"late rtp", stray_to_b).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+
+        let later = t0 + Duration::from_secs(4);
+        let first = allocator.allocate_at(LOOPBACK, later).unwrap();
+        assert_eq!(first.rtp_port(), a_port, "the pair released first, and quiet");
+        assert_eq!(allocator.reused_early_count(), 1);
+        // b had a stray: it is read and kept in quarantine, not handed out.
+        assert!(matches!(
+            allocator.allocate_at(LOOPBACK, later),
+            Err(PortError::Exhausted { .. })
+        ));
+        assert_eq!(allocator.draining_count(), 1);
+        // Quiet for drain_min after that check, b may go too, and the new
+        // call's socket holds nothing of the old call.
+        let b_again = allocator
+            .allocate_at(LOOPBACK, later + Duration::from_secs(3))
+            .unwrap();
+        assert_eq!(b_again.rtp_port(), b_port);
+        assert_eq!(allocator.reused_early_count(), 2);
+        let mut buf = [0u8; 64];
+        assert!(b_again.rtp.recv_from(&mut buf).is_err(), "the stray was drained");
+    }
+
+    #[test]
     fn pairs_are_even_and_odd_and_not_reused_while_draining() {
-        let config = free_range(2);
+        // drain_min as long as drain_idle: no early reuse, full quarantine.
+        let config = PortConfig {
+            drain_min: Duration::from_secs(30),
+            ..free_range(2)
+        };
         let allocator = PortAllocator::new(config).unwrap();
         let t0 = Instant::now();
         let first = allocator.allocate_at(LOOPBACK, t0).unwrap();
@@ -384,7 +518,11 @@ mod tests {
 
     #[test]
     fn quarantine_ends_at_the_cap_even_under_a_stream_of_strays() {
-        let allocator = PortAllocator::new(free_range(1)).unwrap();
+        let config = PortConfig {
+            drain_min: Duration::from_secs(30),
+            ..free_range(1)
+        };
+        let allocator = PortAllocator::new(config).unwrap();
         let t0 = Instant::now();
         let ports = allocator.allocate_at(LOOPBACK, t0).unwrap();
         let target = ports.rtp_local().unwrap();

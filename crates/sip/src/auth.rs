@@ -749,6 +749,10 @@ impl DigestServer {
                 self.counts.remove(&nonce);
             }
         }
+        crate::core::give_back_spare(&mut self.counts);
+        if self.order.capacity() > 1024 && self.order.len() < self.order.capacity() / 4 {
+            self.order.shrink_to(self.order.len().saturating_mul(2));
+        }
     }
 }
 

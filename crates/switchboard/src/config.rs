@@ -533,6 +533,9 @@ pub struct MediaSection {
     pub port_drain_idle_secs: u64,
     /// ...and in any case after this long.
     pub port_drain_max_secs: u64,
+    /// When no pair is free, one quiet this long is reused early rather
+    /// than the call refused (as long as `port_drain_idle_secs`: never).
+    pub port_drain_min_secs: u64,
     /// Media worker tasks; 0 = one per CPU.
     pub workers: usize,
     /// No RTP for this long ends a call (trunks and rules may override).
@@ -560,6 +563,7 @@ impl Default for MediaSection {
             rtp_port_last: 20_000,
             port_drain_idle_secs: 30,
             port_drain_max_secs: 600,
+            port_drain_min_secs: 3,
             workers: 0,
             timeout_secs: 15,
             initial_timeout_secs: 30,

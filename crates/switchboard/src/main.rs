@@ -7,6 +7,11 @@ mod drain;
 mod shared_bans;
 mod status;
 
+/// jemalloc rather than glibc's malloc: it returns the memory of a burst of
+/// calls to the system once they end, where glibc's arenas kept it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use config::{AnswerName, Config, LatchingName, LogFormat, TransportName};
 use drain::Drain;
@@ -30,7 +35,7 @@ use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
 use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// A SIP B2BUA and media gateway with the LiveKit SIP management API.
 #[derive(Debug, Parser)]
@@ -87,6 +92,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         config.store.url = Some(url);
     }
     init_logging(&config);
+    // Freed pages go back to the system from jemalloc's own threads, also
+    // while no call allocates (an idle gateway after a burst).
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!(error = %e, "jemalloc background purging is off: memory freed by ended calls returns only while others allocate");
+    }
     let (transport, endpoint) = match sip_settings(&config) {
         Ok(settings) => settings,
         Err(e) => {
@@ -487,6 +497,7 @@ fn start_gateway(
             last: media.rtp_port_last,
             drain_idle: Duration::from_secs(media.port_drain_idle_secs),
             drain_max: Duration::from_secs(media.port_drain_max_secs),
+            drain_min: Duration::from_secs(media.port_drain_min_secs),
         },
     )
     .map_err(|e| format!("media ports: {e}"))?;

@@ -908,3 +908,27 @@ fn a_slow_transaction_user_gets_100_and_then_timer_g() {
     let again = h.run_for(Duration::from_millis(600));
     assert_eq!(again.len(), 1, "Timer G: the client may be in Proceeding");
 }
+
+#[test]
+fn a_table_a_burst_grew_gives_its_room_back_once_mostly_empty() {
+    let mut table: HashMap<u32, [u8; 256]> = HashMap::new();
+    for key in 0..40_000 {
+        table.insert(key, [0; 256]);
+    }
+    let grown = table.capacity();
+    for key in 0..39_990 {
+        table.remove(&key);
+        give_back_spare(&mut table);
+    }
+    assert_eq!(table.len(), 10);
+    assert!(
+        table.capacity() <= 2048 && table.capacity() < grown / 16,
+        "capacity {} after the burst (grew to {grown})",
+        table.capacity()
+    );
+    // A small table keeps its room: no rehash per removal.
+    let mut small: HashMap<u32, u32> = (0..500).map(|k| (k, k)).collect();
+    small.retain(|k, _| *k < 5);
+    give_back_spare(&mut small);
+    assert!(small.capacity() >= 500, "shrunk to {}", small.capacity());
+}
