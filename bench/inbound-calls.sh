@@ -5,12 +5,20 @@
 # g711a.pcap from SIPp, switchboard mixing and sending the other party's
 # audio back. Reports SIPp failures, switchboard's CPU, and the RTP loss and
 # concealment switchboard measured on every call (from its "call ended" log
-# lines).
+# lines). "sb cpu%" averages over the whole step, ramps included; "all up %"
+# is switchboard's CPU over 8 s while every call of the step is up.
 #
 #   bench/inbound-calls.sh [concurrent calls per step...]
 #   bench/inbound-calls.sh 50 100 200 400
+#
+# RTP=stream (the default) sends the audio with SIPp's rtp_stream, from an
+# ordinary UDP socket per call; RTP=pcap with play_pcap_audio as before
+# 2026-12-04, whose raw socket per playing call makes every loopback UDP
+# packet cost the sender O(calls) in the kernel (bench/inbound.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
+rtp_mode=${RTP:-stream}
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(50 100 200 400)
 
@@ -34,9 +42,27 @@ export LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
 target/release/switchboard sip inbound create '{"trunk": {"name": "load", "allowed_addresses": ["127.0.0.1"]}}' >/dev/null
 target/release/switchboard sip dispatch create '{"dispatch_rule": {"name": "pairs", "rule": {"dispatch_rule_callee": {"room_prefix": "pair"}}}}' >/dev/null
 sleep 0.5
+# The A-law payload of Debian's g711a.pcap (30 ms packets), for rtp_stream.
+python3 - /usr/share/sip-tester/g711a.pcap "$work/g711a.al" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+endian = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+link_header = {1: 14, 113: 16, 0: 4}[struct.unpack(endian + "I", data[20:24])[0]]
+offset, payload = 24, bytearray()
+while offset + 16 <= len(data):
+    length = struct.unpack(endian + "I", data[offset + 8:offset + 12])[0]
+    packet = data[offset + 16:offset + 16 + length]
+    offset += 16 + length
+    ip = packet[link_header:]
+    rtp = ip[(ip[0] & 15) * 4 + 8:]
+    payload += rtp[12 + 4 * (rtp[0] & 15):]
+open(sys.argv[2], "wb").write(payload)
+PY
+scenario=$root/bench/sipp/inbound_g711_stream.xml
+[ "$rtp_mode" = pcap ] && scenario=$root/bench/sipp/inbound_g711.xml
 
-echo "switchboard $(git rev-parse --short HEAD), $(nproc) cores, SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*' | head -1)"
-printf '%8s %8s %8s %8s %10s %10s %10s %10s %9s\n' calls ok failed "sb cpu%" "rtp rx" "rtp tx" "rtp lost" concealed "loss %"
+echo "RTP from SIPp: $rtp_mode; switchboard $(git rev-parse --short HEAD), $(nproc) cores, SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*' | head -1)"
+printf '%8s %8s %8s %8s %9s %10s %10s %10s %10s %9s\n' calls ok failed "sb cpu%" "all up %" "rtp rx" "rtp tx" "rtp lost" concealed "loss %"
 for n in "${steps[@]}"; do
   csv="$work/rooms.csv"
   { echo SEQUENTIAL; for i in $(seq 0 $(( n - 1 ))); do echo "room$(( i / 2 ));"; done; } >"$csv"
@@ -44,9 +70,17 @@ for n in "${steps[@]}"; do
   cpu_before=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   start=$(date +%s.%N)
   rate=$(( n / 4 > 0 ? n / 4 : 1 ))
-  timeout 120 sipp -sf bench/sipp/inbound_g711.xml "$sip" -i 127.0.0.1 -p 0 -mp 40000 \
+  (cd "$work" && timeout 120 sipp -sf "$scenario" "$sip" -i 127.0.0.1 -p 0 -mp 40000 \
     -inf "$csv" -r "$rate" -l "$n" -m "$n" -nostdin -timeout 90 -trace_stat -stf "$work/stat.csv" \
-    -buff_size 4194304 >/dev/null 2>&1 || true
+    -buff_size 4194304 >/dev/null 2>&1 || true) &
+  sipp_job=$!
+  # CPU while every call is up: from 1 s after the last call started (the
+  # ramp takes 4 s) for 8 s, before the first ends (about 16 s each).
+  sleep 5
+  plateau_before=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
+  sleep 8
+  plateau_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
+  wait "$sipp_job" || true
   end=$(date +%s.%N)
   cpu_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   sleep 1
@@ -55,6 +89,7 @@ for n in "${steps[@]}"; do
   ok=$(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))")
   failed=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
   cpu=$(python3 -c "print(round(100*($cpu_after-$cpu_before)/$(getconf CLK_TCK)/($end-$start),1))")
+  plateau=$(python3 -c "print(round(100*($plateau_after-$plateau_before)/$(getconf CLK_TCK)/8,1))")
   read -r rx tx lost concealed < <(tail -n +"$(( before_lines + 1 ))" "$work/switchboard.log" | python3 -c '
 import re,sys
 rx=tx=lost=conc=0
@@ -64,6 +99,6 @@ for line in sys.stdin:
     rx+=g("rtp_received"); tx+=g("rtp_sent"); lost+=max(0,g("rtp_lost")); conc+=g("concealed")
 print(rx,tx,lost,conc)')
   pct=$(python3 -c "print(round(100*$lost/max(1,$rx+$lost),3))")
-  printf '%8s %8s %8s %8s %10s %10s %10s %10s %9s\n' "$n" "$ok" "$failed" "$cpu" "$rx" "$tx" "$lost" "$concealed" "$pct"
+  printf '%8s %8s %8s %8s %9s %10s %10s %10s %10s %9s\n' "$n" "$ok" "$failed" "$cpu" "$plateau" "$rx" "$tx" "$lost" "$concealed" "$pct"
   rm -f "$work/stat.csv"
 done
