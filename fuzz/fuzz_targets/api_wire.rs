@@ -62,6 +62,7 @@ fn websocket(text: &str) {
                 attributes: BTreeMap::new(),
                 kind: ParticipantKind::WebSocket,
                 publishes_audio: true,
+                audio_rate: 0,
             },
         )
     };

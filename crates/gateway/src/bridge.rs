@@ -17,6 +17,9 @@ pub struct BridgeState {
     pub port: Option<AudioPort>,
     /// Samples still to play to the caller before the room's audio.
     pub prompt: VecDeque<i16>,
+    /// The rate the prompt was made at; the call's media follows it while
+    /// the prompt plays.
+    pub prompt_rate: u32,
     /// Room audio is not sent to the caller (a tone plays instead).
     pub room_muted: bool,
 }
@@ -31,9 +34,11 @@ impl BridgeControl {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a prompt; it plays before any room audio.
-    pub fn play(&self, samples: &[i16]) {
-        self.lock().prompt.extend(samples.iter().copied());
+    /// Queues a prompt made at `rate`; it plays before any room audio.
+    pub fn play(&self, samples: &[i16], rate: u32) {
+        let mut state = self.lock();
+        state.prompt_rate = rate;
+        state.prompt.extend(samples.iter().copied());
     }
 
     /// Whether a prompt is still playing.
@@ -92,6 +97,14 @@ impl CallAudio for RoomBridge {
         // act on it.
         let _ = self.events.send(event);
     }
+
+    fn room_frame_len(&self) -> Option<usize> {
+        let state = self.control.lock();
+        if !state.prompt.is_empty() && state.prompt_rate > 0 {
+            return Some((state.prompt_rate / 50) as usize);
+        }
+        state.port.as_ref().map(AudioPort::frame_len)
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +125,7 @@ mod tests {
             attributes: Default::default(),
             kind: ParticipantKind::Sip,
             publishes_audio: true,
+            audio_rate: 0,
         };
         let caller = rooms
             .join("r", join("caller"))
@@ -125,7 +139,7 @@ mod tests {
         let mut frame = vec![0i16; 160];
 
         assert!(!bridge.outbound(&mut frame), "no room yet: silence");
-        control.play(&[5; 200]);
+        control.play(&[5; 200], 8_000);
         assert!(bridge.outbound(&mut frame));
         assert_eq!(frame[159], 5);
         assert!(bridge.outbound(&mut frame));

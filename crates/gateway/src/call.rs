@@ -187,6 +187,9 @@ pub(crate) struct Call {
     pub dialog: Option<DialogId>,
     pub negotiator: Option<SdpNegotiator>,
     pub media: Option<CallHandle>,
+    /// The PCM rate of the negotiated codec, once media started (0 before):
+    /// the rate the caller's participant declares to its room.
+    pub media_rate: u32,
     pub media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
     pub bridge: BridgeControl,
     pub participant: Option<Participant>,
@@ -248,6 +251,7 @@ impl Call {
             dialog: None,
             negotiator: None,
             media: None,
+            media_rate: 0,
             media_events: None,
             bridge: BridgeControl::default(),
             participant: None,
@@ -293,6 +297,7 @@ impl Call {
         // is set when the call is answered.
         session_config.initial_media_timeout = Duration::from_secs(24 * 3600);
         let codec = negotiated.codec;
+        self.media_rate = codec.pcm_rate(&session_config.opus);
         let session =
             MediaSession::new(session_config, negotiated, Instant::now()).map_err(|e| {
                 warn!(call_id = %self.call_id, error = %e, "media session failed");

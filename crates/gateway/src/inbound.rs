@@ -506,6 +506,7 @@ impl InboundCall {
             attributes,
             kind: ParticipantKind::Sip,
             publishes_audio: true,
+            audio_rate: self.call.media_rate,
         };
         let room = result.room_name.clone();
         match self.call.shared.rooms.join(&room, request) {
@@ -700,7 +701,7 @@ impl InboundCall {
         self.answer(answer_sdp)?;
         let config = self.call.shared.config.clone();
         let rate = config.session.room_rate;
-        self.call.bridge.play(&Prompt::EnterPin.samples(rate));
+        self.call.bridge.play(&Prompt::EnterPin.samples(rate), rate);
         let deadline = deadline_in(config.pin_timeout);
         let mut pin = String::new();
         let entered = loop {
@@ -751,7 +752,7 @@ impl InboundCall {
             Ok(DispatchDecision::Accept(result)) => {
                 info!(call_id = %self.call.call_id, room = %result.room_name, rule = %result.rule_id, "PIN accepted");
                 self.adopt(*result);
-                self.call.bridge.play(&Prompt::RoomJoin.samples(rate));
+                self.call.bridge.play(&Prompt::RoomJoin.samples(rate), rate);
                 self.join_room("active")?;
                 if let Some(p) = &self.call.participant {
                     self.call.bridge.set_port(Some(p.audio()));
@@ -766,7 +767,7 @@ impl InboundCall {
                     .shared
                     .sip
                     .report_offence(self.incoming.flow.remote.ip(), Offence::AuthFailure);
-                self.call.bridge.play(&Prompt::WrongPin.samples(rate));
+                self.call.bridge.play(&Prompt::WrongPin.samples(rate), rate);
                 // Let the prompt play out before hanging up.
                 let until = tokio::time::Instant::now() + Duration::from_secs(3);
                 while self.call.bridge.prompt_playing() && tokio::time::Instant::now() < until {

@@ -238,10 +238,14 @@ impl MediaPool {
              switchboard_rtp_ports_draining {}\n\
              # HELP switchboard_rtp_ports_reused_early_total Port pairs handed out before their full quarantine because no other pair was free.\n\
              # TYPE switchboard_rtp_ports_reused_early_total counter\n\
-             switchboard_rtp_ports_reused_early_total {}\n",
+             switchboard_rtp_ports_reused_early_total {}\n\
+             # HELP switchboard_media_resampled_frames_total 20 ms frames resampled between a codec's or client's rate and a room's (none in a room whose members share one rate).\n\
+             # TYPE switchboard_media_resampled_frames_total counter\n\
+             switchboard_media_resampled_frames_total {}\n",
             self.receive_syscalls(),
             self.ports.draining_count(),
-            self.ports.reused_early_count()
+            self.ports.reused_early_count(),
+            switchboard_media::resample::resampled_frames()
         )
     }
 }

@@ -193,6 +193,7 @@ pub(crate) async fn dial(
         attributes,
         kind: ParticipantKind::Sip,
         publishes_audio: true,
+        audio_rate: 0,
     };
     let participant = match shared.rooms.join(&request.room, join) {
         Ok(p) => p,
@@ -280,17 +281,22 @@ struct DialTone {
 impl DialTone {
     fn start(
         port: switchboard_rooms::AudioPort,
-        rate: u32,
         plan: switchboard_media::tones::TonePlan,
         level: f32,
     ) -> DialTone {
         let task = tokio::spawn(async move {
-            let mut generator =
-                ToneGenerator::new(ToneSpec::of(plan, ToneKind::Ringback), rate, level);
+            let spec = ToneSpec::of(plan, ToneKind::Ringback);
+            let mut generator = ToneGenerator::new(spec, port.rate(), level);
             let mut frame = vec![0i16; port.frame_len()];
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             loop {
                 tick.tick().await;
+                // The room's rate follows its members: make the tone anew
+                // at the new rate.
+                if port.frame_len() != frame.len() {
+                    generator = ToneGenerator::new(spec, port.rate(), level);
+                    frame = vec![0i16; port.frame_len()];
+                }
                 generator.fill(&mut frame);
                 port.push(&frame);
             }
@@ -445,7 +451,6 @@ impl OutboundCall {
         let _dial_tone = match (&self.call.participant, self.request.play_dialtone) {
             (Some(p), true) => Some(DialTone::start(
                 p.audio(),
-                shared.rooms.config().sample_rate,
                 config.session.tone_plan,
                 config.session.tone_level_dbfs,
             )),
@@ -585,6 +590,11 @@ impl OutboundCall {
         self.call
             .start_media(ports, negotiated, timeout, &room)
             .map_err(DialError::Media)?;
+        // Joined before the codec was known: now the room may mix at the
+        // callee's rate.
+        if let Some(p) = &self.call.participant {
+            p.set_audio_rate(self.call.media_rate);
+        }
         Ok(())
     }
 

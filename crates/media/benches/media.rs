@@ -486,6 +486,7 @@ fn port_quarantine(c: &mut Criterion) {
             last: 39_999,
             drain_idle: Duration::from_secs(30),
             drain_max: Duration::from_secs(600),
+            drain_min: Duration::from_secs(3),
         };
         let allocator = PortAllocator::new(config).unwrap();
         let step = config.drain_idle / draining;

@@ -40,6 +40,12 @@ pub trait CallAudio: Send + 'static {
     fn inbound(&mut self, frame: &[i16], status: FrameStatus);
     /// Takes an event (DTMF, media timeout, latching...).
     fn event(&mut self, event: MediaEvent);
+    /// Samples per frame the other side wants now, when its rate can
+    /// change (a room follows its members' rates); the session follows
+    /// before the next frame. `None`: keep the session's room rate.
+    fn room_frame_len(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Errors of the driver's handles.
@@ -384,6 +390,15 @@ impl Call {
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     // ICMP errors from the peer surface here (connection refused): ignore.
                     Err(_) => break,
+                }
+            }
+        }
+        if let Some(len) = self.audio.room_frame_len() {
+            if len != self.outbound.len() && len > 0 {
+                let rate = u32::try_from(len.saturating_mul(50)).unwrap_or(u32::MAX);
+                if self.session.set_room_rate(rate).is_ok() {
+                    self.outbound = vec![0; len];
+                    self.inbound = vec![0; len];
                 }
             }
         }

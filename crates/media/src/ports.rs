@@ -447,7 +447,11 @@ mod tests {
 
         let later = t0 + Duration::from_secs(4);
         let first = allocator.allocate_at(LOOPBACK, later).unwrap();
-        assert_eq!(first.rtp_port(), a_port, "the pair released first, and quiet");
+        assert_eq!(
+            first.rtp_port(),
+            a_port,
+            "the pair released first, and quiet"
+        );
         assert_eq!(allocator.reused_early_count(), 1);
         // b had a stray: it is read and kept in quarantine, not handed out.
         assert!(matches!(
@@ -463,7 +467,10 @@ mod tests {
         assert_eq!(b_again.rtp_port(), b_port);
         assert_eq!(allocator.reused_early_count(), 2);
         let mut buf = [0u8; 64];
-        assert!(b_again.rtp.recv_from(&mut buf).is_err(), "the stray was drained");
+        assert!(
+            b_again.rtp.recv_from(&mut buf).is_err(),
+            "the stray was drained"
+        );
     }
 
     #[test]

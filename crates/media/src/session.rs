@@ -289,6 +289,8 @@ pub struct MediaSession {
     dtmf_rx: DtmfReceiver,
     dtmf_tx: DtmfSender,
     tone: Option<ToneGenerator>,
+    /// What `tone` plays, to make it again at another room rate.
+    tone_kind: Option<ToneKind>,
 
     rtp_target: SocketAddr,
     rtcp_target: SocketAddr,
@@ -380,6 +382,7 @@ impl MediaSession {
             reception: ReceptionCounter::default(),
             dtmf_rx: DtmfReceiver::new(),
             tone: None,
+            tone_kind: None,
             rtp_latched: false,
             rtcp_latched: false,
             started: now,
@@ -419,6 +422,25 @@ impl MediaSession {
     /// Samples per room frame (20 ms at the room rate).
     pub fn room_frame_len(&self) -> usize {
         (self.config.room_rate / 50) as usize
+    }
+
+    /// Follows the room to another rate (rooms mix at the highest rate
+    /// their members need, which changes as they come and go): the
+    /// resamplers, the room-side buffer and a playing tone are made for
+    /// the new rate. Resampler state is lost, so the first frame after a
+    /// change may click.
+    pub fn set_room_rate(&mut self, room_rate: u32) -> Result<(), SessionError> {
+        if room_rate == self.config.room_rate {
+            return Ok(());
+        }
+        let pcm_rate = self.pipeline.pcm_rate;
+        self.pipeline.to_room = FrameResampler::new(pcm_rate, room_rate)?;
+        self.pipeline.from_room = FrameResampler::new(room_rate, pcm_rate)?;
+        self.config.room_rate = room_rate;
+        self.room_scratch = vec![0; (room_rate / 50) as usize];
+        let kind = self.tone_kind;
+        self.play_tone(kind);
+        Ok(())
     }
 
     /// Where RTP currently goes.
@@ -482,6 +504,7 @@ impl MediaSession {
 
     /// Plays a call-progress tone to the peer instead of room audio, or stops it.
     pub fn play_tone(&mut self, tone: Option<ToneKind>) {
+        self.tone_kind = tone;
         self.tone = tone.map(|kind| {
             ToneGenerator::new(
                 ToneSpec::of(self.config.tone_plan, kind),

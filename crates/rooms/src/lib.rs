@@ -23,7 +23,7 @@ pub use ids::new_sid;
 
 use ring::FrameRing;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::mix::Mixer;
@@ -33,7 +33,9 @@ use tracing::{info, warn};
 /// Settings of the embedded rooms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomsConfig {
-    /// The rate every room mixes at; endpoints convert at their edge.
+    /// The highest rate a room mixes at. Each room mixes at the highest
+    /// rate its members declare ([`JoinRequest::audio_rate`]), up to this;
+    /// endpoints convert at their edge.
     pub sample_rate: u32,
     /// Most rooms at once.
     pub max_rooms: usize,
@@ -152,6 +154,11 @@ pub struct JoinRequest {
     pub kind: ParticipantKind,
     /// Whether it sends audio.
     pub publishes_audio: bool,
+    /// The PCM rate its audio has (its codec's: 8000 for G.711, 16000 for
+    /// G.722). A room mixes at the highest rate among its participants, up
+    /// to [`RoomsConfig::sample_rate`], so a room of phones needs no
+    /// resampling. 0: the configured rate.
+    pub audio_rate: u32,
 }
 
 /// A room as listed.
@@ -271,6 +278,7 @@ pub struct Rooms {
 
 struct Registry {
     config: RoomsConfig,
+    /// Samples per frame at the configured (highest) rate.
     frame_len: usize,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
 }
@@ -292,6 +300,8 @@ struct RoomState {
     members: Vec<Member>,
     deleted: bool,
     empty_since: Option<Instant>,
+    /// Samples per frame at the rate the room mixes at now.
+    frame_len: usize,
     mixer: Mixer,
     inputs: Vec<i16>,
     active: Vec<bool>,
@@ -306,6 +316,8 @@ struct Member {
 /// One participant's shared state: what others see, and its audio rings.
 struct Slot {
     info: Mutex<ParticipantInfo>,
+    /// Its audio's own rate (0: the configured rate).
+    audio_rate: AtomicU32,
     audio: Mutex<SlotAudio>,
     gone: AtomicBool,
     left_reason: Mutex<Option<LeaveReason>>,
@@ -318,6 +330,9 @@ struct SlotAudio {
     outbound: FrameRing,
     /// Its audio is in the mix (the prebuffer was reached).
     playing: bool,
+    /// Samples per frame at the room's rate now; frames of another length
+    /// (made before a change of rate) are dropped.
+    frame_len: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -345,7 +360,8 @@ impl Rooms {
         &self.inner.config
     }
 
-    /// Samples in one 20 ms frame at the room rate.
+    /// Samples in one 20 ms frame at the highest room rate (a room of
+    /// narrower members uses shorter frames: [`AudioPort::frame_len`]).
     pub fn frame_len(&self) -> usize {
         self.inner.frame_len
     }
@@ -408,6 +424,7 @@ impl Rooms {
                 members: Vec::new(),
                 deleted: false,
                 empty_since: Some(Instant::now()),
+                frame_len: self.inner.frame_len,
                 mixer: Mixer::new(self.inner.frame_len),
                 inputs: Vec::new(),
                 active: Vec::new(),
@@ -511,10 +528,12 @@ impl Rooms {
             };
             let slot = Arc::new(Slot {
                 info: Mutex::new(info.clone()),
+                audio_rate: AtomicU32::new(request.audio_rate),
                 audio: Mutex::new(SlotAudio {
-                    inbound: FrameRing::new(self.inner.frame_len, config.buffered_frames),
-                    outbound: FrameRing::new(self.inner.frame_len, config.buffered_frames),
+                    inbound: FrameRing::new(state.frame_len, config.buffered_frames),
+                    outbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     playing: false,
+                    frame_len: state.frame_len,
                 }),
                 gone: AtomicBool::new(false),
                 left_reason: Mutex::new(None),
@@ -526,14 +545,13 @@ impl Rooms {
                 events: tx,
             });
             state.empty_since = None;
-            resize_scratch(&mut state, self.inner.frame_len);
+            retune(&mut state, config);
             info!(room, identity = %info.identity, sid = %info.sid, kind = ?info.kind, "participant joined");
             return Ok(Participant {
                 registry: self.inner.clone(),
                 room: shared.clone(),
                 slot,
                 events: rx,
-                frame_len: self.inner.frame_len,
             });
         }
     }
@@ -644,7 +662,7 @@ impl Rooms {
     }
 
     fn after_leave(&self, room: &Arc<Room>, state: &mut RoomState) {
-        resize_scratch(state, self.inner.frame_len);
+        retune(state, &self.inner.config);
         if state.members.is_empty() {
             state.empty_since = Some(Instant::now());
             if !room.explicit {
@@ -668,11 +686,7 @@ impl Rooms {
                 }
                 continue;
             }
-            mix(
-                &mut state,
-                self.inner.frame_len,
-                self.inner.config.prebuffer_frames,
-            );
+            mix(&mut state, self.inner.config.prebuffer_frames);
         }
     }
 
@@ -729,7 +743,39 @@ fn member_slot(state: &RoomState, room: &str, identity: &str) -> Result<Arc<Slot
         })
 }
 
-fn resize_scratch(state: &mut RoomState, frame_len: usize) {
+/// Sets the room's rate to the highest its members need (at most the
+/// configured rate, at least 8 kHz) and sizes the mix buffers. A change of
+/// rate starts every member's rings afresh at the new frame length: a
+/// frame or two of audio is lost then, on a join or a leave.
+fn retune(state: &mut RoomState, config: &RoomsConfig) {
+    const NARROWEST: u32 = 8_000;
+    let cap = config.sample_rate.max(NARROWEST);
+    let rate = state
+        .members
+        .iter()
+        .map(|m| match m.slot.audio_rate.load(Ordering::Relaxed) {
+            0 => cap,
+            rate => rate.clamp(NARROWEST, cap),
+        })
+        .max()
+        .unwrap_or(cap);
+    let frame_len = (rate / 50) as usize;
+    if frame_len != state.frame_len {
+        state.frame_len = frame_len;
+        state.mixer = Mixer::new(frame_len);
+        for member in &state.members {
+            let mut audio = lock(&member.slot.audio);
+            audio.inbound = FrameRing::new(frame_len, config.buffered_frames);
+            audio.outbound = FrameRing::new(frame_len, config.buffered_frames);
+            audio.playing = false;
+            audio.frame_len = frame_len;
+        }
+    }
+    resize_scratch(state);
+}
+
+fn resize_scratch(state: &mut RoomState) {
+    let frame_len = state.frame_len;
     let n = state.members.len();
     state.inputs.resize(n * frame_len, 0);
     state.outputs.resize(n * frame_len, 0);
@@ -737,7 +783,8 @@ fn resize_scratch(state: &mut RoomState, frame_len: usize) {
 }
 
 /// One frame of mix-minus: every participant hears the sum of the others.
-fn mix(state: &mut RoomState, frame_len: usize, prebuffer: usize) {
+fn mix(state: &mut RoomState, prebuffer: usize) {
+    let frame_len = state.frame_len;
     let RoomState {
         members,
         mixer,
@@ -833,7 +880,6 @@ pub struct Participant {
     room: Arc<Room>,
     slot: Arc<Slot>,
     events: mpsc::Receiver<RoomEvent>,
-    frame_len: usize,
 }
 
 impl Participant {
@@ -852,11 +898,18 @@ impl Participant {
         &self.room.sid
     }
 
+    /// Sets the rate its audio has, once known (an outbound call joins
+    /// before its codec is chosen); the room retunes to its members.
+    pub fn set_audio_rate(&self, rate: u32) {
+        let mut state = lock(&self.room.state);
+        self.slot.audio_rate.store(rate, Ordering::Relaxed);
+        retune(&mut state, &self.registry.config);
+    }
+
     /// Its audio port, for the endpoint that carries its media.
     pub fn audio(&self) -> AudioPort {
         AudioPort {
             slot: self.slot.clone(),
-            frame_len: self.frame_len,
         }
     }
 
@@ -986,27 +1039,41 @@ impl Drop for Participant {
 
 /// Where a participant's endpoint exchanges 20 ms frames at the room rate
 /// with the mixer. Cheap to clone; usable from any thread.
+///
+/// The room's rate follows its members (the highest any needs), so an
+/// endpoint reads [`AudioPort::frame_len`] before each frame it makes; a
+/// frame of another length is dropped.
 #[derive(Clone)]
 pub struct AudioPort {
     slot: Arc<Slot>,
-    frame_len: usize,
 }
 
 impl AudioPort {
-    /// Samples per frame (room rate / 50).
+    /// Samples per frame (the room's rate now / 50).
     pub fn frame_len(&self) -> usize {
-        self.frame_len
+        lock(&self.slot.audio).frame_len
     }
 
-    /// Hands the participant's next frame to the room.
+    /// The room's rate now, in Hz.
+    pub fn rate(&self) -> u32 {
+        u32::try_from(self.frame_len() * 50).unwrap_or(u32::MAX)
+    }
+
+    /// Hands the participant's next frame to the room (dropped when it was
+    /// made for another rate than the room's now).
     pub fn push(&self, frame: &[i16]) {
-        lock(&self.slot.audio).inbound.push(frame);
+        let mut audio = lock(&self.slot.audio);
+        if frame.len() == audio.frame_len {
+            audio.inbound.push(frame);
+        }
     }
 
     /// Takes the room's next frame for the participant; `false` (and `out`
-    /// untouched) when there is none: play silence.
+    /// untouched) when there is none, or `out` is not one frame at the
+    /// room's rate now: play silence.
     pub fn pull(&self, out: &mut [i16]) -> bool {
-        lock(&self.slot.audio).outbound.pop_into(out)
+        let mut audio = lock(&self.slot.audio);
+        out.len() == audio.frame_len && audio.outbound.pop_into(out)
     }
 
     /// Whether the participant is still in its room.

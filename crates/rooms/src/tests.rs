@@ -18,6 +18,7 @@ fn request(identity: &str, kind: ParticipantKind) -> JoinRequest {
         attributes: BTreeMap::new(),
         kind,
         publishes_audio: true,
+        audio_rate: 0,
     }
 }
 
@@ -498,4 +499,56 @@ fn an_administrator_updates_name_metadata_and_attributes_in_one_event() {
             identity: "zz".into()
         })
     );
+}
+
+#[test]
+fn a_room_mixes_at_the_highest_rate_its_members_need() {
+    let rooms = Rooms::new(RoomsConfig {
+        sample_rate: 48_000,
+        ..RoomsConfig::default()
+    });
+    let at = |identity: &str, audio_rate: u32| JoinRequest {
+        audio_rate,
+        ..request(identity, ParticipantKind::Sip)
+    };
+    let phone_a = rooms.join("r", at("a", 8_000)).unwrap();
+    let phone_b = rooms.join("r", at("b", 8_000)).unwrap();
+    assert_eq!(phone_a.audio().rate(), 8_000, "two phones: no resampling");
+    assert_eq!(phone_b.audio().frame_len(), 160);
+
+    // Two phones talk at 8 kHz.
+    let mut heard = vec![0i16; 160];
+    for _ in 0..3 {
+        phone_a.audio().push(&[300; 160]);
+        rooms.tick(Instant::now());
+    }
+    assert!(phone_b.audio().pull(&mut heard));
+    assert_eq!(heard, vec![300; 160]);
+
+    // A wideband member raises the room; a frame made for the old rate is
+    // dropped, not mixed as garbage.
+    let wide = rooms.join("r", at("g722", 16_000)).unwrap();
+    assert_eq!(phone_a.audio().rate(), 16_000);
+    assert_eq!(wide.audio().frame_len(), 320);
+    phone_a.audio().push(&[300; 160]);
+    assert!(
+        !phone_b.audio().pull(&mut vec![0i16; 160]),
+        "old length refused"
+    );
+    for _ in 0..3 {
+        phone_a.audio().push(&[300; 320]);
+        rooms.tick(Instant::now());
+    }
+    let mut wide_heard = vec![0i16; 320];
+    assert!(wide.audio().pull(&mut wide_heard));
+    assert_eq!(wide_heard, vec![300; 320]);
+
+    // It leaves: back to 8 kHz. A member of unknown rate means the
+    // configured one.
+    drop(wide);
+    assert_eq!(phone_a.audio().rate(), 8_000);
+    let unknown = rooms.join("r", at("api", 0)).unwrap();
+    assert_eq!(unknown.audio().rate(), 48_000);
+    drop(unknown);
+    assert_eq!(phone_b.audio().rate(), 8_000);
 }

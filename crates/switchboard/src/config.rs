@@ -580,7 +580,8 @@ impl Default for MediaSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomsSection {
-    /// The rate rooms mix at (8000, 16000 or 48000).
+    /// The highest rate a room mixes at (8000 to 48000); each room mixes at
+    /// the highest rate its members need, up to this.
     pub sample_rate: u32,
     /// Most rooms at once.
     pub max_rooms: usize,

@@ -902,3 +902,71 @@ async fn a_websocket_agent_answers_a_call_trades_dtmf_and_removing_the_call_send
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The process's count of resampled frames, from `/metrics`.
+fn resampled_frames(sb: &Switchboard) -> u64 {
+    let metrics = common::api::metrics_blocking(sb.api.unwrap());
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_media_resampled_frames_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resampled frames counter in\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_mixes_at_its_members_rate_and_rises_when_a_wider_one_joins() {
+    let sb = start();
+    let api = sb.api.unwrap();
+    let mut a = Client::join(api, "phones", "a", 8_000).await;
+    let mut b = Client::join(api, "phones", "b", 8_000).await;
+    a.expect("participant_joined").await;
+    let before = resampled_frames(&sb);
+    play(
+        &mut [(&mut a, Some(440.0)), (&mut b, Some(1000.0))],
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(
+        amplitude(last_second(&a), 8_000, 1000.0) > 3000.0,
+        "a hears b\n{}",
+        sb.log()
+    );
+    assert!(
+        amplitude(last_second(&b), 8_000, 440.0) > 3000.0,
+        "b hears a"
+    );
+    assert_eq!(
+        resampled_frames(&sb),
+        before,
+        "two 8 kHz members: the room mixes at 8 kHz, nothing is resampled"
+    );
+
+    // A 48 kHz member: the room rises to 48 kHz, and everyone still hears
+    // everyone, now through resamplers.
+    let mut wide = Client::join(api, "phones", "wide", 48_000).await;
+    play(
+        &mut [
+            (&mut a, Some(440.0)),
+            (&mut b, Some(1000.0)),
+            (&mut wide, None),
+        ],
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(
+        amplitude(last_second(&wide), 48_000, 440.0) > 3000.0,
+        "wide hears a"
+    );
+    assert!(
+        amplitude(last_second(&wide), 48_000, 1000.0) > 3000.0,
+        "wide hears b"
+    );
+    assert!(
+        amplitude(last_second(&a), 8_000, 1000.0) > 3000.0,
+        "a still hears b"
+    );
+    assert!(
+        resampled_frames(&sb) > before + 100,
+        "8 kHz members now resampled"
+    );
+}

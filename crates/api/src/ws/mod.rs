@@ -218,6 +218,8 @@ pub(crate) async fn handler(
             .collect::<BTreeMap<_, _>>(),
         kind: ParticipantKind::WebSocket,
         publishes_audio: permissions.publish_audio,
+        // The room mixes at the highest rate among its members.
+        audio_rate: query.rate,
     };
     // Joined before the upgrade so a full room is an HTTP answer, not a
     // socket that closes at once; a handshake that fails drops the handle,

@@ -273,13 +273,33 @@ impl Session {
         for (sample, bytes) in self.client_frame.iter_mut().zip(data.chunks_exact(2)) {
             *sample = i16::from_le_bytes([bytes[0], bytes[1]]);
         }
+        self.follow_room_rate();
         self.up.process(&self.client_frame, &mut self.room_frame);
         self.port.push(&self.room_frame);
         None
     }
 
+    /// Rebuilds the resamplers when the room's rate changed (members with
+    /// other rates came or went).
+    fn follow_room_rate(&mut self) {
+        let len = self.port.frame_len();
+        if len == self.room_frame.len() {
+            return;
+        }
+        let room_rate = u32::try_from(len.saturating_mul(50)).unwrap_or(u32::MAX);
+        if let (Ok(up), Ok(down)) = (
+            FrameResampler::new(self.client_rate, room_rate),
+            FrameResampler::new(room_rate, self.client_rate),
+        ) {
+            self.up = up;
+            self.down = down;
+            self.room_frame = vec![0; len];
+        }
+    }
+
     /// The next 20 ms for the client: what the room sent, or silence.
     pub fn next_frame(&mut self) -> &[u8] {
+        self.follow_room_rate();
         let heard = self.port.pull(&mut self.room_frame);
         if !heard || !self.permissions.subscribe {
             self.room_frame.fill(0);
@@ -417,6 +437,7 @@ mod tests {
                     attributes: BTreeMap::new(),
                     kind: ParticipantKind::WebSocket,
                     publishes_audio: true,
+                    audio_rate: 0,
                 },
             )
             .unwrap()

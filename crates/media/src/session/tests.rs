@@ -1048,3 +1048,46 @@ fn only_the_peers_addresses_are_taken_and_latched() {
         );
     }
 }
+
+#[test]
+fn a_session_follows_its_room_to_another_rate() {
+    for codec in ["PCMA", "G722"] {
+        let (mut a, mut b) = pair(
+            only(codec, SrtpPolicy::Disable, None),
+            only(codec, SrtpPolicy::Disable, None),
+            SessionConfig::default(),
+        );
+        assert_eq!(b.room_frame_len(), 960);
+        let start = Instant::now();
+        run(
+            &mut a,
+            &mut b,
+            25,
+            1000.0,
+            &mut Link::clean(),
+            &mut Link::clean(),
+            start,
+        );
+        // Both rooms drop to 8 kHz (two phones, say): the tone goes on.
+        a.set_room_rate(8000).unwrap();
+        b.set_room_rate(8000).unwrap();
+        assert_eq!(b.room_frame_len(), 160);
+        let r = run(
+            &mut a,
+            &mut b,
+            100,
+            1000.0,
+            &mut Link::clean(),
+            &mut Link::clean(),
+            start + Duration::from_millis(500),
+        );
+        assert_eq!(r.b_heard.len(), 100 * 160);
+        assert_tone(
+            &r.b_heard,
+            8000,
+            1000.0,
+            &format!("{codec} after 48 -> 8 kHz"),
+        );
+        assert_eq!(b.stats().packets_lost, 0);
+    }
+}
