@@ -88,4 +88,10 @@ echo "   threads: $(awk '/Threads/{print $2}' /proc/$sb_pid/status)"
 sleep "${LATER_SECS:-60}"
 later=$(rss_kb)
 echo "   ${LATER_SECS:-60} s later: RSS $(( later / 1024 )) MB ($(python3 -c "print(round(100*($later-$base)/$base,1))") % from step 1), threads: $(awk '/Threads/{print $2}' /proc/$sb_pid/status)"
+# One more call: state kept for a while after the burst (digest nonces,
+# 90 s) is forgotten when the next request comes.
+calls 1 1 500 >/dev/null
+sleep 12
+last=$(rss_kb)
+echo "   after one more call: RSS $(( last / 1024 )) MB ($(python3 -c "print(round(100*($last-$base)/$base,1))") % from step 1)"
 state | python3 -c 'import json,sys;d=json.load(sys.stdin);print("   /debug/state:", {k:d[k] for k in ("calls_active","call_tasks","rtp_ports_active","rooms","participants","sip_transactions")})'
