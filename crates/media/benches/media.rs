@@ -248,6 +248,32 @@ fn codec_pairs(c: &mut Criterion) {
             },
         );
     }
+    // The same call in an 8 kHz room (a phone and an Opus leg that runs at
+    // the room's rate): no resampling at all, Opus narrowband both ways.
+    for complexity in [5u8, 0] {
+        let opus = OpusSettings {
+            complexity,
+            pcm_rate: 8000,
+            bitrate: 16_000,
+            ..OpusSettings::default()
+        };
+        let mut out = [0u8; 1500];
+        let n = g711::encode_ulaw(&speechlike(8000), &mut out);
+        let ulaw = out[..n].to_vec();
+        let mut ulaw_dec = AudioDecoder::new(CodecKind::Pcmu, &opus).unwrap();
+        let mut opus_enc = AudioEncoder::new(CodecKind::Opus, &opus).unwrap();
+        let mut opus_dec = AudioDecoder::new(CodecKind::Opus, &opus).unwrap();
+        let mut pcm8 = vec![0i16; 160];
+        let mut opus_pcm = vec![0i16; 5760];
+        g.bench_function(format!("room8k_cx{complexity}_8000Hz_16kbps"), |b| {
+            b.iter(|| {
+                ulaw_dec.decode(black_box(&ulaw), &mut pcm8).unwrap();
+                let n = opus_enc.encode(&pcm8, &mut out).unwrap();
+                let m = opus_dec.decode(&out[..n], &mut opus_pcm).unwrap();
+                g711::encode_ulaw(&opus_pcm[..m.min(160)], &mut out)
+            })
+        });
+    }
     g.finish();
 }
 
