@@ -13,6 +13,7 @@ use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, Tran
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_media::codec::CodecKind;
 use switchboard_media::driver::CallHandle;
 use switchboard_media::dtmf::DtmfDigit;
 use switchboard_media::ports::RtpPorts;
@@ -190,6 +191,9 @@ pub(crate) struct Call {
     /// The PCM rate of the negotiated codec, once media started (0 before):
     /// the rate the caller's participant declares to its room.
     pub media_rate: u32,
+    /// The codec can run at any rate up to `media_rate` (Opus), so the call
+    /// follows a narrower room rather than raise it.
+    pub media_adapts: bool,
     pub media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
     pub bridge: BridgeControl,
     pub participant: Option<Participant>,
@@ -252,6 +256,7 @@ impl Call {
             negotiator: None,
             media: None,
             media_rate: 0,
+            media_adapts: false,
             media_events: None,
             bridge: BridgeControl::default(),
             participant: None,
@@ -298,6 +303,7 @@ impl Call {
         session_config.initial_media_timeout = Duration::from_secs(24 * 3600);
         let codec = negotiated.codec;
         self.media_rate = codec.pcm_rate(&session_config.opus);
+        self.media_adapts = codec == CodecKind::Opus;
         let session =
             MediaSession::new(session_config, negotiated, Instant::now()).map_err(|e| {
                 warn!(call_id = %self.call_id, error = %e, "media session failed");

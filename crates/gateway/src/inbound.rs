@@ -511,6 +511,9 @@ impl InboundCall {
         let room = result.room_name.clone();
         match self.call.shared.rooms.join(&room, request) {
             Ok(participant) => {
+                if self.call.media_adapts {
+                    participant.set_audio_rate(self.call.media_rate, true);
+                }
                 info!(
                     call_id = %self.call.call_id,
                     room = %room,

@@ -593,7 +593,7 @@ impl OutboundCall {
         // Joined before the codec was known: now the room may mix at the
         // callee's rate.
         if let Some(p) = &self.call.participant {
-            p.set_audio_rate(self.call.media_rate);
+            p.set_audio_rate(self.call.media_rate, self.call.media_adapts);
         }
         Ok(())
     }

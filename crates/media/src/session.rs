@@ -247,6 +247,26 @@ struct Pipeline {
     from_room: FrameResampler,
 }
 
+/// The Opus settings for a room at `room_rate`: the configured ones, or,
+/// when the room is narrower and its rate one Opus codes at, that rate
+/// (at 8 kHz also at most 16 kbit/s, as [`OpusSettings::narrowband_capacity`]).
+fn opus_for_room(configured: &OpusSettings, room_rate: u32) -> OpusSettings {
+    const OPUS_RATES: [u32; 4] = [8_000, 12_000, 16_000, 24_000];
+    if room_rate >= configured.pcm_rate || !OPUS_RATES.contains(&room_rate) {
+        return configured.clone();
+    }
+    let bitrate = if room_rate == 8_000 {
+        configured.bitrate.min(16_000)
+    } else {
+        configured.bitrate
+    };
+    OpusSettings {
+        pcm_rate: room_rate,
+        bitrate,
+        ..configured.clone()
+    }
+}
+
 impl Pipeline {
     fn new(codec: CodecKind, config: &SessionConfig) -> Result<Pipeline, SessionError> {
         let pcm_rate = codec.pcm_rate(&config.opus);
@@ -288,6 +308,8 @@ pub struct MediaSession {
     reception: ReceptionCounter,
     dtmf_rx: DtmfReceiver,
     dtmf_tx: DtmfSender,
+    /// The Opus settings configured, before any narrower room changed them.
+    configured_opus: OpusSettings,
     tone: Option<ToneGenerator>,
     /// What `tone` plays, to make it again at another room rate.
     tone_kind: Option<ToneKind>,
@@ -381,6 +403,7 @@ impl MediaSession {
             remote_ssrc: None,
             reception: ReceptionCounter::default(),
             dtmf_rx: DtmfReceiver::new(),
+            configured_opus: config.opus.clone(),
             tone: None,
             tone_kind: None,
             rtp_latched: false,
@@ -429,14 +452,30 @@ impl MediaSession {
     /// resamplers, the room-side buffer and a playing tone are made for
     /// the new rate. Resampler state is lost, so the first frame after a
     /// change may click.
+    ///
+    /// Opus follows a room narrower than its configured PCM rate down
+    /// (the encoder and decoder are remade at the room's rate, 16 kbit/s at
+    /// 8 kHz): it need not code detail the room has not got, and then no
+    /// resampling is left either.
     pub fn set_room_rate(&mut self, room_rate: u32) -> Result<(), SessionError> {
         if room_rate == self.config.room_rate {
             return Ok(());
         }
-        let pcm_rate = self.pipeline.pcm_rate;
-        self.pipeline.to_room = FrameResampler::new(pcm_rate, room_rate)?;
-        self.pipeline.from_room = FrameResampler::new(room_rate, pcm_rate)?;
-        self.config.room_rate = room_rate;
+        let mut config = self.config.clone();
+        config.room_rate = room_rate;
+        config.opus = opus_for_room(&self.configured_opus, room_rate);
+        if self.pipeline.codec == CodecKind::Opus && config.opus != self.config.opus {
+            self.pipeline = Pipeline::new(CodecKind::Opus, &config)?;
+            // Decoded samples at the old rate.
+            self.fifo_len = 0;
+        } else {
+            let pcm_rate = self.pipeline.pcm_rate;
+            let to_room = FrameResampler::new(pcm_rate, room_rate)?;
+            let from_room = FrameResampler::new(room_rate, pcm_rate)?;
+            self.pipeline.to_room = to_room;
+            self.pipeline.from_room = from_room;
+        }
+        self.config = config;
         self.room_scratch = vec![0; (room_rate / 50) as usize];
         let kind = self.tone_kind;
         self.play_tone(kind);

@@ -318,6 +318,9 @@ struct Slot {
     info: Mutex<ParticipantInfo>,
     /// Its audio's own rate (0: the configured rate).
     audio_rate: AtomicU32,
+    /// Its endpoint can run at any rate up to `audio_rate` (an Opus call),
+    /// so it does not raise the room above its fixed-rate members.
+    adapts_rate: AtomicBool,
     audio: Mutex<SlotAudio>,
     gone: AtomicBool,
     left_reason: Mutex<Option<LeaveReason>>,
@@ -529,6 +532,7 @@ impl Rooms {
             let slot = Arc::new(Slot {
                 info: Mutex::new(info.clone()),
                 audio_rate: AtomicU32::new(request.audio_rate),
+                adapts_rate: AtomicBool::new(false),
                 audio: Mutex::new(SlotAudio {
                     inbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     outbound: FrameRing::new(state.frame_len, config.buffered_frames),
@@ -750,14 +754,21 @@ fn member_slot(state: &RoomState, room: &str, identity: &str) -> Result<Arc<Slot
 fn retune(state: &mut RoomState, config: &RoomsConfig) {
     const NARROWEST: u32 = 8_000;
     let cap = config.sample_rate.max(NARROWEST);
-    let rate = state
+    let rate_of = |m: &Member| match m.slot.audio_rate.load(Ordering::Relaxed) {
+        0 => cap,
+        rate => rate.clamp(NARROWEST, cap),
+    };
+    let adapts = |m: &&Member| m.slot.adapts_rate.load(Ordering::Relaxed);
+    // Members that can run at any rate follow the fixed ones (an Opus call
+    // with a phone runs narrowband); among themselves, the highest.
+    let fixed = state
         .members
         .iter()
-        .map(|m| match m.slot.audio_rate.load(Ordering::Relaxed) {
-            0 => cap,
-            rate => rate.clamp(NARROWEST, cap),
-        })
-        .max()
+        .filter(|m| !adapts(m))
+        .map(rate_of)
+        .max();
+    let rate = fixed
+        .or_else(|| state.members.iter().map(rate_of).max())
         .unwrap_or(cap);
     let frame_len = (rate / 50) as usize;
     if frame_len != state.frame_len {
@@ -899,10 +910,13 @@ impl Participant {
     }
 
     /// Sets the rate its audio has, once known (an outbound call joins
-    /// before its codec is chosen); the room retunes to its members.
-    pub fn set_audio_rate(&self, rate: u32) {
+    /// before its codec is chosen), and whether its endpoint can run at any
+    /// rate up to that (`adapts`: an Opus call, which then follows the
+    /// room's fixed-rate members down); the room retunes to its members.
+    pub fn set_audio_rate(&self, rate: u32, adapts: bool) {
         let mut state = lock(&self.room.state);
         self.slot.audio_rate.store(rate, Ordering::Relaxed);
+        self.slot.adapts_rate.store(adapts, Ordering::Relaxed);
         retune(&mut state, &self.registry.config);
     }
 

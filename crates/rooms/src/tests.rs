@@ -552,3 +552,34 @@ fn a_room_mixes_at_the_highest_rate_its_members_need() {
     drop(unknown);
     assert_eq!(phone_b.audio().rate(), 8_000);
 }
+
+#[test]
+fn members_that_adapt_follow_the_fixed_ones_down() {
+    let rooms = Rooms::new(RoomsConfig {
+        sample_rate: 48_000,
+        ..RoomsConfig::default()
+    });
+    let at = |identity: &str, audio_rate: u32| JoinRequest {
+        audio_rate,
+        ..request(identity, ParticipantKind::Sip)
+    };
+    // Two Opus calls: the highest of theirs.
+    let opus_a = rooms.join("r", at("opus-a", 16_000)).unwrap();
+    opus_a.set_audio_rate(16_000, true);
+    let opus_b = rooms.join("r", at("opus-b", 16_000)).unwrap();
+    opus_b.set_audio_rate(16_000, true);
+    assert_eq!(opus_a.audio().rate(), 16_000);
+    // A phone: the Opus calls follow it down to 8 kHz.
+    let phone = rooms.join("r", at("phone", 8_000)).unwrap();
+    assert_eq!(opus_a.audio().rate(), 8_000);
+    // A 48 kHz client is fixed too: the room rises to it.
+    let client = rooms.join("r", at("client", 48_000)).unwrap();
+    assert_eq!(phone.audio().rate(), 48_000);
+    drop(client);
+    drop(phone);
+    assert_eq!(
+        opus_b.audio().rate(),
+        16_000,
+        "only adapting members: theirs"
+    );
+}

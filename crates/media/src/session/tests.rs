@@ -1051,7 +1051,7 @@ fn only_the_peers_addresses_are_taken_and_latched() {
 
 #[test]
 fn a_session_follows_its_room_to_another_rate() {
-    for codec in ["PCMA", "G722"] {
+    for codec in ["PCMA", "G722", "opus"] {
         let (mut a, mut b) = pair(
             only(codec, SrtpPolicy::Disable, None),
             only(codec, SrtpPolicy::Disable, None),
@@ -1089,5 +1089,19 @@ fn a_session_follows_its_room_to_another_rate() {
             &format!("{codec} after 48 -> 8 kHz"),
         );
         assert_eq!(b.stats().packets_lost, 0);
+        if codec == "opus" {
+            // Opus follows the narrow room down: narrowband, no resampling.
+            assert_eq!(a.pipeline.pcm_rate, 8000);
+            assert_eq!(a.config.opus.bitrate, 16_000);
+            // Back in a wide room: the configured settings again.
+            a.set_room_rate(48_000).unwrap();
+            assert_eq!(a.pipeline.pcm_rate, 16_000);
+            assert_eq!(a.config.opus, OpusSettings::default());
+        } else {
+            assert_eq!(
+                a.pipeline.pcm_rate,
+                a.pipeline.codec.pcm_rate(&a.config.opus)
+            );
+        }
     }
 }
