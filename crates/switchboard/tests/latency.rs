@@ -146,8 +146,7 @@ fn mouth_to_ear_latency_through_a_two_party_room() {
         .filter_map(|h| {
             // The latest loud frame sent before it was heard.
             sent.iter()
-                .filter(|s| *s <= h)
-                .next_back()
+                .rfind(|s| *s <= h)
                 .map(|s| h.duration_since(*s).as_secs_f64() * 1000.0)
         })
         .collect();
