@@ -15,7 +15,7 @@ use std::fmt::Debug;
 use libfuzzer_sys::fuzz_target;
 use switchboard_api::wire::{decode_request, encode_response, to_protojson, Encoding, ProtoMessage};
 use switchboard_api::ws::session::{Permissions, Session};
-use switchboard_rooms::{JoinRequest, ParticipantKind, Rooms, RoomsConfig};
+use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, Rooms, RoomsConfig};
 use switchboard_routing::livekit_protocol as lk;
 
 fn decode<M: ProtoMessage + Debug + PartialEq>(encoding: Encoding, body: &[u8]) -> Option<M> {
@@ -62,7 +62,7 @@ fn websocket(text: &str) {
                 attributes: BTreeMap::new(),
                 kind: ParticipantKind::WebSocket,
                 publishes_audio: true,
-                audio_rate: 0,
+                audio_rate: AudioRate::Configured,
             },
         )
     };

@@ -110,7 +110,7 @@ impl CallAudio for RoomBridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_rooms::{JoinRequest, ParticipantKind, Rooms, RoomsConfig};
+    use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, Rooms, RoomsConfig};
 
     #[test]
     fn prompts_come_first_then_the_room_and_caller_audio_reaches_the_room() {
@@ -125,7 +125,7 @@ mod tests {
             attributes: Default::default(),
             kind: ParticipantKind::Sip,
             publishes_audio: true,
-            audio_rate: 0,
+            audio_rate: AudioRate::Configured,
         };
         let caller = rooms
             .join("r", join("caller"))

@@ -20,7 +20,7 @@ use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, NegotiatedMedia, SdpNegotiator};
 use switchboard_media::session::{MediaEvent, MediaSession, SessionConfig};
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{LeaveReason, Participant, RoomEvent};
+use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomEvent};
 use switchboard_routing::attrs;
 use switchboard_sip::dialog::DialogId;
 use switchboard_sip::message::{HeaderName, Host, Method, ResponseSpec, Uri};
@@ -188,12 +188,8 @@ pub(crate) struct Call {
     pub dialog: Option<DialogId>,
     pub negotiator: Option<SdpNegotiator>,
     pub media: Option<CallHandle>,
-    /// The PCM rate of the negotiated codec, once media started (0 before):
-    /// the rate the caller's participant declares to its room.
-    pub media_rate: u32,
-    /// The codec can run at any rate up to `media_rate` (Opus), so the call
-    /// follows a narrower room rather than raise it.
-    pub media_adapts: bool,
+    /// The negotiated codec, once media started.
+    pub media_codec: Option<CodecKind>,
     pub media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
     pub bridge: BridgeControl,
     pub participant: Option<Participant>,
@@ -255,8 +251,7 @@ impl Call {
             dialog: None,
             negotiator: None,
             media: None,
-            media_rate: 0,
-            media_adapts: false,
+            media_codec: None,
             media_events: None,
             bridge: BridgeControl::default(),
             participant: None,
@@ -285,6 +280,21 @@ impl Call {
         }
     }
 
+    /// The rate the caller's participant declares to its room: its codec's
+    /// PCM rate (Opus can run at any rate up to that), or the configured
+    /// rate before media started.
+    pub(crate) fn room_audio_rate(&self) -> AudioRate {
+        let Some(codec) = self.media_codec else {
+            return AudioRate::Configured;
+        };
+        let rate = codec.pcm_rate(&self.shared.config.session.opus);
+        if codec == CodecKind::Opus {
+            AudioRate::UpTo(rate)
+        } else {
+            AudioRate::Fixed(rate)
+        }
+    }
+
     /// Puts the call's media on a worker (the room's, by name). Media flows
     /// at once (early media and prompts need it); the media timeout only
     /// counts from [`Call::media_answered`].
@@ -302,8 +312,7 @@ impl Call {
         // is set when the call is answered.
         session_config.initial_media_timeout = Duration::from_secs(24 * 3600);
         let codec = negotiated.codec;
-        self.media_rate = codec.pcm_rate(&session_config.opus);
-        self.media_adapts = codec == CodecKind::Opus;
+        self.media_codec = Some(codec);
         let session =
             MediaSession::new(session_config, negotiated, Instant::now()).map_err(|e| {
                 warn!(call_id = %self.call_id, error = %e, "media session failed");

@@ -506,14 +506,11 @@ impl InboundCall {
             attributes,
             kind: ParticipantKind::Sip,
             publishes_audio: true,
-            audio_rate: self.call.media_rate,
+            audio_rate: self.call.room_audio_rate(),
         };
         let room = result.room_name.clone();
         match self.call.shared.rooms.join(&room, request) {
             Ok(participant) => {
-                if self.call.media_adapts {
-                    participant.set_audio_rate(self.call.media_rate, true);
-                }
                 info!(
                     call_id = %self.call.call_id,
                     room = %room,

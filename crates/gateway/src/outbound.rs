@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
-use switchboard_rooms::{JoinRequest, ParticipantKind, RoomEvent};
+use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomEvent};
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::{SipHeaderOptions, SipMediaConfig};
 use switchboard_routing::{header_attributes, CallInput};
@@ -193,7 +193,7 @@ pub(crate) async fn dial(
         attributes,
         kind: ParticipantKind::Sip,
         publishes_audio: true,
-        audio_rate: 0,
+        audio_rate: AudioRate::Configured,
     };
     let participant = match shared.rooms.join(&request.room, join) {
         Ok(p) => p,
@@ -593,7 +593,7 @@ impl OutboundCall {
         // Joined before the codec was known: now the room may mix at the
         // callee's rate.
         if let Some(p) = &self.call.participant {
-            p.set_audio_rate(self.call.media_rate, self.call.media_adapts);
+            p.set_audio_rate(self.call.room_audio_rate());
         }
         Ok(())
     }

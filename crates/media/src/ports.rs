@@ -88,8 +88,27 @@ struct Draining {
     port: u16,
     sockets: Option<(UdpSocket, UdpSocket)>,
     released: Instant,
+    /// Since when nothing has arrived: the release, or the last read that
+    /// found strays.
+    quiet_since: Instant,
     /// When the sockets are next read (the queue is in this order).
     check_at: Instant,
+}
+
+impl Draining {
+    /// Reads what arrived on the pair; true if anything did.
+    fn read_strays(&self) -> bool {
+        let mut buf = [0u8; 1500];
+        let mut strays = false;
+        if let Some((rtp, rtcp)) = &self.sockets {
+            for socket in [rtp, rtcp] {
+                while socket.recv_from(&mut buf).is_ok() {
+                    strays = true;
+                }
+            }
+        }
+        strays
+    }
 }
 
 struct PoolState {
@@ -302,13 +321,14 @@ impl PortAllocator {
             port,
             sockets,
             released: now,
+            quiet_since: now,
             check_at,
         });
     }
 
-    /// The draining pair released (or last found with strays) longest ago,
-    /// if that was at least `drain_min` before `now` and its sockets hold no
-    /// stray packet now; with its sockets, still marked in use.
+    /// The draining pair quiet longest, if nothing has arrived on it for
+    /// `drain_min` (its sockets read once more now); with its sockets, still
+    /// marked in use.
     fn reuse_quiet_pair(
         &self,
         state: &mut PoolState,
@@ -318,46 +338,47 @@ impl PortAllocator {
         // A burst of strays on many old pairs must not make one allocation
         // read them all.
         const MOST_PAIRS_READ: usize = 32;
-        let first_wait = self.config.drain_idle.min(self.config.drain_max);
-        let mut buf = [0u8; 1500];
         for _ in 0..MOST_PAIRS_READ.min(state.draining.len()) {
             let front = state.draining.front()?;
-            let quiet_since = front.check_at.checked_sub(first_wait)?;
-            if now.saturating_duration_since(quiet_since) < self.config.drain_min {
+            if now.saturating_duration_since(front.quiet_since) < self.config.drain_min {
                 return None;
             }
             let mut d = state.draining.pop_front()?;
-            let Some((rtp, rtcp)) = d.sockets.take() else {
+            if d.read_strays() {
+                self.check_again(state, d, now);
+                continue;
+            }
+            let bound_ip = d.sockets.as_ref().map(|(rtp, _)| rtp.local_addr());
+            match (bound_ip, d.sockets.take()) {
+                (Some(Ok(local)), Some(pair)) if local.ip() == ip => return Some((d.port, pair)),
+                // Bound for another address: not what this call asks for.
+                (_, Some(pair)) => {
+                    d.sockets = Some(pair);
+                    state.draining.push_front(d);
+                    return None;
+                }
                 // Its duplicates could not be made (descriptors ran out), so
                 // nothing of ours holds the port: it is simply free.
-                let index = usize::from(d.port.saturating_sub(self.first_even()) / 2);
-                if let Some(slot) = state.in_use.get_mut(index) {
-                    *slot = false;
-                }
-                continue;
-            };
-            if rtp.local_addr().map(|local| local.ip()).ok() != Some(ip) {
-                // Bound for another address: not what this call asks for.
-                d.sockets = Some((rtp, rtcp));
-                state.draining.push_front(d);
-                return None;
+                (_, None) => self.free(state, d.port),
             }
-            let mut strays = false;
-            for socket in [&rtp, &rtcp] {
-                while socket.recv_from(&mut buf).is_ok() {
-                    strays = true;
-                }
-            }
-            if strays {
-                let cap = d.released + self.config.drain_max;
-                d.check_at = (now + self.config.drain_idle).min(cap);
-                d.sockets = Some((rtp, rtcp));
-                state.draining.push_back(d);
-                continue;
-            }
-            return Some((d.port, (rtp, rtcp)));
         }
         None
+    }
+
+    /// Puts a pair that had strays back in the queue, for another
+    /// `drain_idle` (at most until `drain_max` after its release).
+    fn check_again(&self, state: &mut PoolState, mut d: Draining, now: Instant) {
+        let cap = d.released + self.config.drain_max;
+        d.quiet_since = now;
+        d.check_at = (now + self.config.drain_idle).min(cap);
+        state.draining.push_back(d);
+    }
+
+    fn free(&self, state: &mut PoolState, port: u16) {
+        let index = usize::from(port.saturating_sub(self.first_even()) / 2);
+        if let Some(slot) = state.in_use.get_mut(index) {
+            *slot = false;
+        }
     }
 
     /// Checks the quarantined pairs whose time is up: a pair with no stray
@@ -366,29 +387,14 @@ impl PortAllocator {
     /// [`Self::allocate_at`]; a worker may also call it periodically.
     pub fn maintain(&self, now: Instant) {
         let mut state = self.lock();
-        let mut buf = [0u8; 1500];
-        let first = self.first_even();
         while state.draining.front().is_some_and(|d| d.check_at <= now) {
-            let Some(mut d) = state.draining.pop_front() else {
+            let Some(d) = state.draining.pop_front() else {
                 break;
             };
-            let mut strays = false;
-            if let Some((rtp, rtcp)) = &d.sockets {
-                for socket in [rtp, rtcp] {
-                    while socket.recv_from(&mut buf).is_ok() {
-                        strays = true;
-                    }
-                }
-            }
-            let cap = d.released + self.config.drain_max;
-            if strays && now < cap {
-                d.check_at = (now + self.config.drain_idle).min(cap);
-                state.draining.push_back(d);
-                continue;
-            }
-            let index = usize::from(d.port.saturating_sub(first) / 2);
-            if let Some(slot) = state.in_use.get_mut(index) {
-                *slot = false;
+            if d.read_strays() && now < d.released + self.config.drain_max {
+                self.check_again(&mut state, d, now);
+            } else {
+                self.free(&mut state, d.port);
             }
         }
     }

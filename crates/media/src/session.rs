@@ -281,6 +281,14 @@ impl Pipeline {
         })
     }
 
+    /// Keeps the codec and points the resamplers at another room rate.
+    fn set_room_rate(&mut self, room_rate: u32) -> Result<(), SessionError> {
+        let to_room = FrameResampler::new(self.pcm_rate, room_rate)?;
+        self.from_room = FrameResampler::new(room_rate, self.pcm_rate)?;
+        self.to_room = to_room;
+        Ok(())
+    }
+
     fn codec_frame(&self) -> usize {
         (self.pcm_rate / 50) as usize
     }
@@ -310,9 +318,9 @@ pub struct MediaSession {
     dtmf_tx: DtmfSender,
     /// The Opus settings configured, before any narrower room changed them.
     configured_opus: OpusSettings,
-    tone: Option<ToneGenerator>,
-    /// What `tone` plays, to make it again at another room rate.
-    tone_kind: Option<ToneKind>,
+    /// The call-progress tone playing, and what it is (to make it again at
+    /// another room rate).
+    tone: Option<(ToneKind, ToneGenerator)>,
 
     rtp_target: SocketAddr,
     rtcp_target: SocketAddr,
@@ -405,7 +413,6 @@ impl MediaSession {
             dtmf_rx: DtmfReceiver::new(),
             configured_opus: config.opus.clone(),
             tone: None,
-            tone_kind: None,
             rtp_latched: false,
             rtcp_latched: false,
             started: now,
@@ -469,16 +476,12 @@ impl MediaSession {
             // Decoded samples at the old rate.
             self.fifo_len = 0;
         } else {
-            let pcm_rate = self.pipeline.pcm_rate;
-            let to_room = FrameResampler::new(pcm_rate, room_rate)?;
-            let from_room = FrameResampler::new(room_rate, pcm_rate)?;
-            self.pipeline.to_room = to_room;
-            self.pipeline.from_room = from_room;
+            self.pipeline.set_room_rate(room_rate)?;
         }
         self.config = config;
         self.room_scratch = vec![0; (room_rate / 50) as usize];
-        let kind = self.tone_kind;
-        self.play_tone(kind);
+        let playing = self.tone.as_ref().map(|(kind, _)| *kind);
+        self.play_tone(playing);
         Ok(())
     }
 
@@ -543,13 +546,13 @@ impl MediaSession {
 
     /// Plays a call-progress tone to the peer instead of room audio, or stops it.
     pub fn play_tone(&mut self, tone: Option<ToneKind>) {
-        self.tone_kind = tone;
         self.tone = tone.map(|kind| {
-            ToneGenerator::new(
+            let generator = ToneGenerator::new(
                 ToneSpec::of(self.config.tone_plan, kind),
                 self.config.room_rate,
                 self.config.tone_level_dbfs,
-            )
+            );
+            (kind, generator)
         });
     }
 
@@ -979,7 +982,7 @@ impl MediaSession {
         let room_len = self.room_frame_len();
         let codec_len = self.pipeline.codec_frame();
         match (&mut self.tone, outbound) {
-            (Some(tone), _) => tone.fill(&mut self.room_scratch[..room_len]),
+            (Some((_, tone)), _) => tone.fill(&mut self.room_scratch[..room_len]),
             (None, Some(frame)) => {
                 let n = frame.len().min(room_len);
                 self.room_scratch[..n].copy_from_slice(&frame[..n]);

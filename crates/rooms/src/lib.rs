@@ -23,7 +23,7 @@ pub use ids::new_sid;
 
 use ring::FrameRing;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::mix::Mixer;
@@ -154,11 +154,26 @@ pub struct JoinRequest {
     pub kind: ParticipantKind,
     /// Whether it sends audio.
     pub publishes_audio: bool,
-    /// The PCM rate its audio has (its codec's: 8000 for G.711, 16000 for
-    /// G.722). A room mixes at the highest rate among its participants, up
-    /// to [`RoomsConfig::sample_rate`], so a room of phones needs no
-    /// resampling. 0: the configured rate.
-    pub audio_rate: u32,
+    /// The rate its audio has; the room mixes at the rate its members
+    /// need ([`AudioRate`]).
+    pub audio_rate: AudioRate,
+}
+
+/// The PCM rate a member's audio has, from which its room chooses the rate
+/// it mixes at: the highest of its fixed-rate members (a room of phones
+/// needs no resampling), or of its adapting members when it has no other,
+/// at most [`RoomsConfig::sample_rate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AudioRate {
+    /// Not known: the configured (highest) rate.
+    #[default]
+    Configured,
+    /// This rate and no other (its codec's: 8000 for G.711, 16000 for
+    /// G.722; a WebSocket client's `rate`).
+    Fixed(u32),
+    /// Any rate up to this one (an Opus call): it follows the room's
+    /// fixed-rate members down rather than raise the room.
+    UpTo(u32),
 }
 
 /// A room as listed.
@@ -310,17 +325,16 @@ struct RoomState {
 
 struct Member {
     slot: Arc<Slot>,
+    audio_rate: AudioRate,
     events: mpsc::Sender<RoomEvent>,
 }
 
 /// One participant's shared state: what others see, and its audio rings.
 struct Slot {
     info: Mutex<ParticipantInfo>,
-    /// Its audio's own rate (0: the configured rate).
-    audio_rate: AtomicU32,
-    /// Its endpoint can run at any rate up to `audio_rate` (an Opus call),
-    /// so it does not raise the room above its fixed-rate members.
-    adapts_rate: AtomicBool,
+    /// Samples per frame at the room's rate now (set under the room's
+    /// lock; read lock-free by the endpoint every frame).
+    frame_len: AtomicUsize,
     audio: Mutex<SlotAudio>,
     gone: AtomicBool,
     left_reason: Mutex<Option<LeaveReason>>,
@@ -333,9 +347,6 @@ struct SlotAudio {
     outbound: FrameRing,
     /// Its audio is in the mix (the prebuffer was reached).
     playing: bool,
-    /// Samples per frame at the room's rate now; frames of another length
-    /// (made before a change of rate) are dropped.
-    frame_len: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -531,13 +542,11 @@ impl Rooms {
             };
             let slot = Arc::new(Slot {
                 info: Mutex::new(info.clone()),
-                audio_rate: AtomicU32::new(request.audio_rate),
-                adapts_rate: AtomicBool::new(false),
+                frame_len: AtomicUsize::new(state.frame_len),
                 audio: Mutex::new(SlotAudio {
                     inbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     outbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     playing: false,
-                    frame_len: state.frame_len,
                 }),
                 gone: AtomicBool::new(false),
                 left_reason: Mutex::new(None),
@@ -546,6 +555,7 @@ impl Rooms {
             broadcast(&mut state, RoomEvent::ParticipantJoined(info.clone()), None);
             state.members.push(Member {
                 slot: slot.clone(),
+                audio_rate: request.audio_rate,
                 events: tx,
             });
             state.empty_since = None;
@@ -754,22 +764,16 @@ fn member_slot(state: &RoomState, room: &str, identity: &str) -> Result<Arc<Slot
 fn retune(state: &mut RoomState, config: &RoomsConfig) {
     const NARROWEST: u32 = 8_000;
     let cap = config.sample_rate.max(NARROWEST);
-    let rate_of = |m: &Member| match m.slot.audio_rate.load(Ordering::Relaxed) {
-        0 => cap,
-        rate => rate.clamp(NARROWEST, cap),
-    };
-    let adapts = |m: &&Member| m.slot.adapts_rate.load(Ordering::Relaxed);
-    // Members that can run at any rate follow the fixed ones (an Opus call
-    // with a phone runs narrowband); among themselves, the highest.
-    let fixed = state
-        .members
-        .iter()
-        .filter(|m| !adapts(m))
-        .map(rate_of)
-        .max();
-    let rate = fixed
-        .or_else(|| state.members.iter().map(rate_of).max())
-        .unwrap_or(cap);
+    let (mut fixed, mut adapting) = (None, None);
+    for member in &state.members {
+        let (rate, bound) = match member.audio_rate {
+            AudioRate::Configured => (cap, &mut fixed),
+            AudioRate::Fixed(rate) => (rate, &mut fixed),
+            AudioRate::UpTo(rate) => (rate, &mut adapting),
+        };
+        *bound = (*bound).max(Some(rate.clamp(NARROWEST, cap)));
+    }
+    let rate = fixed.or(adapting).unwrap_or(cap);
     let frame_len = (rate / 50) as usize;
     if frame_len != state.frame_len {
         state.frame_len = frame_len;
@@ -779,7 +783,7 @@ fn retune(state: &mut RoomState, config: &RoomsConfig) {
             audio.inbound = FrameRing::new(frame_len, config.buffered_frames);
             audio.outbound = FrameRing::new(frame_len, config.buffered_frames);
             audio.playing = false;
-            audio.frame_len = frame_len;
+            member.slot.frame_len.store(frame_len, Ordering::Release);
         }
     }
     resize_scratch(state);
@@ -910,13 +914,17 @@ impl Participant {
     }
 
     /// Sets the rate its audio has, once known (an outbound call joins
-    /// before its codec is chosen), and whether its endpoint can run at any
-    /// rate up to that (`adapts`: an Opus call, which then follows the
-    /// room's fixed-rate members down); the room retunes to its members.
-    pub fn set_audio_rate(&self, rate: u32, adapts: bool) {
+    /// before its codec is chosen); the room retunes to its members.
+    pub fn set_audio_rate(&self, audio_rate: AudioRate) {
         let mut state = lock(&self.room.state);
-        self.slot.audio_rate.store(rate, Ordering::Relaxed);
-        self.slot.adapts_rate.store(adapts, Ordering::Relaxed);
+        let Some(member) = state
+            .members
+            .iter_mut()
+            .find(|m| Arc::ptr_eq(&m.slot, &self.slot))
+        else {
+            return;
+        };
+        member.audio_rate = audio_rate;
         retune(&mut state, &self.registry.config);
     }
 
@@ -1065,7 +1073,7 @@ pub struct AudioPort {
 impl AudioPort {
     /// Samples per frame (the room's rate now / 50).
     pub fn frame_len(&self) -> usize {
-        lock(&self.slot.audio).frame_len
+        self.slot.frame_len.load(Ordering::Acquire)
     }
 
     /// The room's rate now, in Hz.
@@ -1077,7 +1085,9 @@ impl AudioPort {
     /// made for another rate than the room's now).
     pub fn push(&self, frame: &[i16]) {
         let mut audio = lock(&self.slot.audio);
-        if frame.len() == audio.frame_len {
+        // Read under the lock: a change of rate remakes the rings and sets
+        // the length while holding it.
+        if frame.len() == self.frame_len() {
             audio.inbound.push(frame);
         }
     }
@@ -1087,7 +1097,7 @@ impl AudioPort {
     /// room's rate now: play silence.
     pub fn pull(&self, out: &mut [i16]) -> bool {
         let mut audio = lock(&self.slot.audio);
-        out.len() == audio.frame_len && audio.outbound.pop_into(out)
+        out.len() == self.frame_len() && audio.outbound.pop_into(out)
     }
 
     /// Whether the participant is still in its room.

@@ -18,7 +18,7 @@ fn request(identity: &str, kind: ParticipantKind) -> JoinRequest {
         attributes: BTreeMap::new(),
         kind,
         publishes_audio: true,
-        audio_rate: 0,
+        audio_rate: AudioRate::Configured,
     }
 }
 
@@ -507,8 +507,8 @@ fn a_room_mixes_at_the_highest_rate_its_members_need() {
         sample_rate: 48_000,
         ..RoomsConfig::default()
     });
-    let at = |identity: &str, audio_rate: u32| JoinRequest {
-        audio_rate,
+    let at = |identity: &str, rate: u32| JoinRequest {
+        audio_rate: AudioRate::Fixed(rate),
         ..request(identity, ParticipantKind::Sip)
     };
     let phone_a = rooms.join("r", at("a", 8_000)).unwrap();
@@ -547,7 +547,9 @@ fn a_room_mixes_at_the_highest_rate_its_members_need() {
     // configured one.
     drop(wide);
     assert_eq!(phone_a.audio().rate(), 8_000);
-    let unknown = rooms.join("r", at("api", 0)).unwrap();
+    let unknown = rooms
+        .join("r", request("api", ParticipantKind::WebSocket))
+        .unwrap();
     assert_eq!(unknown.audio().rate(), 48_000);
     drop(unknown);
     assert_eq!(phone_b.audio().rate(), 8_000);
@@ -559,15 +561,22 @@ fn members_that_adapt_follow_the_fixed_ones_down() {
         sample_rate: 48_000,
         ..RoomsConfig::default()
     });
-    let at = |identity: &str, audio_rate: u32| JoinRequest {
-        audio_rate,
+    let at = |identity: &str, rate: u32| JoinRequest {
+        audio_rate: AudioRate::Fixed(rate),
         ..request(identity, ParticipantKind::Sip)
     };
     // Two Opus calls: the highest of theirs.
     let opus_a = rooms.join("r", at("opus-a", 16_000)).unwrap();
-    opus_a.set_audio_rate(16_000, true);
-    let opus_b = rooms.join("r", at("opus-b", 16_000)).unwrap();
-    opus_b.set_audio_rate(16_000, true);
+    opus_a.set_audio_rate(AudioRate::UpTo(16_000));
+    let opus_b = rooms
+        .join(
+            "r",
+            JoinRequest {
+                audio_rate: AudioRate::UpTo(16_000),
+                ..request("opus-b", ParticipantKind::Sip)
+            },
+        )
+        .unwrap();
     assert_eq!(opus_a.audio().rate(), 16_000);
     // A phone: the Opus calls follow it down to 8 kHz.
     let phone = rooms.join("r", at("phone", 8_000)).unwrap();

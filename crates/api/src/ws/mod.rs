@@ -21,7 +21,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use switchboard_rooms::{JoinRequest, ParticipantKind, RoomError};
+use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomError};
 use tracing::{debug, info, warn};
 
 use crate::auth::{authenticate, Claims};
@@ -218,8 +218,7 @@ pub(crate) async fn handler(
             .collect::<BTreeMap<_, _>>(),
         kind: ParticipantKind::WebSocket,
         publishes_audio: permissions.publish_audio,
-        // The room mixes at the highest rate among its members.
-        audio_rate: query.rate,
+        audio_rate: AudioRate::Fixed(query.rate),
     };
     // Joined before the upgrade so a full room is an HTTP answer, not a
     // socket that closes at once; a handshake that fails drops the handle,

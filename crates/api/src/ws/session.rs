@@ -410,7 +410,7 @@ mod tests {
 
     use super::*;
     use std::time::Instant;
-    use switchboard_rooms::{JoinRequest, ParticipantKind, Rooms, RoomsConfig};
+    use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, Rooms, RoomsConfig};
 
     const ALL: Permissions = Permissions {
         publish_audio: true,
@@ -437,7 +437,7 @@ mod tests {
                     attributes: BTreeMap::new(),
                     kind: ParticipantKind::WebSocket,
                     publishes_audio: true,
-                    audio_rate: 0,
+                    audio_rate: AudioRate::Configured,
                 },
             )
             .unwrap()
