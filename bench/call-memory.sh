@@ -12,26 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+. bench/lib.sh
 concurrent=${1:-1000}
 finished=${2:-10000}
 
 cargo build --release -q -p switchboard
 work=$(mktemp -d)
 trap 'kill "$sb_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-key=bench secret=bench-secret-0123456789abcdef0123456789
-LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret \
-SWITCHBOARD_SIP__BIND=127.0.0.1 SWITCHBOARD_SIP__UDP_PORT=0 SWITCHBOARD_SIP__TCP_PORT=0 \
-SWITCHBOARD_API__BIND=127.0.0.1 SWITCHBOARD_API__PORT=0 SWITCHBOARD_MEDIA__BIND=127.0.0.1 \
-SWITCHBOARD_CALLS__ANSWER=immediate SWITCHBOARD_CALLS__MAX_ACTIVE=10000 \
-SWITCHBOARD_LOG__LEVEL=warn SWITCHBOARD_DRAIN__MIN_SECS=0 \
-SWITCHBOARD_SECURITY__TRUSTED='[127.0.0.0/8]' SWITCHBOARD_DATA_DIR="$work/data" \
-  target/release/switchboard serve --ready-file "$work/ready.json" >"$work/switchboard.log" 2>&1 &
-sb_pid=$!
-for _ in $(seq 100); do [ -s "$work/ready.json" ] && break; sleep 0.05; done
-read -r sip api < <(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['sip']['udp'],d['api'])" "$work/ready.json")
-export LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
-target/release/switchboard sip inbound create '{"trunk": {"name": "load", "numbers": ["+15550100"], "auth_username": "load", "auth_password": "load-secret"}}' >/dev/null
-target/release/switchboard sip dispatch create '{"dispatch_rule": {"name": "own room", "rule": {"dispatch_rule_individual": {"room_prefix": "call-"}}}}' >/dev/null
+SWITCHBOARD_CALLS__ANSWER=immediate start_switchboard
+add_auth_call_routes
 token=$(target/release/switchboard token create --sip-admin)
 
 rss_kb() { awk '/VmRSS/{print $2}' /proc/$sb_pid/status; }
@@ -53,9 +42,7 @@ calls() { # rate count hold_ms
   (cd "$work" && timeout 300 sipp -sf "$root/bench/sipp/auth_call.xml" "$sip" -i 127.0.0.1 -p 0 \
     -s +15550100 -au load -ap load-secret -r "$1" -m "$2" -d "$3" -l "$2" -nostdin -timeout 240 \
     -buff_size 4194304 -trace_stat -stf "$work/stat.csv" >/dev/null 2>&1 || true)
-  last=$(tail -n 1 "$work/stat.csv"); header=$(head -n 1 "$work/stat.csv")
-  col() { echo "$header" | tr ';' '\n' | grep -n "^$1$" | cut -d: -f1; }
-  echo "    $2 calls: $(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))") ok, $(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))") failed"
+  echo "    $2 calls: $(sipp_stat "$work/stat.csv" 'SuccessfulCall(C)') ok, $(sipp_stat "$work/stat.csv" 'FailedCall(C)') failed"
   rm -f "$work/stat.csv"
 }
 

@@ -20,6 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+. bench/lib.sh
 seconds=${1:-10}
 shift $(( $# > 1 ? 1 : $# ))
 rates=("$@")
@@ -28,22 +29,8 @@ rates=("$@")
 cargo build --release -q -p switchboard
 work=$(mktemp -d)
 trap 'kill "$sb_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-key=bench secret=bench-secret-0123456789abcdef0123456789
-# SIPp is one source on loopback: trusted, so the per-source limits of
-# docs/security.md do not cap the rates measured here.
-LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret \
-SWITCHBOARD_SIP__BIND=127.0.0.1 SWITCHBOARD_SIP__UDP_PORT=0 SWITCHBOARD_SIP__TCP_PORT=0 \
-SWITCHBOARD_API__BIND=127.0.0.1 SWITCHBOARD_API__PORT=0 SWITCHBOARD_MEDIA__BIND=127.0.0.1 \
-SWITCHBOARD_CALLS__ANSWER=immediate SWITCHBOARD_CALLS__MAX_ACTIVE=${SWITCHBOARD_CALLS__MAX_ACTIVE:-10000} \
-SWITCHBOARD_LOG__LEVEL=${SWITCHBOARD_LOG__LEVEL:-warn} SWITCHBOARD_DRAIN__MIN_SECS=0 \
-SWITCHBOARD_SECURITY__TRUSTED='[127.0.0.0/8]' SWITCHBOARD_DATA_DIR="$work/data" \
-  target/release/switchboard serve --ready-file "$work/ready.json" >"$work/switchboard.log" 2>&1 &
-sb_pid=$!
-for _ in $(seq 100); do [ -s "$work/ready.json" ] && break; sleep 0.05; done
-read -r sip api < <(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['sip']['udp'],d['api'])" "$work/ready.json")
-export LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
-target/release/switchboard sip inbound create '{"trunk": {"name": "load", "numbers": ["+15550100"], "auth_username": "load", "auth_password": "load-secret"}}' >/dev/null
-target/release/switchboard sip dispatch create '{"dispatch_rule": {"name": "own room", "rule": {"dispatch_rule_individual": {"room_prefix": "call-"}}}}' >/dev/null
+SWITCHBOARD_CALLS__ANSWER=immediate start_switchboard
+add_auth_call_routes
 sleep 0.5
 
 ticks=$(getconf CLK_TCK)
@@ -66,10 +53,8 @@ for rate in "${rates[@]}"; do
     -trace_stat -stf "$work/stat.csv" -trace_rtt -rtt_freq 1 >/dev/null 2>&1 || true); } 2>&1 )
   end=$(date +%s.%N)
   cpu_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
-  header=$(head -n 1 "$work/stat.csv"); last=$(tail -n 1 "$work/stat.csv")
-  col() { echo "$header" | tr ';' '\n' | grep -n "^$1$" | cut -d: -f1; }
-  ok=$(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))")
-  failed=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
+  ok=$(sipp_stat "$work/stat.csv" 'SuccessfulCall(C)')
+  failed=$(sipp_stat "$work/stat.csv" 'FailedCall(C)')
   cpu=$(python3 -c "print(round(100*($cpu_after-$cpu_before)/$ticks/($end-$start),1))")
   read -r p50 p99 pmax < <(cat "$work"/*_rtt.csv 2>/dev/null | python3 -c '
 import sys

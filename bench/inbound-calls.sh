@@ -18,27 +18,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+. bench/lib.sh
 rtp_mode=${RTP:-stream}
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(50 100 200 400)
 
 cargo build --release -q -p switchboard
-# SIPp is one source on loopback: trusted, so the per-source limits of
-# docs/security.md do not cap the rates measured here.
 work=$(mktemp -d)
 trap 'kill "$sb_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-key=bench secret=bench-secret-0123456789abcdef0123456789
-LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret \
-SWITCHBOARD_SIP__BIND=127.0.0.1 SWITCHBOARD_SIP__UDP_PORT=0 SWITCHBOARD_SIP__TCP_PORT=0 \
-SWITCHBOARD_API__BIND=127.0.0.1 SWITCHBOARD_API__PORT=0 SWITCHBOARD_MEDIA__BIND=127.0.0.1 \
-SWITCHBOARD_CALLS__MAX_ACTIVE=10000 SWITCHBOARD_LOG__LEVEL=info SWITCHBOARD_DRAIN__MIN_SECS=0 \
-SWITCHBOARD_SECURITY__TRUSTED='[127.0.0.0/8]' \
-SWITCHBOARD_DATA_DIR="$work/data" \
-  target/release/switchboard serve --ready-file "$work/ready.json" >"$work/switchboard.log" 2>&1 &
-sb_pid=$!
-for _ in $(seq 100); do [ -s "$work/ready.json" ] && break; sleep 0.05; done
-read -r sip api < <(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['sip']['udp'],d['api'])" "$work/ready.json")
-export LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret
+# Log level info: the "call ended" lines carry the RTP statistics read below.
+SWITCHBOARD_LOG__LEVEL=info start_switchboard
 target/release/switchboard sip inbound create '{"trunk": {"name": "load", "allowed_addresses": ["127.0.0.1"]}}' >/dev/null
 target/release/switchboard sip dispatch create '{"dispatch_rule": {"name": "pairs", "rule": {"dispatch_rule_callee": {"room_prefix": "pair"}}}}' >/dev/null
 sleep 0.5
@@ -84,10 +73,8 @@ for n in "${steps[@]}"; do
   end=$(date +%s.%N)
   cpu_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   sleep 1
-  header=$(head -n 1 "$work/stat.csv"); last=$(tail -n 1 "$work/stat.csv")
-  col() { echo "$header" | tr ';' '\n' | grep -n "^$1$" | cut -d: -f1; }
-  ok=$(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))")
-  failed=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
+  ok=$(sipp_stat "$work/stat.csv" 'SuccessfulCall(C)')
+  failed=$(sipp_stat "$work/stat.csv" 'FailedCall(C)')
   cpu=$(python3 -c "print(round(100*($cpu_after-$cpu_before)/$(getconf CLK_TCK)/($end-$start),1))")
   plateau=$(python3 -c "print(round(100*($plateau_after-$plateau_before)/$(getconf CLK_TCK)/8,1))")
   read -r rx tx lost concealed < <(tail -n +"$(( before_lines + 1 ))" "$work/switchboard.log" | python3 -c '

@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
+. bench/lib.sh
 seconds=${1:-10}
 shift $(( $# > 1 ? 1 : $# ))
 rates=("$@")
@@ -53,11 +54,9 @@ step() {
     -trace_stat -stf "$work/stat.csv" -trace_rtt -rtt_freq 1 >/dev/null 2>&1 || true)
   end=$(date +%s.%N); after=$(cpu_ticks "$@")
   local header last
-  header=$(head -n 1 "$work/stat.csv"); last=$(tail -n 1 "$work/stat.csv")
-  col() { echo "$header" | tr ';' '\n' | grep -n "^$1$" | cut -d: -f1; }
   local ok failed cpu p99
-  ok=$(echo "$last" | cut -d';' -f"$(col SuccessfulCall\(C\))")
-  failed=$(echo "$last" | cut -d';' -f"$(col FailedCall\(C\))")
+  ok=$(sipp_stat "$work/stat.csv" 'SuccessfulCall(C)')
+  failed=$(sipp_stat "$work/stat.csv" 'FailedCall(C)')
   cpu=$(python3 -c "print(round(100*($after-$before)/$ticks/($end-$start),1))")
   p99=$(cat "$work"/*_rtt.csv 2>/dev/null | python3 -c '
 import sys
@@ -102,23 +101,11 @@ echo "switchboard $(git rev-parse --short HEAD); $(kamailio -v | head -1); rtpen
 printf '%-22s %6s %7s %6s %8s %8s\n' side rate ok failed "cpu %" "p99 ms"
 
 # switchboard: the trunk and rule of bench/call-rate.sh.
-key=bench secret=bench-secret-0123456789abcdef0123456789
-LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret \
-SWITCHBOARD_SIP__BIND=127.0.0.1 SWITCHBOARD_SIP__UDP_PORT=0 SWITCHBOARD_SIP__TCP_PORT=0 \
-SWITCHBOARD_API__BIND=127.0.0.1 SWITCHBOARD_API__PORT=0 SWITCHBOARD_MEDIA__BIND=127.0.0.1 \
-SWITCHBOARD_CALLS__ANSWER=immediate SWITCHBOARD_CALLS__MAX_ACTIVE=10000 \
-SWITCHBOARD_LOG__LEVEL=warn SWITCHBOARD_DRAIN__MIN_SECS=0 \
-SWITCHBOARD_SECURITY__TRUSTED='[127.0.0.0/8]' SWITCHBOARD_DATA_DIR="$work/data" \
-  setsid target/release/switchboard serve --ready-file "$work/ready.json" >"$work/switchboard.log" 2>&1 &
-sb_pid=$!; pids_to_kill+=("$sb_pid")
-for _ in $(seq 100); do [ -s "$work/ready.json" ] && break; sleep 0.05; done
-read -r sb_sip api < <(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['sip']['udp'],d['api'])" "$work/ready.json")
-LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret target/release/switchboard sip inbound create \
-  '{"trunk": {"name": "load", "numbers": ["+15550100"], "auth_username": "load", "auth_password": "load-secret"}}' >/dev/null
-LIVEKIT_URL=http://$api LIVEKIT_API_KEY=$key LIVEKIT_API_SECRET=$secret target/release/switchboard sip dispatch create \
-  '{"dispatch_rule": {"name": "own room", "rule": {"dispatch_rule_individual": {"room_prefix": "call-"}}}}' >/dev/null
+SWITCHBOARD_CALLS__ANSWER=immediate start_switchboard
+pids_to_kill+=("$sb_pid")
+add_auth_call_routes
 sleep 0.5
-run_side switchboard "$sb_sip" "$sb_pid"
+run_side switchboard "$sip" "$sb_pid"
 kill "$sb_pid"; wait "$sb_pid" 2>/dev/null || true
 
 # Kamailio + rtpengine + SIPp UAS.
