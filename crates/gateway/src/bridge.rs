@@ -84,11 +84,10 @@ impl CallAudio for RoomBridge {
     }
 
     fn inbound(&mut self, frame: &[i16], status: FrameStatus) {
-        if status == FrameStatus::Silence {
-            return;
-        }
+        // A step also when there is nothing to say: the room's mix waits
+        // for every call's step, silent or not.
         if let Some(port) = &self.control.lock().port {
-            port.push(frame);
+            port.step((status != FrameStatus::Silence).then_some(frame));
         }
     }
 
@@ -147,19 +146,30 @@ mod tests {
         assert!(!control.prompt_playing());
 
         control.set_port(Some(caller.audio()));
+        let other_port = other.audio();
         for _ in 0..3 {
+            other_port.push(&[40; 160]);
             bridge.inbound(&[300; 160], FrameStatus::Audio);
-            bridge.inbound(&[999; 160], FrameStatus::Silence);
-            other.audio().push(&[40; 160]);
-            rooms.tick(std::time::Instant::now());
         }
-        assert!(bridge.outbound(&mut frame));
-        assert_eq!(frame[0], 40, "the caller hears the room");
-        let mut heard = vec![0i16; 160];
-        assert!(other.audio().pull(&mut heard));
+        bridge.inbound(&[999; 160], FrameStatus::Silence);
+        let mut caller_heard = Vec::new();
+        while bridge.outbound(&mut frame) {
+            caller_heard.push(frame[0]);
+        }
         assert_eq!(
-            heard[0], 300,
-            "the room hears the caller, not silence frames"
+            caller_heard,
+            [0, 40, 40, 40],
+            "a mix per step of the caller; the other one's pushes enter after its prebuffer"
+        );
+        let mut other_heard = Vec::new();
+        let mut heard = vec![0i16; 160];
+        while other_port.pull(&mut heard) {
+            other_heard.push(heard[0]);
+        }
+        assert_eq!(
+            other_heard,
+            [300, 300, 300, 0],
+            "the room hears the caller at each step, and its silence as silence"
         );
 
         control.lock().room_muted = true;

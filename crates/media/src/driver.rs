@@ -15,7 +15,8 @@
 //! descriptor (the pair itself goes back to the port quarantine when the
 //! call ends), so a call holds four descriptors.
 //!
-//! Keep a room's participants on one worker so mixing needs no locks.
+//! Keep a room's participants on one worker: it then mixes during the
+//! worker's tick (see [`CallAudio`]), with no clock phase between.
 
 use crate::ports::RtpPorts;
 use crate::sdp::NegotiatedMedia;
@@ -32,7 +33,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// The room side of one call, called from the worker every 20 ms. Both
-/// frames are at the session's room rate. Implementations must not block.
+/// frames are at the session's room rate. Each tick the worker first calls
+/// [`CallAudio::inbound`] of all its calls, then [`CallAudio::outbound`] of
+/// all, so audio that goes from one call to another on the same worker
+/// (through a room that mixes as its members hand over their frames)
+/// arrives in the same tick. Implementations must not block.
 pub trait CallAudio: Send + 'static {
     /// Fills the next 20 ms to send to the caller; returns false for silence.
     fn outbound(&mut self, frame: &mut [i16]) -> bool;
@@ -274,8 +279,15 @@ async fn run(mut commands: mpsc::UnboundedReceiver<Command>, receive_syscalls: A
             _ = interval.tick() => {
                 let now = tokio::time::Instant::now().into_std();
                 let mut reads = 0;
+                // Every call's inbound frame first, then every call's
+                // outbound: a room whose members all are on this worker
+                // mixes during the first pass (when the last of them hands
+                // over its frame), and they all hear it in the second.
                 for call in &mut calls.list {
-                    reads += call.step(now, &mut buf);
+                    reads += call.receive(now, &mut buf);
+                }
+                for call in &mut calls.list {
+                    call.send(now);
                 }
                 if reads > 0 {
                     receive_syscalls.fetch_add(reads, Ordering::Relaxed);
@@ -357,8 +369,10 @@ fn apply(calls: &mut Calls, command: Command) {
 }
 
 impl Call {
-    /// One tick of the call; returns the socket reads that reached the kernel.
-    fn step(&mut self, now: std::time::Instant, buf: &mut [u8]) -> u64 {
+    /// The inbound half of a tick: reads what arrived and hands the next
+    /// frame to the room side; returns the socket reads that reached the
+    /// kernel.
+    fn receive(&mut self, now: std::time::Instant, buf: &mut [u8]) -> u64 {
         let mut reads = 0;
         for (channel, std_socket, registered) in [
             (
@@ -402,13 +416,20 @@ impl Call {
                 }
             }
         }
-        let has_audio = self.audio.outbound(&mut self.outbound);
-        let status = self.session.tick(
-            now,
-            has_audio.then_some(&self.outbound[..]),
-            &mut self.inbound,
-        );
+        let status = self.session.receive_frame(&mut self.inbound);
         self.audio.inbound(&self.inbound, status);
+        reads
+    }
+
+    /// The outbound half of a tick: the room side's frame to the caller,
+    /// timers, events, and the datagrams to send.
+    fn send(&mut self, now: std::time::Instant) {
+        let has_audio = self.audio.outbound(&mut self.outbound);
+        self.session
+            .send_frame(has_audio.then_some(&self.outbound[..]));
+        if now >= self.session.poll_timeout() {
+            self.session.handle_timeout(now);
+        }
         while let Some(event) = self.session.poll_event() {
             self.audio.event(event);
         }
@@ -420,6 +441,5 @@ impl Call {
             // A full socket buffer drops this datagram, as the network would.
             let _ = socket.send_to(transmit.data, transmit.destination);
         }
-        reads
     }
 }

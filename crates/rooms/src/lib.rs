@@ -8,13 +8,20 @@
 //! the handle leaves the room.
 //!
 //! Audio: every participant's endpoint (an RTP worker for a SIP call, a
-//! WebSocket task) pushes its 20 ms frames at the room rate into its port
-//! and pulls the mix of everyone else from it. One clock
-//! ([`Rooms::spawn_clock`], or [`Rooms::tick`] driven by a test) mixes every
-//! room once per 20 ms: the endpoints and the mixer run on different clocks,
-//! and a small ring per direction absorbs the difference (a participant's
-//! audio enters the mix once two frames are buffered; a full ring drops its
-//! oldest frame).
+//! WebSocket task) hands its 20 ms frames at the room rate to its port and
+//! pulls the mix of everyone else from it. Two kinds of endpoint:
+//! - paced ones ([`AudioPort::step`]: the media workers, which step every
+//!   call once per tick and pull right after) drive the mix: when every
+//!   paced member of a room has stepped, the room mixes at once, and they
+//!   hear it in the same tick, with no prebuffer and no clock phase between;
+//! - the others ([`AudioPort::push`]: WebSocket tasks, tones) run on their
+//!   own clocks; a small ring per direction absorbs the difference (their
+//!   audio enters the mix once two frames are buffered; a full ring drops
+//!   its oldest frame).
+//!
+//! One clock ([`Rooms::spawn_clock`], or [`Rooms::tick`] driven by a test)
+//! mixes every 20 ms the rooms that have no paced members, and a paced room
+//! whose members stopped stepping (40 ms without a round).
 
 mod ids;
 mod ring;
@@ -43,8 +50,10 @@ pub struct RoomsConfig {
     pub max_participants: usize,
     /// Frames each direction of a participant may hold (20 ms each).
     pub buffered_frames: usize,
-    /// Frames a participant must have buffered before its audio enters the
-    /// mix (again after it ran dry), to ride out the two clocks' jitter.
+    /// Frames a participant on its own clock (one that pushes rather than
+    /// steps: a WebSocket client, a tone) must have buffered before its
+    /// audio enters the mix (again after it ran dry), to ride out the two
+    /// clocks' jitter. A paced member's frame is mixed as it comes.
     pub prebuffer_frames: usize,
     /// Events queued for one participant before it counts as stuck and is
     /// removed.
@@ -321,13 +330,33 @@ struct RoomState {
     inputs: Vec<i16>,
     active: Vec<bool>,
     outputs: Vec<i16>,
+    /// Frames mixed because every paced member had stepped.
+    rounds: u64,
+    /// `rounds` when the room's clock last looked.
+    rounds_at_clock: u64,
+    /// Clock ticks in a row that saw no round of a paced room.
+    quiet_clock_ticks: u8,
 }
 
 struct Member {
     slot: Arc<Slot>,
     audio_rate: AudioRate,
     events: mpsc::Sender<RoomEvent>,
+    /// Its endpoint steps on a steady clock ([`AudioPort::step`]): the room
+    /// mixes when such members have all stepped, not on its own clock.
+    paced: bool,
+    /// Steps it made that no round has used yet.
+    steps_ahead: u8,
 }
+
+/// How many steps a paced member may run ahead of the slowest one; more
+/// are forgotten (its ring keeps their audio, up to its capacity).
+const MAX_STEPS_AHEAD: u8 = 4;
+
+/// Clock ticks without a round after which the clock mixes a paced room
+/// itself (a paced member stopped stepping): 40 ms, so that a worker's
+/// tick that comes a little after the clock's does not make two mixes.
+const QUIET_TICKS_BEFORE_CLOCK: u8 = 2;
 
 /// One participant's shared state: what others see, and its audio rings.
 struct Slot {
@@ -443,6 +472,9 @@ impl Rooms {
                 inputs: Vec::new(),
                 active: Vec::new(),
                 outputs: Vec::new(),
+                rounds: 0,
+                rounds_at_clock: 0,
+                quiet_clock_ticks: 0,
             }),
         })
     }
@@ -557,6 +589,8 @@ impl Rooms {
                 slot: slot.clone(),
                 audio_rate: request.audio_rate,
                 events: tx,
+                paced: false,
+                steps_ahead: 0,
             });
             state.empty_since = None;
             retune(&mut state, config);
@@ -700,6 +734,9 @@ impl Rooms {
                 }
                 continue;
             }
+            if state.members.iter().any(|m| m.paced) && !clock_must_cover(&mut state) {
+                continue;
+            }
             mix(&mut state, self.inner.config.prebuffer_frames);
         }
     }
@@ -797,7 +834,43 @@ fn resize_scratch(state: &mut RoomState) {
     state.active.resize(n, false);
 }
 
+/// Whether the clock mixes a paced room this tick: only when its members
+/// stopped making rounds.
+fn clock_must_cover(state: &mut RoomState) -> bool {
+    if state.rounds != state.rounds_at_clock {
+        state.rounds_at_clock = state.rounds;
+        state.quiet_clock_ticks = 0;
+        return false;
+    }
+    state.quiet_clock_ticks = state.quiet_clock_ticks.saturating_add(1);
+    state.quiet_clock_ticks >= QUIET_TICKS_BEFORE_CLOCK
+}
+
+/// Records a step of the member on `slot`; once every paced member has
+/// stepped, mixes one frame at once (a round).
+fn step(state: &mut RoomState, slot: &Arc<Slot>, prebuffer: usize) {
+    let Some(member) = state
+        .members
+        .iter_mut()
+        .find(|m| Arc::ptr_eq(&m.slot, slot))
+    else {
+        return;
+    };
+    member.paced = true;
+    member.steps_ahead = member.steps_ahead.saturating_add(1).min(MAX_STEPS_AHEAD);
+    if state.members.iter().any(|m| m.paced && m.steps_ahead == 0) {
+        return;
+    }
+    for member in state.members.iter_mut().filter(|m| m.paced) {
+        member.steps_ahead -= 1;
+    }
+    state.rounds = state.rounds.wrapping_add(1);
+    mix(state, prebuffer);
+}
+
 /// One frame of mix-minus: every participant hears the sum of the others.
+/// A paced member's frame is mixed as soon as it is there; others' wait
+/// for `prebuffer` frames, since their endpoints run on other clocks.
 fn mix(state: &mut RoomState, prebuffer: usize) {
     let frame_len = state.frame_len;
     let RoomState {
@@ -811,7 +884,8 @@ fn mix(state: &mut RoomState, prebuffer: usize) {
     let mut anyone = false;
     for (i, member) in members.iter().enumerate() {
         let mut audio = lock(&member.slot.audio);
-        if !audio.playing && audio.inbound.len() >= prebuffer.max(1) {
+        let wanted = if member.paced { 1 } else { prebuffer.max(1) };
+        if !audio.playing && audio.inbound.len() >= wanted {
             audio.playing = true;
         }
         let dest = &mut inputs[i * frame_len..(i + 1) * frame_len];
@@ -932,6 +1006,8 @@ impl Participant {
     pub fn audio(&self) -> AudioPort {
         AudioPort {
             slot: self.slot.clone(),
+            room: self.room.clone(),
+            prebuffer: self.registry.config.prebuffer_frames,
         }
     }
 
@@ -1068,6 +1144,8 @@ impl Drop for Participant {
 #[derive(Clone)]
 pub struct AudioPort {
     slot: Arc<Slot>,
+    room: Arc<Room>,
+    prebuffer: usize,
 }
 
 impl AudioPort {
@@ -1089,6 +1167,23 @@ impl AudioPort {
         // the length while holding it.
         if frame.len() == self.frame_len() {
             audio.inbound.push(frame);
+        }
+    }
+
+    /// One 20 ms step of an endpoint that runs on a steady clock and pulls
+    /// right after its step (a media worker): hands over its frame, if it
+    /// has one this time, and once every such member of the room has
+    /// stepped, mixes at once. A room with paced members follows them
+    /// instead of its own clock, which saves a prebuffered frame and a
+    /// clock phase of delay; the clock takes over again when they stop.
+    pub fn step(&self, frame: Option<&[i16]>) {
+        if let Some(frame) = frame {
+            self.push(frame);
+        }
+        // The slot's lock is free again: the room's is taken first.
+        let mut state = lock(&self.room.state);
+        if !state.deleted {
+            step(&mut state, &self.slot, self.prebuffer);
         }
     }
 

@@ -74,6 +74,57 @@ fn each_participant_hears_the_others_but_not_itself() {
 }
 
 #[test]
+fn paced_members_are_mixed_as_the_last_of_them_steps_and_the_clock_covers_when_they_stop() {
+    let rooms = Rooms::new(config());
+    let (a, b, ws) = (
+        join(&rooms, "r", "a"),
+        join(&rooms, "r", "b"),
+        join(&rooms, "r", "ws"),
+    );
+    let n = rooms.frame_len();
+    let (a_port, b_port) = (a.audio(), b.audio());
+    let mut heard = vec![0i16; n];
+    // A member is paced from its first step on (b's lone step is a round).
+    b_port.step(None);
+    a_port.step(None);
+
+    a_port.step(Some(&vec![100; n]));
+    assert!(!a_port.pull(&mut heard), "nothing mixed: b has not stepped");
+    b_port.step(Some(&vec![200; n]));
+    assert!(a_port.pull(&mut heard), "mixed at b's step, no prebuffer");
+    assert_eq!(heard[0], 200);
+    assert!(b_port.pull(&mut heard));
+    assert_eq!(heard[0], 100);
+    assert!(ws.audio().pull(&mut heard));
+    assert_eq!(heard[0], 300, "a non-paced member hears the round too");
+
+    // A silent step counts for the round; the clock leaves the room alone
+    // while rounds come.
+    let now = Instant::now();
+    rooms.tick(now);
+    a_port.step(None);
+    b_port.step(Some(&vec![200; n]));
+    assert!(a_port.pull(&mut heard));
+    assert_eq!(heard[0], 200);
+    rooms.tick(now);
+    assert!(b_port.pull(&mut heard));
+    assert_eq!(heard[0], 0, "a was silent");
+    assert!(!a_port.pull(&mut heard), "the clock made no second mix");
+
+    // b stops stepping: a's steps run ahead and make no rounds, until
+    // the clock covers after two quiet ticks.
+    for _ in 0..3 {
+        a_port.step(Some(&vec![100; n]));
+    }
+    assert!(!b_port.pull(&mut heard));
+    rooms.tick(now);
+    assert!(!b_port.pull(&mut heard), "one quiet tick: the clock waits");
+    rooms.tick(now);
+    assert!(b_port.pull(&mut heard), "the clock covers the stalled room");
+    assert_eq!(heard[0], 100);
+}
+
+#[test]
 fn a_participant_alone_hears_silence_and_a_silent_one_is_left_out() {
     let rooms = Rooms::new(config());
     let a = join(&rooms, "r", "a");
