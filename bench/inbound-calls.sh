@@ -11,6 +11,13 @@
 #   bench/inbound-calls.sh [concurrent calls per step...]
 #   bench/inbound-calls.sh 50 100 200 400
 #
+# OPUS=1 pairs each SIPp G.711 caller with an Opus caller instead
+# (crates/switchboard/examples/opus_calls.rs: fullband Opus as a WebRTC
+# client sends it), so every room transcodes G.711<->Opus; N is still the
+# number of calls (N/2 of each). The Opus callers keep to the band the
+# answer's maxplaybackrate allows, as libwebrtc does; OPUS_FULLBAND=1 makes
+# them send fullband regardless.
+#
 # RTP=stream (the default) sends the audio with SIPp's rtp_stream, from an
 # ordinary UDP socket per call; RTP=pcap with play_pcap_audio as before
 # 2026-12-04, whose raw socket per playing call makes every loopback UDP
@@ -23,7 +30,9 @@ rtp_mode=${RTP:-stream}
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(50 100 200 400)
 
+opus=${OPUS:-0}
 cargo build --release -q -p switchboard
+[ "$opus" = 1 ] && cargo build --release -q -p switchboard --example opus_calls
 work=$(mktemp -d)
 trap 'kill "$sb_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 # Log level info: the "call ended" lines carry the RTP statistics read below.
@@ -50,17 +59,26 @@ PY
 scenario=$root/bench/sipp/inbound_g711_stream.xml
 [ "$rtp_mode" = pcap ] && scenario=$root/bench/sipp/inbound_g711.xml
 
-echo "RTP from SIPp: $rtp_mode; switchboard $(git rev-parse --short HEAD), $(nproc) cores, SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*' | head -1)"
+echo "RTP from SIPp: $rtp_mode; Opus callers: $opus; switchboard $(git rev-parse --short HEAD), $(nproc) cores, SIPp $(sipp -v 2>&1 | grep -o 'v[0-9.]*' | head -1)"
 printf '%8s %8s %8s %8s %9s %10s %10s %10s %10s %9s\n' calls ok failed "sb cpu%" "all up %" "rtp rx" "rtp tx" "rtp lost" concealed "loss %"
 for n in "${steps[@]}"; do
   csv="$work/rooms.csv"
-  { echo SEQUENTIAL; for i in $(seq 0 $(( n - 1 ))); do echo "room$(( i / 2 ));"; done; } >"$csv"
+  sipp_calls=$n
+  [ "$opus" = 1 ] && sipp_calls=$(( n / 2 ))
+  { echo SEQUENTIAL; for i in $(seq 0 $(( sipp_calls - 1 ))); do
+      if [ "$opus" = 1 ]; then echo "room$i;"; else echo "room$(( i / 2 ));"; fi
+    done; } >"$csv"
   before_lines=$(wc -l <"$work/switchboard.log")
   cpu_before=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   start=$(date +%s.%N)
-  rate=$(( n / 4 > 0 ? n / 4 : 1 ))
+  rate=$(( sipp_calls / 4 > 0 ? sipp_calls / 4 : 1 ))
+  if [ "$opus" = 1 ]; then
+    target/release/examples/opus_calls --server "$sip" --calls "$sipp_calls" --rate "$rate" \
+      --hold 16 --prefix room ${OPUS_FULLBAND:+--fullband} >"$work/opus.out" 2>&1 &
+    opus_job=$!
+  fi
   (cd "$work" && timeout 120 sipp -sf "$scenario" "$sip" -i 127.0.0.1 -p 0 -mp 40000 \
-    -inf "$csv" -r "$rate" -l "$n" -m "$n" -nostdin -timeout 90 -trace_stat -stf "$work/stat.csv" \
+    -inf "$csv" -r "$rate" -l "$sipp_calls" -m "$sipp_calls" -nostdin -timeout 90 -trace_stat -stf "$work/stat.csv" \
     -buff_size 4194304 >/dev/null 2>&1 || true) &
   sipp_job=$!
   # CPU while every call is up: from 1 s after the last call started (the
@@ -70,6 +88,10 @@ for n in "${steps[@]}"; do
   sleep 8
   plateau_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   wait "$sipp_job" || true
+  if [ "$opus" = 1 ]; then
+    wait "$opus_job" || true
+    echo "  $(cat "$work/opus.out")"
+  fi
   end=$(date +%s.%N)
   cpu_after=$(awk '{print $14+$15}' /proc/$sb_pid/stat)
   sleep 1

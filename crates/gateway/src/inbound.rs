@@ -457,7 +457,11 @@ impl InboundCall {
             address: config.media_address,
             rtp_port: ports.rtp_port(),
         };
-        let negotiation = media_config(media, &self.call.shared.config.refused_destinations);
+        let negotiation = media_config(
+            media,
+            &self.call.shared.config.refused_destinations,
+            self.call.shared.config.session.opus.pcm_rate,
+        );
         let mut negotiator = SdpNegotiator::new(negotiation, local);
         let (answer_sdp, negotiated) = match negotiator.answer_offer(&offer, Direction::SendRecv) {
             Ok(answer) => answer,

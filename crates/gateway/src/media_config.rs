@@ -8,8 +8,13 @@ use switchboard_routing::livekit_protocol::{SipMediaConfig, SipMediaEncryption};
 use switchboard_routing::proto_duration;
 
 /// The media engine's negotiation settings for a call; the peer's SDP may
-/// not point media into `refused` networks.
-pub fn media_config(config: &SipMediaConfig, refused: &[ipnet::IpNet]) -> MediaConfig {
+/// not point media into `refused` networks; an Opus peer is told we render
+/// at most `opus_pcm_rate`.
+pub fn media_config(
+    config: &SipMediaConfig,
+    refused: &[ipnet::IpNet],
+    opus_pcm_rate: u32,
+) -> MediaConfig {
     let encryption = match config
         .encryption
         .and_then(|e| SipMediaEncryption::try_from(e).ok())
@@ -30,6 +35,7 @@ pub fn media_config(config: &SipMediaConfig, refused: &[ipnet::IpNet]) -> MediaC
         only_listed_codecs: config.only_listed_codecs,
         encryption,
         refused_networks: refused.to_vec(),
+        opus_max_playback_rate: Some(opus_pcm_rate),
         ..MediaConfig::default()
     }
 }
@@ -58,14 +64,14 @@ mod tests {
                 nanos: 0,
             }),
         };
-        let media = media_config(&config, &[]);
+        let media = media_config(&config, &[], 16_000);
         assert!(media.only_listed_codecs);
         assert_eq!(media.codecs[0].name, "PCMA");
         assert_eq!(media.encryption, SrtpPolicy::Require);
         assert_eq!(media_timeout(&config), Some(Duration::from_secs(5)));
         assert_eq!(media_timeout(&SipMediaConfig::default()), None);
         assert_eq!(
-            media_config(&SipMediaConfig::default(), &[]).encryption,
+            media_config(&SipMediaConfig::default(), &[], 16_000).encryption,
             SrtpPolicy::Disable
         );
     }

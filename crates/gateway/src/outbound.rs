@@ -441,7 +441,11 @@ impl OutboundCall {
             address: config.media_address,
             rtp_port: ports.rtp_port(),
         };
-        let media = media_config(&self.request.media, &config.refused_destinations);
+        let media = media_config(
+            &self.request.media,
+            &config.refused_destinations,
+            config.session.opus.pcm_rate,
+        );
         let mut negotiator = SdpNegotiator::new(media, local);
         let offer = negotiator
             .create_offer(Direction::SendRecv)

@@ -65,6 +65,12 @@ pub struct MediaConfig {
     /// metadata, multicast...): such an offer or answer is refused with
     /// 488. The unspecified address (`c=0.0.0.0`, hold) is always allowed.
     pub refused_networks: Vec<ipnet::IpNet>,
+    /// The highest audio rate our Opus side renders (the configured Opus
+    /// PCM rate), told to the peer in `a=fmtp` as `maxplaybackrate` and
+    /// `sprop-maxcapturerate` (RFC 7587 §6.1) so that its encoder spends no
+    /// bits on a band we would throw away (libwebrtc limits its encoder's
+    /// band to it). `None` (or 48 kHz): fullband, nothing said.
+    pub opus_max_playback_rate: Option<u32>,
 }
 
 impl Default for MediaConfig {
@@ -82,6 +88,7 @@ impl Default for MediaConfig {
             rtcp_mux: true,
             telephone_event: true,
             refused_networks: Vec::new(),
+            opus_max_playback_rate: None,
         }
     }
 }
@@ -431,7 +438,7 @@ impl SdpNegotiator {
         }
         sdp.push_str("\r\n");
         for (kind, pt) in &codecs {
-            write_rtpmap(&mut sdp, *kind, *pt);
+            write_rtpmap(&mut sdp, *kind, *pt, self.config.opus_max_playback_rate);
         }
         if self.config.telephone_event {
             if has_narrow {
@@ -610,7 +617,7 @@ impl SdpNegotiator {
                 let _ = write!(sdp, " {te}");
             }
             sdp.push_str("\r\n");
-            write_rtpmap(&mut sdp, codec, pt);
+            write_rtpmap(&mut sdp, codec, pt, self.config.opus_max_playback_rate);
             if let Some((te, _)) = telephone_event {
                 let _ = write!(
                     sdp,
@@ -694,7 +701,7 @@ impl SdpNegotiator {
     }
 }
 
-fn write_rtpmap(sdp: &mut String, kind: CodecKind, pt: u8) {
+fn write_rtpmap(sdp: &mut String, kind: CodecKind, pt: u8, opus_max_playback_rate: Option<u32>) {
     match kind.sdp_channels() {
         Some(ch) => {
             let _ = write!(
@@ -714,7 +721,11 @@ fn write_rtpmap(sdp: &mut String, kind: CodecKind, pt: u8) {
         }
     }
     if kind == CodecKind::Opus {
-        let _ = write!(sdp, "a=fmtp:{pt} useinbandfec=1;minptime=10\r\n");
+        let _ = write!(sdp, "a=fmtp:{pt} useinbandfec=1;minptime=10");
+        if let Some(rate) = opus_max_playback_rate.filter(|r| (8_000..48_000).contains(r)) {
+            let _ = write!(sdp, ";maxplaybackrate={rate};sprop-maxcapturerate={rate}");
+        }
+        sdp.push_str("\r\n");
     }
 }
 

@@ -84,6 +84,26 @@ a=rtpmap:101 telephone-event/8000\r\na=rtpmap:102 telephone-event/48000\r\n";
     assert_eq!(media.telephone_event, Some((102, 102)));
     assert!(answer.contains("a=rtpmap:111 opus/48000/2"));
     assert!(answer.contains("a=rtpmap:102 telephone-event/48000"));
+    assert!(answer.contains("a=fmtp:111 useinbandfec=1;minptime=10\r\n"));
+
+    // Rendering at most 16 kHz, we ask for no more than wideband, in the
+    // answer as in an offer of ours.
+    let wideband = MediaConfig {
+        opus_max_playback_rate: Some(16_000),
+        ..MediaConfig::default()
+    };
+    let mut n = SdpNegotiator::new(wideband, local(10002));
+    let (answer, _) = n.answer_offer(offer, Direction::SendRecv).unwrap();
+    assert!(
+        answer.contains(
+            "a=fmtp:111 useinbandfec=1;minptime=10;maxplaybackrate=16000;sprop-maxcapturerate=16000\r\n"
+        ),
+        "{answer}"
+    );
+    assert!(n
+        .create_offer(Direction::SendRecv)
+        .unwrap()
+        .contains(";maxplaybackrate=16000;"));
 }
 
 #[test]
