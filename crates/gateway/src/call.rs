@@ -9,6 +9,7 @@ use crate::session_timer::{
     answer_session_timer, deadline_in, min_se, saturating_deadline, supports_timer, Refresher,
     SessionExpires, SessionTimer,
 };
+use crate::status::{CallResult, CallStatus, Outcome};
 use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,8 +21,9 @@ use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, NegotiatedMedia, SdpNegotiator};
 use switchboard_media::session::{MediaEvent, MediaSession, SessionConfig};
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomEvent};
+use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomEvent};
 use switchboard_routing::attrs;
+use switchboard_routing::livekit_protocol::DisconnectReason;
 use switchboard_sip::dialog::DialogId;
 use switchboard_sip::message::{HeaderName, Host, Method, ResponseSpec, Uri};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
@@ -53,6 +55,8 @@ pub(crate) enum Ending {
     PinTimeout,
     /// The media session could not be started.
     MediaFailure(String),
+    /// The room refused the participant (full, over the rooms limit).
+    JoinFailed(RoomError),
     /// Transferred away (REFER accepted, target answered).
     Transferred,
     /// An outbound call that was never answered.
@@ -80,6 +84,7 @@ impl Ending {
             Ending::WrongPin => "wrong PIN".into(),
             Ending::PinTimeout => "no PIN entered".into(),
             Ending::MediaFailure(why) => format!("media failure: {why}"),
+            Ending::JoinFailed(e) => format!("could not join the room: {e}"),
             Ending::Transferred => "call transferred".into(),
             Ending::DialFailed(e) => e.to_string(),
             Ending::SessionExpired => "session timer expired".into(),
@@ -87,46 +92,37 @@ impl Ending {
     }
 
     /// How the call ended, for the log, the participant's final attributes
-    /// and the metrics: (result, LiveKit DisconnectReason name, SIP status).
-    pub(crate) fn outcome(&self, answered: bool) -> (&'static str, &'static str, u16) {
-        use crate::DialError;
-        let ended = if answered { "answered" } else { "failed" };
-        match self {
-            Ending::Refused(r) => ("refused", "SIP_TRUNK_FAILURE", r.status()),
-            Ending::Challenged => ("challenged", "UNKNOWN_REASON", 407),
-            Ending::Cancelled => ("cancelled", "CLIENT_INITIATED", 487),
-            Ending::CallerHungUp => (ended, "CLIENT_INITIATED", 200),
-            Ending::Removed(LeaveReason::RoomDeleted) => (ended, "ROOM_DELETED", 200),
-            Ending::Removed(LeaveReason::DuplicateIdentity) => (ended, "DUPLICATE_IDENTITY", 200),
-            Ending::Removed(LeaveReason::Stuck) => (ended, "STATE_MISMATCH", 200),
-            Ending::Removed(_) => (ended, "PARTICIPANT_REMOVED", 200),
-            Ending::MaxDuration => (ended, "CONNECTION_TIMEOUT", 200),
-            Ending::MediaTimeout => (ended, "MEDIA_FAILURE", 408),
-            Ending::AckTimeout | Ending::SessionExpired => (ended, "CONNECTION_TIMEOUT", 408),
-            Ending::WrongPin | Ending::PinTimeout => (ended, "JOIN_FAILURE", 403),
-            Ending::MediaFailure(_) => (ended, "MEDIA_FAILURE", 500),
-            Ending::Transferred => (ended, "CLIENT_INITIATED", 200),
-            Ending::DialFailed(e) => match e {
-                DialError::Sip { status, .. } => {
-                    let reason = match status {
-                        401 | 403 | 407 | 486 | 488 | 600..=699 => "USER_REJECTED",
-                        400..=499 => "USER_UNAVAILABLE",
-                        _ => "SIP_TRUNK_FAILURE",
-                    };
-                    ("failed", reason, *status)
-                }
-                DialError::RingingTimeout(_) => ("failed", "USER_UNAVAILABLE", 408),
-                DialError::Transport(_)
-                | DialError::Address(_)
-                | DialError::DestinationRefused(_) => ("failed", "SIP_TRUNK_FAILURE", 503),
-                DialError::Media(_) => ("failed", "MEDIA_FAILURE", 488),
-                DialError::AuthMissing => ("failed", "SIP_TRUNK_FAILURE", 407),
-                DialError::Abandoned => ("cancelled", "CLIENT_INITIATED", 487),
-                DialError::AtCapacity | DialError::NoPorts | DialError::Room(_) => {
-                    ("failed", "JOIN_FAILURE", 503)
-                }
-                DialError::TransportNotListening(_) => ("failed", "SIP_TRUNK_FAILURE", 503),
-            },
+    /// and the metrics.
+    pub(crate) fn outcome(&self, answered: bool) -> Outcome {
+        use CallResult::{Answered, Cancelled, Challenged, Failed, Refused};
+        use DisconnectReason as Reason;
+        let ended = if answered { Answered } else { Failed };
+        let (result, reason, sip_status) = match self {
+            Ending::Refused(r) => (Refused, Reason::SipTrunkFailure, r.status()),
+            Ending::Challenged => (Challenged, Reason::UnknownReason, 407),
+            Ending::Cancelled => (Cancelled, Reason::ClientInitiated, 487),
+            Ending::CallerHungUp => (ended, Reason::ClientInitiated, 200),
+            Ending::Removed(LeaveReason::RoomDeleted) => (ended, Reason::RoomDeleted, 200),
+            Ending::Removed(LeaveReason::DuplicateIdentity) => {
+                (ended, Reason::DuplicateIdentity, 200)
+            }
+            Ending::Removed(LeaveReason::Stuck) => (ended, Reason::StateMismatch, 200),
+            Ending::Removed(_) => (ended, Reason::ParticipantRemoved, 200),
+            Ending::MaxDuration => (ended, Reason::ConnectionTimeout, 200),
+            Ending::MediaTimeout => (ended, Reason::MediaFailure, 408),
+            Ending::AckTimeout | Ending::SessionExpired => (ended, Reason::ConnectionTimeout, 408),
+            Ending::WrongPin | Ending::PinTimeout => (ended, Reason::JoinFailure, 403),
+            Ending::MediaFailure(_) => (ended, Reason::MediaFailure, 500),
+            // 503: a full room or the rooms limit is a passing condition,
+            // so the caller (or its carrier) may try again.
+            Ending::JoinFailed(_) => (ended, Reason::JoinFailure, 503),
+            Ending::Transferred => (ended, Reason::ClientInitiated, 200),
+            Ending::DialFailed(e) => dial_outcome(e),
+        };
+        Outcome {
+            result,
+            reason,
+            sip_status,
         }
     }
 
@@ -136,8 +132,36 @@ impl Ending {
             Ending::MediaTimeout | Ending::MediaFailure(_) | Ending::SessionExpired => 408,
             Ending::AckTimeout => 408,
             Ending::WrongPin | Ending::PinTimeout => 403,
+            Ending::JoinFailed(_) => 503,
             _ => 200,
         }
+    }
+}
+
+/// How an outbound call that was never answered ended.
+fn dial_outcome(error: &crate::DialError) -> (CallResult, DisconnectReason, u16) {
+    use crate::DialError;
+    use DisconnectReason as Reason;
+    match error {
+        DialError::Sip { status, .. } => {
+            let reason = match status {
+                401 | 403 | 407 | 486 | 488 | 600..=699 => Reason::UserRejected,
+                400..=499 => Reason::UserUnavailable,
+                _ => Reason::SipTrunkFailure,
+            };
+            (CallResult::Failed, reason, *status)
+        }
+        DialError::RingingTimeout(_) => (CallResult::Failed, Reason::UserUnavailable, 408),
+        DialError::Transport(_) | DialError::Address(_) | DialError::DestinationRefused(_) => {
+            (CallResult::Failed, Reason::SipTrunkFailure, 503)
+        }
+        DialError::Media(_) => (CallResult::Failed, Reason::MediaFailure, 488),
+        DialError::AuthMissing => (CallResult::Failed, Reason::SipTrunkFailure, 407),
+        DialError::Abandoned => (CallResult::Cancelled, Reason::ClientInitiated, 487),
+        DialError::AtCapacity | DialError::NoPorts | DialError::Room(_) => {
+            (CallResult::Failed, Reason::JoinFailure, 503)
+        }
+        DialError::TransportNotListening(_) => (CallResult::Failed, Reason::SipTrunkFailure, 503),
     }
 }
 
@@ -272,10 +296,10 @@ impl Call {
     }
 
     /// Sets `sip.callStatus` on the participant (every member sees it).
-    pub(crate) fn set_status(&self, status: &str) {
+    pub(crate) fn set_status(&self, status: CallStatus) {
         if let Some(p) = &self.participant {
             let mut change = BTreeMap::new();
-            change.insert(attrs::CALL_STATUS.to_string(), status.to_string());
+            change.insert(attrs::CALL_STATUS.to_string(), status.as_str().to_string());
             p.set_attributes(&change);
         }
     }
@@ -359,7 +383,7 @@ impl Call {
         let answered = self.answered_at.unwrap_or(self.started);
         let deadline = saturating_deadline(tokio::time::Instant::from_std(answered), max_duration);
         if self.acked {
-            self.set_status("active");
+            self.set_status(CallStatus::Active);
         }
         self.arm_session_timer();
         loop {
@@ -368,7 +392,7 @@ impl Call {
                     Some(Signal::Ack(body)) => {
                         if !self.acked {
                             self.acked = true;
-                            self.set_status("active");
+                            self.set_status(CallStatus::Active);
                             info!(call_id = %self.call_id, "call active");
                         }
                         if self.offer_in_2xx {
@@ -939,18 +963,13 @@ impl Call {
         if needs_bye {
             self.send_bye(&ending).await;
         }
-        let (result, disconnect_reason, sip_status) = ending.outcome(answered);
+        let outcome = ending.outcome(answered);
+        let disconnect_reason = outcome.reason.as_str_name();
+        let sip_status = outcome.sip_status;
         if let Some(participant) = self.participant.take() {
             if participant.disconnected().is_none() {
                 // Others see why the call ended before the participant leaves.
-                let mut change = BTreeMap::new();
-                change.insert(attrs::CALL_STATUS.to_string(), "hangup".to_string());
-                change.insert(
-                    attrs::DISCONNECT_REASON.to_string(),
-                    disconnect_reason.to_string(),
-                );
-                change.insert(attrs::CALL_STATUS_CODE.to_string(), sip_status.to_string());
-                participant.set_attributes(&change);
+                participant.set_attributes(&outcome.final_attributes());
             }
             drop(participant);
         }
@@ -961,7 +980,7 @@ impl Call {
                 .calls_ended
                 .with_label_values(&[
                     direction,
-                    result,
+                    outcome.result.as_str(),
                     disconnect_reason,
                     &sip_status.to_string(),
                 ])
@@ -1110,6 +1129,137 @@ pub(crate) fn parse_sipfrag(body: &str) -> Option<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DialError;
+
+    /// An outcome as it is written: result label, reason name, status.
+    fn written(ending: &Ending, answered: bool) -> (&'static str, &'static str, u16) {
+        let outcome = ending.outcome(answered);
+        (
+            outcome.result.as_str(),
+            outcome.reason.as_str_name(),
+            outcome.sip_status,
+        )
+    }
+
+    fn room_full() -> RoomError {
+        RoomError::RoomFull {
+            room: "lobby".into(),
+            limit: 2,
+        }
+    }
+
+    #[test]
+    fn a_failed_room_join_is_a_join_failure_the_caller_may_retry() {
+        let ending = Ending::JoinFailed(room_full());
+        assert_eq!(written(&ending, false), ("failed", "JOIN_FAILURE", 503));
+        assert_eq!(written(&ending, true), ("answered", "JOIN_FAILURE", 503));
+        assert_eq!(
+            ending.outcome(false),
+            Outcome {
+                result: CallResult::Failed,
+                reason: DisconnectReason::JoinFailure,
+                sip_status: 503,
+            }
+        );
+        assert_eq!(
+            ending.text(),
+            r#"could not join the room: room "lobby" is full (limit 2)"#
+        );
+        assert_eq!(ending.bye_cause(), 503);
+        let dialled = Ending::DialFailed(DialError::Room(room_full()));
+        assert_eq!(written(&dialled, false), ("failed", "JOIN_FAILURE", 503));
+    }
+
+    #[test]
+    fn endings_are_written_as_before() {
+        let cases: [(Ending, bool, (&str, &str, u16)); 16] = [
+            (
+                Ending::Refused(Refusal::NoMatchingTrunk),
+                false,
+                ("refused", "SIP_TRUNK_FAILURE", 404),
+            ),
+            (
+                Ending::Challenged,
+                false,
+                ("challenged", "UNKNOWN_REASON", 407),
+            ),
+            (
+                Ending::Cancelled,
+                false,
+                ("cancelled", "CLIENT_INITIATED", 487),
+            ),
+            (
+                Ending::CallerHungUp,
+                true,
+                ("answered", "CLIENT_INITIATED", 200),
+            ),
+            (
+                Ending::Removed(LeaveReason::RoomDeleted),
+                true,
+                ("answered", "ROOM_DELETED", 200),
+            ),
+            (
+                Ending::Removed(LeaveReason::DuplicateIdentity),
+                false,
+                ("failed", "DUPLICATE_IDENTITY", 200),
+            ),
+            (
+                Ending::Removed(LeaveReason::Stuck),
+                true,
+                ("answered", "STATE_MISMATCH", 200),
+            ),
+            (
+                Ending::MediaTimeout,
+                true,
+                ("answered", "MEDIA_FAILURE", 408),
+            ),
+            (
+                Ending::SessionExpired,
+                true,
+                ("answered", "CONNECTION_TIMEOUT", 408),
+            ),
+            (Ending::WrongPin, true, ("answered", "JOIN_FAILURE", 403)),
+            (
+                Ending::MediaFailure("no worker".into()),
+                false,
+                ("failed", "MEDIA_FAILURE", 500),
+            ),
+            (
+                Ending::DialFailed(DialError::Sip {
+                    status: 486,
+                    reason: "Busy Here".into(),
+                }),
+                false,
+                ("failed", "USER_REJECTED", 486),
+            ),
+            (
+                Ending::DialFailed(DialError::Sip {
+                    status: 404,
+                    reason: "Not Found".into(),
+                }),
+                false,
+                ("failed", "USER_UNAVAILABLE", 404),
+            ),
+            (
+                Ending::DialFailed(DialError::RingingTimeout(Duration::from_secs(30))),
+                false,
+                ("failed", "USER_UNAVAILABLE", 408),
+            ),
+            (
+                Ending::DialFailed(DialError::Media("no common codec".into())),
+                false,
+                ("failed", "MEDIA_FAILURE", 488),
+            ),
+            (
+                Ending::DialFailed(DialError::Abandoned),
+                false,
+                ("cancelled", "CLIENT_INITIATED", 487),
+            ),
+        ];
+        for (ending, answered, expected) in cases {
+            assert_eq!(written(&ending, answered), expected, "{ending:?}");
+        }
+    }
 
     #[test]
     fn sipfrag_status_lines_parse_and_garbage_does_not() {

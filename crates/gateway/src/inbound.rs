@@ -21,6 +21,7 @@ use crate::session_timer::{
     answer_session_timer, deadline_in, saturating_deadline, supports_timer, Refresher,
     SessionExpires, SessionTimer,
 };
+use crate::status::CallStatus;
 use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -493,7 +494,7 @@ impl InboundCall {
         spec
     }
 
-    fn join_room(&mut self, status: &str) -> Result<(), Ending> {
+    fn join_room(&mut self, status: CallStatus) -> Result<(), Ending> {
         let Some(result) = &self.dispatch else {
             return Ok(());
         };
@@ -502,7 +503,7 @@ impl InboundCall {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        attributes.insert(attrs::CALL_STATUS.to_string(), status.to_string());
+        attributes.insert(attrs::CALL_STATUS.to_string(), status.as_str().to_string());
         let request = JoinRequest {
             identity: result.participant_identity.clone(),
             name: result.participant_name.clone(),
@@ -521,13 +522,28 @@ impl InboundCall {
                     identity = %participant.info().identity,
                     trunk = %result.trunk_id,
                     rule = %result.rule_id,
-                    status,
+                    status = status.as_str(),
                     "caller joined the room"
                 );
                 self.call.participant = Some(participant);
                 Ok(())
             }
-            Err(e) => Err(self.refuse(Refusal::RoomUnavailable(e.to_string()), &e.to_string())),
+            Err(e) => {
+                info!(
+                    call_id = %self.call.call_id,
+                    room = %room,
+                    identity = %result.participant_identity,
+                    error = %e,
+                    "caller could not join the room"
+                );
+                // Before the answer the INVITE still waits for a final
+                // response; after it (the PIN path) the BYE says why.
+                if self.call.answered_at.is_none() {
+                    let refusal = Refusal::RoomUnavailable(e.to_string());
+                    self.respond(refusal.response(self.call.shared.config.retry_after_secs));
+                }
+                Err(Ending::JoinFailed(e))
+            }
         }
     }
 
@@ -552,7 +568,7 @@ impl InboundCall {
     }
 
     async fn ring_then_answer(&mut self, answer_sdp: String) -> Result<(), Ending> {
-        self.join_room("ringing")?;
+        self.join_room(CallStatus::Ringing)?;
         let config = self.call.shared.config.clone();
         let ringing_timeout = self
             .dispatch
@@ -757,7 +773,7 @@ impl InboundCall {
                 info!(call_id = %self.call.call_id, room = %result.room_name, rule = %result.rule_id, "PIN accepted");
                 self.adopt(*result);
                 self.call.bridge.play(&Prompt::RoomJoin.samples(rate), rate);
-                self.join_room("active")?;
+                self.join_room(CallStatus::Active)?;
                 if let Some(p) = &self.call.participant {
                     self.call.bridge.set_port(Some(p.audio()));
                 }

@@ -22,12 +22,14 @@ mod outbound;
 mod prompts;
 mod refusal;
 mod session_timer;
+mod status;
 
 pub use info_dtmf::parse_info_dtmf;
 pub use metrics::GatewayMetrics;
 pub use outbound::{DialError, DialRequest, DialStarted};
 pub use prompts::Prompt;
 pub use refusal::Refusal;
+pub use status::CallStatus;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -9,6 +9,7 @@ use crate::media_config::{media_config, media_timeout};
 use crate::session_timer::{
     deadline_in, min_se, saturating_deadline, Refresher, SessionExpires, SessionTimer,
 };
+use crate::status::CallStatus;
 use crate::{CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
-use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomEvent};
+use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomError, RoomEvent};
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::{SipHeaderOptions, SipMediaConfig};
 use switchboard_routing::{header_attributes, CallInput};
@@ -120,7 +121,7 @@ pub enum DialError {
     NoPorts,
     /// The room refused the participant.
     #[error("room: {0}")]
-    Room(String),
+    Room(RoomError),
     /// The callee's side answered with a failure.
     #[error("call failed: {status} {reason}")]
     Sip {
@@ -185,7 +186,10 @@ pub(crate) async fn dial(
     };
     let mut attributes = request.attributes.clone();
     attributes.insert(attrs::CALL_ID.to_string(), call.call_id.clone());
-    attributes.insert(attrs::CALL_STATUS.to_string(), "dialing".to_string());
+    attributes.insert(
+        attrs::CALL_STATUS.to_string(),
+        CallStatus::Dialing.as_str().to_string(),
+    );
     let join = JoinRequest {
         identity: request.identity.clone(),
         name: request.name.clone(),
@@ -198,9 +202,8 @@ pub(crate) async fn dial(
     let participant = match shared.rooms.join(&request.room, join) {
         Ok(p) => p,
         Err(e) => {
-            let error = DialError::Room(e.to_string());
-            call.finish(Ending::MediaFailure(error.to_string())).await;
-            return Err(error);
+            call.finish(Ending::JoinFailed(e.clone())).await;
+            return Err(DialError::Room(e));
         }
     };
     let started = DialStarted {
@@ -477,7 +480,7 @@ impl OutboundCall {
                         match response.status {
                             100 => {}
                             101..=199 => {
-                                self.call.set_status("ringing");
+                                self.call.set_status(CallStatus::Ringing);
                                 if !response.body.is_empty() && self.call.media.is_none() {
                                     self.early_media(&response, &mut ports)?;
                                 }
@@ -697,12 +700,12 @@ impl OutboundCall {
     /// After the answer: the requested DTMF (`automation`), then `active`.
     async fn after_answer(&mut self) {
         if self.request.dtmf.is_empty() {
-            self.call.set_status("active");
+            self.call.set_status(CallStatus::Active);
             return;
         }
-        self.call.set_status("automation");
+        self.call.set_status(CallStatus::Automation);
         let Some(media) = &self.call.media else {
-            self.call.set_status("active");
+            self.call.set_status(CallStatus::Active);
             return;
         };
         let dtmf = self.request.dtmf.clone();
@@ -724,7 +727,7 @@ impl OutboundCall {
             })
             .sum();
         tokio::time::sleep(playing).await;
-        self.call.set_status("active");
+        self.call.set_status(CallStatus::Active);
     }
 }
 
