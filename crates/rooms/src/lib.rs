@@ -336,6 +336,10 @@ struct RoomState {
     rounds_at_clock: u64,
     /// Clock ticks in a row that saw no round of a paced room.
     quiet_clock_ticks: u8,
+    /// Paced members that have not stepped since the last round: the room
+    /// mixes when none is left (kept by `step` and `reindex`, so a step
+    /// costs the same in a room of 2 as of 100).
+    waiting_steps: usize,
 }
 
 struct Member {
@@ -365,6 +369,9 @@ struct Slot {
     /// lock; read lock-free by the endpoint every frame).
     frame_len: AtomicUsize,
     audio: Mutex<SlotAudio>,
+    /// Its place in the room's member list (kept by `reindex`), so that a
+    /// step finds its member without a scan.
+    member_index: AtomicUsize,
     gone: AtomicBool,
     left_reason: Mutex<Option<LeaveReason>>,
 }
@@ -475,6 +482,7 @@ impl Rooms {
                 rounds: 0,
                 rounds_at_clock: 0,
                 quiet_clock_ticks: 0,
+                waiting_steps: 0,
             }),
         })
     }
@@ -545,7 +553,7 @@ impl Rooms {
                 .iter()
                 .position(|m| lock(&m.slot.info).identity == request.identity)
             {
-                let old = state.members.remove(pos);
+                let old = remove_member(&mut state, pos);
                 disconnect(&old, LeaveReason::DuplicateIdentity);
                 broadcast(
                     &mut state,
@@ -580,6 +588,7 @@ impl Rooms {
                     outbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     playing: false,
                 }),
+                member_index: AtomicUsize::new(state.members.len()),
                 gone: AtomicBool::new(false),
                 left_reason: Mutex::new(None),
             });
@@ -592,6 +601,7 @@ impl Rooms {
                 paced: false,
                 steps_ahead: 0,
             });
+            reindex(&mut state);
             state.empty_since = None;
             retune(&mut state, config);
             info!(room, identity = %info.identity, sid = %info.sid, kind = ?info.kind, "participant joined");
@@ -640,7 +650,7 @@ impl Rooms {
                 room: room.to_string(),
                 identity: identity.to_string(),
             })?;
-        let member = state.members.remove(pos);
+        let member = remove_member(&mut state, pos);
         disconnect(&member, LeaveReason::Removed);
         broadcast(
             &mut state,
@@ -849,23 +859,55 @@ fn clock_must_cover(state: &mut RoomState) -> bool {
 /// Records a step of the member on `slot`; once every paced member has
 /// stepped, mixes one frame at once (a round).
 fn step(state: &mut RoomState, slot: &Arc<Slot>, prebuffer: usize) {
+    let at = slot.member_index.load(Ordering::Relaxed);
     let Some(member) = state
         .members
-        .iter_mut()
-        .find(|m| Arc::ptr_eq(&m.slot, slot))
+        .get_mut(at)
+        .filter(|m| Arc::ptr_eq(&m.slot, slot))
     else {
+        // It left the room.
         return;
     };
+    // A member's first step makes it paced, and ahead by one: it was not
+    // waited for before and is not now.
+    let waited_for = member.paced && member.steps_ahead == 0;
     member.paced = true;
     member.steps_ahead = member.steps_ahead.saturating_add(1).min(MAX_STEPS_AHEAD);
-    if state.members.iter().any(|m| m.paced && m.steps_ahead == 0) {
+    if waited_for {
+        state.waiting_steps = state.waiting_steps.saturating_sub(1);
+    }
+    if state.waiting_steps > 0 {
         return;
     }
     for member in state.members.iter_mut().filter(|m| m.paced) {
-        member.steps_ahead -= 1;
+        member.steps_ahead = member.steps_ahead.saturating_sub(1);
+        if member.steps_ahead == 0 {
+            state.waiting_steps += 1;
+        }
     }
     state.rounds = state.rounds.wrapping_add(1);
     mix(state, prebuffer);
+}
+
+/// Takes a member out of the room's list, keeping the others' places and
+/// the count of paced members a round waits for.
+fn remove_member(state: &mut RoomState, at: usize) -> Member {
+    let member = state.members.remove(at);
+    reindex(state);
+    member
+}
+
+/// Recomputes each member's place and the paced members a round waits for,
+/// after the member list changed (a join or a leave: rare next to steps).
+fn reindex(state: &mut RoomState) {
+    for (at, member) in state.members.iter().enumerate() {
+        member.slot.member_index.store(at, Ordering::Relaxed);
+    }
+    state.waiting_steps = state
+        .members
+        .iter()
+        .filter(|m| m.paced && m.steps_ahead == 0)
+        .count();
 }
 
 /// One frame of mix-minus: every participant hears the sum of the others.
@@ -921,7 +963,7 @@ fn broadcast(state: &mut RoomState, event: RoomEvent, except: Option<&Arc<Slot>>
         }
     }
     for i in stuck.into_iter().rev() {
-        let member = state.members.remove(i);
+        let member = remove_member(state, i);
         let identity = lock(&member.slot.info).identity.clone();
         warn!(identity = %identity, "participant does not take its events; disconnected");
         disconnect(&member, LeaveReason::Stuck);
@@ -1110,7 +1152,7 @@ impl Participant {
         else {
             return;
         };
-        state.members.remove(pos);
+        remove_member(&mut state, pos);
         let identity = lock(&self.slot.info).identity.clone();
         *lock(&self.slot.left_reason) = Some(LeaveReason::ClientInitiated);
         broadcast(

@@ -125,6 +125,36 @@ fn paced_members_are_mixed_as_the_last_of_them_steps_and_the_clock_covers_when_t
 }
 
 #[test]
+fn a_paced_member_that_leaves_is_no_longer_waited_for() {
+    let rooms = Rooms::new(config());
+    let (a, b, c) = (
+        join(&rooms, "r", "a"),
+        join(&rooms, "r", "b"),
+        join(&rooms, "r", "c"),
+    );
+    let n = rooms.frame_len();
+    let (a_port, c_port) = (a.audio(), c.audio());
+    // Each becomes paced at its first step; a's second step ends the round.
+    a_port.step(None);
+    b.audio().step(None);
+    c_port.step(None);
+    a_port.step(None);
+
+    drop(b);
+    let mut heard = vec![0i16; n];
+    c_port.step(Some(&vec![300; n]));
+    assert!(!a_port.pull(&mut heard), "a has not stepped yet");
+    a_port.step(Some(&vec![100; n]));
+    assert!(a_port.pull(&mut heard), "the round no longer waits for b");
+    assert_eq!(heard[0], 300);
+    assert!(
+        c_port.pull(&mut heard),
+        "c moved up the list and still steps"
+    );
+    assert_eq!(heard[0], 100);
+}
+
+#[test]
 fn a_participant_alone_hears_silence_and_a_silent_one_is_left_out() {
     let rooms = Rooms::new(config());
     let a = join(&rooms, "r", "a");
