@@ -3,11 +3,12 @@
 //! re-INVITE, INFO DTMF, room and media events, timers) and the teardown.
 
 use crate::bridge::{BridgeControl, RoomBridge};
+use crate::deadlines::{Deadlines, Timer};
 use crate::info_dtmf::parse_info_dtmf;
 use crate::refusal::Refusal;
 use crate::session_timer::{
-    answer_session_timer, deadline_in, min_se, saturating_deadline, supports_timer, Refresher,
-    SessionExpires, SessionTimer,
+    answer_session_timer, min_se, refresher_for_request, supports_timer, timer_from_answer,
+    Refresher, SessionExpires, SessionTimer,
 };
 use crate::status::{CallResult, CallStatus, Outcome};
 use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
@@ -25,7 +26,7 @@ use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomEven
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::DisconnectReason;
 use switchboard_sip::dialog::DialogId;
-use switchboard_sip::message::{HeaderName, Host, Method, ResponseSpec, Uri};
+use switchboard_sip::message::{HeaderName, Host, Method, Request, ResponseSpec, Uri};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -221,16 +222,18 @@ pub(crate) struct Call {
     pub acked: bool,
     /// A REFER under way.
     pub transfer: Option<PendingTransfer>,
-    /// When to hang up after a successful transfer (if the peer has not).
-    pub bye_after_transfer: Option<tokio::time::Instant>,
     /// The RFC 4028 session timer, when negotiated.
     pub session_timer: Option<SessionTimer>,
-    /// When the session timer next acts (refresh, or give up).
-    pub session_deadline: Option<tokio::time::Instant>,
+    /// When the answered call's timers fire (maximum duration, session
+    /// timer, transfer).
+    pub(crate) deadlines: Deadlines,
     /// Our refresh re-INVITE in flight: its transaction and CSeq.
     pub refresh: Option<(ClientTxnId, u32)>,
     /// We offered in a 2xx to an offerless re-INVITE: the ACK answers.
     pub offer_in_2xx: bool,
+    /// The DTMF an outbound call was asked to send after the answer is
+    /// still playing (`sip.callStatus` is `automation` until it is sent).
+    pub automating: bool,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -239,7 +242,6 @@ pub(crate) struct PendingTransfer {
     refer_to: String,
     cseq: u32,
     txn: ClientTxnId,
-    deadline: tokio::time::Instant,
     dialtone: bool,
     replies: Vec<tokio::sync::oneshot::Sender<Result<TransferDone, TransferError>>>,
 }
@@ -282,9 +284,9 @@ impl Call {
             policy: CallPolicy::default(),
             acked: false,
             transfer: None,
-            bye_after_transfer: None,
             session_timer: None,
-            session_deadline: None,
+            deadlines: Deadlines::default(),
+            automating: false,
             refresh: None,
             offer_in_2xx: false,
         }
@@ -381,8 +383,9 @@ impl Call {
             .max_call_duration
             .unwrap_or(config.max_call_duration);
         let answered = self.answered_at.unwrap_or(self.started);
-        let deadline = saturating_deadline(tokio::time::Instant::from_std(answered), max_duration);
-        if self.acked {
+        self.deadlines
+            .set(Timer::MaxDuration, answered, max_duration);
+        if self.acked && !self.automating {
             self.set_status(CallStatus::Active);
         }
         self.arm_session_timer();
@@ -418,6 +421,11 @@ impl Call {
                         }
                     }
                     Some(Signal::RequestFailed(txn, reason)) => {
+                        if self.refresh.is_some_and(|(t, _)| t == txn) {
+                            // RFC 4028 §10: a refresh that times out ends the session.
+                            info!(call_id = %self.call_id, ?reason, "session refresh got no answer: the peer is gone");
+                            return Ending::SessionExpired;
+                        }
                         debug!(call_id = %self.call_id, ?reason, "request failed");
                         self.transfer_response(txn, 408, "Request Timeout");
                     }
@@ -434,6 +442,10 @@ impl Call {
                 },
                 event = next_media_event(&mut self.media_events) => match event {
                     Some(MediaEvent::Dtmf(digit)) => self.dtmf_to_room(digit),
+                    Some(MediaEvent::DtmfSent) if self.automating => {
+                        self.automating = false;
+                        self.set_status(CallStatus::Active);
+                    }
                     Some(MediaEvent::MediaTimeout { silent_for }) => {
                         info!(call_id = %self.call_id, silent_for = ?silent_for, "no RTP from the caller");
                         return Ending::MediaTimeout;
@@ -441,19 +453,35 @@ impl Call {
                     Some(other) => debug!(call_id = %self.call_id, event = ?other, "media event"),
                     None => return Ending::MediaFailure("media worker stopped".into()),
                 },
-                _ = tokio::time::sleep_until(deadline) => return Ending::MaxDuration,
-                _ = sleep_until_some(self.transfer.as_ref().map(|t| t.deadline)) => {
-                    info!(call_id = %self.call_id, "transfer timed out");
-                    self.end_transfer(Err(TransferError::Timeout));
-                }
-                _ = sleep_until_some(self.bye_after_transfer) => return Ending::Transferred,
-                _ = sleep_until_some(self.session_deadline) => {
-                    match self.session_timer {
-                        Some(timer) if timer.we_refresh => self.send_refresh(),
-                        Some(_) => return Ending::SessionExpired,
-                        None => self.session_deadline = None,
+                _ = sleep_until_deadline(self.deadlines.next()) => {
+                    while let Some(timer) = self.deadlines.expired(Instant::now()) {
+                        if let Some(ending) = self.timer_fired(timer) {
+                            return ending;
+                        }
                     }
                 }
+            }
+        }
+    }
+
+    /// What a timer of the answered call means.
+    fn timer_fired(&mut self, timer: Timer) -> Option<Ending> {
+        match timer {
+            Timer::MaxDuration => Some(Ending::MaxDuration),
+            Timer::SessionExpiry => Some(Ending::SessionExpired),
+            Timer::ByeAfterTransfer => Some(Ending::Transferred),
+            Timer::SessionRefresh => {
+                self.send_refresh();
+                None
+            }
+            Timer::Transfer => {
+                info!(call_id = %self.call_id, "transfer timed out");
+                self.end_transfer(Err(TransferError::Timeout));
+                None
+            }
+            // Timers of the phases before the answer, which clear them.
+            Timer::RingingTimeout | Timer::RingAgain | Timer::PinTimeout | Timer::CancelGiveUp => {
+                None
             }
         }
     }
@@ -483,14 +511,8 @@ impl Call {
             }
             return;
         }
-        let Some(id) = self.dialog.clone() else {
-            return Self::refuse_transfer(order, TransferError::NotEstablished);
-        };
-        let sip = self.shared.sip.clone();
         let contact = self.contact();
-        let Some((mut request, destination)) =
-            sip.with_dialog(&id, |d| (d.request(Method::Refer, None), d.destination()))
-        else {
+        let Some((mut request, destination)) = self.dialog_request(Method::Refer) else {
             return Self::refuse_transfer(order, TransferError::NotEstablished);
         };
         let cseq = request.cseq().map(|c| c.seq).unwrap_or_default();
@@ -507,12 +529,7 @@ impl Call {
         for (name, value) in &order.headers {
             request.headers.push(HeaderName::parse(name), value.clone());
         }
-        let txn = {
-            let mut routes = self.shared.routes();
-            let txn = sip.send_request(request, destination);
-            routes.requests.insert(txn, self.self_tx.clone());
-            txn
-        };
+        let txn = self.send_routed(request, destination);
         let mut rng = switchboard_sip::fill_random;
         let transfer_id =
             switchboard_routing::new_id(switchboard_routing::IdPrefix::Transfer, &mut rng);
@@ -523,12 +540,13 @@ impl Call {
                 media.play_tone(Some(ToneKind::Ringback));
             }
         }
+        self.deadlines
+            .set(Timer::Transfer, Instant::now(), order.timeout);
         self.transfer = Some(PendingTransfer {
             id: transfer_id,
             refer_to: order.refer_to,
             cseq,
             txn,
-            deadline: deadline_in(order.timeout),
             dialtone: order.play_dialtone,
             replies: vec![order.reply],
         });
@@ -584,8 +602,11 @@ impl Call {
                     status,
                 }));
                 // The peer normally hangs up now; if not, we do in 1 s.
-                self.bye_after_transfer =
-                    Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                self.deadlines.set(
+                    Timer::ByeAfterTransfer,
+                    Instant::now(),
+                    Duration::from_secs(1),
+                );
             }
             _ => self.end_transfer(Err(TransferError::Failed { status, reason })),
         }
@@ -598,6 +619,7 @@ impl Call {
         let Some(pending) = self.transfer.take() else {
             return;
         };
+        self.deadlines.clear(Timer::Transfer);
         if pending.dialtone && outcome.is_err() {
             self.bridge.lock().room_muted = false;
             if let Some(media) = &self.media {
@@ -792,8 +814,30 @@ impl Call {
     // ----- session timers (RFC 4028) ---------------------------------------
 
     /// Starts (or restarts) the session timer's clock from now.
+    /// The dialog's next request of `method` and where it goes; `None` when
+    /// there is no dialog (yet, or any more).
+    pub(crate) fn dialog_request(&self, method: Method) -> Option<(Request, Destination)> {
+        let id = self.dialog.as_ref()?;
+        self.shared
+            .sip
+            .with_dialog(id, |d| (d.request(method, None), d.destination()))
+    }
+
+    /// Sends a request whose responses come back to this call's task. The
+    /// route is in place before the request leaves, so no response can
+    /// arrive unrouted: the routes lock is held across the send, which
+    /// takes the SIP endpoint's lock (the one lock order of the gateway,
+    /// docs/architecture.md).
+    pub(crate) fn send_routed(&self, request: Request, destination: Destination) -> ClientTxnId {
+        let mut routes = self.shared.routes();
+        let txn = self.shared.sip.send_request(request, destination);
+        routes.requests.insert(txn, self.self_tx.clone());
+        txn
+    }
+
     pub(crate) fn arm_session_timer(&mut self) {
-        self.session_deadline = self.session_timer.map(|t| deadline_in(t.wait()));
+        self.deadlines
+            .arm_session(self.session_timer, Instant::now());
     }
 
     /// A re-INVITE or UPDATE from the peer refreshes the session: take its
@@ -811,13 +855,7 @@ impl Call {
         }
         let peer_supports = supports_timer(headers);
         // In this request the peer is the UAC: refresher=uac means them.
-        let refresher = asked
-            .and_then(|se| se.refresher)
-            .unwrap_or(if peer_supports {
-                Refresher::Uac
-            } else {
-                Refresher::Uas
-            });
+        let refresher = refresher_for_request(asked, peer_supports);
         timer.we_refresh = refresher == Refresher::Uas;
         self.session_timer = Some(timer);
         self.arm_session_timer();
@@ -830,12 +868,13 @@ impl Call {
         let Some(timer) = self.session_timer else {
             return;
         };
-        // Try again in half an interval if this one gets no answer.
-        self.session_deadline = Some(deadline_in(timer.interval / 2));
+        // Try again in half an interval if this one gets no final answer.
+        self.deadlines
+            .set(Timer::SessionRefresh, Instant::now(), timer.interval / 2);
         if self.refresh.is_some() {
             return;
         }
-        let (Some(id), Some(negotiator)) = (self.dialog.clone(), self.negotiator.as_mut()) else {
+        let Some(negotiator) = self.negotiator.as_mut() else {
             return;
         };
         let offer = match negotiator.create_offer(Direction::SendRecv) {
@@ -845,11 +884,8 @@ impl Call {
                 return;
             }
         };
-        let sip = self.shared.sip.clone();
         let contact = self.contact();
-        let Some((mut request, destination)) =
-            sip.with_dialog(&id, |d| (d.request(Method::Invite, None), d.destination()))
-        else {
+        let Some((mut request, destination)) = self.dialog_request(Method::Invite) else {
             return;
         };
         let cseq = request.cseq().map(|c| c.seq).unwrap_or_default();
@@ -867,12 +903,7 @@ impl Call {
             .headers
             .push(HeaderName::ContentType, "application/sdp");
         request.body = bytes::Bytes::from(offer);
-        let txn = {
-            let mut routes = self.shared.routes();
-            let txn = sip.send_request(request, destination);
-            routes.requests.insert(txn, self.self_tx.clone());
-            txn
-        };
+        let txn = self.send_routed(request, destination);
         self.refresh = Some((txn, cseq));
         debug!(call_id = %self.call_id, "session refresh sent");
     }
@@ -913,12 +944,11 @@ impl Call {
                         }
                     }
                 }
-                if let (Some(timer), Some(se)) = (
+                if let (Some(timer), Some(agreed)) = (
                     self.session_timer.as_mut(),
-                    SessionExpires::of(&response.headers),
+                    timer_from_answer(&response.headers),
                 ) {
-                    timer.interval = se.interval;
-                    timer.we_refresh = se.refresher != Some(Refresher::Uas);
+                    *timer = agreed;
                 }
                 self.arm_session_timer();
                 debug!(call_id = %self.call_id, status = response.status, "our session refresh succeeded");
@@ -1042,13 +1072,8 @@ impl Call {
     /// Ends the dialog with BYE (with the trunk's attributes_to_headers and
     /// a Reason) and waits briefly for its answer.
     async fn send_bye(&mut self, ending: &Ending) {
-        let Some(id) = self.dialog.clone() else {
-            return;
-        };
         let sip = self.shared.sip.clone();
-        let Some((mut request, destination)) =
-            sip.with_dialog(&id, |d| (d.request(Method::Bye, None), d.destination()))
-        else {
+        let Some((mut request, destination)) = self.dialog_request(Method::Bye) else {
             return;
         };
         request.headers.push(
@@ -1062,12 +1087,7 @@ impl Call {
         for (header, value) in self.mapped_attribute_headers() {
             request.headers.push(HeaderName::parse(&header), value);
         }
-        let txn = {
-            let mut routes = self.shared.routes();
-            let txn = sip.send_request(request, destination);
-            routes.requests.insert(txn, self.self_tx.clone());
-            txn
-        };
+        let txn = self.send_routed(request, destination);
         info!(call_id = %self.call_id, reason = %ending.text(), "BYE sent");
         let wait = tokio::time::sleep(Duration::from_secs(5));
         tokio::pin!(wait);
@@ -1100,6 +1120,12 @@ pub(crate) enum InDialog {
     Digit(DtmfDigit),
     /// Answered; nothing else to do.
     Handled,
+}
+
+/// Sleeps until a call's next timer (`Deadlines::next`), or forever when
+/// none is set.
+pub(crate) async fn sleep_until_deadline(at: Option<Instant>) {
+    sleep_until_some(at.map(tokio::time::Instant::from_std)).await
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

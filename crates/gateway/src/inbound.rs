@@ -13,13 +13,16 @@
 //! 5. Teardown: BYE when we end an answered call, `sip.callStatus=hangup`,
 //!    leave the room, release media and every route to the call.
 
-use crate::call::{next_media_event, next_room_event, Call, CallPolicy, Ending, InDialog};
+use crate::call::{
+    next_media_event, next_room_event, sleep_until_deadline, Call, CallPolicy, Ending, InDialog,
+};
+use crate::deadlines::Timer;
 use crate::media_config::{media_config, media_timeout};
 use crate::prompts::Prompt;
 use crate::refusal::Refusal;
 use crate::session_timer::{
-    answer_session_timer, deadline_in, saturating_deadline, supports_timer, Refresher,
-    SessionExpires, SessionTimer,
+    answer_session_timer, refresher_for_request, supports_timer, Refresher, SessionExpires,
+    SessionTimer,
 };
 use crate::status::CallStatus;
 use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
@@ -586,15 +589,16 @@ impl InboundCall {
                 media.play_tone(Some(ToneKind::Ringback));
             }
         }
-        let deadline = saturating_deadline(
-            tokio::time::Instant::from_std(self.call.started),
-            ringing_timeout,
-        );
+        self.call
+            .deadlines
+            .set(Timer::RingingTimeout, self.call.started, ringing_timeout);
         // 180 again after 1, 2, 4… intervals, then once a minute (RFC 3261
         // §13.3.1.1): a lost 180 is soon made good, while a source that
         // forged its INVITE gets a handful of answers, not one a second.
         let mut ringing_gap = config.ringing_interval;
-        let mut next_ringing = deadline_in(ringing_gap);
+        self.call
+            .deadlines
+            .set(Timer::RingAgain, Instant::now(), ringing_gap);
         while !self.ready_to_answer() {
             tokio::select! {
                 signal = self.call.signals.recv() => match signal {
@@ -614,27 +618,23 @@ impl InboundCall {
                     }
                     Some(_) => {}
                 },
-                _ = tokio::time::sleep_until(next_ringing) => {
-                    self.respond(ringing_response.clone());
-                    ringing_gap = ringing_gap.saturating_mul(2).min(MAX_RINGING_GAP);
-                    next_ringing = deadline_in(ringing_gap);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    let status = self.dispatch.as_ref().map(|d| d.ringing_timeout_status).unwrap_or(0);
-                    let refusal = Refusal::RingingTimeout;
-                    let mut spec = refusal.response(config.retry_after_secs);
-                    if let Ok(code) = u16::try_from(status) {
-                        if (400..700).contains(&code) {
-                            spec.status = code;
-                            spec.reason = None;
+                _ = sleep_until_deadline(self.call.deadlines.next()) => {
+                    while let Some(timer) = self.call.deadlines.expired(Instant::now()) {
+                        match timer {
+                            Timer::RingAgain => {
+                                self.respond(ringing_response.clone());
+                                ringing_gap = ringing_gap.saturating_mul(2).min(MAX_RINGING_GAP);
+                                self.call.deadlines.set(Timer::RingAgain, Instant::now(), ringing_gap);
+                            }
+                            Timer::RingingTimeout => return Err(self.ringing_timed_out(ringing_timeout)),
+                            _ => {}
                         }
                     }
-                    info!(call_id = %self.call.call_id, status = spec.status, timeout = ?ringing_timeout, "ringing timeout");
-                    self.respond(spec);
-                    return Err(Ending::Refused(refusal));
                 }
             }
         }
+        self.call.deadlines.clear(Timer::RingAgain);
+        self.call.deadlines.clear(Timer::RingingTimeout);
         self.answer(answer_sdp)?;
         if let Some(media) = &self.call.media {
             media.play_tone(None);
@@ -643,6 +643,28 @@ impl InboundCall {
             self.call.bridge.set_port(Some(p.audio()));
         }
         Ok(())
+    }
+
+    /// Refuses the call nobody answered in time, with the rule's status if
+    /// it names one.
+    fn ringing_timed_out(&self, ringing_timeout: Duration) -> Ending {
+        let config = &self.call.shared.config;
+        let status = self
+            .dispatch
+            .as_ref()
+            .map(|d| d.ringing_timeout_status)
+            .unwrap_or(0);
+        let refusal = Refusal::RingingTimeout;
+        let mut spec = refusal.response(config.retry_after_secs);
+        if let Ok(code) = u16::try_from(status) {
+            if (400..700).contains(&code) {
+                spec.status = code;
+                spec.reason = None;
+            }
+        }
+        info!(call_id = %self.call.call_id, status = spec.status, timeout = ?ringing_timeout, "ringing timeout");
+        self.respond(spec);
+        Ending::Refused(refusal)
     }
 
     /// Sends 200 OK with the SDP answer and registers the dialog.
@@ -699,11 +721,7 @@ impl InboundCall {
             return spec;
         };
         let peer_supports = supports_timer(headers);
-        let refresher = asked.refresher.unwrap_or(if peer_supports {
-            Refresher::Uac
-        } else {
-            Refresher::Uas
-        });
+        let refresher = refresher_for_request(Some(asked), peer_supports);
         self.call.session_timer = Some(SessionTimer {
             interval: asked.interval,
             we_refresh: refresher == Refresher::Uas,
@@ -722,7 +740,9 @@ impl InboundCall {
         let config = self.call.shared.config.clone();
         let rate = config.session.room_rate;
         self.call.bridge.play(&Prompt::EnterPin.samples(rate), rate);
-        let deadline = deadline_in(config.pin_timeout);
+        self.call
+            .deadlines
+            .set(Timer::PinTimeout, Instant::now(), config.pin_timeout);
         let mut pin = String::new();
         let entered = loop {
             let digit = tokio::select! {
@@ -747,7 +767,12 @@ impl InboundCall {
                     Some(_) => None,
                     None => return Err(Ending::CallerHungUp),
                 },
-                _ = tokio::time::sleep_until(deadline) => return Err(Ending::PinTimeout),
+                _ = sleep_until_deadline(self.call.deadlines.next()) => {
+                    if self.call.deadlines.expired(Instant::now()) == Some(Timer::PinTimeout) {
+                        return Err(Ending::PinTimeout);
+                    }
+                    None
+                }
             };
             let Some(digit) = digit else { continue };
             match digit.as_char() {
@@ -760,6 +785,7 @@ impl InboundCall {
                 }
             }
         };
+        self.call.deadlines.clear(Timer::PinTimeout);
         if entered.is_empty() {
             input.no_pin = true;
         } else {

@@ -14,6 +14,7 @@
 
 mod bridge;
 mod call;
+mod deadlines;
 mod inbound;
 mod info_dtmf;
 mod media_config;

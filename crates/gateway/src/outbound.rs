@@ -4,17 +4,16 @@
 //! send the requested DTMF (`automation`), then `active` and the shared
 //! in-call loop of [`crate::call`].
 
-use crate::call::{next_room_event, Call, CallPolicy, Ending};
+use crate::call::{next_room_event, sleep_until_deadline, Call, CallPolicy, Ending};
+use crate::deadlines::Timer;
 use crate::media_config::{media_config, media_timeout};
-use crate::session_timer::{
-    deadline_in, min_se, saturating_deadline, Refresher, SessionExpires, SessionTimer,
-};
+use crate::session_timer::{min_se, timer_from_answer};
 use crate::status::CallStatus;
 use crate::{CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
 use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomError, RoomEvent};
@@ -276,6 +275,10 @@ struct OutboundCall {
     session_expires: Duration,
 }
 
+/// How long our CANCEL may go without the INVITE's final response before
+/// the call counts as unanswered anyway.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 /// A ring tone played into the room while the call is placed.
 struct DialTone {
     task: tokio::task::JoinHandle<()>,
@@ -416,14 +419,7 @@ impl OutboundCall {
     }
 
     fn send(&mut self, request: Request) -> ClientTxnId {
-        let mut routes = self.call.shared.routes();
-        let txn = self
-            .call
-            .shared
-            .sip
-            .send_request(request, self.destination());
-        routes.requests.insert(txn, self.call.self_tx.clone());
-        txn
+        self.call.send_routed(request, self.destination())
     }
 
     async fn establish(&mut self) -> Result<(), DialError> {
@@ -471,7 +467,11 @@ impl OutboundCall {
             .auth
             .as_ref()
             .map(|(user, pass)| DigestClient::new(user.clone(), pass.clone()));
-        let deadline = deadline_in(self.request.ringing_timeout);
+        self.call.deadlines.set(
+            Timer::RingingTimeout,
+            Instant::now(),
+            self.request.ringing_timeout,
+        );
         let mut cancelled = false;
         loop {
             tokio::select! {
@@ -557,15 +557,22 @@ impl OutboundCall {
                     }
                     Some(_) => {}
                 },
-                _ = tokio::time::sleep_until(deadline), if !cancelled => {
-                    info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
-                    cancelled = true;
-                    if !shared.sip.cancel(txn) {
-                        return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                _ = sleep_until_deadline(self.call.deadlines.next()) => {
+                    while let Some(timer) = self.call.deadlines.expired(Instant::now()) {
+                        match timer {
+                            Timer::RingingTimeout => {
+                                info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
+                                cancelled = true;
+                                if !shared.sip.cancel(txn) {
+                                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
+                                }
+                                // The CANCEL's 487 ends the INVITE; if none comes, give up.
+                                self.call.deadlines.set(Timer::CancelGiveUp, Instant::now(), CANCEL_GRACE);
+                            }
+                            Timer::CancelGiveUp => return Err(DialError::RingingTimeout(self.request.ringing_timeout)),
+                            _ => {}
+                        }
                     }
-                }
-                _ = tokio::time::sleep_until(saturating_deadline(deadline, Duration::from_secs(5))), if cancelled => {
-                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
                 }
             }
         }
@@ -658,11 +665,8 @@ impl OutboundCall {
         self.call.media_answered(timeout);
         // RFC 4028 as the UAC: the 2xx names the refresher (us unless it
         // says uas); no Session-Expires means the peer runs no timer.
-        if let Some(se) = SessionExpires::of(&response.headers) {
-            self.call.session_timer = Some(SessionTimer {
-                interval: se.interval,
-                we_refresh: se.refresher != Some(Refresher::Uas),
-            });
+        if let Some(timer) = timer_from_answer(&response.headers) {
+            self.call.session_timer = Some(timer);
         }
         self.answer_attributes(response);
         info!(call_id = %self.call.call_id, "outbound call answered");
@@ -697,37 +701,29 @@ impl OutboundCall {
         p.set_attributes(&attributes.into_iter().collect());
     }
 
-    /// After the answer: the requested DTMF (`automation`), then `active`.
+    /// After the answer: the requested DTMF (`automation`); the call turns
+    /// `active` when the media engine reports them sent (`in_call`), or at
+    /// once when there are none to send.
     async fn after_answer(&mut self) {
-        if self.request.dtmf.is_empty() {
-            self.call.set_status(CallStatus::Active);
-            return;
-        }
-        self.call.set_status(CallStatus::Automation);
-        let Some(media) = &self.call.media else {
+        let Some(media) = self
+            .call
+            .media
+            .as_ref()
+            .filter(|_| !self.request.dtmf.is_empty())
+        else {
             self.call.set_status(CallStatus::Active);
             return;
         };
-        let dtmf = self.request.dtmf.clone();
-        if let Err(e) = media.send_dtmf(&dtmf).await {
-            warn!(call_id = %self.call.call_id, error = %e, "DTMF not sent");
+        match media.send_dtmf(&self.request.dtmf).await {
+            Ok(()) => {
+                self.call.automating = true;
+                self.call.set_status(CallStatus::Automation);
+            }
+            Err(e) => {
+                warn!(call_id = %self.call.call_id, error = %e, "DTMF not sent");
+                self.call.set_status(CallStatus::Active);
+            }
         }
-        // The digits play out in real time: each its tone, its three end
-        // packets (20 ms apart) and its gap; each `w` its pause.
-        let send = self.call.shared.config.session.dtmf;
-        let digit = send.duration + send.gap + Duration::from_millis(60);
-        let playing: Duration = dtmf
-            .chars()
-            .map(|c| {
-                if c.eq_ignore_ascii_case(&'w') {
-                    send.pause
-                } else {
-                    digit
-                }
-            })
-            .sum();
-        tokio::time::sleep(playing).await;
-        self.call.set_status(CallStatus::Active);
     }
 }
 

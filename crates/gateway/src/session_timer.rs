@@ -123,20 +123,28 @@ pub struct SessionTimer {
     pub we_refresh: bool,
 }
 
-impl SessionTimer {
-    /// How long from a refresh until we act (refresh, or hang up).
-    pub fn wait(&self) -> Duration {
-        if self.we_refresh {
-            refresh_after(self.interval)
+/// Who refreshes a session the peer's request sets up or refreshes (RFC
+/// 4028 §9, we are the UAS): the refresher the request names, else the
+/// peer when it supports timers, else us.
+pub fn refresher_for_request(asked: Option<SessionExpires>, peer_supports: bool) -> Refresher {
+    asked
+        .and_then(|se| se.refresher)
+        .unwrap_or(if peer_supports {
+            Refresher::Uac
         } else {
-            expire_after(self.interval)
-        }
-    }
+            Refresher::Uas
+        })
 }
 
-/// Far enough ahead to mean "never" for a call, near enough that adding it
-/// to any clock reading cannot overflow.
-const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// The session timer a 2xx to our INVITE sets up (RFC 4028 §7.2, we are
+/// the UAC): its interval, and us as the refresher unless it names `uas`.
+/// `None` when it has no Session-Expires: the peer runs no timer.
+pub fn timer_from_answer(headers: &Headers) -> Option<SessionTimer> {
+    SessionExpires::of(headers).map(|se| SessionTimer {
+        interval: se.interval,
+        we_refresh: se.refresher != Some(Refresher::Uas),
+    })
+}
 
 /// Adds the 2xx's session-timer headers (RFC 4028 §9): the interval and
 /// refresher agreed, and `Require: timer`, which is a MUST when the peer
@@ -162,23 +170,48 @@ pub fn answer_session_timer(
     }
 }
 
-/// `base + after`, saturating at a century ahead: durations come from
-/// peers (Session-Expires, Min-SE) and API users (max_call_duration,
-/// timeouts), and `Instant + Duration` panics on overflow.
-pub fn saturating_deadline(base: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
-    base.checked_add(after)
-        .or_else(|| base.checked_add(NEVER))
-        .unwrap_or(base)
-}
-
-/// `now + after` on the tokio clock, saturating (see [`saturating_deadline`]).
-pub fn deadline_in(after: Duration) -> tokio::time::Instant {
-    saturating_deadline(tokio::time::Instant::now(), after)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_refreshes_follows_rfc_4028() {
+        let named = |refresher| {
+            Some(SessionExpires {
+                interval: Duration::from_secs(1800),
+                refresher: Some(refresher),
+            })
+        };
+        // As the UAS: the request's choice, else the peer if it can.
+        assert_eq!(
+            refresher_for_request(named(Refresher::Uas), true),
+            Refresher::Uas
+        );
+        assert_eq!(
+            refresher_for_request(named(Refresher::Uac), false),
+            Refresher::Uac
+        );
+        assert_eq!(refresher_for_request(None, true), Refresher::Uac);
+        assert_eq!(refresher_for_request(None, false), Refresher::Uas);
+
+        // As the UAC: us, unless the 2xx names uas.
+        let mut headers = Headers::new();
+        assert_eq!(timer_from_answer(&headers), None, "no timer at all");
+        headers.push(HeaderName::SessionExpires, "1800");
+        assert_eq!(
+            timer_from_answer(&headers),
+            Some(SessionTimer {
+                interval: Duration::from_secs(1800),
+                we_refresh: true
+            })
+        );
+        let mut headers = Headers::new();
+        headers.push(HeaderName::SessionExpires, "600;refresher=uas");
+        assert_eq!(
+            timer_from_answer(&headers).map(|t| (t.interval.as_secs(), t.we_refresh)),
+            Some((600, false))
+        );
+    }
 
     #[test]
     fn values_parse_and_print() {
@@ -236,14 +269,5 @@ mod tests {
             min_se(&headers),
             Some(Duration::from_secs(u64::from(u32::MAX)))
         );
-        let now = tokio::time::Instant::now();
-        let far = saturating_deadline(now, Duration::MAX);
-        assert!(far > now + Duration::from_secs(50 * 365 * 24 * 3600));
-        let timer = SessionTimer {
-            interval: se.interval,
-            we_refresh: false,
-        };
-        assert!(deadline_in(timer.wait()) > tokio::time::Instant::now());
-        assert!(deadline_in(Duration::MAX) > tokio::time::Instant::now());
     }
 }

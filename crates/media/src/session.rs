@@ -143,6 +143,9 @@ pub enum MediaEvent {
     },
     /// The peer said BYE in RTCP.
     RemoteBye,
+    /// The digits queued by `send_dtmf` have all been sent (their tones,
+    /// end packets and pauses played out in real time).
+    DtmfSent,
 }
 
 /// What the inbound frame returned by [`MediaSession::tick`] holds.
@@ -966,15 +969,21 @@ impl MediaSession {
             return;
         }
         if let Some((send_pt, _)) = self.media.telephone_event {
+            let was_busy = self.dtmf_tx.is_busy();
+            let frame = self.dtmf_tx.next_frame(
+                timestamp,
+                self.media.telephone_event_rate / 50,
+                self.media.telephone_event_rate,
+            );
+            if was_busy && !self.dtmf_tx.is_busy() {
+                self.events.push_back(MediaEvent::DtmfSent);
+            }
             if let DtmfFrame::Event {
                 payload,
                 marker,
                 timestamp: event_ts,
-            } = self.dtmf_tx.next_frame(
-                timestamp,
-                self.media.telephone_event_rate / 50,
-                self.media.telephone_event_rate,
-            ) {
+            } = frame
+            {
                 self.write_packet(marker, send_pt, event_ts, &payload);
                 return;
             }

@@ -769,6 +769,8 @@ fn session_timers_refuse_short_intervals_and_end_sessions_nobody_refreshes() {
     let sb = start(&[
         ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
         ("SWITCHBOARD_CALLS__MIN_SESSION_EXPIRES_SECS", "2"),
+        // Timer B (64 × T1) of our refresh: 3.2 s.
+        ("SWITCHBOARD_SIP__T1_MS", "50"),
     ]);
     open_route(&sb, "");
     let target = sb.udp.unwrap();
@@ -811,6 +813,35 @@ fn session_timers_refuse_short_intervals_and_end_sessions_nobody_refreshes() {
     assert!(
         took >= Duration::from_millis(1000) && took < Duration::from_secs(3),
         "{took:?}"
+    );
+
+    // We refresh, and the caller answers nothing: the refresh times out
+    // and the session ends with it (RFC 4028 §10), media or not.
+    let mut uac = Uac::new(target, "+15550199", "+15550100");
+    let seq = uac.invite(
+        &uac.pcmu_offer(),
+        &[
+            "Supported: timer".into(),
+            "Session-Expires: 2;refresher=uas".into(),
+        ],
+    );
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    assert_eq!(ok.header("Session-Expires"), Some("2;refresher=uas"));
+    uac.ack(seq, &ok);
+    let refresh = uac.wait_request("INVITE", Duration::from_secs(5));
+    assert!(
+        refresh.header("Session-Expires").is_some(),
+        "{}",
+        refresh.text
+    );
+    let bye = uac.expect_request("BYE", Duration::from_secs(10));
+    assert!(
+        bye.header("Reason")
+            .unwrap_or_default()
+            .contains("session timer expired"),
+        "{}",
+        bye.text
     );
     assert_idle(&sb);
 }

@@ -549,6 +549,54 @@ fn digits_missing_their_first_packet_arrive_once() {
 }
 
 #[test]
+fn the_sender_reports_its_digits_sent_once_they_have_played_out() {
+    let cfg = SessionConfig {
+        dtmf: DtmfSendConfig {
+            duration: Duration::from_millis(100),
+            gap: Duration::from_millis(60),
+            ..DtmfSendConfig::default()
+        },
+        ..SessionConfig::default()
+    };
+    let (mut a, mut b) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        cfg,
+    );
+    a.send_dtmf("12").unwrap();
+    let sent = |events: &[MediaEvent]| {
+        events
+            .iter()
+            .filter(|e| **e == MediaEvent::DtmfSent)
+            .count()
+    };
+    let start = Instant::now();
+    let (mut ab, mut ba) = (Link::clean(), Link::clean());
+    // Two digits of 100 ms, their end packets and gaps: not done in 200 ms.
+    let first = run(&mut a, &mut b, 10, 0.0, &mut ab, &mut ba, start);
+    assert_eq!(sent(&first.a_events), 0);
+    let rest = run(
+        &mut a,
+        &mut b,
+        40,
+        0.0,
+        &mut ab,
+        &mut ba,
+        first.end + Duration::from_millis(20),
+    );
+    assert_eq!(sent(&rest.a_events), 1, "{:?}", rest.a_events);
+    let digits: String = [first.b_events, rest.b_events]
+        .concat()
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Dtmf(d) => Some(d.as_char()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, "12", "reported sent after the peer got them");
+}
+
+#[test]
 fn dtmf_needs_telephone_event() {
     let cfg = MediaConfig {
         telephone_event: false,
