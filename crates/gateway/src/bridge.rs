@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use switchboard_media::driver::CallAudio;
 use switchboard_media::session::{FrameStatus, MediaEvent};
 use switchboard_rooms::AudioPort;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// What the call's task controls of the bridge.
 #[derive(Default)]
@@ -26,12 +26,32 @@ pub struct BridgeState {
 
 /// Shared handle on a [`BridgeState`].
 #[derive(Clone, Default)]
-pub struct BridgeControl(Arc<Mutex<BridgeState>>);
+pub struct BridgeControl(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<BridgeState>,
+    /// Woken when the worker sends the last frame of a prompt.
+    prompt_played: Notify,
+}
 
 impl BridgeControl {
     /// Locks the state (a poisoned lock is still consistent: plain fields).
     pub fn lock(&self) -> MutexGuard<'_, BridgeState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns once the prompt playing now (if any) has been sent to the
+    /// caller, to the last frame.
+    pub async fn prompt_played(&self) {
+        let played = self.0.prompt_played.notified();
+        tokio::pin!(played);
+        // Registered before the check, so an end between the two is not missed.
+        played.as_mut().enable();
+        if !self.prompt_playing() {
+            return;
+        }
+        played.await;
     }
 
     /// Queues a prompt made at `rate`; it plays before any room audio.
@@ -71,6 +91,9 @@ impl CallAudio for RoomBridge {
         if !state.prompt.is_empty() {
             for sample in frame.iter_mut() {
                 *sample = state.prompt.pop_front().unwrap_or(0);
+            }
+            if state.prompt.is_empty() {
+                self.control.0.prompt_played.notify_waiters();
             }
             return true;
         }
@@ -177,5 +200,27 @@ mod tests {
 
         bridge.event(MediaEvent::RemoteBye);
         assert_eq!(rx.try_recv().ok(), Some(MediaEvent::RemoteBye));
+    }
+
+    #[tokio::test]
+    async fn a_prompt_is_reported_played_when_its_last_frame_is_sent() {
+        let control = BridgeControl::default();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut bridge = RoomBridge::new(control.clone(), tx);
+        control.prompt_played().await;
+
+        control.play(&[1; 300], 8_000);
+        let waiter = tokio::spawn({
+            let control = control.clone();
+            async move { control.prompt_played().await }
+        });
+        tokio::task::yield_now().await;
+        let mut frame = vec![0i16; 160];
+        assert!(bridge.outbound(&mut frame));
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "140 samples are still to play");
+        assert!(bridge.outbound(&mut frame));
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+        assert!(matches!(woke, Ok(Ok(()))), "{woke:?}");
     }
 }

@@ -988,6 +988,15 @@ impl Call {
                 status: 0,
             }));
         }
+        // The media stops first: no RTP follows our BYE while we wait for
+        // its answer.
+        self.bridge.set_port(None);
+        let stats = match &self.media {
+            Some(media) => media.stats().await.ok(),
+            None => None,
+        };
+        self.media = None;
+        self.media_events = None;
         let answered = self.answered_at.is_some();
         let needs_bye = answered && !matches!(ending, Ending::CallerHungUp | Ending::Cancelled);
         if needs_bye {
@@ -1023,13 +1032,6 @@ impl Call {
                 .with_label_values(&[direction])
                 .dec();
         }
-        self.bridge.set_port(None);
-        let stats = match &self.media {
-            Some(media) => media.stats().await.ok(),
-            None => None,
-        };
-        self.media = None;
-        self.media_events = None;
         {
             let mut routes = self.shared.routes();
             if let Some(txn) = self.invite_txn {

@@ -49,6 +49,10 @@ use tracing::{debug, info};
 /// a minute keeps proxies from giving up on the transaction).
 const MAX_RINGING_GAP: Duration = Duration::from_secs(60);
 
+/// How long a caller who entered a wrong PIN may take to hear it said
+/// before the BYE, whatever the prompt (it takes about 1.5 s).
+const WRONG_PIN_PROMPT_MAX: Duration = Duration::from_secs(3);
+
 /// Starts the task of a new inbound call.
 pub(crate) fn spawn(shared: Arc<Shared>, incoming: Incoming) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -813,13 +817,18 @@ impl InboundCall {
                     .shared
                     .sip
                     .report_offence(self.incoming.flow.remote.ip(), Offence::AuthFailure);
-                self.call.bridge.play(&Prompt::WrongPin.samples(rate), rate);
-                // Let the prompt play out before hanging up.
-                let until = tokio::time::Instant::now() + Duration::from_secs(3);
-                while self.call.bridge.prompt_playing() && tokio::time::Instant::now() < until {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                // The prompt, and a fifth of a second of silence for the
+                // phone's jitter buffer to play it out, before the BYE.
+                let mut prompt = Prompt::WrongPin.samples(rate);
+                prompt.resize(prompt.len() + rate as usize / 5, 0);
+                self.call.bridge.play(&prompt, rate);
+                let played = self.call.bridge.prompt_played();
+                if tokio::time::timeout(WRONG_PIN_PROMPT_MAX, played)
+                    .await
+                    .is_err()
+                {
+                    debug!(call_id = %self.call.call_id, "wrong-PIN prompt cut short");
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 Err(Ending::WrongPin)
             }
         }

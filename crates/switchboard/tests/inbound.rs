@@ -398,6 +398,25 @@ fn receives_pcmu(socket: &UdpSocket, within: Duration) -> bool {
     false
 }
 
+/// PCMU frames with a tone in them that arrive on `rtp` until none has
+/// come for 300 ms (or `within` is over).
+fn loud_pcmu_frames_until_the_rtp_stops(rtp: &std::net::UdpSocket, within: Duration) -> usize {
+    let until = Instant::now() + within;
+    let mut loud = 0;
+    let mut buf = [0u8; 1500];
+    rtp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while Instant::now() < until {
+        let Ok(n) = rtp.recv(&mut buf) else { break };
+        // µ-law codes near 0x00 and 0x80 are the loud ones (0xFF, 0x7F: zero).
+        let payload = buf.get(12..n).unwrap_or_default();
+        if payload.iter().filter(|b| *b & 0x7f < 0x40).count() >= 40 {
+            loud += 1;
+        }
+    }
+    loud
+}
+
 #[test]
 fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
     let sb = start(&[]);
@@ -427,6 +446,10 @@ fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
     // The PIN path answers at once (the prompt needs media).
     let (mut wrong, _) = answered_call(&sb);
     digits(&mut wrong, "1235#");
+    // The caller hears the whole wrong-PIN prompt (700 ms of tones after
+    // what is left of the first one) before the BYE; its RTP stops then.
+    let loud = loud_pcmu_frames_until_the_rtp_stops(&wrong.rtp, Duration::from_secs(8));
+    assert!(loud >= 33, "{loud} loud frames before the BYE");
     let bye = wrong.expect_request("BYE", Duration::from_secs(8));
     assert!(
         bye.header("Reason")
