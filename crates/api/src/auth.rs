@@ -50,6 +50,16 @@ impl ApiKeys {
         self.secrets.get(key).map(String::as_str)
     }
 
+    /// Whether `candidate` is one of the configured secrets, compared in
+    /// constant time so the answer's timing tells nothing about a secret.
+    pub fn is_secret(&self, candidate: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.secrets.values().fold(false, |found, secret| {
+            let same: bool = secret.as_bytes().ct_eq(candidate.as_bytes()).into();
+            found | same
+        })
+    }
+
     /// True when no key is configured.
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()

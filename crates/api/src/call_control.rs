@@ -25,6 +25,9 @@ pub struct OutboundCall {
     /// The stored trunk named by `sip_trunk_id`; `None` when the request
     /// carries an inline trunk or only a From number.
     pub trunk: Option<SipOutboundTrunkInfo>,
+    /// The stored trunk's number format and country, when the trunk was
+    /// provisioned with one (the /v1 trunk API).
+    pub dial_plan: Option<switchboard_routing::DialPlan>,
 }
 
 /// A validated TransferSIPParticipant request.

@@ -77,6 +77,7 @@ pub mod auth;
 pub mod call_control;
 pub mod explain;
 mod listener;
+pub mod platform;
 pub mod room_service;
 mod server;
 pub mod service;
@@ -132,6 +133,8 @@ pub struct ApiState {
     /// by default switchboard answers with it empty, as LiveKit's CLI
     /// shows only the user name).
     pub return_passwords: bool,
+    /// Limits and defaults of the `/v1/` trunk API.
+    pub platform: platform::PlatformSettings,
 }
 
 impl std::fmt::Debug for ApiState {

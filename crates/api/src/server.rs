@@ -31,6 +31,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/rooms/{room}/ws", get(crate::ws::handler))
         .route("/debug/state", get(debug_state))
         .route("/metrics", get(metrics))
+        .merge(crate::platform::routes())
         .fallback(entry)
         .with_state(state)
 }
@@ -237,7 +238,7 @@ fn too_large(limit: usize) -> TwirpError {
     e
 }
 
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     headers: &axum::http::HeaderMap,

@@ -16,7 +16,7 @@ use livekit_protocol::{
 };
 use switchboard_routing::{
     check_update_request, dispatch_rule_from_create_request, validate_create_sip_participant,
-    validate_transfer_sip_participant, ObjectKind, RoutingError,
+    validate_transfer_sip_participant, DialPlan, NumberFormat, ObjectKind, RoutingError,
 };
 
 use crate::auth::{require_sip_admin, require_sip_call, require_transfer, Claims};
@@ -330,6 +330,24 @@ async fn delete_dispatch_rule(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
     call.reply(&deleted)
 }
 
+/// How the stored outbound trunk writes numbers, when the /v1 API gave it
+/// a number format. A stored plan that no longer reads is a fault of the
+/// store, not of the request: internal.
+async fn stored_dial_plan(
+    state: &crate::ApiState,
+    trunk_id: &str,
+) -> Result<Option<DialPlan>, TwirpError> {
+    let Some(record) = state.store.outbound_dial_plan(trunk_id).await? else {
+        return Ok(None);
+    };
+    let number_format = NumberFormat::parse(&record.number_format)
+        .map_err(|e| TwirpError::internal(format!("stored number format of {trunk_id}: {e}")))?;
+    Ok(Some(DialPlan {
+        number_format,
+        country: Some(record.country).filter(|c| !c.is_empty()),
+    }))
+}
+
 async fn create_participant(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
     let req: CreateSipParticipantRequest = call.request()?;
     require_sip_call(call.claims)?;
@@ -344,6 +362,10 @@ async fn create_participant(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
                 .await?
                 .ok_or(RoutingError::NotFound(ObjectKind::Trunk))?,
         )
+    };
+    let dial_plan = match &trunk {
+        Some(trunk) => stored_dial_plan(call.state, &trunk.sip_trunk_id).await?,
+        None => None,
     };
     if call.state.is_draining() {
         return Err(TwirpError::new(
@@ -362,6 +384,7 @@ async fn create_participant(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .create_participant(OutboundCall {
             request: req,
             trunk,
+            dial_plan,
         })
         .await?;
     call.reply(&info)

@@ -2,14 +2,16 @@
 //! dispatch rules, built once per change and shared behind an `Arc`, with
 //! call matching as methods on it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use livekit_protocol::{sip_dispatch_rule::Rule, SipDispatchRuleInfo, SipInboundTrunkInfo};
 
 use crate::address::AddressMask;
 use crate::call::CallInput;
+use crate::dial_plan::national_alias;
 use crate::error::{ObjectKind, RoutingError};
 use crate::evaluate::{evaluate_dispatch, DispatchResult};
 use crate::explain::{PassOverReason, PassedOver};
@@ -145,6 +147,10 @@ pub struct RoutingIndex {
     options: RoutingOptions,
     trunks: Vec<IndexedTrunk>,
     trunks_by_number: HashMap<String, Vec<usize>>,
+    /// The national form of each trunk number (normalised, as a called
+    /// number written without `+` normalises: `+02079460000`) to the
+    /// number (`+442079460000`). Only forms that stand for one number.
+    national_aliases: HashMap<String, String>,
     default_trunks: Vec<usize>,
     rules: Vec<IndexedRule>,
     rules_by_trunk: HashMap<String, Vec<usize>>,
@@ -240,6 +246,8 @@ impl RoutingIndex {
             })
             .collect();
 
+        let national_aliases = national_aliases(trunks_by_number.keys());
+
         let mut rules_by_trunk: HashMap<String, Vec<usize>> = HashMap::new();
         let mut wildcard_rules = Vec::new();
         let mut first_key_owner: HashMap<_, usize> = HashMap::new();
@@ -276,6 +284,7 @@ impl RoutingIndex {
             options,
             trunks: indexed_trunks,
             trunks_by_number,
+            national_aliases,
             default_trunks,
             rules: indexed_rules,
             rules_by_trunk,
@@ -307,7 +316,7 @@ impl RoutingIndex {
     /// Picks the trunk for a call (the fast path: only trunks for the called
     /// number and wildcard trunks are looked at, and only those are explained).
     pub fn match_trunk(&self, call: &CallInput) -> TrunkReport {
-        let called = normalize_number(&call.to_user);
+        let called = self.called_number(&call.to_user);
         let mut candidates: Vec<usize> = self.default_trunks.clone();
         if let Some(list) = self.trunks_by_number.get(called.as_ref()) {
             candidates.extend(list);
@@ -353,10 +362,28 @@ impl RoutingIndex {
         (self.match_trunk_among(call, &shown), more)
     }
 
+    /// The trunk number a called number (To or Request-URI user) stands
+    /// for: its normalised form when a trunk lists that, else the E.164
+    /// number whose national form it is (a carrier sending `02079460000`
+    /// for `+442079460000`). Two map lookups whatever the number of trunks.
+    fn called_number<'a>(&'a self, user: &'a str) -> Cow<'a, str> {
+        let called = normalize_number(user);
+        // A leading `+` says the number is international as written: its
+        // digits are no national form (`+2025550123` is Egypt's, whatever
+        // `2025550123` is in the US).
+        if user.starts_with('+') || self.trunks_by_number.contains_key(called.as_ref()) {
+            return called;
+        }
+        match self.national_aliases.get(called.as_ref()) {
+            Some(number) => Cow::Borrowed(number.as_str()),
+            None => called,
+        }
+    }
+
     fn check_trunk(&self, trunk: &IndexedTrunk, call: &CallInput, called: &str) -> TrunkCheck {
         let number_matches = trunk.numbers.iter().any(|n| n == called);
         if !trunk.numbers.is_empty() && !number_matches {
-            let ruri = normalize_number(&call.request_uri_user);
+            let ruri = self.called_number(&call.request_uri_user);
             let ruri_matches =
                 !call.request_uri_user.is_empty() && trunk.numbers.iter().any(|n| *n == ruri);
             return TrunkCheck::Refused(PassOverReason::CalledNumberNotInTrunk {
@@ -397,7 +424,7 @@ impl RoutingIndex {
     }
 
     fn match_trunk_among(&self, call: &CallInput, candidates: &[usize]) -> TrunkReport {
-        let called = normalize_number(&call.to_user);
+        let called = self.called_number(&call.to_user);
         let mut specific = Vec::new();
         let mut default = Vec::new();
         let mut passed_over = Vec::new();
@@ -700,6 +727,54 @@ impl RoutingIndex {
             .map(|m| self.dispatch_explained(call, m, rng));
         RouteReport { trunk, dispatch }
     }
+}
+
+/// The national forms of the last index's trunk numbers (`None`: none).
+///
+/// phonenumber takes 10 to 30 µs a number, even in a release build (its
+/// regular expressions sit behind one process-wide lock): 0.1 to 0.3 s for
+/// an index of 10,000 trunk numbers. The index is rebuilt on every change
+/// and almost all numbers are the same as last time, so the last build's
+/// answers are kept for the next (a rebuild after one change: about 20 ms).
+/// The memo holds the latest build's numbers only, so it never outgrows
+/// the index.
+static NATIONAL_ALIAS_MEMO: Mutex<Option<HashMap<String, Option<String>>>> = Mutex::new(None);
+
+/// The national forms of trunk numbers (`numbers`, normalised), keyed as a
+/// called number in that form normalises, each to the one number it stands
+/// for. A form that two numbers share (the same digits dialled nationally in
+/// two countries) says nothing about which is meant and is left out, so an
+/// alias never makes a call ambiguous. Built once per index, never per call.
+fn national_aliases<'a>(numbers: impl Iterator<Item = &'a String>) -> HashMap<String, String> {
+    let mut memo = NATIONAL_ALIAS_MEMO
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let previous = memo.take().unwrap_or_default();
+    let mut known: HashMap<String, Option<String>> = HashMap::new();
+    let mut aliases: HashMap<String, Option<String>> = HashMap::new();
+    for number in numbers {
+        let national = match previous.get(number) {
+            Some(national) => national.clone(),
+            None => national_alias(number),
+        };
+        known.insert(number.clone(), national.clone());
+        let Some(national) = national else {
+            continue;
+        };
+        aliases
+            .entry(normalize_number(&national).into_owned())
+            .and_modify(|seen| {
+                if seen.as_deref() != Some(number.as_str()) {
+                    *seen = None;
+                }
+            })
+            .or_insert_with(|| Some(number.clone()));
+    }
+    *memo = Some(known);
+    aliases
+        .into_iter()
+        .filter_map(|(key, number)| Some((key, number?)))
+        .collect()
 }
 
 fn trunk_passed_over(trunk: &SipInboundTrunkInfo, reason: PassOverReason) -> PassedOver {

@@ -9,11 +9,17 @@
 //! that were passed over and why ([`PassedOver`]); [`RoutingIndex::explain`]
 //! does the same over every trunk and rule for `switchboard sip explain`.
 //!
+//! A called number in national form (`02079460000`) matches a trunk listing
+//! it in E.164 (`+442079460000`) when no trunk lists it as written. For
+//! outbound calls, [`format_number`] writes numbers in a trunk's
+//! [`DialPlan`] (`+e164`, `e164` or `national`).
+//!
 //! Errors are [`RoutingError`]s whose `Display` is LiveKit's text and whose
 //! [`RoutingError::code`] is the Twirp code to answer with.
 
 mod address;
 mod call;
+mod dial_plan;
 mod error;
 mod evaluate;
 mod explain;
@@ -27,6 +33,10 @@ mod validate;
 
 pub use address::AddressMask;
 pub use call::CallInput;
+pub use dial_plan::{
+    country_of_number, format_number, is_region_code, national_alias, DialPlan, NumberFormat,
+    NumberFormatError, UnknownNumberFormat, MAX_NUMBER_LEN,
+};
 pub use error::{go_quote, go_quote_list, ErrorCode, ObjectKind, RoutingError};
 pub use evaluate::{
     attrs, effective_media, evaluate_dispatch, hashed_number, header_attributes, merge_media,

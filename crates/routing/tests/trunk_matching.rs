@@ -263,6 +263,94 @@ fn trunk_matching_table() {
             call("+1", "+2", "10.0.0.2"),
             Want::Trunk("ST_w", Default),
         ),
+        // National forms of E.164 trunk numbers (carriers that send the
+        // called number as dialled in the country).
+        case(
+            "UK national called number matches the E.164 trunk number",
+            vec![trunk("ST_a", &["+442079460000"])],
+            call("+1999", "02079460000", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "US national called number matches the E.164 trunk number",
+            vec![trunk("ST_a", &["+12025550123"])],
+            call("+1999", "2025550123", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "formatted national called number matches",
+            vec![trunk("ST_a", &["+44 20 7946 0000"])],
+            call("+1999", "020 7946 0000", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "E.164 digits without plus match (normalisation adds it)",
+            vec![trunk("ST_a", &["+442079460000"])],
+            call("+1999", "442079460000", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "trunk number without plus has its national form too",
+            vec![trunk("ST_a", &["12025550123"])],
+            call("+1999", "(202) 555-0123", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "an exact match beats a national form",
+            vec![
+                trunk("ST_a", &["+12025550123"]),
+                trunk("ST_b", &["2025550123"]),
+            ],
+            call("+1999", "2025550123", "1.1.1.1"),
+            Want::Trunk("ST_b", Specific),
+        ),
+        case(
+            "a national form beats a wildcard trunk",
+            vec![
+                trunk("ST_a", &["+442079460000"]),
+                with_auth(trunk("ST_w", &[]), "u", "p"),
+            ],
+            call("+1999", "02079460000", "1.1.1.1"),
+            Want::Trunk("ST_a", Specific),
+        ),
+        case(
+            "a leading plus is never a national form",
+            vec![trunk("ST_a", &["+12025550123"])],
+            call("+1999", "+2025550123", "1.1.1.1"),
+            Want::Error(
+                "No SIP Trunk matched for \"+2025550123\"",
+                ErrorCode::FailedPrecondition,
+            ),
+        ),
+        case(
+            "another number's national form: refused",
+            vec![trunk("ST_a", &["+442079460000"])],
+            call("+1999", "02079460001", "1.1.1.1"),
+            Want::Error(
+                "No SIP Trunk matched for \"02079460001\"",
+                ErrorCode::FailedPrecondition,
+            ),
+        ),
+        case(
+            "a national form keeps the trunk's caller rules",
+            vec![
+                with_allowed_numbers(trunk("ST_a", &["+442079460000"]), &["+1888"]),
+                with_allowed_numbers(trunk("ST_b", &["+442079460000"]), &["+1999"]),
+            ],
+            call("+1999", "02079460000", "1.1.1.1"),
+            Want::Trunk("ST_b", Specific),
+        ),
+        // Rome's 06 1234 5678 and the French mobile 06 12 34 56 78.
+        case(
+            "a national form two numbers share matches neither",
+            vec![
+                trunk("ST_it", &["+390612345678"]),
+                trunk("ST_fr", &["+33612345678"]),
+                with_auth(trunk("ST_w", &[]), "u", "p"),
+            ],
+            call("+1999", "0612345678", "1.1.1.1"),
+            Want::Trunk("ST_w", Default),
+        ),
     ];
     for c in cases {
         let options = RoutingOptions {
@@ -416,4 +504,64 @@ fn missing_source_ip_skips_the_address_check_only() {
     assert!(index.match_trunk(&c).result.is_err());
     c.source_ip = None;
     assert_eq!(index.match_trunk(&c).result.unwrap().trunk_id(), "ST_a");
+}
+
+#[test]
+fn a_trunk_listing_the_number_exactly_hides_national_forms() {
+    // ST_a lists the digits as written; it refuses this caller, and the
+    // call does not fall through to the trunk whose national form they are.
+    let index = RoutingIndex::new(
+        vec![
+            with_allowed_numbers(trunk("ST_a", &["2025550123"]), &["+1888"]),
+            trunk("ST_b", &["+12025550123"]),
+        ],
+        Vec::new(),
+        RoutingOptions::default(),
+    );
+    let c = call("+1999", "2025550123", "1.1.1.1");
+    for report in [index.match_trunk(&c), index.match_trunk_explained(&c)] {
+        let error = report.result.unwrap_err();
+        assert_eq!(error.to_string(), "No SIP Trunk matched for \"2025550123\"");
+    }
+}
+
+#[test]
+fn request_uri_hint_knows_national_forms() {
+    let index = RoutingIndex::new(
+        vec![trunk("ST_a", &["+442079460000"])],
+        Vec::new(),
+        RoutingOptions::default(),
+    );
+    let mut c = call("+1999", "livekit", "1.1.1.1");
+    c.request_uri_user = "02079460000".into();
+    let report = index.match_trunk_explained(&c);
+    assert!(report.result.is_err());
+    assert_eq!(
+        report.passed_over[0].reason,
+        PassOverReason::CalledNumberNotInTrunk {
+            called: "livekit".into(),
+            request_uri_would_match: Some("02079460000".into()),
+        }
+    );
+}
+
+#[test]
+fn national_forms_follow_the_trunks_of_each_index() {
+    // The memo of national forms carries over between builds; a number
+    // that left the trunks must not match through it.
+    let c = call("+1999", "02079460000", "1.1.1.1");
+    let before = RoutingIndex::new(
+        vec![trunk("ST_a", &["+442079460000"])],
+        Vec::new(),
+        RoutingOptions::default(),
+    );
+    assert_eq!(before.match_trunk(&c).result.unwrap().trunk_id(), "ST_a");
+    let after = RoutingIndex::new(
+        vec![trunk("ST_a", &["+442079460001"])],
+        Vec::new(),
+        RoutingOptions::default(),
+    );
+    assert!(after.match_trunk(&c).result.is_err());
+    let c = call("+1999", "02079460001", "1.1.1.1");
+    assert_eq!(after.match_trunk(&c).result.unwrap().trunk_id(), "ST_a");
 }

@@ -14,7 +14,8 @@ use crate::error::StoreError;
 /// A boxed future, so the trait can be used as `dyn StoreBackend`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The three record tables (LiveKit's Redis hash names).
+/// The record tables: LiveKit's three (its Redis hash names) and
+/// switchboard's own for the /v1 trunk API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     /// `SIPInboundTrunkInfo` by `ST_` ID.
@@ -23,11 +24,24 @@ pub enum Table {
     OutboundTrunks,
     /// `SIPDispatchRuleInfo` by `SDR_` ID.
     DispatchRules,
+    /// The /v1 API's carrier trunks ([`crate::PlatformTrunk`]) by `trunk_` ID.
+    PlatformTrunks,
+    /// How an outbound trunk writes numbers ([`crate::DialPlanRecord`]) by its `ST_` ID.
+    OutboundDialPlans,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 3] = [
+    pub const ALL: [Table; 5] = [
+        Table::InboundTrunks,
+        Table::OutboundTrunks,
+        Table::DispatchRules,
+        Table::PlatformTrunks,
+        Table::OutboundDialPlans,
+    ];
+
+    /// The tables the routing index is built from.
+    pub const ROUTING: [Table; 3] = [
         Table::InboundTrunks,
         Table::OutboundTrunks,
         Table::DispatchRules,
@@ -39,6 +53,8 @@ impl Table {
             Table::InboundTrunks => "sip_inbound_trunk",
             Table::OutboundTrunks => "sip_outbound_trunk",
             Table::DispatchRules => "sip_dispatch_rule",
+            Table::PlatformTrunks => "switchboard_platform_trunk",
+            Table::OutboundDialPlans => "switchboard_outbound_dial_plan",
         }
     }
 }
@@ -94,7 +110,7 @@ impl fmt::Debug for WriteOp {
     }
 }
 
-/// A versioned store of three tables. Every successful commit increments the
+/// A versioned store of [`Table::ALL`]. Every successful commit increments the
 /// version by one and wakes every subscriber, on every replica.
 pub trait StoreBackend: Send + Sync + 'static {
     /// Reads the given tables and the version in one consistent view.

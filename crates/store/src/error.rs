@@ -33,6 +33,15 @@ pub enum StoreError {
     /// The operating system's random source failed, so no ID could be made.
     #[error("random source failed: {0}")]
     Random(getrandom::Error),
+    /// The configured number of carrier trunks exists already.
+    #[error("the trunk limit of {max} is reached")]
+    AtCapacity {
+        /// The limit.
+        max: usize,
+    },
+    /// A test asked for this write to fail here (debug builds only).
+    #[error("injected fault at {0}")]
+    InjectedFault(&'static str),
     /// A blocking store task panicked or was cancelled.
     #[error("store task failed: {0}")]
     Task(String),
@@ -44,9 +53,11 @@ impl StoreError {
         match self {
             StoreError::Routing(e) => e.code(),
             StoreError::Redis(_) | StoreError::Contention => ErrorCode::Unavailable,
+            StoreError::AtCapacity { .. } => ErrorCode::FailedPrecondition,
             StoreError::Redb(_)
             | StoreError::Corrupt { .. }
             | StoreError::Random(_)
+            | StoreError::InjectedFault(_)
             | StoreError::Task(_) => ErrorCode::Internal,
         }
     }

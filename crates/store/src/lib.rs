@@ -18,6 +18,7 @@ mod backend;
 mod bans;
 mod error;
 mod live;
+mod platform;
 mod random;
 mod redb_backend;
 mod redis_backend;
@@ -27,7 +28,10 @@ pub use backend::{BoxFuture, Loaded, Records, StoreBackend, Table, WriteOp};
 pub use bans::{NonceCounts, SharedBan, SharedBans};
 pub use error::StoreError;
 pub use live::LiveRoutingIndex;
-pub use random::{generate_id, OsRandom};
+pub use platform::{
+    DialPlanRecord, PlatformTrunk, PlatformTrunkPage, PlatformTrunkWrite, ProvisioningFault,
+};
+pub use random::{generate_id, generate_platform_trunk_id, is_platform_trunk_id, OsRandom};
 pub use redb_backend::{RedbBackend, DATABASE_FILE};
 pub use redis_backend::{RedisBackend, RedisConfig};
 pub use store::{ChangeFeed, SipStore, StoreSnapshot};

@@ -18,6 +18,10 @@ pub const DATABASE_FILE: &str = "switchboard.redb";
 const INBOUND: TableDefinition<&str, &[u8]> = TableDefinition::new("sip_inbound_trunk");
 const OUTBOUND: TableDefinition<&str, &[u8]> = TableDefinition::new("sip_outbound_trunk");
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("sip_dispatch_rule");
+const PLATFORM_TRUNKS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("switchboard_platform_trunk");
+const DIAL_PLANS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("switchboard_outbound_dial_plan");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const VERSION_KEY: &str = "version";
 
@@ -26,6 +30,8 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
         Table::InboundTrunks => INBOUND,
         Table::OutboundTrunks => OUTBOUND,
         Table::DispatchRules => RULES,
+        Table::PlatformTrunks => PLATFORM_TRUNKS,
+        Table::OutboundDialPlans => DIAL_PLANS,
     }
 }
 

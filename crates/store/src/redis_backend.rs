@@ -50,9 +50,9 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-/// KEYS: version, inbound hash, outbound hash, rules hash.
+/// KEYS: version, then one hash per table in `Table::ALL` order.
 /// ARGV: expected version ("" = unconditional), channel, op count, then
-/// per op: "put"|"del", table index (2..4), field, value.
+/// per op: "put"|"del", table's key index (2..), field, value.
 const COMMIT_SCRIPT: &str = r#"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if ARGV[1] ~= '' and current ~= tonumber(ARGV[1]) then
@@ -77,7 +77,7 @@ return v
 struct Keys {
     version: String,
     channel: String,
-    tables: [String; 3],
+    tables: [String; Table::ALL.len()],
 }
 
 impl Keys {
@@ -99,6 +99,8 @@ fn table_index(table: Table) -> usize {
         Table::InboundTrunks => 0,
         Table::OutboundTrunks => 1,
         Table::DispatchRules => 2,
+        Table::PlatformTrunks => 3,
+        Table::OutboundDialPlans => 4,
     }
 }
 

@@ -24,10 +24,11 @@ use tokio::sync::watch;
 
 use crate::backend::{Records, StoreBackend, Table, WriteOp};
 use crate::error::StoreError;
+use crate::platform::ProvisioningFault;
 use crate::random::generate_id;
 
 /// How often an optimistic write is retried when another writer got in first.
-const MAX_ATTEMPTS: u32 = 32;
+pub(crate) const MAX_ATTEMPTS: u32 = 32;
 
 /// Every stored trunk and rule at one version: what the routing index is built from.
 #[derive(Clone, Default, PartialEq)]
@@ -89,6 +90,7 @@ impl ChangeFeed {
 #[derive(Clone)]
 pub struct SipStore {
     backend: Arc<dyn StoreBackend>,
+    fault: Option<ProvisioningFault>,
 }
 
 impl fmt::Debug for SipStore {
@@ -97,7 +99,7 @@ impl fmt::Debug for SipStore {
     }
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -107,14 +109,21 @@ fn now() -> Timestamp {
     }
 }
 
-fn decode_all<M: Message + Default>(table: Table, records: &Records) -> Result<Vec<M>, StoreError> {
+pub(crate) fn decode_all<M: Message + Default>(
+    table: Table,
+    records: &Records,
+) -> Result<Vec<M>, StoreError> {
     records
         .iter()
         .map(|(id, bytes)| decode(table, id, bytes))
         .collect()
 }
 
-fn decode<M: Message + Default>(table: Table, id: &str, bytes: &[u8]) -> Result<M, StoreError> {
+pub(crate) fn decode<M: Message + Default>(
+    table: Table,
+    id: &str,
+    bytes: &[u8],
+) -> Result<M, StoreError> {
     M::decode(bytes).map_err(|source| StoreError::Corrupt {
         table,
         id: id.to_owned(),
@@ -123,7 +132,7 @@ fn decode<M: Message + Default>(table: Table, id: &str, bytes: &[u8]) -> Result<
 }
 
 /// Waits a little, more each round, so racing writers spread out.
-async fn backoff(round: u32) {
+pub(crate) async fn backoff(round: u32) {
     tokio::time::sleep(Duration::from_millis(u64::from(round % 8) * 3 + 1)).await;
 }
 
@@ -145,12 +154,32 @@ impl SipStore {
     pub fn new(backend: impl StoreBackend) -> SipStore {
         SipStore {
             backend: Arc::new(backend),
+            fault: None,
         }
     }
 
     /// A store over a shared backend handle.
     pub fn from_backend(backend: Arc<dyn StoreBackend>) -> SipStore {
-        SipStore { backend }
+        SipStore {
+            backend,
+            fault: None,
+        }
+    }
+
+    /// The same store, failing provisioning writes at `fault`: for tests that
+    /// show a failure half-way writes nothing. The binary only offers it in
+    /// debug builds.
+    pub fn with_fault(mut self, fault: ProvisioningFault) -> SipStore {
+        self.fault = Some(fault);
+        self
+    }
+
+    pub(crate) fn fault(&self) -> Option<ProvisioningFault> {
+        self.fault
+    }
+
+    pub(crate) fn backend(&self) -> &dyn StoreBackend {
+        self.backend.as_ref()
     }
 
     /// The embedded store under `data_dir` (the default).
@@ -174,7 +203,7 @@ impl SipStore {
 
     /// Everything, at one version.
     pub async fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
-        let loaded = self.backend.load(&Table::ALL).await?;
+        let loaded = self.backend.load(&Table::ROUTING).await?;
         let [inbound, outbound, rules] = match <[Records; 3]>::try_from(loaded.tables) {
             Ok(t) => t,
             Err(_) => {
@@ -420,6 +449,10 @@ impl SipStore {
             },
             WriteOp::Delete {
                 table: Table::OutboundTrunks,
+                id: id.to_owned(),
+            },
+            WriteOp::Delete {
+                table: Table::OutboundDialPlans,
                 id: id.to_owned(),
             },
         ];

@@ -18,9 +18,13 @@ use switchboard_routing::livekit_protocol::{
     SipMediaConfig, SipOutboundTrunkInfo, SipOutboundTrunkUpdate,
 };
 use switchboard_routing::{
-    ids::is_valid_id, CallInput, DispatchDecision, ErrorCode, IdPrefix, RoutingOptions,
+    ids::is_valid_id, CallInput, DispatchDecision, ErrorCode, IdPrefix, RoutingError,
+    RoutingOptions,
 };
-use switchboard_store::{LiveRoutingIndex, StoreError, Table, WriteOp};
+use switchboard_store::{
+    DialPlanRecord, LiveRoutingIndex, PlatformTrunk, PlatformTrunkWrite, ProvisioningFault,
+    StoreError, Table, WriteOp,
+};
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
@@ -821,6 +825,133 @@ async fn outbound_and_rules_survive_reopen(fx: Fixture) {
     );
 }
 
+fn platform_write(name: &str, numbers: &[&str]) -> PlatformTrunkWrite {
+    PlatformTrunkWrite {
+        trunk: PlatformTrunk {
+            name: name.into(),
+            direction: "both".into(),
+            auth_password: "pw".into(),
+            ..Default::default()
+        },
+        inbound: Some(inbound(numbers)),
+        outbound: Some(outbound("sip.example.com", numbers)),
+        dispatch_rule: Some(rule(Rule::DispatchRuleIndividual(
+            SipDispatchRuleIndividual {
+                room_prefix: "call-".into(),
+                ..Default::default()
+            },
+        ))),
+        dial_plan: Some(DialPlanRecord {
+            number_format: "national".into(),
+            country: "GB".into(),
+        }),
+    }
+}
+
+async fn counts(fx: &Fixture) -> (usize, usize, usize, usize) {
+    let snapshot = fx.store().snapshot().await.unwrap();
+    let platform = fx.store().list_platform_trunks("", 1000).await.unwrap();
+    (
+        snapshot.inbound_trunks.len(),
+        snapshot.outbound_trunks.len(),
+        snapshot.dispatch_rules.len(),
+        platform.trunks.len(),
+    )
+}
+
+async fn platform_trunks_are_written_whole(fx: Fixture) {
+    // A fault half-way (after the inbound trunk is prepared) writes nothing.
+    let faulty = fx
+        .store()
+        .clone()
+        .with_fault(ProvisioningFault::AfterInbound);
+    let e = faulty
+        .create_platform_trunk(platform_write("a", &["+442079460000"]), 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::InjectedFault(_)), "{e}");
+    assert_eq!(counts(&fx).await, (0, 0, 0, 0));
+
+    let made = fx
+        .store()
+        .create_platform_trunk(platform_write("a", &["+442079460000"]), 2)
+        .await
+        .unwrap();
+    assert_eq!(counts(&fx).await, (1, 1, 1, 1));
+    let rule = fx
+        .store()
+        .get_dispatch_rule(&made.dispatch_rule_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rule.trunk_ids, vec![made.inbound_trunk_id.clone()]);
+    let plan = fx
+        .store()
+        .outbound_dial_plan(&made.outbound_trunk_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.number_format, "national");
+
+    // A conflicting inbound trunk refuses the whole write.
+    let e = fx
+        .store()
+        .create_platform_trunk(platform_write("b", &["+442079460000"]), 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::Routing(RoutingError::ConflictingInboundTrunks { .. })
+        ),
+        "{e}"
+    );
+    assert_eq!(counts(&fx).await, (1, 1, 1, 1));
+
+    // The cap counts carrier trunks at the version written at.
+    fx.store()
+        .create_platform_trunk(platform_write("b", &["+442079460001"]), 2)
+        .await
+        .unwrap();
+    let e = fx
+        .store()
+        .create_platform_trunk(platform_write("c", &["+442079460002"]), 2)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AtCapacity { max: 2 }), "{e}");
+    assert_eq!(counts(&fx).await, (2, 2, 2, 2));
+
+    // Outbound only: the inbound trunk and the rule go, the outbound trunk
+    // keeps its ID; deleting removes the rest and the dial plan.
+    let mut narrower = platform_write("a", &["+442079460000"]);
+    narrower.trunk.direction = "outbound".into();
+    narrower.inbound = None;
+    narrower.dispatch_rule = None;
+    let changed = fx
+        .store()
+        .update_platform_trunk(&made.id, narrower)
+        .await
+        .unwrap();
+    assert_eq!(changed.outbound_trunk_id, made.outbound_trunk_id);
+    assert_eq!(changed.created_at_micros, made.created_at_micros);
+    assert!(changed.inbound_trunk_id.is_empty());
+    assert_eq!(counts(&fx).await, (1, 2, 1, 2));
+    fx.store().delete_platform_trunk(&made.id).await.unwrap();
+    assert_eq!(counts(&fx).await, (1, 1, 1, 1));
+    assert!(fx
+        .store()
+        .outbound_dial_plan(&made.outbound_trunk_id)
+        .await
+        .unwrap()
+        .is_none());
+    let e = fx
+        .store()
+        .delete_platform_trunk(&made.id)
+        .await
+        .unwrap_err();
+    assert_eq!(routing_error_text(e).0, ErrorCode::NotFound);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod redb {
@@ -855,4 +986,5 @@ on_both_backends!(
     concurrent_conflicting_creates_admit_exactly_one,
     corrupt_records_are_reported_not_hidden,
     outbound_and_rules_survive_reopen,
+    platform_trunks_are_written_whole,
 );

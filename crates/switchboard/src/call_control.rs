@@ -105,20 +105,54 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
             "no outbound address specified",
         ));
     }
-    let mut from_number = if r.sip_number.is_empty() {
+    let plan = call.dial_plan.as_ref();
+    let from_trunk = r.sip_number.is_empty();
+    let mut from_number = if from_trunk {
         pick(stored.map(|t| t.numbers.as_slice()).unwrap_or_default()).ok_or_else(|| {
             TwirpError::new(Code::FailedPrecondition, "no numbers on outbound trunk")
         })?
     } else {
         r.sip_number.clone()
     };
-    if address
-        .trim_end_matches(|c: char| c == ':' || c.is_ascii_digit())
-        .ends_with("twilio.com")
-        && !from_number.starts_with('+')
-    {
-        from_number.insert(0, '+');
-    }
+    // What the carrier is sent as the From user. With a dial plan, a number
+    // picked from the trunk is written in the trunk's format; an explicit
+    // sip_number is what the caller asked for and is sent as given.
+    let from_user = match plan {
+        Some(plan) if from_trunk => plan.format(&from_number).map_err(|e| {
+            // The trunk's stored number, not the request, is at fault (like
+            // "no numbers on outbound trunk").
+            TwirpError::new(
+                Code::FailedPrecondition,
+                format!("outbound trunk numbers: {e}"),
+            )
+        })?,
+        _ => {
+            if address
+                .trim_end_matches(|c: char| c == ':' || c.is_ascii_digit())
+                .ends_with("twilio.com")
+                && !from_number.starts_with('+')
+            {
+                // Twilio wants E.164 (LiveKit's rule); a dial plan's format,
+                // chosen for the trunk, is not second-guessed.
+                from_number.insert(0, '+');
+            }
+            from_number.clone()
+        }
+    };
+    // What the carrier is sent as the called number (To and Request-URI
+    // user): sip_call_to in the trunk's format. A to_user_override is sent
+    // as given, and then sip_call_to is not dialled, so it is not checked.
+    let (call_to, to_user) = if !r.to_user_override.is_empty() {
+        (r.sip_call_to.clone(), r.to_user_override.clone())
+    } else {
+        let call_to = match plan {
+            Some(plan) => plan
+                .format(&r.sip_call_to)
+                .map_err(|e| TwirpError::new(Code::InvalidArgument, format!("sip_call_to: {e}")))?,
+            None => r.sip_call_to.clone(),
+        };
+        (call_to.clone(), call_to)
+    };
     let transport = match stored
         .map(|t| t.transport)
         .or_else(|| inline.map(|t| t.transport))
@@ -167,6 +201,7 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         stored.map(|t| t.sip_trunk_id.clone()).unwrap_or_default(),
     );
     if !r.hide_phone_number {
+        // The numbers as requested and stored, whatever the carrier is sent.
         attributes.insert(attrs::PHONE_NUMBER.to_string(), r.sip_call_to.clone());
         attributes.insert(attrs::HOSTNAME.to_string(), address.clone());
         attributes.insert(attrs::TRUNK_PHONE_NUMBER.to_string(), from_number.clone());
@@ -225,16 +260,12 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         attributes,
         address,
         transport,
-        call_to: r.sip_call_to.clone(),
+        call_to,
         request_uri,
         to_header,
         from_header,
-        to_user: if r.to_user_override.is_empty() {
-            r.sip_call_to.clone()
-        } else {
-            r.to_user_override.clone()
-        },
-        from_number,
+        to_user,
+        from_number: from_user,
         from_host,
         display_name: r.display_name.clone(),
         auth,
@@ -396,6 +427,7 @@ mod tests {
     use switchboard_routing::livekit_protocol::{
         CreateSipParticipantRequest, SipOutboundConfig, SipOutboundTrunkInfo, SipRequestDest,
     };
+    use switchboard_routing::{DialPlan, NumberFormat};
 
     fn trunk() -> SipOutboundTrunkInfo {
         SipOutboundTrunkInfo {
@@ -418,7 +450,170 @@ mod tests {
         request: CreateSipParticipantRequest,
         trunk: Option<SipOutboundTrunkInfo>,
     ) -> OutboundCall {
-        OutboundCall { request, trunk }
+        OutboundCall {
+            request,
+            trunk,
+            dial_plan: None,
+        }
+    }
+
+    /// A call on `trunk()` with the number `+12025550100` and a dial plan.
+    fn planned(
+        request: CreateSipParticipantRequest,
+        number_format: NumberFormat,
+        country: Option<&str>,
+    ) -> OutboundCall {
+        OutboundCall {
+            request,
+            trunk: Some(SipOutboundTrunkInfo {
+                numbers: vec!["+12025550100".into()],
+                ..trunk()
+            }),
+            dial_plan: Some(DialPlan {
+                number_format,
+                country: country.map(str::to_owned),
+            }),
+        }
+    }
+
+    fn to(number: &str) -> CreateSipParticipantRequest {
+        CreateSipParticipantRequest {
+            sip_trunk_id: "ST_a".into(),
+            sip_call_to: number.into(),
+            room_name: "r".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_dial_plan_formats_the_called_and_the_trunk_number() {
+        let dial = dial_request(&planned(
+            to("+12025550123"),
+            NumberFormat::National,
+            Some("US"),
+        ))
+        .unwrap();
+        assert_eq!(dial.to_user, "2025550123");
+        assert_eq!(dial.call_to, "2025550123");
+        assert_eq!(dial.from_number, "2025550100");
+        // The participant keeps the numbers as requested and stored.
+        assert_eq!(dial.identity, "sip_+12025550123");
+        assert_eq!(
+            dial.attributes.get("sip.phoneNumber").map(String::as_str),
+            Some("+12025550123")
+        );
+        assert_eq!(
+            dial.attributes
+                .get("sip.trunkPhoneNumber")
+                .map(String::as_str),
+            Some("+12025550100")
+        );
+
+        // National input is read in the plan's country.
+        let dial = dial_request(&planned(
+            to("(202) 555-0123"),
+            NumberFormat::E164,
+            Some("US"),
+        ))
+        .unwrap();
+        assert_eq!(dial.to_user, "12025550123");
+        assert_eq!(dial.from_number, "12025550100");
+        let dial = dial_request(&planned(
+            to("2025550123"),
+            NumberFormat::PlusE164,
+            Some("US"),
+        ))
+        .unwrap();
+        assert_eq!(dial.to_user, "+12025550123");
+        assert_eq!(dial.from_number, "+12025550100");
+
+        // Abroad from a national-format trunk: the international prefix.
+        let dial = dial_request(&planned(
+            to("+442079460000"),
+            NumberFormat::National,
+            Some("US"),
+        ))
+        .unwrap();
+        assert_eq!(dial.to_user, "011442079460000");
+    }
+
+    #[test]
+    fn a_dial_plan_leaves_user_names_explicit_numbers_and_overrides_alone() {
+        let dial = dial_request(&planned(to("alice"), NumberFormat::National, Some("US"))).unwrap();
+        assert_eq!(dial.to_user, "alice");
+        let dial = dial_request(&planned(to("1001"), NumberFormat::PlusE164, Some("US"))).unwrap();
+        assert_eq!(dial.to_user, "1001");
+
+        let explicit = CreateSipParticipantRequest {
+            sip_number: "+12025550199".into(),
+            ..to("+12025550123")
+        };
+        let dial = dial_request(&planned(explicit, NumberFormat::National, Some("US"))).unwrap();
+        assert_eq!(
+            dial.from_number, "+12025550199",
+            "sent as the request gave it"
+        );
+
+        // The override is dialled as given, so sip_call_to is not checked.
+        let overridden = CreateSipParticipantRequest {
+            to_user_override: "desk".into(),
+            ..to("+1202555012")
+        };
+        let dial = dial_request(&planned(overridden, NumberFormat::National, Some("US"))).unwrap();
+        assert_eq!(dial.to_user, "desk");
+        assert_eq!(dial.call_to, "+1202555012");
+    }
+
+    #[test]
+    fn a_dial_plans_format_is_not_second_guessed_for_twilio() {
+        let mut call = planned(to("+12025550123"), NumberFormat::E164, None);
+        if let Some(trunk) = call.trunk.as_mut() {
+            trunk.address = "acme.pstn.twilio.com".into();
+        }
+        let dial = dial_request(&call).unwrap();
+        assert_eq!(dial.from_number, "12025550100");
+        assert_eq!(dial.to_user, "12025550123");
+    }
+
+    #[test]
+    fn numbers_a_dial_plan_cannot_read_are_refused() {
+        let error =
+            dial_request(&planned(to("+1202555012"), NumberFormat::E164, None)).unwrap_err();
+        assert_eq!(error.code, Code::InvalidArgument);
+        assert_eq!(
+            error.msg,
+            "sip_call_to: \"+1202555012\" is not a valid phone number: \
+             too short: 9 digits after +1, where numbers have 10"
+        );
+        let error = dial_request(&planned(
+            to("1234567890"),
+            NumberFormat::National,
+            Some("US"),
+        ))
+        .unwrap_err();
+        assert_eq!(error.code, Code::InvalidArgument);
+        assert!(
+            error.msg.starts_with(
+                "sip_call_to: \"1234567890\" is not a valid phone number (read as dialled in US)"
+            ),
+            "{}",
+            error.msg
+        );
+
+        // The stored trunk's number is at fault, not the request.
+        let mut call = planned(to("+12025550123"), NumberFormat::National, Some("US"));
+        if let Some(trunk) = call.trunk.as_mut() {
+            trunk.numbers = vec!["+15550001".into()];
+        }
+        let error = dial_request(&call).unwrap_err();
+        assert_eq!(error.code, Code::FailedPrecondition);
+        assert!(
+            error
+                .msg
+                .starts_with("outbound trunk numbers: \"+15550001\" is not a valid phone number"),
+            "{}",
+            error.msg
+        );
     }
 
     #[test]

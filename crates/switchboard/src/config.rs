@@ -68,6 +68,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Defences of the SIP edge: per-source budgets, bans, scanners.
     pub security: SecurityConfig,
+    /// The `/v1/` carrier trunk API (docs/platform-api.md).
+    pub platform: PlatformConfig,
 }
 
 impl Default for Config {
@@ -83,6 +85,26 @@ impl Default for Config {
             rooms: RoomsSection::default(),
             log: LogConfig::default(),
             security: SecurityConfig::default(),
+            platform: PlatformConfig::default(),
+        }
+    }
+}
+
+/// The `/v1/` carrier trunk API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Carrier trunks that may exist at once; one more is answered 402.
+    pub max_trunks: usize,
+    /// Room name prefix of the rule a trunk gets by default (one room per call).
+    pub room_prefix: String,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> PlatformConfig {
+        PlatformConfig {
+            max_trunks: 20,
+            room_prefix: "call-".into(),
         }
     }
 }

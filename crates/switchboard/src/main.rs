@@ -51,6 +51,9 @@ enum Command {
     Serve(ServeArgs),
     /// Manage SIP trunks and dispatch rules on a running server (like `lk sip`).
     Sip(cli::SipArgs),
+    /// Manage carrier trunks (the /v1 API): each one an inbound trunk, an
+    /// outbound trunk and a dispatch rule, made and removed together.
+    Trunk(cli::TrunkArgs),
     /// Create access tokens.
     Token(cli::TokenArgs),
 }
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Sip(args) => cli::run_sip(args),
+        Command::Trunk(args) => cli::run_trunk(args),
         Command::Token(args) => cli::run_token(args),
     }
 }
@@ -165,7 +169,34 @@ struct Api {
     routing: Arc<LiveRoutingIndex>,
 }
 
+/// Debug builds only: `SWITCHBOARD_FAULT` names a provisioning write to
+/// fail, so the suite shows from outside the process that a failure half-way
+/// through creating a carrier trunk writes nothing.
+#[cfg(debug_assertions)]
+fn with_test_fault(store: SipStore) -> SipStore {
+    let fault = std::env::var("SWITCHBOARD_FAULT").ok();
+    match fault
+        .as_deref()
+        .and_then(switchboard_store::ProvisioningFault::parse)
+    {
+        Some(fault) => {
+            tracing::warn!(?fault, "test fault injected into provisioning writes");
+            store.with_fault(fault)
+        }
+        None => store,
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn with_test_fault(store: SipStore) -> SipStore {
+    store
+}
+
 async fn open_store(config: &Config) -> Result<SipStore, String> {
+    open_any_store(config).await.map(with_test_fault)
+}
+
+async fn open_any_store(config: &Config) -> Result<SipStore, String> {
     match redis_url(config) {
         // rediss:// is Redis over TLS, verified against the system's CA
         // roots (SSL_CERT_FILE names another bundle).
@@ -280,6 +311,10 @@ fn api_state(
         },
         websocket_sessions: Default::default(),
         return_passwords: config.api.return_passwords,
+        platform: switchboard_api::platform::PlatformSettings {
+            max_trunks: config.platform.max_trunks,
+            room_prefix: config.platform.room_prefix.clone(),
+        },
     }))
 }
 

@@ -167,6 +167,54 @@ impl Client {
         Ok((parsed, raw))
     }
 
+    /// A request to the `/v1/` trunk API with a `sip.admin` token; returns
+    /// the HTTP status and the body, whatever the status.
+    pub fn v1(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), CliError> {
+        let token = mint(
+            &self.api_key,
+            &self.api_secret,
+            &Grants::sip_admin(),
+            None,
+            REQUEST_TOKEN_TTL,
+        )?;
+        let url = format!("{}{path}", self.base);
+        let authorization = format!("Bearer {token}");
+        let sent = match body {
+            Some(body) => {
+                let request = match method {
+                    "POST" => self.agent.post(&url),
+                    "PATCH" => self.agent.patch(&url),
+                    _ => self.agent.put(&url),
+                };
+                request
+                    .header("Authorization", &authorization)
+                    .header("Content-Type", "application/json")
+                    .send(body)
+            }
+            None => {
+                let request = match method {
+                    "DELETE" => self.agent.delete(&url),
+                    _ => self.agent.get(&url),
+                };
+                request.header("Authorization", &authorization).call()
+            }
+        };
+        let mut response = sent.map_err(|e| CliError::Connection(format!("{url}: {e}")))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_string()
+            .map_err(|e| CliError::Connection(format!("{url}: reading the response: {e}")))?;
+        Ok((status, text))
+    }
+
     /// A LiveKit SIP method that needs the sip.admin grant.
     pub fn sip_admin<Req: Serialize, Resp: DeserializeOwned>(
         &self,

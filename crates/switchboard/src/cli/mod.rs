@@ -11,6 +11,7 @@ mod client;
 mod dispatch;
 mod explain;
 mod input;
+mod platform;
 mod table;
 mod token;
 mod trunks;
@@ -148,6 +149,24 @@ enum SipCommand {
     /// SIP sources banned by the server's edge defences.
     #[command(subcommand)]
     Bans(bans::BansCommand),
+}
+
+/// `switchboard trunk ...`: carrier trunks over the `/v1/` API.
+#[derive(Debug, clap::Args)]
+pub struct TrunkArgs {
+    #[command(flatten)]
+    conn: ConnectionArgs,
+    #[command(subcommand)]
+    command: platform::TrunkCommand,
+}
+
+/// Runs a `trunk` command.
+pub fn run_trunk(args: TrunkArgs) -> ExitCode {
+    let result = Client::new(&args.conn).and_then(|client| platform::run(&client, args.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
 }
 
 /// `switchboard token ...`.
