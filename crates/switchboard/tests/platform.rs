@@ -858,3 +858,56 @@ fn the_trunk_command_creates_lists_changes_and_deletes() {
     let out = trunk_cli(&sb, &["get", "../twirp"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The README's two curl examples, run as written (against this server).
+#[test]
+fn the_readme_curl_examples_work_as_written() {
+    let (sb, api) = start(&[]);
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## Carrier trunk API")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Carrier trunk API section");
+    let mut commands = Vec::new();
+    let mut current: Option<String> = None;
+    for line in section.lines() {
+        let code = line.strip_prefix("    ");
+        match (code, current.as_mut()) {
+            (Some(text), None) if text.starts_with("curl ") => current = Some(text.to_owned()),
+            (Some(text), Some(command)) if !text.starts_with('#') => {
+                command.push('\n');
+                command.push_str(text);
+            }
+            _ => {
+                if let Some(command) = current.take() {
+                    commands.push(command);
+                }
+            }
+        }
+    }
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let mut answers = Vec::new();
+    for command in &commands {
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(command.replace("http://localhost:7880", &format!("http://{api}")))
+            .env("LIVEKIT_API_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{command}: {output:?}");
+        let answer: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{command}: {e}: {output:?}"));
+        answers.push(answer);
+    }
+    assert!(
+        is_trunk_id(answers[0]["id"].as_str().unwrap()),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(answers[0]["auth_password_set"], true);
+    assert!(answers[0]["livekit_dispatch_rule_id"].is_string());
+    assert_eq!(answers[1]["message"], "SIP trunk created", "{}", answers[1]);
+    assert_eq!(answers[1]["sip_trunk"]["country"], "GB");
+    assert!(!sb.log().contains("s3cret"));
+}
