@@ -143,13 +143,15 @@ fn room_message(info: &RoomInfo, publishers: usize) -> Room {
 }
 
 /// A participant as LiveKit's `ParticipantInfo`: SIP calls are kind SIP,
-/// WebSocket members STANDARD; a member that sends audio has one audio
+/// WebSocket members STANDARD, media-stream bots AGENT; a member that sends audio has one audio
 /// track (ID derived from its own, so it is stable).
 pub fn participant_message(info: &switchboard_rooms::ParticipantInfo) -> ParticipantInfo {
     let joined = unix(info.joined_at);
     let kind = match info.kind {
         ParticipantKind::Sip => participant_info::Kind::Sip,
         ParticipantKind::WebSocket => participant_info::Kind::Standard,
+        // A bot is what LiveKit calls an agent.
+        ParticipantKind::Stream => participant_info::Kind::Agent,
     };
     let tracks = if info.publishes_audio {
         vec![TrackInfo {

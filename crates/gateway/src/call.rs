@@ -64,6 +64,8 @@ pub(crate) enum Ending {
     DialFailed(crate::DialError),
     /// The session timer expired without a refresh (RFC 4028).
     SessionExpired,
+    /// The voice bot the call is streamed to closed its socket (or it failed).
+    StreamEnded(String),
 }
 
 impl Ending {
@@ -89,6 +91,7 @@ impl Ending {
             Ending::Transferred => "call transferred".into(),
             Ending::DialFailed(e) => e.to_string(),
             Ending::SessionExpired => "session timer expired".into(),
+            Ending::StreamEnded(why) => format!("the voice bot ended the stream: {why}"),
         }
     }
 
@@ -118,6 +121,8 @@ impl Ending {
             // so the caller (or its carrier) may try again.
             Ending::JoinFailed(_) => (ended, Reason::JoinFailure, 503),
             Ending::Transferred => (ended, Reason::ClientInitiated, 200),
+            // The bot is the other party: its hanging up is the far end's.
+            Ending::StreamEnded(_) => (ended, Reason::ClientInitiated, 200),
             Ending::DialFailed(e) => dial_outcome(e),
         };
         Outcome {
@@ -170,6 +175,30 @@ pub(crate) async fn next_room_event(participant: &mut Option<Participant>) -> Op
     match participant {
         Some(p) => p.next_event().await,
         None => std::future::pending().await,
+    }
+}
+
+/// How the call's media stream ended; pending forever without one.
+pub(crate) async fn next_stream_end(
+    stream: &mut Option<switchboard_streams::StreamHandle>,
+) -> switchboard_streams::StreamEnd {
+    match stream {
+        Some(handle) => handle.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A stream's end in the words of the BYE's Reason header and the log.
+pub(crate) fn stream_end_text(end: &switchboard_streams::StreamEnd) -> String {
+    use switchboard_streams::StreamEnd;
+    match end {
+        StreamEnd::BotClosed { code, .. } => match code {
+            Some(code) => format!("bot closed the socket ({code})"),
+            None => "bot closed the socket".into(),
+        },
+        StreamEnd::Failed(why) => format!("stream failed: {why}"),
+        StreamEnd::Stopped => "stream stopped".into(),
+        StreamEnd::RoomClosed => "bot left the room".into(),
     }
 }
 
@@ -234,6 +263,8 @@ pub(crate) struct Call {
     /// The DTMF an outbound call was asked to send after the answer is
     /// still playing (`sip.callStatus` is `automation` until it is sent).
     pub automating: bool,
+    /// The media stream to a voice bot its dispatch rule asked for.
+    pub stream: Option<switchboard_streams::StreamHandle>,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -287,6 +318,7 @@ impl Call {
             session_timer: None,
             deadlines: Deadlines::default(),
             automating: false,
+            stream: None,
             refresh: None,
             offer_in_2xx: false,
         }
@@ -453,6 +485,13 @@ impl Call {
                     Some(other) => debug!(call_id = %self.call_id, event = ?other, "media event"),
                     None => return Ending::MediaFailure("media worker stopped".into()),
                 },
+                end = next_stream_end(&mut self.stream) => {
+                    self.stream = None;
+                    info!(call_id = %self.call_id, end = ?end, "media stream ended");
+                    if config.streams.bot_close_hangs_up {
+                        return Ending::StreamEnded(stream_end_text(&end));
+                    }
+                }
                 _ = sleep_until_deadline(self.deadlines.next()) => {
                     while let Some(timer) = self.deadlines.expired(Instant::now()) {
                         if let Some(ending) = self.timer_fired(timer) {
@@ -989,7 +1028,10 @@ impl Call {
             }));
         }
         // The media stops first: no RTP follows our BYE while we wait for
-        // its answer.
+        // its answer. A bot still streaming is told `stop` and let go.
+        if let Some(stream) = self.stream.take() {
+            stream.stop();
+        }
         self.bridge.set_port(None);
         let stats = match &self.media {
             Some(media) => media.stats().await.ok(),

@@ -25,6 +25,7 @@ use crate::session_timer::{
     SessionTimer,
 };
 use crate::status::CallStatus;
+use crate::stream::{take_stream_request, StreamRequest};
 use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use switchboard_sip::auth::AuthFailure;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::message::{HeaderName, ResponseSpec};
 use switchboard_sip::{Incoming, Offence};
+use switchboard_streams::{BotSocket, CallFacts};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -71,6 +73,9 @@ struct InboundCall {
     from_user: String,
     to_user: String,
     dispatch: Option<DispatchResult>,
+    /// The bot the rule streams this call to, connected before the answer
+    /// and started once the caller is in the room.
+    pending_stream: Option<(StreamRequest, BotSocket)>,
 }
 
 fn explain(passed_over: &[PassedOver]) -> String {
@@ -125,6 +130,7 @@ impl InboundCall {
             from_user,
             to_user,
             dispatch: None,
+            pending_stream: None,
         }
     }
 
@@ -415,11 +421,23 @@ impl InboundCall {
             .sip
             .set_local_tag(self.incoming.txn, &self.call.call_id);
         match decision {
-            DispatchDecision::Accept(result) => {
+            DispatchDecision::Accept(mut result) => {
+                let stream = take_stream_request(
+                    &mut result.participant_attributes,
+                    &self.call.shared.config.streams,
+                );
+                let stream = match stream {
+                    Ok(stream) => stream,
+                    Err(why) => return Err(self.refuse_stream(why)),
+                };
                 let media = result.media.clone();
                 let room = result.room_name.clone();
                 let answer_sdp = self.prepare_media(&media, &room)?;
                 self.adopt(*result);
+                if let Some(request) = stream {
+                    let socket = self.connect_stream(&request).await?;
+                    self.pending_stream = Some((request, socket));
+                }
                 self.ring_then_answer(answer_sdp).await
             }
             DispatchDecision::RequestPin { rule_id } => {
@@ -554,6 +572,85 @@ impl InboundCall {
         }
     }
 
+    /// Refuses the call whose bot cannot be reached, with the configured status.
+    fn refuse_stream(&self, why: String) -> Ending {
+        let status = self.call.shared.config.streams.unreachable_status;
+        info!(call_id = %self.call.call_id, status, reason = %why, "media stream bot unreachable: call refused");
+        let refusal = Refusal::StreamUnavailable { status, why };
+        self.respond(refusal.response(self.call.shared.config.retry_after_secs));
+        Ending::Refused(refusal)
+    }
+
+    /// Connects to the rule's bot before the answer, so a bot that is down
+    /// refuses the call instead of answering it into silence. A CANCEL
+    /// meanwhile ends the wait.
+    async fn connect_stream(&mut self, request: &StreamRequest) -> Result<BotSocket, Ending> {
+        let connecting = switchboard_streams::connect(&request.spec);
+        tokio::pin!(connecting);
+        loop {
+            tokio::select! {
+                connected = &mut connecting => {
+                    return match connected {
+                        Ok(socket) => {
+                            info!(call_id = %self.call.call_id, host = %socket.host(), port = socket.port(), tls = socket.is_tls(), "media stream bot connected");
+                            Ok(socket)
+                        }
+                        Err(e) => Err(self.refuse_stream(e.to_string())),
+                    };
+                }
+                signal = self.call.signals.recv() => match signal {
+                    Some(Signal::Cancelled) | None => return Err(Ending::Cancelled),
+                    Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
+                    Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while connecting the bot"),
+                },
+            }
+        }
+    }
+
+    /// Puts the connected bot in the caller's room and starts streaming.
+    fn start_stream(&mut self) -> Result<(), Ending> {
+        let Some((request, socket)) = self.pending_stream.take() else {
+            return Ok(());
+        };
+        let Some(result) = &self.dispatch else {
+            return Ok(());
+        };
+        let room = result.room_name.clone();
+        let join = JoinRequest {
+            identity: format!("stream-{}", self.call.call_id),
+            name: "voice bot".into(),
+            metadata: String::new(),
+            attributes: BTreeMap::new(),
+            kind: ParticipantKind::Stream,
+            publishes_audio: true,
+            audio_rate: self.call.room_audio_rate(),
+        };
+        let participant = match self.call.shared.rooms.join(&room, join) {
+            Ok(participant) => participant,
+            Err(e) => {
+                info!(call_id = %self.call.call_id, room = %room, error = %e, "the voice bot could not join the room");
+                let refusal = Refusal::RoomUnavailable(e.to_string());
+                self.respond(refusal.response(self.call.shared.config.retry_after_secs));
+                return Err(Ending::JoinFailed(e));
+            }
+        };
+        let facts = CallFacts {
+            call_id: self.call.call_id.clone(),
+            from: self.from_user.clone(),
+            to: self.to_user.clone(),
+            trunk_id: result.trunk_id.clone(),
+            room,
+            custom_parameters: request.custom_parameters.clone(),
+        };
+        self.call.stream = Some(switchboard_streams::start(
+            socket,
+            participant,
+            facts,
+            &request.spec,
+        ));
+        Ok(())
+    }
+
     /// Keeps the dispatch result and what it decides for the call's life.
     fn adopt(&mut self, result: DispatchResult) {
         self.call.policy = CallPolicy {
@@ -576,6 +673,7 @@ impl InboundCall {
 
     async fn ring_then_answer(&mut self, answer_sdp: String) -> Result<(), Ending> {
         self.join_room(CallStatus::Ringing)?;
+        self.start_stream()?;
         let config = self.call.shared.config.clone();
         let ringing_timeout = self
             .dispatch

@@ -24,6 +24,7 @@ mod prompts;
 mod refusal;
 mod session_timer;
 mod status;
+mod stream;
 
 pub use info_dtmf::parse_info_dtmf;
 pub use metrics::GatewayMetrics;
@@ -31,6 +32,10 @@ pub use outbound::{DialError, DialRequest, DialStarted};
 pub use prompts::Prompt;
 pub use refusal::Refusal;
 pub use status::CallStatus;
+pub use stream::{
+    StreamsConfig, PARAM_PREFIX as STREAM_PARAM_PREFIX, PROTOCOL_KEY as STREAM_PROTOCOL_KEY,
+    URL_KEY as STREAM_URL_KEY,
+};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -112,6 +117,8 @@ pub struct GatewayConfig {
     /// holds cloud metadata services, multicast, unspecified): outbound
     /// trunks, transfer targets and peers' SDP addresses in them are refused.
     pub refused_destinations: Vec<ipnet::IpNet>,
+    /// Calls streamed to a voice bot by their dispatch rule.
+    pub streams: StreamsConfig,
 }
 
 impl GatewayConfig {
@@ -161,6 +168,7 @@ impl Default for GatewayConfig {
             session_expires: Duration::from_secs(1800),
             min_session_expires: Duration::from_secs(90),
             refused_destinations: default_refused_destinations(),
+            streams: StreamsConfig::default(),
         }
     }
 }

@@ -36,6 +36,14 @@ pub enum Refusal {
         /// Our Min-SE, in seconds.
         min_se: u64,
     },
+    /// The rule streams the call to a bot that cannot be reached (or is
+    /// asked for in a way that cannot work).
+    StreamUnavailable {
+        /// The configured status (`streams.unreachable_status`).
+        status: u16,
+        /// Why (no URL, no token: the bot's host and port at most).
+        why: String,
+    },
 }
 
 impl Refusal {
@@ -50,6 +58,7 @@ impl Refusal {
             Refusal::AmbiguousTrunk | Refusal::AmbiguousDispatchRule => 500,
             Refusal::RingingTimeout => 480,
             Refusal::SessionIntervalTooSmall { .. } => 422,
+            Refusal::StreamUnavailable { status, .. } => *status,
         }
     }
 
@@ -71,6 +80,7 @@ impl Refusal {
             Refusal::SessionIntervalTooSmall { min_se } => {
                 format!("Session interval too small (Min-SE {min_se})")
             }
+            Refusal::StreamUnavailable { why, .. } => format!("Voice bot unavailable: {why}"),
         }
     }
 
@@ -85,7 +95,11 @@ impl Refusal {
         if let Refusal::SessionIntervalTooSmall { min_se } = self {
             spec = spec.header(HeaderName::MinSe, min_se.to_string());
         }
-        if matches!(self, Refusal::AtCapacity | Refusal::NoMediaPorts) {
+        let passing = match self {
+            Refusal::StreamUnavailable { status, .. } => *status == 503,
+            _ => matches!(self, Refusal::AtCapacity | Refusal::NoMediaPorts),
+        };
+        if passing {
             spec = spec.header(HeaderName::RetryAfter, retry_after_secs.to_string());
         }
         spec

@@ -84,14 +84,18 @@ pub enum ParticipantKind {
     Sip,
     /// An agent or test connected over the WebSocket endpoint.
     WebSocket,
+    /// A voice bot switchboard streams a call to (Twilio or Telnyx media
+    /// streams): switchboard is the WebSocket client.
+    Stream,
 }
 
 impl ParticipantKind {
-    /// `sip` or `websocket`.
+    /// `sip`, `websocket` or `stream`.
     pub fn as_str(self) -> &'static str {
         match self {
             ParticipantKind::Sip => "sip",
             ParticipantKind::WebSocket => "websocket",
+            ParticipantKind::Stream => "stream",
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// The `/v1/` carrier trunk API (docs/platform-api.md).
     pub platform: PlatformConfig,
+    /// Calls streamed to voice bots (docs/media-streams.md).
+    pub streams: StreamsSection,
 }
 
 impl Default for Config {
@@ -86,6 +88,32 @@ impl Default for Config {
             log: LogConfig::default(),
             security: SecurityConfig::default(),
             platform: PlatformConfig::default(),
+            streams: StreamsSection::default(),
+        }
+    }
+}
+
+/// Calls a dispatch rule streams to a voice bot over a WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsSection {
+    /// How long the bot may take to accept the WebSocket, in milliseconds,
+    /// before the call is refused.
+    pub connect_timeout_ms: u64,
+    /// The SIP status of a call whose bot cannot be reached: 503 (with
+    /// Retry-After) or 480.
+    pub unreachable_status: u16,
+    /// The bot closing its socket hangs up the call; `false` leaves the
+    /// caller in the room.
+    pub bot_close_hangs_up: bool,
+}
+
+impl Default for StreamsSection {
+    fn default() -> StreamsSection {
+        StreamsSection {
+            connect_timeout_ms: 5_000,
+            unreachable_status: 503,
+            bot_close_hangs_up: true,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiKeys, ApiState, WebSocketConfig};
 use switchboard_gateway::{
-    AnswerMode, Gateway, GatewayConfig, GatewayMetrics, GatewayParts, MediaPool,
+    AnswerMode, Gateway, GatewayConfig, GatewayMetrics, GatewayParts, MediaPool, StreamsConfig,
 };
 use switchboard_media::codec::OpusSettings;
 use switchboard_media::ports::{PortAllocator, PortConfig};
@@ -568,6 +568,18 @@ fn start_gateway(
         default_realm: config.calls.auth_realm.clone(),
         challenge_unknown_numbers: config.calls.challenge_unknown_numbers,
         refused_destinations: config.security.refused_destinations.clone(),
+        streams: StreamsConfig {
+            connect_timeout: Duration::from_millis(config.streams.connect_timeout_ms.max(1)),
+            unreachable_status: match config.streams.unreachable_status {
+                status @ (480 | 503) => status,
+                other => {
+                    return Err(format!(
+                        "streams.unreachable_status must be 480 or 503, not {other}"
+                    ))
+                }
+            },
+            bot_close_hangs_up: config.streams.bot_close_hangs_up,
+        },
         ringing_timeout: Duration::from_secs(config.calls.ringing_timeout_secs),
         ringing_interval: Duration::from_millis(config.calls.ringing_interval_ms.max(100)),
         max_call_duration: Duration::from_secs(config.calls.max_call_duration_secs),

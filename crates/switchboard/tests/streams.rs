@@ -1,0 +1,368 @@
+//! Calls streamed to a voice bot by their dispatch rule, end to end: the
+//! real binary, baresip as the caller, and a scripted WebSocket bot in this
+//! file speaking Twilio Media Streams (the bot side as Pipecat's Twilio
+//! serializer reads it: text frames, base64 µ-law at 8 kHz).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use common::baresip::{tone, Baresip, CallerSpec};
+use common::routes::{rule, settle, start, trunk, wait_log};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What the caller plays and what the bot plays: far enough apart that
+/// each is told from the other (and from silence) by its own filter.
+const CALLER_HZ: f32 = 440.0;
+const BOT_HZ: f32 = 1000.0;
+
+/// G.711 µ-law to linear (ITU-T G.711), written here independently of the
+/// gateway's codec.
+fn ulaw_to_linear(byte: u8) -> i16 {
+    let u = !byte;
+    let sign = u & 0x80;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = i32::from(u & 0x0F);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    let value = if sign != 0 { -magnitude } else { magnitude };
+    value as i16
+}
+
+fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = (s + BIAS).min(32635 + BIAS);
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
+
+/// The power of `hz` in `samples` (Goertzel), per sample.
+fn power_at(samples: &[i16], rate: u32, hz: f32) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * f64::from(hz) / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len() as f64
+}
+
+/// `hz` dominates `other` in `samples` by far.
+fn dominant(samples: &[i16], rate: u32, hz: f32, other: f32) -> bool {
+    let wanted = power_at(samples, rate, hz);
+    let unwanted = power_at(samples, rate, other);
+    wanted > 1_000.0 && wanted > 20.0 * unwanted
+}
+
+/// What the scripted bot saw.
+#[derive(Debug, Default)]
+struct BotLog {
+    /// Every text frame, parsed, in order.
+    messages: Vec<Value>,
+    /// Binary frames received (the handshake must not be one).
+    binary_frames: usize,
+    /// Caller audio from the `media` messages, decoded.
+    heard: Vec<i16>,
+    /// How the socket ended: our close or theirs.
+    closed_by_gateway: bool,
+}
+
+impl BotLog {
+    fn events(&self) -> Vec<&str> {
+        self.messages
+            .iter()
+            .map(|m| m["event"].as_str().unwrap_or(""))
+            .collect()
+    }
+}
+
+/// How the scripted bot ends its side.
+#[derive(Clone, Copy)]
+enum BotEnd {
+    /// It closes the socket after this long (Pipecat at its EndFrame).
+    CloseAfter(Duration),
+    /// It waits for the gateway to stop the stream.
+    WaitForStop,
+}
+
+/// A bot that accepts one stream on 127.0.0.1, sends 2 s of a 1 kHz tone
+/// at once (faster than real time: the gateway paces it), and records what
+/// it is sent.
+async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+            .await
+            .expect("the gateway connects to the bot")
+            .unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let mut log = BotLog::default();
+        let mut stream_sid = String::new();
+        let started = Instant::now();
+        let mut sent_audio = false;
+        loop {
+            let deadline = match end {
+                BotEnd::CloseAfter(after) => Some(started + after),
+                BotEnd::WaitForStop => None,
+            };
+            let wait = deadline
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(30));
+            let next = tokio::time::timeout(wait, socket.next()).await;
+            let message = match next {
+                Err(_) if deadline.is_some() => {
+                    socket.close(None).await.ok();
+                    // Drain until the gateway answers the close.
+                    while let Ok(Some(Ok(_))) =
+                        tokio::time::timeout(Duration::from_secs(2), socket.next()).await
+                    {
+                    }
+                    return log;
+                }
+                Err(_) => panic!("the bot heard nothing for 30 s: {:?}", log.events()),
+                Ok(None) | Ok(Some(Err(_))) => return log,
+                Ok(Some(Ok(message))) => message,
+            };
+            match message {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    match value["event"].as_str() {
+                        Some("start") => {
+                            stream_sid = value["streamSid"].as_str().unwrap_or("").to_owned();
+                        }
+                        Some("media") if !sent_audio => {
+                            sent_audio = true;
+                            let bot_tone: Vec<u8> = tone(8_000, BOT_HZ, 2.0)
+                                .into_iter()
+                                .map(linear_to_ulaw)
+                                .collect();
+                            for chunk in bot_tone.chunks(320) {
+                                let media = json!({
+                                    "event": "media",
+                                    "streamSid": stream_sid,
+                                    "media": {"payload": STANDARD.encode(chunk)},
+                                });
+                                socket.send(Message::text(media.to_string())).await.unwrap();
+                            }
+                            // Pipecat passes arbitrary JSON through; it must be ignored.
+                            socket
+                                .send(Message::text(r#"{"event":"rtvi","data":{}}"#))
+                                .await
+                                .unwrap();
+                        }
+                        _ => {}
+                    }
+                    if value["event"] == "media" {
+                        let payload = value["media"]["payload"].as_str().unwrap_or("");
+                        let bytes = STANDARD.decode(payload).unwrap();
+                        log.heard.extend(bytes.into_iter().map(ulaw_to_linear));
+                    }
+                    log.messages.push(value);
+                }
+                Message::Binary(_) => log.binary_frames += 1,
+                Message::Close(_) => {
+                    log.closed_by_gateway = true;
+                    return log;
+                }
+                _ => {}
+            }
+        }
+    });
+    (url, task)
+}
+
+/// A trunk for +15550100 and an individual rule whose attributes stream
+/// its calls to `url`.
+fn streamed_route(sb: &common::Switchboard, url: &str) {
+    let trunk_id = trunk(sb, r#"{"name": "t", "numbers": ["+15550100"]}"#);
+    let attributes = json!({
+        "switchboard.stream.url": url,
+        "switchboard.stream.param.assistant": "sales",
+        "team": "blue",
+    });
+    rule(
+        sb,
+        &format!(
+            r#"{{"name": "bot", "trunk_ids": ["{trunk_id}"], "attributes": {attributes}, "rule": {{"dispatch_rule_individual": {{"room_prefix": "bot-"}}}}}}"#
+        ),
+    );
+    settle(sb);
+}
+
+fn caller(sb: &common::Switchboard, name: &str, run_secs: u32) -> Baresip {
+    Baresip::call(CallerSpec {
+        name,
+        codec: "PCMU",
+        wav_rate: 8_000,
+        channels: 1,
+        source: tone(8_000, CALLER_HZ, run_secs as f32 + 2.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", sb.udp.unwrap()),
+        run_secs,
+        auth: None,
+    })
+}
+
+fn assert_handshake(log: &BotLog) {
+    assert_eq!(
+        log.binary_frames, 0,
+        "the handshake and media are text frames"
+    );
+    let events = log.events();
+    assert_eq!(&events[..2], ["connected", "start"], "{events:?}");
+    let connected = &log.messages[0];
+    assert_eq!(connected["protocol"], "Call");
+    assert_eq!(connected["version"], "1.0.0");
+    let start = &log.messages[1];
+    assert_eq!(start["sequenceNumber"], "1");
+    let sid = start["streamSid"].as_str().unwrap();
+    assert!(sid.starts_with("MZ") && sid.len() == 34, "{start}");
+    assert_eq!(start["start"]["streamSid"], sid);
+    let call_sid = start["start"]["callSid"].as_str().unwrap();
+    assert!(
+        call_sid.starts_with("CA") && call_sid.len() == 34,
+        "{start}"
+    );
+    assert_eq!(start["start"]["customParameters"]["assistant"], "sales");
+    assert_eq!(start["start"]["customParameters"]["to_number"], "+15550100");
+    assert!(start["start"]["customParameters"]["call_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("SCL_"));
+    assert_eq!(
+        start["start"]["mediaFormat"],
+        json!({"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1})
+    );
+    // The stream's keys configure the call; the room does not see them.
+    assert!(!start.to_string().contains("switchboard.stream"), "{start}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_hears_the_caller_the_caller_hears_the_bot_and_the_bot_hangs_up() {
+    let (url, bot) = scripted_bot(BotEnd::CloseAfter(Duration::from_millis(3_500))).await;
+    let sb = start(&[]);
+    streamed_route(&sb, &url);
+    let mut phone = caller(&sb, "stream-bot-ends", 15);
+    let log = bot.await.unwrap();
+    assert_handshake(&log);
+    assert!(!log.closed_by_gateway, "the bot closed first");
+    // Every 20 ms, silence included: at least 2.5 s of media in 3.5 s.
+    let media = log.events().iter().filter(|e| **e == "media").count();
+    assert!(media >= 125, "{media} media messages");
+    let second = &log.messages[3];
+    assert_eq!(second["media"]["track"], "inbound");
+    assert_eq!(second["media"]["chunk"], "2");
+    // `connected` has no number; `start` is "1".
+    assert_eq!(second["sequenceNumber"], "3");
+    // The caller's tone reached the bot.
+    let tail = &log.heard[log.heard.len().saturating_sub(8_000)..];
+    assert!(
+        dominant(tail, 8_000, CALLER_HZ, BOT_HZ),
+        "the bot did not hear the caller's tone"
+    );
+    // The bot closing the socket hung up the call with BYE.
+    let server_log = wait_log(
+        &sb,
+        "the voice bot ended the stream",
+        Duration::from_secs(5),
+    );
+    assert!(
+        server_log.contains("media stream bot connected"),
+        "{server_log}"
+    );
+    let (rate, heard) = tokio::task::spawn_blocking(move || {
+        let heard = phone.heard(Duration::from_secs(3));
+        (heard, phone.log())
+    })
+    .await
+    .map(|((rate, heard), baresip_log)| {
+        assert!(
+            baresip_log.contains("terminated") || baresip_log.contains("closed"),
+            "baresip was not hung up on:\n{baresip_log}"
+        );
+        (rate, heard)
+    })
+    .unwrap();
+    // The caller heard the bot's 2 s tone, paced out without gaps.
+    let loud: Vec<i16> = heard
+        .chunks(usize::try_from(rate / 50).unwrap())
+        .filter(|frame| frame.iter().any(|s| s.unsigned_abs() > 2_000))
+        .flatten()
+        .copied()
+        .collect();
+    let seconds = loud.len() as f32 / rate as f32;
+    assert!(
+        (1.7..=2.3).contains(&seconds),
+        "the caller heard {seconds} s of the bot"
+    );
+    assert!(
+        dominant(&loud, rate, BOT_HZ, CALLER_HZ),
+        "the caller did not hear the bot's tone"
+    );
+    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_hanging_up_sends_stop_before_the_socket_closes() {
+    let (url, bot) = scripted_bot(BotEnd::WaitForStop).await;
+    let sb = start(&[]);
+    streamed_route(&sb, &url);
+    let _phone = caller(&sb, "stream-caller-ends", 2);
+    let log = bot.await.unwrap();
+    assert_handshake(&log);
+    let events = log.events();
+    assert_eq!(events.last(), Some(&"stop"), "{events:?}");
+    assert!(log.closed_by_gateway, "the gateway closes after stop");
+    let stop = log.messages.last().unwrap();
+    assert_eq!(stop["streamSid"], log.messages[1]["streamSid"]);
+    assert_eq!(stop["stop"]["callSid"], log.messages[1]["start"]["callSid"]);
+    wait_log(&sb, "media stream stopped", Duration::from_secs(5));
+    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+    let state = common::api::counts_of(common::api::debug_state(sb.api.unwrap()).await);
+    assert_eq!(state["rooms"], 0, "{state}");
+}
+
+#[test]
+fn a_bot_that_cannot_be_reached_refuses_the_call() {
+    // A port nothing listens on.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let sb = start(&[("SWITCHBOARD_STREAMS__UNREACHABLE_STATUS", "480")]);
+    streamed_route(&sb, &format!("ws://127.0.0.1:{port}/ws"));
+    let mut uac = common::uac::Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, refused) = uac.final_response(seq, Duration::from_secs(10));
+    assert_eq!(refused.status(), 480, "{}", refused.text);
+    let reason = refused.header("Reason").unwrap_or("");
+    assert!(reason.contains("Voice bot unavailable"), "{reason}");
+    let log = wait_log(&sb, "media stream bot unreachable", Duration::from_secs(5));
+    assert!(log.contains("refused"), "{log}");
+    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+}
