@@ -199,9 +199,14 @@ async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) 
 /// A trunk for +15550100 and an individual rule whose attributes stream
 /// its calls to `url`.
 fn streamed_route(sb: &common::Switchboard, url: &str) {
+    streamed_route_with(sb, url, "twilio");
+}
+
+fn streamed_route_with(sb: &common::Switchboard, url: &str, protocol: &str) {
     let trunk_id = trunk(sb, r#"{"name": "t", "numbers": ["+15550100"]}"#);
     let attributes = json!({
         "switchboard.stream.url": url,
+        "switchboard.stream.protocol": protocol,
         "switchboard.stream.param.assistant": "sales",
         "team": "blue",
     });
@@ -309,12 +314,7 @@ async fn the_bot_hears_the_caller_the_caller_hears_the_bot_and_the_bot_hangs_up(
     })
     .unwrap();
     // The caller heard the bot's 2 s tone, paced out without gaps.
-    let loud: Vec<i16> = heard
-        .chunks(usize::try_from(rate / 50).unwrap())
-        .filter(|frame| frame.iter().any(|s| s.unsigned_abs() > 2_000))
-        .flatten()
-        .copied()
-        .collect();
+    let loud = loud_part(rate, &heard);
     let seconds = loud.len() as f32 / rate as f32;
     assert!(
         (1.7..=2.3).contains(&seconds),
@@ -365,4 +365,120 @@ fn a_bot_that_cannot_be_reached_refuses_the_call() {
     let log = wait_log(&sb, "media stream bot unreachable", Duration::from_secs(5));
     assert!(log.contains("refused"), "{log}");
     common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+}
+
+/// The caller's audio as the frames baresip recorded, cut to those with sound.
+fn loud_part(rate: u32, heard: &[i16]) -> Vec<i16> {
+    heard
+        .chunks(usize::try_from(rate / 50).unwrap())
+        .filter(|frame| frame.iter().any(|s| s.unsigned_abs() > 2_000))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// A real Pipecat 1.14 bot (tests/streams/pipecat_bot.py, in the virtualenv
+/// tests/run makes from tests/deps/pipecat.venv) takes a baresip call routed
+/// by a dispatch rule: it hears the caller's tone, the caller hears its
+/// tone, and its pipeline ending hangs up the call.
+fn pipecat_takes_a_call(protocol: &str) {
+    let python = common::repo().join("target/venvs/pipecat/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: tests/run installs it from tests/deps/pipecat.venv",
+        python.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let result = dir.path().join("result.json");
+    let mut bot = std::process::Command::new(&python)
+        .arg(common::repo().join("tests/streams/pipecat_bot.py"))
+        .arg(&ready)
+        .arg(&result)
+        .arg(protocol)
+        .arg(BOT_HZ.to_string())
+        .arg("3.5")
+        .stdout(std::fs::File::create(dir.path().join("bot.log")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("bot.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let bot_log = || {
+        std::fs::read_to_string(dir.path().join("bot.err")).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("bot.log")).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let port = loop {
+        if let Ok(port) = std::fs::read_to_string(&ready) {
+            break port;
+        }
+        assert!(
+            bot.try_wait().unwrap().is_none(),
+            "the bot exited:\n{}",
+            bot_log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the bot never listened:\n{}",
+            bot_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let sb = start(&[]);
+    streamed_route_with(&sb, &format!("ws://127.0.0.1:{}/ws", port.trim()), protocol);
+    let mut phone = caller(&sb, &format!("pipecat-{protocol}"), 20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcome: Value = loop {
+        if let Ok(text) = std::fs::read_to_string(&result) {
+            if let Ok(value) = serde_json::from_str(&text) {
+                break value;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bot's pipeline never ended:\n{}\n{}",
+            bot_log(),
+            sb.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = bot.kill();
+    let _ = bot.wait();
+    // Pipecat ending its pipeline closed the socket, which hung up the call.
+    wait_log(
+        &sb,
+        "the voice bot ended the stream",
+        Duration::from_secs(10),
+    );
+    let (rate, heard) = phone.heard(Duration::from_secs(5));
+    // The bot heard the caller's tone, through its own serializer.
+    let seconds = outcome["heard_seconds"].as_f64().unwrap();
+    assert!(seconds >= 2.0, "the bot heard {seconds} s: {outcome}");
+    let caller_power = outcome["power_440"].as_f64().unwrap();
+    let own_power = outcome["power_tone"].as_f64().unwrap();
+    assert!(
+        caller_power > 1_000.0 && caller_power > 20.0 * own_power,
+        "the bot did not hear the caller's tone: {outcome}"
+    );
+    // The caller heard the bot's 2 s tone.
+    let loud = loud_part(rate, &heard);
+    let heard_seconds = loud.len() as f32 / rate as f32;
+    assert!(
+        (1.7..=2.3).contains(&heard_seconds),
+        "the caller heard {heard_seconds} s of the bot"
+    );
+    assert!(
+        dominant(&loud, rate, BOT_HZ, CALLER_HZ),
+        "the caller did not hear the bot's tone"
+    );
+    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+}
+
+#[test]
+fn a_pipecat_bot_with_the_twilio_serializer_takes_a_call() {
+    pipecat_takes_a_call("twilio");
+}
+
+#[test]
+fn a_pipecat_bot_with_the_telnyx_serializer_takes_a_call() {
+    pipecat_takes_a_call("telnyx");
 }
