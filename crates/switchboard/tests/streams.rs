@@ -89,6 +89,12 @@ struct BotLog {
     heard: Vec<i16>,
     /// How the socket ended: our close or theirs.
     closed_by_gateway: bool,
+    /// When the bot sent its tone and the mark behind it.
+    mark_sent_at: Option<Instant>,
+    /// When that mark came back.
+    mark_echoed_at: Option<Instant>,
+    /// When the bot sent `clear`.
+    clear_sent_at: Option<Instant>,
 }
 
 impl BotLog {
@@ -100,19 +106,21 @@ impl BotLog {
     }
 }
 
-/// How the scripted bot ends its side.
+/// What the scripted bot does.
 #[derive(Clone, Copy)]
-enum BotEnd {
-    /// It closes the socket after this long (Pipecat at its EndFrame).
-    CloseAfter(Duration),
-    /// It waits for the gateway to stop the stream.
-    WaitForStop,
+enum BotScript {
+    /// Plays a 2 s tone and a mark behind it, then closes the socket after
+    /// this long (Pipecat at its EndFrame).
+    ToneThenClose(Duration),
+    /// Queues a 5 s tone and a mark, sends `clear` this long after, then
+    /// waits for the gateway to stop the stream.
+    ClearAfter(Duration),
 }
 
-/// A bot that accepts one stream on 127.0.0.1, sends 2 s of a 1 kHz tone
-/// at once (faster than real time: the gateway paces it), and records what
-/// it is sent.
-async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) {
+/// A bot that accepts one stream on 127.0.0.1, sends its tone at once
+/// (faster than real time: the gateway paces it), and records what it is
+/// sent.
+async fn scripted_bot(script: BotScript) -> (String, tokio::task::JoinHandle<BotLog>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -123,19 +131,24 @@ async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) 
         let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
         let mut log = BotLog::default();
         let mut stream_sid = String::new();
-        let started = Instant::now();
-        let mut sent_audio = false;
+        let started = tokio::time::Instant::now();
+        let far = started + Duration::from_secs(30);
+        let (close_at, mut clear_at) = match script {
+            BotScript::ToneThenClose(after) => (Some(started + after), None),
+            BotScript::ClearAfter(_) => (None, None),
+        };
         loop {
-            let deadline = match end {
-                BotEnd::CloseAfter(after) => Some(started + after),
-                BotEnd::WaitForStop => None,
-            };
-            let wait = deadline
-                .map(|d| d.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_secs(30));
-            let next = tokio::time::timeout(wait, socket.next()).await;
-            let message = match next {
-                Err(_) if deadline.is_some() => {
+            let next = tokio::select! {
+                next = socket.next() => next,
+                _ = tokio::time::sleep_until(clear_at.unwrap_or(far)), if clear_at.is_some() => {
+                    clear_at = None;
+                    log.clear_sent_at = Some(Instant::now());
+                    let clear = json!({"event": "clear", "streamSid": stream_sid});
+                    socket.send(Message::text(clear.to_string())).await.unwrap();
+                    continue;
+                }
+                _ = tokio::time::sleep_until(close_at.unwrap_or(far)) => {
+                    assert!(close_at.is_some(), "the bot heard nothing for 30 s: {:?}", log.events());
                     socket.close(None).await.ok();
                     // Drain until the gateway answers the close.
                     while let Ok(Some(Ok(_))) =
@@ -144,9 +157,10 @@ async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) 
                     }
                     return log;
                 }
-                Err(_) => panic!("the bot heard nothing for 30 s: {:?}", log.events()),
-                Ok(None) | Ok(Some(Err(_))) => return log,
-                Ok(Some(Ok(message))) => message,
+            };
+            let message = match next {
+                None | Some(Err(_)) => return log,
+                Some(Ok(message)) => message,
             };
             match message {
                 Message::Text(text) => {
@@ -155,9 +169,15 @@ async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) 
                         Some("start") => {
                             stream_sid = value["streamSid"].as_str().unwrap_or("").to_owned();
                         }
-                        Some("media") if !sent_audio => {
-                            sent_audio = true;
-                            let bot_tone: Vec<u8> = tone(8_000, BOT_HZ, 2.0)
+                        Some("media") if log.mark_sent_at.is_none() => {
+                            let seconds = match script {
+                                BotScript::ToneThenClose(_) => 2.0,
+                                BotScript::ClearAfter(after) => {
+                                    clear_at = Some(tokio::time::Instant::now() + after);
+                                    5.0
+                                }
+                            };
+                            let bot_tone: Vec<u8> = tone(8_000, BOT_HZ, seconds)
                                 .into_iter()
                                 .map(linear_to_ulaw)
                                 .collect();
@@ -169,11 +189,18 @@ async fn scripted_bot(end: BotEnd) -> (String, tokio::task::JoinHandle<BotLog>) 
                                 });
                                 socket.send(Message::text(media.to_string())).await.unwrap();
                             }
+                            let mark = json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": "tone-played"}});
+                            socket.send(Message::text(mark.to_string())).await.unwrap();
+                            log.mark_sent_at = Some(Instant::now());
                             // Pipecat passes arbitrary JSON through; it must be ignored.
                             socket
                                 .send(Message::text(r#"{"event":"rtvi","data":{}}"#))
                                 .await
                                 .unwrap();
+                        }
+                        Some("mark") => {
+                            assert_eq!(value["mark"]["name"], "tone-played", "{value}");
+                            log.mark_echoed_at = Some(Instant::now());
                         }
                         _ => {}
                     }
@@ -269,13 +296,19 @@ fn assert_handshake(log: &BotLog) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_hears_the_caller_the_caller_hears_the_bot_and_the_bot_hangs_up() {
-    let (url, bot) = scripted_bot(BotEnd::CloseAfter(Duration::from_millis(3_500))).await;
+    let (url, bot) = scripted_bot(BotScript::ToneThenClose(Duration::from_millis(3_500))).await;
     let sb = start(&[]);
     streamed_route(&sb, &url);
     let mut phone = caller(&sb, "stream-bot-ends", 15);
     let log = bot.await.unwrap();
     assert_handshake(&log);
     assert!(!log.closed_by_gateway, "the bot closed first");
+    // The mark came back once the 2 s of audio before it had played.
+    let waited = log.mark_echoed_at.expect("the mark came back") - log.mark_sent_at.unwrap();
+    assert!(
+        (Duration::from_millis(1_800)..Duration::from_millis(2_600)).contains(&waited),
+        "the mark came back after {waited:?}"
+    );
     // Every 20 ms, silence included: at least 2.5 s of media in 3.5 s.
     let media = log.events().iter().filter(|e| **e == "media").count();
     assert!(media >= 125, "{media} media messages");
@@ -328,12 +361,29 @@ async fn the_bot_hears_the_caller_the_caller_hears_the_bot_and_the_bot_hangs_up(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_caller_hanging_up_sends_stop_before_the_socket_closes() {
-    let (url, bot) = scripted_bot(BotEnd::WaitForStop).await;
+async fn clear_stops_playback_at_once_and_the_caller_hanging_up_sends_stop() {
+    let (url, bot) = scripted_bot(BotScript::ClearAfter(Duration::from_secs(1))).await;
     let sb = start(&[]);
     streamed_route(&sb, &url);
-    let _phone = caller(&sb, "stream-caller-ends", 2);
+    let mut phone = caller(&sb, "stream-caller-ends", 3);
     let log = bot.await.unwrap();
+    // `clear` dropped the 4 s still queued and sent the pending mark back at once.
+    let echoed = log
+        .mark_echoed_at
+        .expect("clear sends the pending mark back");
+    let after_clear = echoed - log.clear_sent_at.unwrap();
+    assert!(
+        after_clear < Duration::from_millis(100),
+        "the mark came back {after_clear:?} after clear"
+    );
+    let (rate, heard) = tokio::task::spawn_blocking(move || phone.heard(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let seconds = loud_part(rate, &heard).len() as f32 / rate as f32;
+    assert!(
+        (0.8..=1.3).contains(&seconds),
+        "the caller heard {seconds} s of a tone cleared after 1 s"
+    );
     assert_handshake(&log);
     let events = log.events();
     assert_eq!(events.last(), Some(&"stop"), "{events:?}");
