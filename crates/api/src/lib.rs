@@ -82,6 +82,7 @@ pub mod room_service;
 mod server;
 pub mod service;
 pub mod status;
+mod streams;
 pub mod twirp;
 pub mod wire;
 pub mod ws;

@@ -157,7 +157,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         return no_handler().into_response();
     };
     let switchboard_call = service_name == SWITCHBOARD_SERVICE
-        && matches!(rpc, "ExplainCall" | "ListBans" | "LiftBan");
+        && matches!(rpc, "ExplainCall" | "ListBans" | "LiftBan" | "StartStream");
     let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
     let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
         || switchboard_call
@@ -190,6 +190,9 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         match rpc {
             "ListBans" => list_bans_json(&state, claims.as_ref()),
             "LiftBan" => lift_ban_json(&state, claims.as_ref(), &body),
+            "StartStream" => {
+                crate::streams::start_stream_json(&state, claims.as_ref(), &body).await
+            }
             _ => explain_call_json(&state, claims.as_ref(), &body),
         }
     } else {

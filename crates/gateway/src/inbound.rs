@@ -33,7 +33,9 @@ use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::session::MediaEvent;
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent};
+use switchboard_rooms::{
+    AudioRate, JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent,
+};
 use switchboard_routing::livekit_protocol::SipMediaConfig;
 use switchboard_routing::{
     attrs, effective_media, proto_duration, CallInput, DispatchDecision, DispatchResult,
@@ -623,7 +625,8 @@ impl InboundCall {
             attributes: BTreeMap::new(),
             kind: ParticipantKind::Stream,
             publishes_audio: true,
-            audio_rate: self.call.room_audio_rate(),
+            // The bot speaks 8 kHz G.711: it never raises the room's rate.
+            audio_rate: AudioRate::Fixed(8_000),
         };
         let participant = match self.call.shared.rooms.join(&room, join) {
             Ok(participant) => participant,

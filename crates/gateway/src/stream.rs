@@ -11,7 +11,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use switchboard_streams::{G711Law, StreamProtocol, StreamSpec};
+use switchboard_streams::{StreamProtocol, StreamSpec};
+
+#[cfg(test)]
+use switchboard_streams::G711Law;
 
 /// The bot's WebSocket URL (`ws://` or `wss://`); its presence asks for a stream.
 pub const URL_KEY: &str = "switchboard.stream.url";
@@ -80,16 +83,11 @@ pub(crate) fn take_stream_request(
     let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
         return Ok(None);
     };
-    let protocol = match protocol.as_deref().map(str::trim).unwrap_or("twilio") {
-        "" | "twilio" => StreamProtocol::Twilio,
-        "telnyx" => StreamProtocol::telnyx(G711Law::Pcmu),
-        "telnyx-pcma" => StreamProtocol::telnyx(G711Law::Pcma),
-        "raw-l16" => StreamProtocol::RawL16,
-        other => {
-            return Err(format!(
-                "{PROTOCOL_KEY} {other:?} is not twilio, telnyx, telnyx-pcma or raw-l16"
-            ))
-        }
+    let name = protocol.as_deref().unwrap_or("");
+    let Some(protocol) = StreamProtocol::from_name(name) else {
+        return Err(format!(
+            "{PROTOCOL_KEY} {name:?} is not twilio, telnyx, telnyx-pcma or raw-l16"
+        ));
     };
     let mut spec = StreamSpec::new(url.trim().to_owned(), protocol);
     spec.connect_timeout = config.connect_timeout;

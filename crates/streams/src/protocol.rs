@@ -107,6 +107,18 @@ impl StreamProtocol {
             StreamProtocol::RawL16 => "raw_l16",
         }
     }
+
+    /// The protocol a dispatch rule or an API request names: `twilio`
+    /// (also the empty name), `telnyx` (PCMU), `telnyx-pcma` or `raw-l16`.
+    pub fn from_name(name: &str) -> Option<StreamProtocol> {
+        match name.trim() {
+            "" | "twilio" => Some(StreamProtocol::Twilio),
+            "telnyx" => Some(StreamProtocol::telnyx(G711Law::Pcmu)),
+            "telnyx-pcma" => Some(StreamProtocol::telnyx(G711Law::Pcma)),
+            "raw-l16" => Some(StreamProtocol::RawL16),
+            _ => None,
+        }
+    }
 }
 
 /// What the bot is told about the call in `start`.

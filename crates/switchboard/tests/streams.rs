@@ -532,3 +532,131 @@ fn a_pipecat_bot_with_the_twilio_serializer_takes_a_call() {
 fn a_pipecat_bot_with_the_telnyx_serializer_takes_a_call() {
     pipecat_takes_a_call("telnyx");
 }
+
+/// `switchboard sip ...` against the server.
+fn sip_cli(sb: &common::Switchboard, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("sip")
+        .args(args)
+        .env("LIVEKIT_URL", format!("http://{}", sb.api.unwrap()))
+        .env("LIVEKIT_API_KEY", common::api::KEY)
+        .env("LIVEKIT_API_SECRET", common::api::SECRET)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_room_is_streamed_and_stopped_from_the_command_line() {
+    let (url, bot) = scripted_bot(BotScript::ClearAfter(Duration::from_secs(60))).await;
+    let sb = start(&[]);
+    let api = sb.api.unwrap();
+    let token = common::api::token(json!({"video": {"roomCreate": true}}));
+    let (status, _) =
+        common::api::room_service(api, "CreateRoom", &token, json!({"name": "lobby"})).await;
+    assert_eq!(status, 200);
+    // A room that does not exist, and a protocol nobody speaks, are refused.
+    let out = sip_cli(
+        &sb,
+        &["stream", "start", "--room", "nowhere", "--bot-url", &url],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
+    let out = sip_cli(
+        &sb,
+        &[
+            "stream",
+            "start",
+            "--room",
+            "lobby",
+            "--bot-url",
+            &url,
+            "--protocol",
+            "plivo",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid_argument"),
+        "{out:?}"
+    );
+
+    let out = sip_cli(
+        &sb,
+        &[
+            "stream",
+            "start",
+            "--room",
+            "lobby",
+            "--bot-url",
+            &url,
+            "--identity",
+            "lobby-bot",
+            "--param",
+            "assistant=sales",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("Identity: lobby-bot") && stdout.contains("StreamID: MZ"),
+        "{stdout}"
+    );
+    let admin = common::api::admin_token("lobby");
+    let (_, listed) =
+        common::api::room_service(api, "ListParticipants", &admin, json!({"room": "lobby"})).await;
+    assert_eq!(
+        listed["participants"][0]["identity"], "lobby-bot",
+        "{listed}"
+    );
+    assert_eq!(listed["participants"][0]["kind"], "AGENT", "{listed}");
+
+    let out = sip_cli(
+        &sb,
+        &[
+            "stream",
+            "stop",
+            "--room",
+            "lobby",
+            "--identity",
+            "lobby-bot",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let log = bot.await.unwrap();
+    assert_eq!(&log.events()[..2], ["connected", "start"]);
+    assert_eq!(
+        log.messages[1]["start"]["customParameters"]["assistant"],
+        "sales"
+    );
+    assert_eq!(log.events().last(), Some(&"stop"), "{:?}", log.events());
+    assert!(log.closed_by_gateway);
+    wait_log(&sb, "API media stream ended", Duration::from_secs(5));
+}
+
+#[test]
+fn a_room_stream_to_an_unreachable_bot_is_refused() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let sb = start(&[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = common::api::token(json!({"video": {"roomCreate": true}}));
+    let (status, _) = runtime.block_on(common::api::room_service(
+        sb.api.unwrap(),
+        "CreateRoom",
+        &token,
+        json!({"name": "lobby"}),
+    ));
+    assert_eq!(status, 200);
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let out = sip_cli(
+        &sb,
+        &["stream", "start", "--room", "lobby", "--bot-url", &url],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        stderr.contains("unavailable") && stderr.contains("cannot be reached"),
+        "{stderr}"
+    );
+}

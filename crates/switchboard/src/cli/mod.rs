@@ -12,6 +12,7 @@ mod dispatch;
 mod explain;
 mod input;
 mod platform;
+mod stream;
 mod table;
 mod token;
 mod trunks;
@@ -149,6 +150,9 @@ enum SipCommand {
     /// SIP sources banned by the server's edge defences.
     #[command(subcommand)]
     Bans(bans::BansCommand),
+    /// Stream a room to a voice bot (Twilio or Telnyx media streams).
+    #[command(subcommand)]
+    Stream(stream::StreamCommand),
 }
 
 /// `switchboard trunk ...`: carrier trunks over the `/v1/` API.
@@ -187,6 +191,7 @@ pub fn run_sip(args: SipArgs) -> ExitCode {
         SipCommand::Outbound(c) => trunks::run_outbound(&client, c),
         SipCommand::Dispatch(c) => dispatch::run(&client, c),
         SipCommand::Bans(c) => bans::run(&client, c),
+        SipCommand::Stream(c) => stream::run(&client, c),
         SipCommand::Explain(c) => {
             return match explain::run(&client, c) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -289,9 +294,30 @@ mod tests {
                 SipCommand::Dispatch(_) => "dispatch",
                 SipCommand::Explain(_) => "explain",
                 SipCommand::Bans(_) => "bans",
+                SipCommand::Stream(_) => "stream",
             };
             assert_eq!(parsed, name);
         }
+    }
+
+    #[test]
+    fn the_bot_url_and_the_server_url_are_two_flags() {
+        let args = parse_sip(&[
+            "stream",
+            "start",
+            "--room",
+            "r",
+            "--bot-url",
+            "ws://bot:1/ws",
+            "--url",
+            "http://server:2",
+        ])
+        .unwrap();
+        assert_eq!(args.conn.url, "http://server:2");
+        assert!(matches!(
+            args.command,
+            SipCommand::Stream(stream::StreamCommand::Start { ref bot_url, .. }) if bot_url == "ws://bot:1/ws"
+        ));
     }
 
     #[test]
