@@ -660,3 +660,39 @@ fn a_room_stream_to_an_unreachable_bot_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digit_the_caller_sends_reaches_the_bot_and_a_bye_stops_the_stream() {
+    let (url, bot) = scripted_bot(BotScript::ClearAfter(Duration::from_secs(60))).await;
+    let sb = start(&[]);
+    streamed_route(&sb, &url);
+    let (mut uac, _) = common::routes::answered_call(&sb);
+    let info = uac.in_dialog(
+        "INFO",
+        "application/dtmf-relay",
+        "Signal=7\r\nDuration=160\r\n",
+    );
+    assert_eq!(
+        uac.response_to(info, "INFO", Duration::from_secs(3))
+            .status(),
+        200
+    );
+    wait_log(&sb, "DTMF from the caller", Duration::from_secs(3));
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
+        200
+    );
+    let log = bot.await.unwrap();
+    let dtmf: Vec<&Value> = log
+        .messages
+        .iter()
+        .filter(|m| m["event"] == "dtmf")
+        .collect();
+    assert_eq!(dtmf.len(), 1, "{:?}", log.events());
+    assert_eq!(dtmf[0]["dtmf"]["digit"], "7");
+    assert_eq!(dtmf[0]["dtmf"]["track"], "inbound_track");
+    assert_eq!(dtmf[0]["streamSid"], log.messages[1]["streamSid"]);
+    assert_eq!(log.events().last(), Some(&"stop"), "{:?}", log.events());
+    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+}
