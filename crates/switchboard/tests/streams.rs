@@ -357,7 +357,7 @@ async fn the_bot_hears_the_caller_the_caller_hears_the_bot_and_the_bot_hangs_up(
         dominant(&loud, rate, BOT_HZ, CALLER_HZ),
         "the caller did not hear the bot's tone"
     );
-    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +392,7 @@ async fn clear_stops_playback_at_once_and_the_caller_hanging_up_sends_stop() {
     assert_eq!(stop["streamSid"], log.messages[1]["streamSid"]);
     assert_eq!(stop["stop"]["callSid"], log.messages[1]["start"]["callSid"]);
     wait_log(&sb, "media stream stopped", Duration::from_secs(5));
-    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
     let state = common::api::counts_of(common::api::debug_state(sb.api.unwrap()).await);
     assert_eq!(state["rooms"], 0, "{state}");
 }
@@ -414,7 +414,7 @@ fn a_bot_that_cannot_be_reached_refuses_the_call() {
     assert!(reason.contains("Voice bot unavailable"), "{reason}");
     let log = wait_log(&sb, "media stream bot unreachable", Duration::from_secs(5));
     assert!(log.contains("refused"), "{log}");
-    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
 
 /// The caller's audio as the frames baresip recorded, cut to those with sound.
@@ -520,7 +520,7 @@ fn pipecat_takes_a_call(protocol: &str) {
         dominant(&loud, rate, BOT_HZ, CALLER_HZ),
         "the caller did not hear the bot's tone"
     );
-    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
 
 #[test]
@@ -694,5 +694,5 @@ async fn a_digit_the_caller_sends_reaches_the_bot_and_a_bye_stops_the_stream() {
     assert_eq!(dtmf[0]["dtmf"]["track"], "inbound_track");
     assert_eq!(dtmf[0]["streamSid"], log.messages[1]["streamSid"]);
     assert_eq!(log.events().last(), Some(&"stop"), "{:?}", log.events());
-    common::api::wait_for_calls_blocking(sb.api.unwrap(), 0);
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
