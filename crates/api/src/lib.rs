@@ -136,6 +136,8 @@ pub struct ApiState {
     pub return_passwords: bool,
     /// Limits and defaults of the `/v1/` trunk API.
     pub platform: platform::PlatformSettings,
+    /// Networks a voice bot's URL may not lead to (StartStream).
+    pub refused_destinations: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -77,7 +77,8 @@ pub(crate) async fn start_stream_json(
             "identity must be at most 128 characters, without control characters",
         ));
     }
-    let spec = StreamSpec::new(req.url.clone(), protocol);
+    let mut spec = StreamSpec::new(req.url.clone(), protocol);
+    spec.refused.clone_from(&state.refused_destinations);
     let socket = switchboard_streams::connect(&spec).await.map_err(|e| {
         TwirpError::new(Code::Unavailable, format!("the bot cannot be reached: {e}"))
     })?;

@@ -427,6 +427,7 @@ impl InboundCall {
                 let stream = take_stream_request(
                     &mut result.participant_attributes,
                     &self.call.shared.config.streams,
+                    &self.call.shared.config.refused_destinations,
                 );
                 let stream = match stream {
                     Ok(stream) => stream,

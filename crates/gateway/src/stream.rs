@@ -63,6 +63,7 @@ pub(crate) struct StreamRequest {
 pub(crate) fn take_stream_request(
     attributes: &mut HashMap<String, String>,
     config: &StreamsConfig,
+    refused: &[ipnet::IpNet],
 ) -> Result<Option<StreamRequest>, String> {
     let url = attributes.remove(URL_KEY);
     let protocol = attributes.remove(PROTOCOL_KEY);
@@ -91,6 +92,7 @@ pub(crate) fn take_stream_request(
     };
     let mut spec = StreamSpec::new(url.trim().to_owned(), protocol);
     spec.connect_timeout = config.connect_timeout;
+    spec.refused = refused.to_vec();
     Ok(Some(StreamRequest {
         spec,
         custom_parameters,
@@ -117,7 +119,7 @@ mod tests {
             ("switchboard.stream.param.", "dropped"),
             ("team", "blue"),
         ]);
-        let request = take_stream_request(&mut attrs, &StreamsConfig::default())
+        let request = take_stream_request(&mut attrs, &StreamsConfig::default(), &[])
             .unwrap_or_default()
             .map(|r| {
                 (
@@ -138,7 +140,7 @@ mod tests {
     fn no_url_no_stream_and_unknown_protocols_refuse() {
         let mut attrs = attributes(&[("switchboard.stream.param.x", "1")]);
         assert!(matches!(
-            take_stream_request(&mut attrs, &StreamsConfig::default()),
+            take_stream_request(&mut attrs, &StreamsConfig::default(), &[]),
             Ok(None)
         ));
         assert!(
@@ -146,7 +148,7 @@ mod tests {
             "parameters without a URL are still taken out"
         );
         let mut attrs = attributes(&[(URL_KEY, "ws://127.0.0.1:9/ws"), (PROTOCOL_KEY, "plivo")]);
-        let refused = take_stream_request(&mut attrs, &StreamsConfig::default());
+        let refused = take_stream_request(&mut attrs, &StreamsConfig::default(), &[]);
         assert!(
             matches!(&refused, Err(why) if why.contains("plivo")),
             "{refused:?}"

@@ -60,6 +60,11 @@ pub struct StreamSpec {
     /// our answer to its close may take to send) before the socket is
     /// dropped anyway.
     pub close_timeout: Duration,
+    /// Networks never connected to (`security.refused_destinations`: cloud
+    /// metadata at 169.254.169.254 and the like), so a URL in a rule or an
+    /// API call cannot aim switchboard at them. Checked on the resolved
+    /// addresses, so a name that resolves there is refused too.
+    pub refused: Vec<ipnet::IpNet>,
 }
 
 impl StreamSpec {
@@ -78,6 +83,7 @@ impl StreamSpec {
             start_buffer_ms: playout.start_buffer_ms,
             max_pending_marks: playout.max_pending_marks,
             max_message_bytes: 4 << 20,
+            refused: Vec::new(),
             send_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(1),
         }
@@ -131,6 +137,12 @@ pub enum StreamError {
         name: String,
         /// Why.
         reason: &'static str,
+    },
+    /// The bot's address is in a refused network.
+    #[error("{addr} is in a refused network (security.refused_destinations)")]
+    RefusedDestination {
+        /// The address.
+        addr: SocketAddr,
     },
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {reason}")]
@@ -389,6 +401,12 @@ async fn connect_inner(
         reason: e.to_string(),
     })?
     .collect();
+    if let Some(addr) = addrs.iter().find(|a| {
+        let ip = a.ip().to_canonical();
+        spec.refused.iter().any(|n| n.contains(&ip))
+    }) {
+        return Err(StreamError::RefusedDestination { addr: *addr });
+    }
     let tcp = tcp_connect(&target.host, &addrs, deadline, after).await?;
     // Frames of 20 ms each: Nagle would hold every other one back.
     let _ = tcp.set_nodelay(true);

@@ -315,6 +315,7 @@ fn api_state(
             max_trunks: config.platform.max_trunks,
             room_prefix: config.platform.room_prefix.clone(),
         },
+        refused_destinations: config.security.refused_destinations.clone(),
     }))
 }
 

@@ -696,3 +696,28 @@ async fn a_digit_the_caller_sends_reaches_the_bot_and_a_bye_stops_the_stream() {
     assert_eq!(log.events().last(), Some(&"stop"), "{:?}", log.events());
     common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
 }
+
+#[test]
+fn a_bot_in_a_refused_network_is_never_connected() {
+    // Something listens there, but 127.0.0.2 is refused by the configuration.
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sb = start(&[(
+        "SWITCHBOARD_SECURITY__REFUSED_DESTINATIONS",
+        "[127.0.0.2/32, 169.254.0.0/16]",
+    )]);
+    streamed_route(&sb, &format!("ws://127.0.0.2:{port}/ws"));
+    let mut uac = common::uac::Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &[]);
+    let (_, refused) = uac.final_response(seq, Duration::from_secs(10));
+    assert_eq!(refused.status(), 503, "{}", refused.text);
+    assert!(refused.header("Retry-After").is_some(), "{}", refused.text);
+    let log = wait_log(&sb, "media stream bot unreachable", Duration::from_secs(5));
+    assert!(log.contains("refused network"), "{log}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "switchboard connected to a refused address"
+    );
+    common::api::assert_nothing_left(sb.api.unwrap(), || sb.log());
+}
