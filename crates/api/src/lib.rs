@@ -84,6 +84,7 @@ pub mod service;
 pub mod status;
 mod streams;
 pub mod twirp;
+pub mod webhook_events;
 pub mod wire;
 pub mod ws;
 

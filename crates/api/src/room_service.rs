@@ -126,7 +126,7 @@ fn clamp_u32(n: usize) -> u32 {
 }
 
 /// A room as LiveKit's `Room` message.
-fn room_message(info: &RoomInfo, publishers: usize) -> Room {
+pub(crate) fn room_message(info: &RoomInfo, publishers: usize) -> Room {
     let created = unix(info.created_at);
     Room {
         sid: info.sid.clone(),

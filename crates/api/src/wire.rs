@@ -58,6 +58,7 @@ macro_rules! proto_names {
 }
 
 proto_names! {
+    WebhookEvent => "livekit.WebhookEvent",
     ListSipTrunkRequest => "livekit.ListSIPTrunkRequest",
     ListSipTrunkResponse => "livekit.ListSIPTrunkResponse",
     SipTrunkInfo => "livekit.SIPTrunkInfo",

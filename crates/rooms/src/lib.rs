@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::mix::Mixer;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 /// Settings of the embedded rooms.
@@ -298,6 +298,38 @@ pub enum RoomError {
     RoomExists(String),
 }
 
+/// A room's life as webhooks tell it (LiveKit's `room_started`,
+/// `participant_joined`, `participant_left`, `room_finished`), for whoever
+/// subscribed with [`Rooms::lifecycle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    /// A room was created (by the API or by its first participant).
+    RoomStarted(RoomInfo),
+    /// A room was closed or deleted.
+    RoomFinished(RoomInfo),
+    /// Someone joined.
+    ParticipantJoined {
+        /// The room, with its new participant count.
+        room: RoomInfo,
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// Someone left, with the attributes they had last (a call's
+    /// `sip.callStatus` and `sip.disconnectReason`).
+    ParticipantLeft {
+        /// The room, with its new participant count.
+        room: RoomInfo,
+        /// Who.
+        participant: ParticipantInfo,
+        /// Why.
+        reason: LeaveReason,
+    },
+}
+
+/// How many lifecycle events a slow subscriber may fall behind before it
+/// misses some (it is told how many).
+const LIFECYCLE_BACKLOG: usize = 4096;
+
 /// The registry of rooms. Clones share it.
 #[derive(Clone)]
 pub struct Rooms {
@@ -309,6 +341,15 @@ struct Registry {
     /// Samples per frame at the configured (highest) rate.
     frame_len: usize,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Lifecycle events; sending costs nothing much without subscribers.
+    lifecycle: broadcast::Sender<Lifecycle>,
+}
+
+impl Registry {
+    fn emit(&self, event: Lifecycle) {
+        // No subscriber is not an error: webhooks may be off.
+        let _ = self.lifecycle.send(event);
+    }
 }
 
 struct Room {
@@ -405,8 +446,14 @@ impl Rooms {
                 config,
                 frame_len,
                 rooms: Mutex::new(HashMap::new()),
+                lifecycle: broadcast::channel(LIFECYCLE_BACKLOG).0,
             }),
         }
+    }
+
+    /// Subscribes to every room's lifecycle, from now on.
+    pub fn lifecycle(&self) -> broadcast::Receiver<Lifecycle> {
+        self.inner.lifecycle.subscribe()
     }
 
     /// The settings.
@@ -452,6 +499,7 @@ impl Rooms {
         let info = room.info();
         rooms.insert(name.to_string(), room);
         info!(room = name, sid = %info.sid, "room created");
+        self.inner.emit(Lifecycle::RoomStarted(info.clone()));
         Ok(info)
     }
 
@@ -513,10 +561,19 @@ impl Rooms {
             .ok_or_else(|| RoomError::NoSuchRoom(name.to_string()))?;
         let mut state = lock(&room.state);
         state.deleted = true;
-        for member in state.members.drain(..) {
+        let members: Vec<Member> = state.members.drain(..).collect();
+        for member in members {
             disconnect(&member, LeaveReason::RoomDeleted);
+            let participant = lock(&member.slot.info).clone();
+            self.inner.emit(Lifecycle::ParticipantLeft {
+                room: room.info_with(&state),
+                participant,
+                reason: LeaveReason::RoomDeleted,
+            });
         }
         info!(room = name, sid = %room.sid, "room deleted");
+        self.inner
+            .emit(Lifecycle::RoomFinished(room.info_with(&state)));
         Ok(())
     }
 
@@ -543,6 +600,7 @@ impl Rooms {
                         let r = self.new_room(room, &RoomOptions::default(), false);
                         rooms.insert(room.to_string(), r.clone());
                         info!(room, sid = %r.sid, "room created on join");
+                        self.inner.emit(Lifecycle::RoomStarted(r.info()));
                         r
                     }
                 }
@@ -559,6 +617,12 @@ impl Rooms {
             {
                 let old = remove_member(&mut state, pos);
                 disconnect(&old, LeaveReason::DuplicateIdentity);
+                let participant = lock(&old.slot.info).clone();
+                self.inner.emit(Lifecycle::ParticipantLeft {
+                    room: shared.info_with(&state),
+                    participant,
+                    reason: LeaveReason::DuplicateIdentity,
+                });
                 broadcast(
                     &mut state,
                     RoomEvent::ParticipantLeft {
@@ -609,6 +673,10 @@ impl Rooms {
             state.empty_since = None;
             retune(&mut state, config);
             info!(room, identity = %info.identity, sid = %info.sid, kind = ?info.kind, "participant joined");
+            self.inner.emit(Lifecycle::ParticipantJoined {
+                room: shared.info_with(&state),
+                participant: info.clone(),
+            });
             return Ok(Participant {
                 registry: self.inner.clone(),
                 room: shared.clone(),
@@ -656,6 +724,12 @@ impl Rooms {
             })?;
         let member = remove_member(&mut state, pos);
         disconnect(&member, LeaveReason::Removed);
+        let participant = lock(&member.slot.info).clone();
+        self.inner.emit(Lifecycle::ParticipantLeft {
+            room: shared.info_with(&state),
+            participant,
+            reason: LeaveReason::Removed,
+        });
         broadcast(
             &mut state,
             RoomEvent::ParticipantLeft {
@@ -774,6 +848,11 @@ impl Rooms {
 impl Room {
     fn info(&self) -> RoomInfo {
         let state = lock(&self.state);
+        self.info_with(&state)
+    }
+
+    /// [`Room::info`] for a caller that holds the state's lock already.
+    fn info_with(&self, state: &RoomState) -> RoomInfo {
         RoomInfo {
             sid: self.sid.clone(),
             name: self.name.clone(),
@@ -793,6 +872,7 @@ fn close_if_still_empty(registry: &Registry, room: &Arc<Room>, state: &mut RoomS
         rooms.remove(&room.name);
         state.deleted = true;
         info!(room = %room.name, sid = %room.sid, "empty room closed");
+        registry.emit(Lifecycle::RoomFinished(room.info_with(state)));
     }
 }
 
@@ -1168,6 +1248,12 @@ impl Participant {
             None,
         );
         info!(room = %self.room.name, identity = %identity, "participant left");
+        let participant = lock(&self.slot.info).clone();
+        self.registry.emit(Lifecycle::ParticipantLeft {
+            room: self.room.info_with(&state),
+            participant,
+            reason: LeaveReason::ClientInitiated,
+        });
         let rooms = Rooms {
             inner: self.registry.clone(),
         };

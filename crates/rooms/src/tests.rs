@@ -673,3 +673,50 @@ fn members_that_adapt_follow_the_fixed_ones_down() {
         "only adapting members: theirs"
     );
 }
+
+#[test]
+fn the_lifecycle_tells_a_room_s_life_in_order_with_last_attributes() {
+    let rooms = Rooms::new(config());
+    let mut feed = rooms.lifecycle();
+    let alice = join(&rooms, "r", "alice");
+    let bob = join(&rooms, "r", "bob");
+    alice.set_attributes(&attrs(&[("sip.callStatus", "hangup")]));
+    drop(alice);
+    rooms.remove_participant("r", "bob").unwrap();
+    drop(bob);
+    let mut seen = Vec::new();
+    while let Ok(event) = feed.try_recv() {
+        seen.push(match event {
+            Lifecycle::RoomStarted(room) => format!("started {}", room.name),
+            Lifecycle::ParticipantJoined { room, participant } => {
+                format!(
+                    "joined {} ({})",
+                    participant.identity, room.num_participants
+                )
+            }
+            Lifecycle::ParticipantLeft {
+                room,
+                participant,
+                reason,
+            } => format!(
+                "left {} {:?} {:?} ({})",
+                participant.identity,
+                reason,
+                participant.attributes.get("sip.callStatus"),
+                room.num_participants
+            ),
+            Lifecycle::RoomFinished(room) => format!("finished {}", room.name),
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            "started r",
+            "joined alice (1)",
+            "joined bob (2)",
+            "left alice ClientInitiated Some(\"hangup\") (1)",
+            "left bob Removed None (0)",
+            "finished r",
+        ]
+    );
+}
