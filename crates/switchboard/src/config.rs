@@ -72,6 +72,8 @@ pub struct Config {
     pub platform: PlatformConfig,
     /// Calls streamed to voice bots (docs/media-streams.md).
     pub streams: StreamsSection,
+    /// LiveKit-format webhooks (docs/webhooks.md).
+    pub webhooks: WebhooksSection,
 }
 
 impl Default for Config {
@@ -89,6 +91,43 @@ impl Default for Config {
             security: SecurityConfig::default(),
             platform: PlatformConfig::default(),
             streams: StreamsSection::default(),
+            webhooks: WebhooksSection::default(),
+        }
+    }
+}
+
+/// LiveKit-format webhooks: room and participant events, signed with an
+/// API key, queued durably under `data_dir` and retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// Receivers (`http://` or `https://`); none: webhooks are off.
+    pub urls: Vec<String>,
+    /// The API key that signs them (its secret from `api.keys`); may be
+    /// left out when only one key is configured.
+    pub api_key: String,
+    /// Most time for one delivery attempt, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Wait after a failed attempt, doubling up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between two attempts at one event.
+    pub max_backoff_ms: u64,
+    /// An event still undelivered this long after it happened is given up.
+    pub max_event_age_secs: u64,
+    /// Most events queued; beyond it the oldest are dropped (and counted).
+    pub max_queued: u64,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> WebhooksSection {
+        WebhooksSection {
+            urls: Vec::new(),
+            api_key: String::new(),
+            request_timeout_ms: 10_000,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 30_000,
+            max_event_age_secs: 3_600,
+            max_queued: 10_000,
         }
     }
 }

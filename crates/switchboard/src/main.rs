@@ -6,6 +6,7 @@ mod config;
 mod drain;
 mod shared_bans;
 mod status;
+mod webhooks;
 
 /// jemalloc rather than glibc's malloc: it returns the memory of a burst of
 /// calls to the system once they end, where glibc's arenas kept it.
@@ -380,6 +381,13 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     };
     // The mixing clock runs for the life of the process.
     let _clock = rooms.spawn_clock();
+    let _webhooks = match webhooks::start(config, &api.keys, &rooms).await {
+        Ok(webhooks) => webhooks,
+        Err(e) => {
+            error!(error = %e, "cannot start webhooks");
+            return ExitCode::FAILURE;
+        }
+    };
     // With a Redis store, bans and digest nonce counts are shared with the
     // other replicas, over one connection.
     let shared_bans = match redis_url(config) {
