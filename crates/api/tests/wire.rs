@@ -446,6 +446,8 @@ fn the_vendored_protos_are_the_ones_livekit_protocol_ships() {
         "livekit_agent_dispatch.proto",
         "livekit_agent.proto",
         "livekit_metrics.proto",
+        "livekit_webhook.proto",
+        "livekit_ingress.proto",
         "logger/options.proto",
     ] {
         assert_eq!(
