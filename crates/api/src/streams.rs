@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind};
 use switchboard_streams::{CallFacts, StreamProtocol, StreamSpec};
 
 use crate::auth::Claims;
@@ -82,16 +81,7 @@ pub(crate) async fn start_stream_json(
     let socket = switchboard_streams::connect(&spec).await.map_err(|e| {
         TwirpError::new(Code::Unavailable, format!("the bot cannot be reached: {e}"))
     })?;
-    let join = JoinRequest {
-        identity: identity.clone(),
-        name: "voice bot".into(),
-        metadata: String::new(),
-        attributes: BTreeMap::new(),
-        kind: ParticipantKind::Stream,
-        publishes_audio: true,
-        // The bot speaks 8 kHz G.711: it never raises the room's rate.
-        audio_rate: AudioRate::Fixed(8_000),
-    };
+    let join = switchboard_streams::join_request(identity.clone());
     let participant = state.rooms.join(&req.room, join).map_err(|e| {
         TwirpError::new(
             Code::FailedPrecondition,

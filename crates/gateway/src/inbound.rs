@@ -33,9 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::session::MediaEvent;
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{
-    AudioRate, JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent,
-};
+use switchboard_rooms::{JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent};
 use switchboard_routing::livekit_protocol::SipMediaConfig;
 use switchboard_routing::{
     attrs, effective_media, proto_duration, CallInput, DispatchDecision, DispatchResult,
@@ -619,16 +617,7 @@ impl InboundCall {
             return Ok(());
         };
         let room = result.room_name.clone();
-        let join = JoinRequest {
-            identity: format!("stream-{}", self.call.call_id),
-            name: "voice bot".into(),
-            metadata: String::new(),
-            attributes: BTreeMap::new(),
-            kind: ParticipantKind::Stream,
-            publishes_audio: true,
-            // The bot speaks 8 kHz G.711: it never raises the room's rate.
-            audio_rate: AudioRate::Fixed(8_000),
-        };
+        let join = switchboard_streams::join_request(format!("stream-{}", self.call.call_id));
         let participant = match self.call.shared.rooms.join(&room, join) {
             Ok(participant) => participant,
             Err(e) => {

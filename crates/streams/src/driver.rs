@@ -122,6 +122,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How a voice bot joins a room: kind `stream` (LiveKit's AGENT), named
+/// "voice bot", publishing audio at 8 kHz, the rate of the G.711 it speaks,
+/// so it never raises the room's rate.
+pub fn join_request(identity: String) -> switchboard_rooms::JoinRequest {
+    switchboard_rooms::JoinRequest {
+        identity,
+        name: "voice bot".into(),
+        metadata: String::new(),
+        attributes: std::collections::BTreeMap::new(),
+        kind: switchboard_rooms::ParticipantKind::Stream,
+        publishes_audio: true,
+        audio_rate: switchboard_rooms::AudioRate::Fixed(8_000),
+    }
+}
+
 /// Starts streaming `participant`'s room to the bot on `socket`: one task
 /// on the current tokio runtime (call it from within one).
 ///

@@ -26,7 +26,7 @@ pub use connect::{
     connect, connect_with_tls, tls_config_with_roots, BotSocket, ConnectStage, StreamError,
     StreamSpec,
 };
-pub use driver::{start, StreamEnd, StreamHandle};
+pub use driver::{join_request, start, StreamEnd, StreamHandle};
 pub use playout::{PlayoutLimits, FRAME_SAMPLES};
 pub use protocol::{
     CallFacts, G711Law, Outgoing, PlayoutFrame, StreamProtocol, StreamSession, StreamStats,
