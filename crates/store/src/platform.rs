@@ -179,19 +179,13 @@ fn find<'a>(records: &'a Records, key: &str) -> Option<&'a (String, Vec<u8>)> {
     records.iter().find(|(k, _)| k == key)
 }
 
-/// Which existing LiveKit record a write keeps, replaces or removes.
-struct Owned<'a> {
-    id: &'a str,
-}
-
-impl Owned<'_> {
-    /// The ID to write under: the existing one, or a fresh one.
-    fn id_or_new(&self, prefix: IdPrefix) -> Result<String, StoreError> {
-        if self.id.is_empty() {
-            generate_id(prefix)
-        } else {
-            Ok(self.id.to_owned())
-        }
+/// The ID a LiveKit record a carrier trunk wants is written under: the one
+/// it has (an update keeps it), or a fresh one; `None` when it wants none.
+fn owned_id(wanted: bool, existing: &str, prefix: IdPrefix) -> Result<Option<String>, StoreError> {
+    match (wanted, existing.is_empty()) {
+        (false, _) => Ok(None),
+        (true, true) => generate_id(prefix).map(Some),
+        (true, false) => Ok(Some(existing.to_owned())),
     }
 }
 
@@ -233,36 +227,21 @@ impl SipStore {
         max_trunks: usize,
     ) -> Result<PlatformTrunk, StoreError> {
         let before = existing.clone().unwrap_or_default();
-        let inbound_id = write
-            .inbound
-            .as_ref()
-            .map(|_| {
-                Owned {
-                    id: &before.inbound_trunk_id,
-                }
-                .id_or_new(IdPrefix::Trunk)
-            })
-            .transpose()?;
-        let outbound_id = write
-            .outbound
-            .as_ref()
-            .map(|_| {
-                Owned {
-                    id: &before.outbound_trunk_id,
-                }
-                .id_or_new(IdPrefix::Trunk)
-            })
-            .transpose()?;
-        let rule_id = write
-            .dispatch_rule
-            .as_ref()
-            .map(|_| {
-                Owned {
-                    id: &before.dispatch_rule_id,
-                }
-                .id_or_new(IdPrefix::DispatchRule)
-            })
-            .transpose()?;
+        let inbound_id = owned_id(
+            write.inbound.is_some(),
+            &before.inbound_trunk_id,
+            IdPrefix::Trunk,
+        )?;
+        let outbound_id = owned_id(
+            write.outbound.is_some(),
+            &before.outbound_trunk_id,
+            IdPrefix::Trunk,
+        )?;
+        let rule_id = owned_id(
+            write.dispatch_rule.is_some(),
+            &before.dispatch_rule_id,
+            IdPrefix::DispatchRule,
+        )?;
         let inbound = write
             .inbound
             .map(prepare_inbound_trunk_create)

@@ -40,19 +40,25 @@ const DEFAULT_PAGE: usize = 20;
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/sip-trunks", get(list_carrier).post(create_carrier))
+        .route(
+            "/v1/sip-trunks",
+            get(list_handler::<CARRIER>).post(create_handler::<CARRIER>),
+        )
         .route(
             "/v1/sip-trunks/{id}",
-            get(get_carrier)
-                .patch(update_carrier)
-                .delete(delete_carrier),
+            get(get_handler::<CARRIER>)
+                .patch(update_handler::<CARRIER>)
+                .delete(delete_handler::<CARRIER>),
         )
-        .route("/v1/sip-trunk", get(list_extension).post(create_extension))
+        .route(
+            "/v1/sip-trunk",
+            get(list_handler::<EXTENSION>).post(create_handler::<EXTENSION>),
+        )
         .route(
             "/v1/sip-trunk/{id}",
-            get(get_extension)
-                .patch(update_extension)
-                .delete(delete_extension),
+            get(get_handler::<EXTENSION>)
+                .patch(update_handler::<EXTENSION>)
+                .delete(delete_handler::<EXTENSION>),
         )
         .route("/v1/{*rest}", any(no_such_path))
 }
@@ -358,7 +364,7 @@ struct ListQuery {
 async fn list(
     shape: Shape,
     state: &ApiState,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: ListQueryResult,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(state, headers)?;
@@ -401,86 +407,60 @@ fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn create_carrier(
+/// The shape a route speaks, as a const parameter of its handlers, so one
+/// handler serves both paths.
+const CARRIER: bool = true;
+const EXTENSION: bool = false;
+
+fn shape_of(carrier: bool) -> Shape {
+    if carrier {
+        Shape::Carrier
+    } else {
+        Shape::Extension
+    }
+}
+
+type ListQueryResult = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
+
+async fn create_handler<const C: bool>(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(create(Shape::Carrier, &state, &headers, body).await)
+    respond(create(shape_of(C), &state, &headers, body).await)
 }
 
-async fn create_extension(
-    State(state): State<Arc<ApiState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    respond(create(Shape::Extension, &state, &headers, body).await)
-}
-
-async fn update_carrier(
+async fn update_handler<const C: bool>(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(update(Shape::Carrier, &state, &id, &headers, body).await)
+    respond(update(shape_of(C), &state, &id, &headers, body).await)
 }
 
-async fn update_extension(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    respond(update(Shape::Extension, &state, &id, &headers, body).await)
-}
-
-async fn get_carrier(
+async fn get_handler<const C: bool>(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    respond(fetch(Shape::Carrier, &state, &id, &headers).await)
+    respond(fetch(shape_of(C), &state, &id, &headers).await)
 }
 
-async fn get_extension(
+async fn delete_handler<const C: bool>(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    respond(fetch(Shape::Extension, &state, &id, &headers).await)
+    respond(delete(shape_of(C), &state, &id, &headers).await)
 }
 
-async fn delete_carrier(
+async fn list_handler<const C: bool>(
     State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
+    query: ListQueryResult,
     headers: HeaderMap,
 ) -> Response {
-    respond(delete(Shape::Carrier, &state, &id, &headers).await)
-}
-
-async fn delete_extension(
-    State(state): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    respond(delete(Shape::Extension, &state, &id, &headers).await)
-}
-
-async fn list_carrier(
-    State(state): State<Arc<ApiState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(list(Shape::Carrier, &state, query, &headers).await)
-}
-
-async fn list_extension(
-    State(state): State<Arc<ApiState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(list(Shape::Extension, &state, query, &headers).await)
+    respond(list(shape_of(C), &state, query, &headers).await)
 }
 
 async fn openapi() -> Response {
