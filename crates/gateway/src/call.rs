@@ -145,6 +145,30 @@ impl Ending {
 }
 
 /// How an outbound call that was never answered ended.
+/// `inbound` or `outbound`: the direction label of logs and metrics.
+pub(crate) fn direction(outbound: bool) -> &'static str {
+    if outbound {
+        "outbound"
+    } else {
+        "inbound"
+    }
+}
+
+/// Counts an ended call in `switchboard_calls_ended_total`, also one that
+/// never got as far as a call task (an outbound call refused before it).
+pub(crate) fn count_ended(shared: &Shared, direction: &str, outcome: &Outcome) {
+    shared
+        .metrics
+        .calls_ended
+        .with_label_values(&[
+            direction,
+            outcome.result.as_str(),
+            outcome.reason.as_str_name(),
+            &outcome.sip_status.to_string(),
+        ])
+        .inc();
+}
+
 fn dial_outcome(error: &crate::DialError) -> (CallResult, DisconnectReason, u16) {
     use crate::DialError;
     use DisconnectReason as Reason;
@@ -392,7 +416,7 @@ impl Call {
     /// Starts the media timeout (the initial allowance counts from now)
     /// and counts the call as up.
     pub(crate) fn media_answered(&self, timeout: Duration) {
-        let direction = if self.outbound { "outbound" } else { "inbound" };
+        let direction = direction(self.outbound);
         self.shared
             .metrics
             .calls_active
@@ -1054,18 +1078,9 @@ impl Call {
             }
             drop(participant);
         }
-        let direction = if self.outbound { "outbound" } else { "inbound" };
+        let direction = direction(self.outbound);
         if !matches!(ending, Ending::Challenged) {
-            self.shared
-                .metrics
-                .calls_ended
-                .with_label_values(&[
-                    direction,
-                    outcome.result.as_str(),
-                    disconnect_reason,
-                    &sip_status.to_string(),
-                ])
-                .inc();
+            count_ended(&self.shared, direction, &outcome);
         }
         if answered {
             self.shared

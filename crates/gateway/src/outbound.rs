@@ -4,7 +4,9 @@
 //! send the requested DTMF (`automation`), then `active` and the shared
 //! in-call loop of [`crate::call`].
 
-use crate::call::{next_room_event, sleep_until_deadline, Call, CallPolicy, Ending};
+use crate::call::{
+    count_ended, direction, next_room_event, sleep_until_deadline, Call, CallPolicy, Ending,
+};
 use crate::deadlines::Timer;
 use crate::media_config::{media_config, media_timeout};
 use crate::session_timer::{min_se, timer_from_answer};
@@ -159,14 +161,21 @@ pub(crate) async fn dial(
     request: DialRequest,
     wait_until_answered: bool,
 ) -> Result<DialStarted, DialError> {
+    // Refused before a call task exists: counted here, as `finish` counts
+    // every other ending.
+    let refuse = |error: DialError| {
+        let outcome = Ending::DialFailed(error.clone()).outcome(false);
+        count_ended(&shared, direction(true), &outcome);
+        Err(error)
+    };
     if !shared.sip.advertises(request.transport) {
         // Our Via and Contact must name a port the callee can reach us on.
-        return Err(DialError::TransportNotListening(request.transport));
+        return refuse(DialError::TransportNotListening(request.transport));
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let mut guard = CallGuard::task(&shared.calls);
     if !guard.activate(shared.config.max_active_calls) {
-        return Err(DialError::AtCapacity);
+        return refuse(DialError::AtCapacity);
     }
     // The peer's address is known once resolved, in the call's task.
     let flow = Flow {

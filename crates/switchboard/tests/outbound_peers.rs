@@ -1259,3 +1259,37 @@ async fn play_dialtone_rings_the_callee_during_a_transfer_and_gives_the_room_bac
     );
     nothing_left(&sb).await;
 }
+
+/// A call refused before it has a task (a TLS trunk without a TLS listener)
+/// is still counted in `switchboard_calls_ended_total`, like every other
+/// ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_refused_before_it_starts_is_counted_as_ended() {
+    let sb = start(&[]);
+    let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let trunk = outbound_trunk(&sb, nowhere, "SIP_TRANSPORT_TLS").await;
+    let (status, answer) = dial(&sb, &trunk, "r", "callee", json!({})).await.unwrap();
+    assert_ne!(status, 200, "{answer}");
+    assert!(
+        answer["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not listen"),
+        "{answer}"
+    );
+    let api = sb.api.unwrap();
+    let metrics = tokio::task::spawn_blocking(move || common::api::metrics_blocking(api))
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("switchboard_calls_ended_total{") && l.contains("direction=\"outbound\"")
+        })
+        .unwrap_or_else(|| panic!("no outbound ending counted:\n{metrics}"));
+    assert!(
+        line.contains("sip_status=\"503\"") && line.ends_with(" 1"),
+        "{line}"
+    );
+    nothing_left(&sb).await;
+}
