@@ -701,18 +701,18 @@ impl InboundCall {
                     Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
                     Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while ringing"),
                 },
-                event = next_room_event(&mut self.call.participant) => match event {
-                    Some(RoomEvent::Disconnected { reason }) | Some(RoomEvent::ParticipantLeft { reason, .. }) if self.call.participant.as_ref().and_then(Participant::disconnected).is_some() => {
-                        self.respond(Refusal::RoomUnavailable("removed while ringing".into()).response(config.retry_after_secs));
+                event = next_room_event(&mut self.call.participant) => {
+                    let gone = self.call.participant.as_ref().and_then(Participant::disconnected);
+                    let removed = match event {
+                        None => Some(gone.unwrap_or(LeaveReason::RoomDeleted)),
+                        Some(RoomEvent::Disconnected { .. } | RoomEvent::ParticipantLeft { .. }) => gone,
+                        Some(_) => None,
+                    };
+                    if let Some(reason) = removed {
+                        self.respond(Refusal::RemovedWhileRinging.response(config.retry_after_secs));
                         return Err(Ending::Removed(reason));
                     }
-                    None => {
-                        let reason = self.call.participant.as_ref().and_then(Participant::disconnected).unwrap_or(LeaveReason::RoomDeleted);
-                        self.respond(Refusal::RoomUnavailable("removed while ringing".into()).response(config.retry_after_secs));
-                        return Err(Ending::Removed(reason));
-                    }
-                    Some(_) => {}
-                },
+                }
                 _ = sleep_until_deadline(self.call.deadlines.next()) => {
                     while let Some(timer) = self.call.deadlines.expired(Instant::now()) {
                         match timer {

@@ -27,8 +27,12 @@ pub enum Refusal {
     AtCapacity,
     /// No RTP port pair is free.
     NoMediaPorts,
-    /// The room cannot take another participant.
+    /// The room cannot take another participant (full, or the rooms limit):
+    /// a passing condition.
     RoomUnavailable(String),
+    /// The caller was taken out of the room (removed, room deleted) before
+    /// anyone answered: not worth retrying.
+    RemovedWhileRinging,
     /// Nobody in the room answered within the ringing timeout.
     RingingTimeout,
     /// The session timer interval is below our Min-SE (RFC 4028).
@@ -54,7 +58,10 @@ impl Refusal {
             Refusal::AuthenticationFailed => 403,
             Refusal::BadSdp(_) => 400,
             Refusal::MediaNotAcceptable(_) | Refusal::NoSdpOffer => 488,
-            Refusal::AtCapacity | Refusal::NoMediaPorts | Refusal::RoomUnavailable(_) => 503,
+            Refusal::AtCapacity
+            | Refusal::NoMediaPorts
+            | Refusal::RoomUnavailable(_)
+            | Refusal::RemovedWhileRinging => 503,
             Refusal::AmbiguousTrunk | Refusal::AmbiguousDispatchRule => 500,
             Refusal::RingingTimeout => 480,
             Refusal::SessionIntervalTooSmall { .. } => 422,
@@ -76,6 +83,7 @@ impl Refusal {
             Refusal::AtCapacity => "Call limit reached".into(),
             Refusal::NoMediaPorts => "No media ports free".into(),
             Refusal::RoomUnavailable(why) => format!("Room unavailable: {why}"),
+            Refusal::RemovedWhileRinging => "Removed from the room while ringing".into(),
             Refusal::RingingTimeout => "No answer in the room".into(),
             Refusal::SessionIntervalTooSmall { min_se } => {
                 format!("Session interval too small (Min-SE {min_se})")
@@ -97,7 +105,10 @@ impl Refusal {
         }
         let passing = match self {
             Refusal::StreamUnavailable { status, .. } => *status == 503,
-            _ => matches!(self, Refusal::AtCapacity | Refusal::NoMediaPorts),
+            _ => matches!(
+                self,
+                Refusal::AtCapacity | Refusal::NoMediaPorts | Refusal::RoomUnavailable(_)
+            ),
         };
         if passing {
             spec = spec.header(HeaderName::RetryAfter, retry_after_secs.to_string());
@@ -128,6 +139,12 @@ mod tests {
     fn capacity_refusals_say_when_to_retry_and_quotes_cannot_break_the_header() {
         let spec = Refusal::AtCapacity.response(30);
         assert_eq!(spec.headers.get(&HeaderName::RetryAfter), Some("30"));
+        // A full room passes; being taken out of it does not.
+        let spec = Refusal::RoomUnavailable("room full".into()).response(30);
+        assert_eq!(spec.headers.get(&HeaderName::RetryAfter), Some("30"));
+        let spec = Refusal::RemovedWhileRinging.response(30);
+        assert_eq!(spec.status, 503);
+        assert_eq!(spec.headers.get(&HeaderName::RetryAfter), None);
         let spec = Refusal::MediaNotAcceptable("no \"PCMX\"".into()).response(30);
         assert_eq!(
             spec.headers.get(&HeaderName::Reason),
