@@ -1137,11 +1137,7 @@ impl Call {
         };
         request.headers.push(
             HeaderName::Reason,
-            format!(
-                "SIP;cause={};text=\"{}\"",
-                ending.bye_cause(),
-                ending.text().replace(['"', '\\'], "'")
-            ),
+            crate::refusal::reason_header(ending.bye_cause(), &ending.text()),
         );
         for (header, value) in self.mapped_attribute_headers() {
             request.headers.push(HeaderName::parse(&header), value);

@@ -95,10 +95,9 @@ impl Refusal {
     /// The response: status, its standard reason phrase, and a Reason
     /// header carrying our words (quotes and backslashes escaped).
     pub fn response(&self, retry_after_secs: u32) -> ResponseSpec {
-        let text = self.text().replace(['\\', '"'], "'");
         let mut spec = ResponseSpec::new(self.status()).header(
             HeaderName::Reason,
-            format!("SIP;cause={};text=\"{text}\"", self.status()),
+            reason_header(self.status(), &self.text()),
         );
         if let Refusal::SessionIntervalTooSmall { min_se } = self {
             spec = spec.header(HeaderName::MinSe, min_se.to_string());
@@ -115,6 +114,22 @@ impl Refusal {
         }
         spec
     }
+}
+
+/// A Reason header value (RFC 3326) carrying our words. The words may hold
+/// text from outside (a room error, a voice bot's socket error), so quotes
+/// and backslashes become `'` and control characters a space: nothing can
+/// close the quoted string or the header line.
+pub(crate) fn reason_header(cause: u16, text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    format!("SIP;cause={cause};text=\"{text}\"")
 }
 
 #[cfg(test)]
@@ -151,5 +166,14 @@ mod tests {
             Some("SIP;cause=488;text=\"Media not acceptable: no 'PCMX'\"")
         );
         assert_eq!(spec.headers.get(&HeaderName::RetryAfter), None);
+        let spec = Refusal::StreamUnavailable {
+            status: 503,
+            why: "bot said \r\nVia: forged".into(),
+        }
+        .response(30);
+        assert_eq!(
+            spec.headers.get(&HeaderName::Reason),
+            Some("SIP;cause=503;text=\"Voice bot unavailable: bot said   Via: forged\"")
+        );
     }
 }

@@ -367,6 +367,9 @@ fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), StreamEr
     Ok((header_name, header_value))
 }
 
+/// A deadline that never comes, for a timeout too large to add to now.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 async fn connect_inner(
     spec: &StreamSpec,
     tls: Option<Arc<ClientConfig>>,
@@ -387,7 +390,10 @@ async fn connect_inner(
     }
 
     let after = spec.connect_timeout;
-    let deadline = Instant::now() + after;
+    // The timeout is configuration; a huge one means "no limit", not a panic.
+    let deadline = Instant::now()
+        .checked_add(after)
+        .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
     let timeout = |stage| StreamError::Timeout { stage, after };
 
     let addrs: Vec<SocketAddr> = timeout_at(

@@ -27,6 +27,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::WebhookError;
 
+/// A deadline that never comes, for a timeout too large to add to now.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// The content type LiveKit sends, "to ensure signature is checked prior
 /// to parsing" (a framework that parses `application/json` by itself would
 /// hand the receiver a re-encoded body whose hash no longer matches).
@@ -199,7 +202,10 @@ impl Client {
         body: &Bytes,
         authorization: &str,
     ) -> Result<StatusCode, PostError> {
-        let deadline = Instant::now() + self.timeout;
+        // The timeout is configuration; a huge one means "no limit", not a panic.
+        let deadline = Instant::now()
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| Instant::now() + FAR_FUTURE);
         let authorization =
             HeaderValue::from_str(authorization).map_err(|e| PostError::Sign(e.to_string()))?;
         loop {
