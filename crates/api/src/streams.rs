@@ -63,10 +63,7 @@ pub(crate) async fn start_stream_json(
         )
     })?;
     let identity = if req.identity.is_empty() {
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).map_err(|e| TwirpError::internal(e.to_string()))?;
-        let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("stream-{suffix}")
+        switchboard_rooms::new_sid("stream-")
     } else {
         req.identity.clone()
     };

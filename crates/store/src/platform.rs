@@ -298,14 +298,11 @@ impl SipStore {
                 let mut record = candidate.clone();
                 record.sip_trunk_id.clone_from(key);
                 check_inbound_trunk_conflicts(&existing_inbound, &record)?;
-                record.created_at = match find(&stored_inbound, key) {
-                    Some((k, bytes)) => {
-                        decode::<SipInboundTrunkInfo>(Table::InboundTrunks, k, bytes)?
-                            .created_at
-                            .or(Some(at))
-                    }
-                    None => Some(at),
-                };
+                record.created_at = existing_inbound
+                    .iter()
+                    .find(|t| t.sip_trunk_id == *key)
+                    .and_then(|t| t.created_at)
+                    .or(Some(at));
                 record.updated_at = Some(at);
                 ops.push(WriteOp::Put {
                     table: Table::InboundTrunks,
@@ -330,12 +327,11 @@ impl SipStore {
                 record.sip_trunk_id.clone_from(key);
                 record.created_at = match find(&stored_outbound, key) {
                     Some((k, bytes)) => {
-                        decode::<SipOutboundTrunkInfo>(Table::OutboundTrunks, k, bytes)?
-                            .created_at
-                            .or(Some(at))
+                        decode::<SipOutboundTrunkInfo>(Table::OutboundTrunks, k, bytes)?.created_at
                     }
-                    None => Some(at),
-                };
+                    None => None,
+                }
+                .or(Some(at));
                 record.updated_at = Some(at);
                 ops.push(WriteOp::Put {
                     table: Table::OutboundTrunks,
@@ -375,14 +371,11 @@ impl SipStore {
                     .iter()
                     .filter(|r| r.sip_dispatch_rule_id != *key);
                 check_dispatch_rule_conflicts(others, &record)?;
-                record.created_at = match find(&stored_rules, key) {
-                    Some((k, bytes)) => {
-                        decode::<SipDispatchRuleInfo>(Table::DispatchRules, k, bytes)?
-                            .created_at
-                            .or(Some(at))
-                    }
-                    None => Some(at),
-                };
+                record.created_at = existing_rules
+                    .iter()
+                    .find(|r| r.sip_dispatch_rule_id == *key)
+                    .and_then(|r| r.created_at)
+                    .or(Some(at));
                 record.updated_at = Some(at);
                 ops.push(WriteOp::Put {
                     table: Table::DispatchRules,

@@ -76,7 +76,7 @@ pub async fn start(
                 }
                 Err(RecvError::Closed) => break,
             };
-            let bodies = match webhook_bodies(&event, event_id) {
+            let bodies = match webhook_bodies(&event, || switchboard_rooms::new_sid("EV_")) {
                 Ok(bodies) => bodies,
                 Err(e) => {
                     warn!(error = %e.msg, "a webhook event could not be written");
@@ -92,12 +92,4 @@ pub async fn start(
     });
     info!(urls = section.urls.len(), "webhooks on");
     Ok(Some(webhooks))
-}
-
-/// `EV_` and 12 random hex digits, as LiveKit's event IDs look.
-fn event_id() -> String {
-    let mut bytes = [0u8; 6];
-    switchboard_sip::fill_random(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("EV_{hex}")
 }

@@ -651,15 +651,25 @@ fn timestamp(micros: i64) -> Value {
     }
 }
 
-fn insert_present(object: &mut Map<String, Value>, key: &str, value: &str) {
-    if !value.is_empty() {
-        object.insert(key.to_owned(), Value::String(value.to_owned()));
+/// `object` with the IDs of the LiveKit records the trunk provisioned;
+/// a record it does not have (by its direction) is left out.
+fn with_livekit_ids(mut object: Value, record: &PlatformTrunk) -> Value {
+    if let Value::Object(map) = &mut object {
+        let ids = [
+            ("livekit_inbound_trunk_id", &record.inbound_trunk_id),
+            ("livekit_outbound_trunk_id", &record.outbound_trunk_id),
+            ("livekit_dispatch_rule_id", &record.dispatch_rule_id),
+        ];
+        for (key, id) in ids.into_iter().filter(|(_, id)| !id.is_empty()) {
+            map.insert(key.to_owned(), Value::String(id.clone()));
+        }
     }
+    object
 }
 
 /// A trunk as seed 001 shows it: never the password, only whether one is set.
 pub fn render_carrier(record: &PlatformTrunk) -> Value {
-    let mut object = json!({
+    let object = json!({
         "id": record.id,
         "name": record.name,
         "kind": record.kind,
@@ -682,17 +692,12 @@ pub fn render_carrier(record: &PlatformTrunk) -> Value {
         "created_at": timestamp(record.created_at_micros),
         "updated_at": timestamp(record.updated_at_micros),
     });
-    if let Value::Object(map) = &mut object {
-        insert_present(map, "livekit_inbound_trunk_id", &record.inbound_trunk_id);
-        insert_present(map, "livekit_outbound_trunk_id", &record.outbound_trunk_id);
-        insert_present(map, "livekit_dispatch_rule_id", &record.dispatch_rule_id);
-    }
-    object
+    with_livekit_ids(object, record)
 }
 
 /// A trunk as seed 004 shows it (its field names; never the password).
 pub fn render_extension(record: &PlatformTrunk) -> Value {
-    let mut object = json!({
+    let object = json!({
         "id": record.id,
         "sip_trunk_type": record.trunk_type,
         "phone_number": record.numbers.first().cloned().unwrap_or_default(),
@@ -708,10 +713,5 @@ pub fn render_extension(record: &PlatformTrunk) -> Value {
         "created_at": timestamp(record.created_at_micros),
         "updated_at": timestamp(record.updated_at_micros),
     });
-    if let Value::Object(map) = &mut object {
-        insert_present(map, "livekit_inbound_trunk_id", &record.inbound_trunk_id);
-        insert_present(map, "livekit_outbound_trunk_id", &record.outbound_trunk_id);
-        insert_present(map, "livekit_dispatch_rule_id", &record.dispatch_rule_id);
-    }
-    object
+    with_livekit_ids(object, record)
 }

@@ -128,21 +128,14 @@ impl Client {
             REQUEST_TOKEN_TTL,
         )?;
         let url = format!("{}/twirp/{service}/{method}", self.base);
-        let mut response = self
+        let response = self
             .agent
             .post(&url)
             .header("Authorization", &format!("Bearer {token}"))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json")
-            .send(body)
-            .map_err(|e| CliError::Connection(format!("{url}: {e}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_string()
-            .map_err(|e| CliError::Connection(format!("{url}: reading the response: {e}")))?;
+            .send(body);
+        let (status, text) = status_and_text(&url, response)?;
         if status == 200 {
             Ok(text)
         } else {
@@ -204,15 +197,7 @@ impl Client {
                 request.header("Authorization", &authorization).call()
             }
         };
-        let mut response = sent.map_err(|e| CliError::Connection(format!("{url}: {e}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_string()
-            .map_err(|e| CliError::Connection(format!("{url}: reading the response: {e}")))?;
-        Ok((status, text))
+        status_and_text(&url, sent)
     }
 
     /// A LiveKit SIP method that needs the sip.admin grant.
@@ -223,6 +208,23 @@ impl Client {
     ) -> Result<(Resp, String), CliError> {
         self.call(LIVEKIT_SIP, method, &Grants::sip_admin(), request)
     }
+}
+
+/// The status and body (at most [`MAX_RESPONSE_BYTES`]) of an answer,
+/// whatever the status.
+fn status_and_text(
+    url: &str,
+    sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, String), CliError> {
+    let mut response = sent.map_err(|e| CliError::Connection(format!("{url}: {e}")))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_string()
+        .map_err(|e| CliError::Connection(format!("{url}: reading the response: {e}")))?;
+    Ok((status, text))
 }
 
 /// The HTTP base of a LiveKit URL: `ws`/`wss` become `http`/`https` (SDK
