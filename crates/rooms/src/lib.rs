@@ -346,9 +346,13 @@ struct Registry {
 }
 
 impl Registry {
-    fn emit(&self, event: Lifecycle) {
-        // No subscriber is not an error: webhooks may be off.
-        let _ = self.lifecycle.send(event);
+    /// Sends the event `make` builds, only when someone listens: with
+    /// webhooks off, a join or a leave clones nothing for it.
+    fn emit(&self, make: impl FnOnce() -> Lifecycle) {
+        if self.lifecycle.receiver_count() > 0 {
+            // A subscriber gone in between is not an error either.
+            let _ = self.lifecycle.send(make());
+        }
     }
 }
 
@@ -499,7 +503,7 @@ impl Rooms {
         let info = room.info();
         rooms.insert(name.to_string(), room);
         info!(room = name, sid = %info.sid, "room created");
-        self.inner.emit(Lifecycle::RoomStarted(info.clone()));
+        self.inner.emit(|| Lifecycle::RoomStarted(info.clone()));
         Ok(info)
     }
 
@@ -564,16 +568,15 @@ impl Rooms {
         let members: Vec<Member> = state.members.drain(..).collect();
         for member in members {
             disconnect(&member, LeaveReason::RoomDeleted);
-            let participant = lock(&member.slot.info).clone();
-            self.inner.emit(Lifecycle::ParticipantLeft {
+            self.inner.emit(|| Lifecycle::ParticipantLeft {
                 room: room.info_with(&state),
-                participant,
+                participant: lock(&member.slot.info).clone(),
                 reason: LeaveReason::RoomDeleted,
             });
         }
         info!(room = name, sid = %room.sid, "room deleted");
         self.inner
-            .emit(Lifecycle::RoomFinished(room.info_with(&state)));
+            .emit(|| Lifecycle::RoomFinished(room.info_with(&state)));
         Ok(())
     }
 
@@ -600,7 +603,7 @@ impl Rooms {
                         let r = self.new_room(room, &RoomOptions::default(), false);
                         rooms.insert(room.to_string(), r.clone());
                         info!(room, sid = %r.sid, "room created on join");
-                        self.inner.emit(Lifecycle::RoomStarted(r.info()));
+                        self.inner.emit(|| Lifecycle::RoomStarted(r.info()));
                         r
                     }
                 }
@@ -617,10 +620,9 @@ impl Rooms {
             {
                 let old = remove_member(&mut state, pos);
                 disconnect(&old, LeaveReason::DuplicateIdentity);
-                let participant = lock(&old.slot.info).clone();
-                self.inner.emit(Lifecycle::ParticipantLeft {
+                self.inner.emit(|| Lifecycle::ParticipantLeft {
                     room: shared.info_with(&state),
-                    participant,
+                    participant: lock(&old.slot.info).clone(),
                     reason: LeaveReason::DuplicateIdentity,
                 });
                 broadcast(
@@ -673,7 +675,7 @@ impl Rooms {
             state.empty_since = None;
             retune(&mut state, config);
             info!(room, identity = %info.identity, sid = %info.sid, kind = ?info.kind, "participant joined");
-            self.inner.emit(Lifecycle::ParticipantJoined {
+            self.inner.emit(|| Lifecycle::ParticipantJoined {
                 room: shared.info_with(&state),
                 participant: info.clone(),
             });
@@ -724,10 +726,9 @@ impl Rooms {
             })?;
         let member = remove_member(&mut state, pos);
         disconnect(&member, LeaveReason::Removed);
-        let participant = lock(&member.slot.info).clone();
-        self.inner.emit(Lifecycle::ParticipantLeft {
+        self.inner.emit(|| Lifecycle::ParticipantLeft {
             room: shared.info_with(&state),
-            participant,
+            participant: lock(&member.slot.info).clone(),
             reason: LeaveReason::Removed,
         });
         broadcast(
@@ -872,7 +873,7 @@ fn close_if_still_empty(registry: &Registry, room: &Arc<Room>, state: &mut RoomS
         rooms.remove(&room.name);
         state.deleted = true;
         info!(room = %room.name, sid = %room.sid, "empty room closed");
-        registry.emit(Lifecycle::RoomFinished(room.info_with(state)));
+        registry.emit(|| Lifecycle::RoomFinished(room.info_with(state)));
     }
 }
 
@@ -1248,10 +1249,9 @@ impl Participant {
             None,
         );
         info!(room = %self.room.name, identity = %identity, "participant left");
-        let participant = lock(&self.slot.info).clone();
-        self.registry.emit(Lifecycle::ParticipantLeft {
+        self.registry.emit(|| Lifecycle::ParticipantLeft {
             room: self.room.info_with(&state),
-            participant,
+            participant: lock(&self.slot.info).clone(),
             reason: LeaveReason::ClientInitiated,
         });
         let rooms = Rooms {
