@@ -37,7 +37,10 @@ impl std::fmt::Debug for SharedBans {
 
 /// A connection to `url` that gives up on a command after `patience`
 /// rather than retrying for the client's default ~10 s.
-async fn manager(url: &str, patience: Duration) -> Result<ConnectionManager, StoreError> {
+pub(crate) async fn manager(
+    url: &str,
+    patience: Duration,
+) -> Result<ConnectionManager, StoreError> {
     let client = redis::Client::open(url)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_number_of_retries(1)

@@ -27,6 +27,21 @@ pub enum StoreError {
         /// The protobuf error.
         source: prost::DecodeError,
     },
+    /// A stored call record or trace does not decode: the history is
+    /// damaged or was written by something else.
+    #[error("stored {what} {id:?} does not decode: {source}")]
+    CorruptHistory {
+        /// `call record` or `call trace`.
+        what: &'static str,
+        /// The call ID.
+        id: String,
+        /// The protobuf error.
+        source: prost::DecodeError,
+    },
+    /// A call history `page_token` that does not decode into a position: a
+    /// client made it up or mangled it.
+    #[error("page_token is not one this server gave")]
+    BadPageToken,
     /// Concurrent writers kept invalidating this write; it was not applied.
     #[error("too many concurrent writes; try again")]
     Contention,
@@ -54,8 +69,10 @@ impl StoreError {
             StoreError::Routing(e) => e.code(),
             StoreError::Redis(_) | StoreError::Contention => ErrorCode::Unavailable,
             StoreError::AtCapacity { .. } => ErrorCode::FailedPrecondition,
+            StoreError::BadPageToken => ErrorCode::InvalidArgument,
             StoreError::Redb(_)
             | StoreError::Corrupt { .. }
+            | StoreError::CorruptHistory { .. }
             | StoreError::Random(_)
             | StoreError::InjectedFault(_)
             | StoreError::Task(_) => ErrorCode::Internal,
