@@ -16,6 +16,8 @@
 
 mod backend;
 mod bans;
+mod call_history;
+mod call_record;
 mod error;
 mod live;
 mod platform;
@@ -26,6 +28,8 @@ mod store;
 
 pub use backend::{BoxFuture, Loaded, Records, StoreBackend, Table, WriteOp};
 pub use bans::{NonceCounts, SharedBan, SharedBans};
+pub use call_history::{CallFilter, CallHistory, CallPage, HistoryConfig, CALL_HISTORY_FILE};
+pub use call_record::{CallQuality, CallRecord, CallTrace, TracedMessage};
 pub use error::StoreError;
 pub use live::LiveRoutingIndex;
 pub use platform::{
