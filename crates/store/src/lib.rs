@@ -13,6 +13,14 @@
 //! the LiveKit messages, so no field is lost. Every write is atomic, and a
 //! create or update is conflict-checked at the same store version it is
 //! written at, so two replicas cannot both create conflicting trunks.
+//!
+//! [`CallHistory`] keeps finished calls ([`CallRecord`], with their
+//! [`CallTrace`] when traced) for a retention set by [`HistoryConfig`]:
+//! a record count, a record age and a shorter trace age, applied in the
+//! same write as every put batch. It lives in its own file
+//! ([`CALL_HISTORY_FILE`]) or in Redis, so that writing call records never
+//! bumps the routing store's version and rebuilds the routing index.
+//! [`CallHistory::list`] pages newest-ended first through a [`CallFilter`].
 
 mod backend;
 mod bans;
