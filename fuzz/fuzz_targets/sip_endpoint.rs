@@ -91,7 +91,9 @@ fuzz_target!(|data: &[u8]| {
             decoder.push(part);
             while let Some(frame) = decoder.next_frame() {
                 match frame {
-                    Frame::Message(bytes) => endpoint.handle_message(now, tcp, &bytes),
+                    Frame::Message(bytes) => {
+                        endpoint.handle_message(now, tcp, &bytes);
+                    }
                     Frame::KeepAlive => endpoint.handle_keepalive(tcp),
                     Frame::Error(error, head) => endpoint.handle_frame_error(tcp, &error, &head),
                 }

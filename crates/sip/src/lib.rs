@@ -22,6 +22,7 @@ pub mod framing;
 pub mod guard;
 pub mod message;
 mod random;
+pub mod tap;
 pub mod transaction;
 pub mod transport;
 

@@ -116,7 +116,9 @@ fn every_torture_message_as_a_stream() {
         frames.extend(decoder.finish());
         for frame in frames {
             match frame {
-                Frame::Message(m) => ep.handle_message(Instant::now(), flow(Transport::Tcp), &m),
+                Frame::Message(m) => {
+                    ep.handle_message(Instant::now(), flow(Transport::Tcp), &m);
+                }
                 Frame::Error(err, head) => ep.handle_frame_error(flow(Transport::Tcp), &err, &head),
                 Frame::KeepAlive => ep.handle_keepalive(flow(Transport::Tcp)),
             }

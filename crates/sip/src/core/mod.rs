@@ -442,12 +442,13 @@ impl Endpoint {
         }
     }
 
-    /// Handles one datagram or one framed stream message.
-    pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+    /// Handles one datagram or one framed stream message. False when it
+    /// was dropped unread because its source is banned.
+    pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) -> bool {
         self.clock = self.clock.max(now);
         // A banned source gets silence, before any parsing work.
         if self.guard.check_banned(flow.remote.ip(), now) {
-            return;
+            return false;
         }
         match parse_message(data, &self.config.limits) {
             Ok(Message::Request(request)) => {
@@ -463,6 +464,7 @@ impl Endpoint {
                 self.on_rejected(flow, &rejection, &rejection.error.to_string());
             }
         }
+        true
     }
 
     /// Handles a stream that could not be framed: the request (if it is one)

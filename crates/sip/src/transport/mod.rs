@@ -18,6 +18,7 @@ use crate::core::{ClientTxnId, RespondError, ServerTxnId, Stats};
 use crate::dialog::{Dialog, DialogId};
 use crate::framing::FramingError;
 use crate::message::{Request, ResponseSpec};
+use crate::tap::{MessageTap, TappedMessage};
 use crate::{ConnectionId, Destination, Endpoint, EndpointConfig, Event, Flow, Limits, Transport};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -64,6 +65,9 @@ pub struct TransportConfig {
     pub max_pending_requests: usize,
     /// UDP receive buffer size requested from the kernel.
     pub udp_recv_buffer: usize,
+    /// Where every message received (from sources not banned) and sent is
+    /// reported, for per-call SIP traces.
+    pub tap: Option<Arc<dyn MessageTap>>,
 }
 
 impl Default for TransportConfig {
@@ -81,6 +85,7 @@ impl Default for TransportConfig {
             connect_timeout: Duration::from_secs(5),
             max_pending_requests: 10_000,
             udp_recv_buffer: 4 << 20,
+            tap: None,
         }
     }
 }
@@ -433,6 +438,8 @@ impl SipStack {
             events: event_tx,
             streams,
             max_pending_requests: transport.max_pending_requests,
+            tap: transport.tap.clone(),
+            bound,
         };
         tasks.push(tokio::spawn(driver.run(input_rx)));
         info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "SIP transports listening");
@@ -515,6 +522,8 @@ struct Driver {
     events: mpsc::UnboundedSender<Event>,
     streams: stream::StreamContext,
     max_pending_requests: usize,
+    tap: Option<Arc<dyn MessageTap>>,
+    bound: BoundAddrs,
 }
 
 impl Driver {
@@ -553,7 +562,19 @@ impl Driver {
         let now = Instant::now();
         match input {
             Input::Datagram { flow, data } | Input::Message { flow, data } => {
-                self.shared.endpoint().handle_message(now, flow, &data);
+                let heard = self.shared.endpoint().handle_message(now, flow, &data);
+                if heard {
+                    if let Some(tap) = &self.tap {
+                        tap.tapped(TappedMessage {
+                            at: std::time::SystemTime::now(),
+                            sent: false,
+                            transport: flow.transport,
+                            local: flow.local,
+                            remote: flow.remote,
+                            data: &data,
+                        });
+                    }
+                }
             }
             Input::FrameError { flow, error, head } => {
                 self.shared
@@ -675,6 +696,9 @@ impl Driver {
     }
 
     fn send(&mut self, destination: Destination, payload: Bytes) {
+        if self.tap.is_some() {
+            self.tap_sent(destination, &payload);
+        }
         match destination {
             Destination::Flow(flow) if flow.transport == Transport::Udp => {
                 self.send_udp(flow.remote, payload);
@@ -713,6 +737,42 @@ impl Driver {
                 self.send_stream(flow.transport, target, payload);
             }
         }
+    }
+
+    /// Reports a message about to be sent (not keep-alives) to the tap.
+    fn tap_sent(&self, destination: Destination, payload: &[u8]) {
+        let Some(tap) = &self.tap else { return };
+        if !payload.first().is_some_and(u8::is_ascii_alphabetic) {
+            return;
+        }
+        let (transport, local, remote) = match destination {
+            Destination::Flow(flow) | Destination::Dialog { flow, .. } => {
+                (flow.transport, flow.local, flow.remote)
+            }
+            Destination::Address { transport, addr } => {
+                let listener = match transport {
+                    Transport::Udp => self.bound.udp,
+                    Transport::Tcp => self.bound.tcp,
+                    Transport::Tls => self.bound.tls,
+                };
+                // A new stream's own port is not known yet; UDP leaves from
+                // the listener.
+                let local = match (transport, listener) {
+                    (Transport::Udp, Some(addr)) => addr,
+                    (_, Some(addr)) => SocketAddr::new(addr.ip(), 0),
+                    _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+                };
+                (transport, local, addr)
+            }
+        };
+        tap.tapped(TappedMessage {
+            at: std::time::SystemTime::now(),
+            sent: true,
+            transport,
+            local,
+            remote,
+            data: payload,
+        });
     }
 
     fn send_udp(&self, to: SocketAddr, payload: Bytes) {
