@@ -5,6 +5,7 @@
 use crate::bridge::{BridgeControl, RoomBridge};
 use crate::deadlines::{Deadlines, Timer};
 use crate::info_dtmf::parse_info_dtmf;
+use crate::records::{now_ns, SharedRecord};
 use crate::refusal::Refusal;
 use crate::session_timer::{
     answer_session_timer, min_se, refresher_for_request, supports_timer, timer_from_answer,
@@ -20,14 +21,18 @@ use switchboard_media::driver::CallHandle;
 use switchboard_media::dtmf::DtmfDigit;
 use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, NegotiatedMedia, SdpNegotiator};
-use switchboard_media::session::{MediaEvent, MediaSession, SessionConfig};
+use switchboard_media::session::{CallStats, MediaEvent, MediaSession, SessionConfig};
 use switchboard_media::tones::ToneKind;
 use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomEvent};
 use switchboard_routing::attrs;
-use switchboard_routing::livekit_protocol::DisconnectReason;
+use switchboard_routing::livekit_protocol::{
+    DisconnectReason, SipCallDirection, SipCallInfo, SipCallStatus, SipStatus, SipTransferInfo,
+    SipTransferStatus,
+};
 use switchboard_sip::dialog::DialogId;
 use switchboard_sip::message::{HeaderName, Host, Method, Request, ResponseSpec, Uri};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
+use switchboard_store::{CallQuality, CallRecord};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -132,6 +137,21 @@ impl Ending {
         }
     }
 
+    /// An ending that is a fault of the call's path rather than someone
+    /// hanging up: its words go into the record's `error`.
+    fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            Ending::MediaTimeout
+                | Ending::MediaFailure(_)
+                | Ending::AckTimeout
+                | Ending::SessionExpired
+                | Ending::JoinFailed(_)
+                | Ending::WrongPin
+                | Ending::PinTimeout
+        )
+    }
+
     /// The `sip;cause` of our BYE (RFC 3326).
     fn bye_cause(&self) -> u16 {
         match self {
@@ -141,6 +161,31 @@ impl Ending {
             Ending::JoinFailed(_) => 503,
             _ => 200,
         }
+    }
+}
+
+/// A From or To URI as the call record shows it (LiveKit's `SIPUri`).
+pub(crate) fn sip_uri(
+    uri: &Uri,
+    transport: switchboard_sip::Transport,
+) -> switchboard_routing::livekit_protocol::SipUri {
+    use switchboard_routing::livekit_protocol::{SipTransport, SipUri};
+    let sip = uri.as_sip();
+    let host = sip.map(|s| s.host.to_string()).unwrap_or_default();
+    let ip = match sip.map(|s| &s.host) {
+        Some(Host::Ip(ip)) => ip.to_string(),
+        _ => String::new(),
+    };
+    SipUri {
+        user: uri.user().unwrap_or_default(),
+        host,
+        ip,
+        port: sip.and_then(|s| s.port).map_or(0, u32::from),
+        transport: match transport {
+            switchboard_sip::Transport::Udp => SipTransport::Udp,
+            switchboard_sip::Transport::Tcp => SipTransport::Tcp,
+            switchboard_sip::Transport::Tls => SipTransport::Tls,
+        } as i32,
     }
 }
 
@@ -289,6 +334,8 @@ pub(crate) struct Call {
     pub automating: bool,
     /// The media stream to a voice bot its dispatch rule asked for.
     pub stream: Option<switchboard_streams::StreamHandle>,
+    /// What the call history and the live-calls listing show of it.
+    pub record: SharedRecord,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -317,6 +364,20 @@ impl Call {
             .routes()
             .calls
             .insert(call_id.clone(), self_tx.clone());
+        let record = CallRecord {
+            info: Some(SipCallInfo {
+                call_id: call_id.clone(),
+                sip_call_id: sip_call_id.clone(),
+                call_direction: SipCallDirection::ScdInbound as i32,
+                call_status: SipCallStatus::ScsCallIncoming as i32,
+                created_at_ns: now_ns(),
+                ..SipCallInfo::default()
+            }),
+            transport: flow.transport.as_str().to_ascii_lowercase(),
+            remote_address: flow.remote.to_string(),
+            ..CallRecord::default()
+        };
+        let record = shared.records.open(&call_id, &sip_call_id, record);
         Call {
             shared,
             call_id,
@@ -345,7 +406,56 @@ impl Call {
             stream: None,
             refresh: None,
             offer_in_2xx: false,
+            record,
         }
+    }
+
+    /// Changes the call's record (what the live-calls listing shows now).
+    pub(crate) fn note(&self, change: impl FnOnce(&mut CallRecord)) {
+        change(&mut self.record.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// The far end rings (or, inbound, we said 180): the first time only.
+    pub(crate) fn note_ringing(&self) {
+        self.note(|record| {
+            if record.ringing_at_ns == 0 {
+                record.ringing_at_ns = now_ns();
+            }
+        });
+    }
+
+    /// The call's participant is in its room.
+    pub(crate) fn note_joined(&self, room: &str, participant: &Participant) {
+        let info = participant.info();
+        let room_sid = self
+            .shared
+            .rooms
+            .room(room)
+            .map(|r| r.sid)
+            .unwrap_or_default();
+        self.note_info(|record| {
+            record.room_name = room.to_owned();
+            record.room_id = room_sid;
+            record.participant_identity = info.identity.clone();
+            record.participant_attributes = info.attributes.into_iter().collect();
+            if record.call_status == SipCallStatus::ScsCallIncoming as i32 {
+                record.call_status = SipCallStatus::ScsParticipantJoined as i32;
+            }
+        });
+    }
+
+    /// The call is answered now.
+    pub(crate) fn mark_answered(&mut self) {
+        self.answered_at = Some(Instant::now());
+        self.note_info(|info| {
+            info.started_at_ns = now_ns();
+            info.call_status = SipCallStatus::ScsActive as i32;
+        });
+    }
+
+    /// Changes the LiveKit part of the call's record.
+    pub(crate) fn note_info(&self, change: impl FnOnce(&mut SipCallInfo)) {
+        self.note(|record| change(record.info.get_or_insert_with(SipCallInfo::default)));
     }
 
     /// Our Contact for the dialog's transport.
@@ -355,6 +465,13 @@ impl Call {
 
     /// Sets `sip.callStatus` on the participant (every member sees it).
     pub(crate) fn set_status(&self, status: CallStatus) {
+        match status {
+            CallStatus::Ringing => self.note_ringing(),
+            CallStatus::Active | CallStatus::Automation => {
+                self.note_info(|info| info.call_status = SipCallStatus::ScsActive as i32);
+            }
+            CallStatus::Dialing | CallStatus::Hangup => {}
+        }
         if let Some(p) = &self.participant {
             let mut change = BTreeMap::new();
             change.insert(attrs::CALL_STATUS.to_string(), status.as_str().to_string());
@@ -395,6 +512,16 @@ impl Call {
         session_config.initial_media_timeout = Duration::from_secs(24 * 3600);
         let codec = negotiated.codec;
         self.media_codec = Some(codec);
+        let suite = negotiated
+            .srtp
+            .as_ref()
+            .map(|srtp| srtp.local.suite.name().to_string());
+        self.note(|record| {
+            let info = record.info.get_or_insert_with(SipCallInfo::default);
+            info.audio_codec = codec.sdp_name().to_string();
+            info.media_encryption = if suite.is_some() { "sdes" } else { "" }.to_string();
+            record.srtp_suite = suite.unwrap_or_default();
+        });
         let session =
             MediaSession::new(session_config, negotiated, Instant::now()).map_err(|e| {
                 warn!(call_id = %self.call_id, error = %e, "media session failed");
@@ -605,6 +732,19 @@ impl Call {
         }
         self.deadlines
             .set(Timer::Transfer, Instant::now(), order.timeout);
+        let initiated = now_ns();
+        let target = order.refer_to.clone();
+        let (id_for_record, call_id) = (transfer_id.clone(), self.call_id.clone());
+        self.note(|record| {
+            record.transfer = Some(SipTransferInfo {
+                transfer_id: id_for_record,
+                call_id,
+                transfer_to: target,
+                transfer_initiated_at_ns: initiated,
+                transfer_status: SipTransferStatus::StsTransferOngoing as i32,
+                ..SipTransferInfo::default()
+            });
+        });
         self.transfer = Some(PendingTransfer {
             id: transfer_id,
             refer_to: order.refer_to,
@@ -694,6 +834,34 @@ impl Call {
         } else {
             "failed"
         };
+        let completed = now_ns();
+        self.note(|record| {
+            if let Some(transfer) = &mut record.transfer {
+                transfer.transfer_completed_at_ns = completed;
+                match &outcome {
+                    Ok(done) => {
+                        transfer.transfer_status = SipTransferStatus::StsTransferSuccessful as i32;
+                        if done.status != 0 {
+                            transfer.transfer_status_code = Some(SipStatus {
+                                code: i32::from(done.status),
+                                status: switchboard_sip::message::standard_reason(done.status)
+                                    .to_string(),
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        transfer.transfer_status = SipTransferStatus::StsTransferFailed as i32;
+                        transfer.error = e.to_string();
+                        if let TransferError::Failed { status, reason } = e {
+                            transfer.transfer_status_code = Some(SipStatus {
+                                code: i32::from(*status),
+                                status: reason.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        });
         self.shared
             .metrics
             .transfers
@@ -1076,6 +1244,8 @@ impl Call {
                 // Others see why the call ended before the participant leaves.
                 participant.set_attributes(&outcome.final_attributes());
             }
+            let attributes = participant.info().attributes;
+            self.note_info(|info| info.participant_attributes = attributes.into_iter().collect());
             drop(participant);
         }
         let direction = direction(self.outbound);
@@ -1103,6 +1273,7 @@ impl Call {
                 .requests
                 .retain(|_, tx| !tx.same_channel(&self.self_tx));
         }
+        self.close_record(&ending, &outcome, stats.as_ref());
         match &ending {
             Ending::Challenged => {}
             Ending::Refused(_) => {}
@@ -1126,6 +1297,63 @@ impl Call {
                 )
             }
         }
+    }
+
+    /// Completes the call's record with how it ended and hands it (with
+    /// the SIP trace) to the history. A challenged INVITE is not a call of
+    /// its own: its retry, with the same Call-ID, gets the whole ladder.
+    fn close_record(&self, ending: &Ending, outcome: &Outcome, stats: Option<&CallStats>) {
+        if matches!(ending, Ending::Challenged) {
+            self.shared
+                .records
+                .close(&self.call_id, &self.sip_call_id, None);
+            return;
+        }
+        let mut record = self
+            .record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let info = record.info.get_or_insert_with(SipCallInfo::default);
+        info.ended_at_ns = now_ns();
+        let failed = matches!(outcome.result, CallResult::Failed | CallResult::Refused);
+        info.call_status = if failed {
+            SipCallStatus::ScsError
+        } else {
+            SipCallStatus::ScsDisconnected
+        } as i32;
+        info.disconnect_reason = outcome.reason as i32;
+        info.call_status_code = Some(SipStatus {
+            code: i32::from(outcome.sip_status),
+            status: switchboard_sip::message::standard_reason(outcome.sip_status).to_string(),
+        });
+        if failed || ending.is_fault() {
+            info.error = ending.text();
+        }
+        if !info.participant_identity.is_empty() {
+            info.participant_attributes
+                .extend(outcome.final_attributes());
+        }
+        record.result = outcome.result.as_str().to_string();
+        if let Some(stats) = stats {
+            record.quality = Some(CallQuality {
+                packets_sent: stats.packets_sent,
+                packets_received: stats.packets_received,
+                packets_lost: stats.packets_lost,
+                jitter_ms: stats.jitter_ms,
+                concealed_frames: stats.concealed_frames,
+                round_trip_ms: stats
+                    .round_trip
+                    .map_or(0.0, |rtt| rtt.as_secs_f64() * 1000.0),
+                remote_packets_lost: stats.remote_packets_lost.unwrap_or(0),
+                remote_jitter_ms: stats.remote_jitter_ms.unwrap_or(0.0),
+                srtp_rejected: stats.srtp_rejected,
+                rtcp_received: stats.rtcp_received,
+            });
+        }
+        self.shared
+            .records
+            .close(&self.call_id, &self.sip_call_id, Some(record));
     }
 
     /// Ends the dialog with BYE (with the trunk's attributes_to_headers and

@@ -14,7 +14,8 @@
 //!    leave the room, release media and every route to the call.
 
 use crate::call::{
-    next_media_event, next_room_event, sleep_until_deadline, Call, CallPolicy, Ending, InDialog,
+    next_media_event, next_room_event, sip_uri, sleep_until_deadline, Call, CallPolicy, Ending,
+    InDialog,
 };
 use crate::deadlines::Timer;
 use crate::media_config::{media_config, media_timeout};
@@ -124,6 +125,16 @@ impl InboundCall {
         let to_user = request.to().and_then(|t| t.uri.user()).unwrap_or_default();
         let mut call = Call::new(shared, incoming.flow, sip_call_id, self_tx, signals, guard);
         call.invite_txn = Some(incoming.txn);
+        let from = request
+            .from()
+            .map(|f| sip_uri(&f.uri, incoming.flow.transport));
+        let to = request
+            .to()
+            .map(|t| sip_uri(&t.uri, incoming.flow.transport));
+        call.note_info(|info| {
+            info.from_uri = from;
+            info.to_uri = to;
+        });
         InboundCall {
             call,
             incoming,
@@ -410,6 +421,8 @@ impl InboundCall {
         }
         let input = self.call_input();
         let trunk = self.match_trunk(&input)?;
+        let trunk_id = trunk.trunk_id().to_owned();
+        self.call.note_info(|info| info.trunk_id = trunk_id);
         if let Some((nonce, count)) = self.authenticate(&trunk)? {
             self.claim_nonce_count(&trunk, &nonce, count).await?;
         }
@@ -551,6 +564,7 @@ impl InboundCall {
                     status = status.as_str(),
                     "caller joined the room"
                 );
+                self.call.note_joined(&room, &participant);
                 self.call.participant = Some(participant);
                 Ok(())
             }
@@ -646,6 +660,13 @@ impl InboundCall {
 
     /// Keeps the dispatch result and what it decides for the call's life.
     fn adopt(&mut self, result: DispatchResult) {
+        self.call.note_info(|info| {
+            info.trunk_id.clone_from(&result.trunk_id);
+            info.dispatch_rule_id.clone_from(&result.rule_id);
+            info.room_name.clone_from(&result.room_name);
+            info.participant_identity
+                .clone_from(&result.participant_identity);
+        });
         self.call.policy = CallPolicy {
             max_call_duration: proto_duration(result.max_call_duration.as_ref()),
             attributes_to_headers: result.attributes_to_headers.clone(),
@@ -675,6 +696,7 @@ impl InboundCall {
             .unwrap_or(config.ringing_timeout);
         let ringing_response = self.dialog_response(180);
         self.respond(ringing_response.clone());
+        self.call.note_ringing();
         if config.early_media {
             let spec = self
                 .dialog_response(183)
@@ -796,7 +818,7 @@ impl InboundCall {
             // The CANCEL won the race and the core answered 487.
             return Err(Ending::Cancelled);
         }
-        self.call.answered_at = Some(Instant::now());
+        self.call.mark_answered();
         let timeout = self
             .dispatch
             .as_ref()

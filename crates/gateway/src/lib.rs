@@ -21,21 +21,25 @@ mod media_config;
 mod metrics;
 mod outbound;
 mod prompts;
+mod records;
 mod refusal;
 mod session_timer;
 mod status;
 mod stream;
+mod trace;
 
 pub use info_dtmf::parse_info_dtmf;
 pub use metrics::GatewayMetrics;
 pub use outbound::{DialError, DialRequest, DialStarted};
 pub use prompts::Prompt;
+pub use records::CallRecords;
 pub use refusal::Refusal;
 pub use status::CallStatus;
 pub use stream::{
     StreamsConfig, PARAM_PREFIX as STREAM_PARAM_PREFIX, PROTOCOL_KEY as STREAM_PROTOCOL_KEY,
     URL_KEY as STREAM_URL_KEY,
 };
+pub use trace::{SipTraces, TraceConfig};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -357,6 +361,17 @@ struct TransferOrder {
     reply: tokio::sync::oneshot::Sender<Result<TransferDone, TransferError>>,
 }
 
+/// Why a call could not be hung up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HangUpError {
+    /// No call in progress has that ID (it may have ended).
+    #[error("no call in progress with that ID")]
+    NoSuchCall,
+    /// The call has no participant in a room yet (routing, PIN entry).
+    #[error("the call is not in a room yet")]
+    NotInRoom,
+}
+
 /// A transfer asked for through the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferRequest {
@@ -445,6 +460,7 @@ struct Shared {
     routes: Mutex<Routes>,
     calls: Arc<CallRegistry>,
     metrics: GatewayMetrics,
+    records: CallRecords,
 }
 
 impl Shared {
@@ -488,6 +504,8 @@ pub struct GatewayParts {
     pub metrics: GatewayMetrics,
     /// Nonce counts shared with other replicas, when there are any.
     pub nonce_ledger: Option<Arc<dyn NonceLedger>>,
+    /// Where calls' records go (live, then the history).
+    pub records: CallRecords,
 }
 
 /// The transaction user of the SIP stack.
@@ -510,6 +528,7 @@ impl Gateway {
                 routes: Mutex::new(Routes::default()),
                 calls: Arc::new(CallRegistry::default()),
                 metrics: parts.metrics,
+                records: parts.records,
             }),
         }
     }
@@ -634,7 +653,51 @@ impl GatewayHandle {
     pub fn metrics_text(&self) -> String {
         let mut text = self.shared.metrics.render();
         text.push_str(&self.shared.media.metrics_text());
+        text.push_str(&self.shared.records.metrics_text());
         text
+    }
+
+    /// The records of the calls in progress, oldest first.
+    pub fn live_calls(&self) -> Vec<switchboard_store::CallRecord> {
+        self.shared.records.live_calls()
+    }
+
+    /// The record of a call in progress, or of one that has just ended and
+    /// is not in the history yet (`ended_at_ns` set).
+    pub fn live_call(&self, call_id: &str) -> Option<switchboard_store::CallRecord> {
+        self.shared.records.call(call_id)
+    }
+
+    /// The SIP trace so far of a call in progress (or just ended).
+    pub fn live_trace(&self, call_id: &str) -> Option<switchboard_store::CallTrace> {
+        let sip_call_id = self.shared.records.sip_call_id(call_id)?;
+        self.shared.records.traces().snapshot(&sip_call_id)
+    }
+
+    /// Calls with a live record (zero when nothing leaks).
+    pub fn live_count(&self) -> usize {
+        self.shared.records.live_count()
+    }
+
+    /// Hangs up a call in progress: its participant is taken out of its
+    /// room, so the call ends as RemoveParticipant ends it (BYE after the
+    /// answer, a final response before it).
+    pub fn hang_up(&self, call_id: &str) -> Result<(), HangUpError> {
+        let record = self
+            .shared
+            .records
+            .live_call(call_id)
+            .ok_or(HangUpError::NoSuchCall)?;
+        let info = record.info.unwrap_or_default();
+        if info.room_name.is_empty() || info.participant_identity.is_empty() {
+            return Err(HangUpError::NotInRoom);
+        }
+        self.shared
+            .rooms
+            .remove_participant(&info.room_name, &info.participant_identity)
+            .map_err(|_| HangUpError::NotInRoom)?;
+        tracing::info!(call_id = %call_id, room = %info.room_name, "hang-up ordered through the API");
+        Ok(())
     }
 
     /// Places an outbound call (CreateSIPParticipant). Returns when the

@@ -5,7 +5,8 @@
 //! in-call loop of [`crate::call`].
 
 use crate::call::{
-    count_ended, direction, next_room_event, sleep_until_deadline, Call, CallPolicy, Ending,
+    count_ended, direction, next_room_event, sip_uri, sleep_until_deadline, Call, CallPolicy,
+    Ending,
 };
 use crate::deadlines::Timer;
 use crate::media_config::{media_config, media_timeout};
@@ -20,7 +21,7 @@ use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
 use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomError, RoomEvent};
 use switchboard_routing::attrs;
-use switchboard_routing::livekit_protocol::{SipHeaderOptions, SipMediaConfig};
+use switchboard_routing::livekit_protocol::{SipCallDirection, SipHeaderOptions, SipMediaConfig};
 use switchboard_routing::{header_attributes, CallInput};
 use switchboard_sip::auth::{ChallengeKind, DigestClient};
 use switchboard_sip::dialog::Dialog;
@@ -70,6 +71,8 @@ pub struct DialRequest {
     pub display_name: Option<String>,
     /// Digest credentials of the trunk.
     pub auth: Option<(String, String)>,
+    /// The stored trunk's `ST_` ID ("" for a trunk given in the request).
+    pub trunk_id: String,
     /// Extra INVITE headers (trunk's, then the request's over them).
     pub headers: Vec<(String, String)>,
     /// The trunk's and request's media settings, merged.
@@ -188,6 +191,12 @@ pub(crate) async fn dial(
     let sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
     let mut call = Call::new(shared.clone(), flow, sip_call_id, tx, rx, guard);
     call.outbound = true;
+    call.note_info(|info| {
+        info.call_direction = SipCallDirection::ScdOutbound as i32;
+        info.trunk_id.clone_from(&request.trunk_id);
+        info.room_name.clone_from(&request.room);
+        info.participant_identity.clone_from(&request.identity);
+    });
     call.policy = CallPolicy {
         max_call_duration: request.max_call_duration,
         attributes_to_headers: request.attributes_to_headers.clone(),
@@ -220,6 +229,7 @@ pub(crate) async fn dial(
         room: request.room.clone(),
         call_id: call.call_id.clone(),
     };
+    call.note_joined(&request.room, &participant);
     call.participant = Some(participant);
     info!(
         call_id = %call.call_id,
@@ -470,6 +480,18 @@ impl OutboundCall {
         };
         let mut seq = 1;
         let mut invite = self.invite(seq, &offer, None);
+        let transport = self.request.transport;
+        let (from, to) = (
+            invite.from().map(|f| sip_uri(&f.uri, transport)),
+            invite.to().map(|t| sip_uri(&t.uri, transport)),
+        );
+        let remote = self.call.flow.remote.to_string();
+        self.call.note(|record| {
+            record.remote_address = remote;
+            let info = record.info.get_or_insert_with(Default::default);
+            info.from_uri = from;
+            info.to_uri = to;
+        });
         let mut txn = self.send(invite.clone());
         let mut digest = self
             .request
@@ -661,7 +683,7 @@ impl OutboundCall {
         self.call.dialog = Some(id);
         self.call.flow = flow;
         self.call.acked = true;
-        self.call.answered_at = Some(std::time::Instant::now());
+        self.call.mark_answered();
         if let Err(e) = self.apply_answer(response, ports) {
             warn!(call_id = %self.call.call_id, error = %e, "the answer's SDP is unusable");
             return Err(e);

@@ -269,6 +269,7 @@ pub fn dial_request(call: &OutboundCall) -> Result<DialRequest, TwirpError> {
         from_host,
         display_name: r.display_name.clone(),
         auth,
+        trunk_id: stored.map(|t| t.sip_trunk_id.clone()).unwrap_or_default(),
         headers: headers.into_iter().collect(),
         media,
         ringing_timeout: proto_duration(r.ringing_timeout.as_ref())
