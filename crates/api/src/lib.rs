@@ -13,6 +13,9 @@
 //!   names or numbers, and unknown keys are ignored.
 //! - `POST /twirp/switchboard.SIP/ExplainCall` (JSON only, `sip.admin`):
 //!   how this replica's live routing index would route a call.
+//! - `POST /twirp/switchboard.SIP/ListCalls`, `GetCall`, `HangUpCall` and
+//!   `GET /calls/<call_id>/trace?format=text|pcap` (`sip.admin`): calls in
+//!   progress and the call history with SIP traces (see [`calls`]).
 //! - `POST /twirp/livekit.RoomService/<Method>`: room administration over
 //!   the embedded rooms, with LiveKit's grants (see [`room_service`]).
 //! - `GET /rooms/<room>/ws`: a WebSocket participant (see [`ws`] and
@@ -75,6 +78,7 @@
 
 pub mod auth;
 pub mod call_control;
+pub mod calls;
 pub mod explain;
 mod listener;
 pub mod platform;
@@ -83,6 +87,7 @@ mod server;
 pub mod service;
 pub mod status;
 mod streams;
+pub mod trace_export;
 pub mod twirp;
 pub mod webhook_events;
 pub mod wire;
@@ -99,7 +104,7 @@ pub use auth::ApiKeys;
 pub use call_control::{CallControl, CallFuture, OutboundCall, Transfer};
 pub use listener::HttpLimits;
 pub use server::{router, serve, serve_limited};
-pub use status::{BanEntry, CallStatus, StatusSource};
+pub use status::{BanEntry, CallStatus, HangUpRefused, StatusSource};
 pub use twirp::{Code, TwirpError};
 pub use ws::{SessionCount, WebSocketConfig};
 
@@ -139,6 +144,9 @@ pub struct ApiState {
     pub platform: platform::PlatformSettings,
     /// Networks a voice bot's URL may not lead to (StartStream).
     pub refused_destinations: Vec<ipnet::IpNet>,
+    /// Finished calls (ListCalls, GetCall, traces); `None` when the
+    /// history is off.
+    pub call_history: Option<switchboard_store::CallHistory>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -32,6 +32,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/debug/state", get(debug_state))
         .route("/metrics", get(metrics))
         .merge(crate::platform::routes())
+        .merge(crate::calls::routes())
         .fallback(entry)
         .with_state(state)
 }
@@ -157,7 +158,16 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         return no_handler().into_response();
     };
     let switchboard_call = service_name == SWITCHBOARD_SERVICE
-        && matches!(rpc, "ExplainCall" | "ListBans" | "LiftBan" | "StartStream");
+        && matches!(
+            rpc,
+            "ExplainCall"
+                | "ListBans"
+                | "LiftBan"
+                | "StartStream"
+                | "ListCalls"
+                | "GetCall"
+                | "HangUpCall"
+        );
     let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
     let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
         || switchboard_call
@@ -193,6 +203,9 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
             "StartStream" => {
                 crate::streams::start_stream_json(&state, claims.as_ref(), &body).await
             }
+            "ListCalls" => crate::calls::list_calls_json(&state, claims.as_ref(), &body).await,
+            "GetCall" => crate::calls::get_call_json(&state, claims.as_ref(), &body).await,
+            "HangUpCall" => crate::calls::hang_up_call_json(&state, claims.as_ref(), &body),
             _ => explain_call_json(&state, claims.as_ref(), &body),
         }
     } else {

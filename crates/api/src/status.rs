@@ -8,6 +8,7 @@
 //! so the binary plugs them in through [`StatusSource`].
 
 use serde::Serialize;
+use switchboard_store::{CallRecord, CallTrace};
 
 /// What call control reports for `/debug/state`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -43,6 +44,36 @@ pub trait StatusSource: Send + Sync + 'static {
     fn lift_ban(&self, _ip: std::net::IpAddr) -> bool {
         false
     }
+
+    /// The records of the calls in progress, oldest first
+    /// (`switchboard.SIP/ListCalls` with `live`).
+    fn live_calls(&self) -> Vec<CallRecord> {
+        Vec::new()
+    }
+
+    /// The record of one call in progress.
+    fn live_call(&self, _call_id: &str) -> Option<CallRecord> {
+        None
+    }
+
+    /// The SIP trace so far of a call in progress.
+    fn live_trace(&self, _call_id: &str) -> Option<CallTrace> {
+        None
+    }
+
+    /// Hangs up a call in progress (`switchboard.SIP/HangUpCall`).
+    fn hang_up(&self, _call_id: &str) -> Result<(), HangUpRefused> {
+        Err(HangUpRefused::NoSuchCall)
+    }
+}
+
+/// Why a hang-up was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangUpRefused {
+    /// No call in progress has that ID.
+    NoSuchCall,
+    /// The call has no participant in a room yet.
+    NotInRoom,
 }
 
 /// One banned SIP source.

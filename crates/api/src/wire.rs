@@ -88,6 +88,7 @@ proto_names! {
     TransferSipParticipantRequest => "livekit.TransferSIPParticipantRequest",
     TransferSipParticipantResponse => "livekit.TransferSIPParticipantResponse",
     SipCallInfo => "livekit.SIPCallInfo",
+    SipTransferInfo => "livekit.SIPTransferInfo",
     CreateRoomRequest => "livekit.CreateRoomRequest",
     Room => "livekit.Room",
     ListRoomsRequest => "livekit.ListRoomsRequest",

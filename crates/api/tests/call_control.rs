@@ -96,6 +96,7 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         return_passwords: true,
         platform: Default::default(),
         refused_destinations: Vec::new(),
+        call_history: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
