@@ -74,6 +74,8 @@ pub struct Config {
     pub streams: StreamsSection,
     /// LiveKit-format webhooks (docs/webhooks.md).
     pub webhooks: WebhooksSection,
+    /// Records and SIP traces of finished calls (docs/operations.md).
+    pub call_history: CallHistorySection,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             streams: StreamsSection::default(),
             webhooks: WebhooksSection::default(),
+            call_history: CallHistorySection::default(),
         }
     }
 }
@@ -128,6 +131,40 @@ impl Default for WebhooksSection {
             max_backoff_ms: 30_000,
             max_event_age_secs: 3_600,
             max_queued: 10_000,
+        }
+    }
+}
+
+/// Every call's record and SIP trace: kept in memory while the call
+/// lasts, then in the store (the embedded `calls.redb` under `data_dir`, or
+/// Redis when the store is Redis) within these limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallHistorySection {
+    /// Keep finished calls at all.
+    pub enabled: bool,
+    /// Most finished calls kept; the oldest go first.
+    pub max_records: usize,
+    /// Finished calls older than this are dropped, in hours.
+    pub max_age_hours: u64,
+    /// Keep each call's SIP messages with its record.
+    pub traces: bool,
+    /// Most bytes of SIP messages kept per call; later ones are dropped and
+    /// the trace says it was truncated.
+    pub trace_max_bytes_per_call: usize,
+    /// SIP traces are dropped after this many hours (before their records).
+    pub trace_max_age_hours: u64,
+}
+
+impl Default for CallHistorySection {
+    fn default() -> CallHistorySection {
+        CallHistorySection {
+            enabled: true,
+            max_records: 10_000,
+            max_age_hours: 7 * 24,
+            traces: true,
+            trace_max_bytes_per_call: 64 * 1024,
+            trace_max_age_hours: 24,
         }
     }
 }

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_api::{ApiKeys, ApiState, WebSocketConfig};
 use switchboard_gateway::{
-    AnswerMode, Gateway, GatewayConfig, GatewayMetrics, GatewayParts, MediaPool, StreamsConfig,
+    AnswerMode, CallRecords, Gateway, GatewayConfig, GatewayMetrics, GatewayParts, MediaPool,
+    SipTraces, StreamsConfig, TraceConfig,
 };
 use switchboard_media::codec::OpusSettings;
 use switchboard_media::ports::{PortAllocator, PortConfig};
@@ -34,7 +35,7 @@ use switchboard_routing::RoutingOptions;
 use switchboard_sip::auth::{Algorithm, ChallengeKind, DigestServer, DigestServerConfig};
 use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
-use switchboard_store::{LiveRoutingIndex, RedisConfig, SipStore};
+use switchboard_store::{CallHistory, HistoryConfig, LiveRoutingIndex, RedisConfig, SipStore};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
@@ -102,13 +103,18 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         warn!(error = %e, "jemalloc background purging is off: memory freed by ended calls returns only while others allocate");
     }
-    let (transport, endpoint) = match sip_settings(&config) {
+    let (mut transport, endpoint) = match sip_settings(&config) {
         Ok(settings) => settings,
         Err(e) => {
             error!(error = %e, "invalid SIP settings");
             return ExitCode::from(2);
         }
     };
+    // Every SIP message is tapped into the calls' traces (when kept).
+    let traces = Arc::new(SipTraces::new(trace_config(&config)));
+    if config.call_history.enabled && config.call_history.traces {
+        transport.tap = Some(traces.clone());
+    }
     // SIP timers get their own threads so media work can never delay them.
     let sip_runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.sip.worker_threads.max(1))
@@ -153,7 +159,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let code = main_runtime.block_on(run(stack, api, &config));
+    let code = main_runtime.block_on(run(stack, api, &config, traces));
     sip_runtime.shutdown_timeout(Duration::from_secs(1));
     main_runtime.shutdown_timeout(Duration::from_secs(1));
     code
@@ -287,6 +293,7 @@ fn api_state(
     rooms: Rooms,
     status: status::ServeStatus,
     call_control: call_control::GatewayCalls,
+    call_history: Option<CallHistory>,
 ) -> Result<Arc<ApiState>, String> {
     let websocket = &config.api.websocket;
     // One 20 ms frame at 48 kHz is 1920 bytes; the limit must let audio through.
@@ -317,6 +324,7 @@ fn api_state(
             room_prefix: config.platform.room_prefix.clone(),
         },
         refused_destinations: config.security.refused_destinations.clone(),
+        call_history,
     }))
 }
 
@@ -363,7 +371,37 @@ async fn exempt_trunk_addresses(
 /// and room for small JSON messages.
 const MIN_WEBSOCKET_MESSAGE_BYTES: usize = 4096;
 
-async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
+/// How much of each call's SIP messages is kept in memory.
+fn trace_config(config: &Config) -> TraceConfig {
+    let history = &config.call_history;
+    TraceConfig {
+        enabled: history.enabled && history.traces,
+        max_bytes_per_call: history.trace_max_bytes_per_call,
+        ..TraceConfig::default()
+    }
+}
+
+/// The store of finished calls: beside the routing store (Redis, or
+/// `calls.redb` under the data directory), or none when it is off.
+async fn open_call_history(config: &Config) -> Result<Option<CallHistory>, String> {
+    let section = &config.call_history;
+    if !section.enabled {
+        return Ok(None);
+    }
+    let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600).max(60));
+    let retention = HistoryConfig {
+        max_records: section.max_records.max(1),
+        max_age: hours(section.max_age_hours),
+        trace_max_age: hours(section.trace_max_age_hours),
+    };
+    let history = match redis_url(config) {
+        Some(url) => CallHistory::connect_redis(url, "", retention).await,
+        None => CallHistory::open_embedded(&config.data_dir, retention).await,
+    };
+    history.map(Some).map_err(|e| e.to_string())
+}
+
+async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>) -> ExitCode {
     let SipStack {
         handle,
         events,
@@ -404,12 +442,21 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
         Arc::new(shared_bans::RedisNonceLedger::new(shared.nonce_counts()))
             as Arc<dyn switchboard_gateway::NonceLedger>
     });
+    let history = match open_call_history(config).await {
+        Ok(history) => history,
+        Err(e) => {
+            error!(error = %e, "cannot open the call history");
+            return ExitCode::FAILURE;
+        }
+    };
+    let records = CallRecords::new(history.clone(), traces);
     let (gateway, ports) = match start_gateway(
         config,
         handle.clone(),
         api.routing.clone(),
         rooms.clone(),
         nonce_ledger,
+        records,
     ) {
         Ok(started) => started,
         Err(e) => {
@@ -424,7 +471,7 @@ async fn run(stack: SipStack, api: Api, config: &Config) -> ExitCode {
     let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle())
         .with_shared_bans(shared_bans);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
-    let state = match api_state(config, &api, rooms, status, calls_api) {
+    let state = match api_state(config, &api, rooms, status, calls_api, history) {
         Ok(state) => state,
         Err(e) => {
             error!(error = %e, "invalid API settings");
@@ -526,6 +573,7 @@ fn start_gateway(
     routing: Arc<LiveRoutingIndex>,
     rooms: Rooms,
     nonce_ledger: Option<Arc<dyn switchboard_gateway::NonceLedger>>,
+    records: CallRecords,
 ) -> Result<(Gateway, PortAllocator), String> {
     let rooms_config = &config.rooms;
     let media = &config.media;
@@ -633,6 +681,7 @@ fn start_gateway(
             digest,
             metrics,
             nonce_ledger,
+            records,
         },
     );
     Ok((gateway, ports))

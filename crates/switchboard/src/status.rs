@@ -72,6 +72,29 @@ impl StatusSource for ServeStatus {
             .collect()
     }
 
+    fn live_calls(&self) -> Vec<switchboard_store::CallRecord> {
+        self.gateway.live_calls()
+    }
+
+    fn live_call(&self, call_id: &str) -> Option<switchboard_store::CallRecord> {
+        self.gateway.live_call(call_id)
+    }
+
+    fn live_trace(&self, call_id: &str) -> Option<switchboard_store::CallTrace> {
+        self.gateway.live_trace(call_id)
+    }
+
+    fn hang_up(&self, call_id: &str) -> Result<(), switchboard_api::HangUpRefused> {
+        self.gateway.hang_up(call_id).map_err(|e| match e {
+            switchboard_gateway::HangUpError::NoSuchCall => {
+                switchboard_api::HangUpRefused::NoSuchCall
+            }
+            switchboard_gateway::HangUpError::NotInRoom => {
+                switchboard_api::HangUpRefused::NotInRoom
+            }
+        })
+    }
+
     fn lift_ban(&self, ip: std::net::IpAddr) -> bool {
         if let Some(shared) = &self.shared_bans {
             crate::shared_bans::lift_shared(shared, ip);

@@ -200,6 +200,33 @@ impl Client {
         status_and_text(&url, sent)
     }
 
+    /// A GET with a `sip.admin` token whose answer may be binary (a pcap
+    /// trace); returns the HTTP status and the body, whatever the status.
+    pub fn get_bytes(&self, path: &str) -> Result<(u16, Vec<u8>), CliError> {
+        let token = mint(
+            &self.api_key,
+            &self.api_secret,
+            &Grants::sip_admin(),
+            None,
+            REQUEST_TOKEN_TTL,
+        )?;
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .call()
+            .map_err(|e| CliError::Connection(format!("{url}: {e}")))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| CliError::Connection(format!("{url}: reading the response: {e}")))?;
+        Ok((status, body))
+    }
+
     /// A LiveKit SIP method that needs the sip.admin grant.
     pub fn sip_admin<Req: Serialize, Resp: DeserializeOwned>(
         &self,

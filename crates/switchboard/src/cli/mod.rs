@@ -7,6 +7,7 @@
 //! 2 bad usage or input, or the server could not be reached.
 
 mod bans;
+mod calls;
 mod client;
 mod dispatch;
 mod explain;
@@ -153,6 +154,9 @@ enum SipCommand {
     /// Stream a room to a voice bot (Twilio or Telnyx media streams).
     #[command(subcommand)]
     Stream(stream::StreamCommand),
+    /// Calls in progress and finished: records, SIP traces, hang-up.
+    #[command(subcommand)]
+    Calls(calls::CallsCommand),
 }
 
 /// `switchboard trunk ...`: carrier trunks over the `/v1/` API.
@@ -192,6 +196,7 @@ pub fn run_sip(args: SipArgs) -> ExitCode {
         SipCommand::Dispatch(c) => dispatch::run(&client, c),
         SipCommand::Bans(c) => bans::run(&client, c),
         SipCommand::Stream(c) => stream::run(&client, c),
+        SipCommand::Calls(c) => calls::run(&client, c),
         SipCommand::Explain(c) => {
             return match explain::run(&client, c) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -295,6 +300,7 @@ mod tests {
                 SipCommand::Explain(_) => "explain",
                 SipCommand::Bans(_) => "bans",
                 SipCommand::Stream(_) => "stream",
+                SipCommand::Calls(_) => "calls",
             };
             assert_eq!(parsed, name);
         }
