@@ -10,7 +10,7 @@
 //! BYE, a retransmission) are in it. Meanwhile the record is *finishing*:
 //! no longer live, not yet stored, still found by [`CallRecords::call`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -25,9 +25,13 @@ use crate::trace::SipTraces;
 /// dropped (and counted).
 const QUEUE: usize = 8192;
 /// Most records stored in one write.
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
 /// How long after its end a call's trace still takes messages.
 pub const TRACE_GRACE: Duration = Duration::from_secs(1);
+/// The shortest time between two writes to the history: at a high call
+/// rate each write (a commit, an fsync on the embedded store) carries many
+/// calls instead of a few.
+const WRITE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A finished call on its way to the history.
 struct Finishing {
@@ -221,18 +225,39 @@ impl Writer {
     /// passed; a failed write is retried once after a second, then its
     /// records are dropped and counted.
     async fn run(self, mut finished: mpsc::Receiver<(tokio::time::Instant, String)>) {
-        let mut ready = Vec::with_capacity(BATCH);
-        while finished.recv_many(&mut ready, BATCH).await > 0 {
-            // FIFO with one grace for all: the last is ready last.
-            if let Some((at, _)) = ready.last() {
-                tokio::time::sleep_until(*at).await;
+        // In the order they finished; one grace for all, so also in the
+        // order they become ready.
+        let mut waiting: VecDeque<(tokio::time::Instant, String)> = VecDeque::new();
+        let mut next_write = tokio::time::Instant::now();
+        loop {
+            if waiting.is_empty() {
+                match finished.recv().await {
+                    Some(next) => waiting.push_back(next),
+                    None => return,
+                }
             }
-            let batch: Vec<(CallRecord, Option<CallTrace>)> = ready
-                .drain(..)
-                .filter_map(|(_, call_id)| lock(&self.finishing).remove(&call_id))
-                .map(|finishing| self.with_trace(finishing))
-                .collect();
+            while let Ok(next) = finished.try_recv() {
+                waiting.push_back(next);
+            }
+            if let Some((ready_at, _)) = waiting.front() {
+                tokio::time::sleep_until((*ready_at).max(next_write)).await;
+            }
+            while let Ok(next) = finished.try_recv() {
+                waiting.push_back(next);
+            }
+            let now = tokio::time::Instant::now();
+            let mut batch = Vec::new();
+            while batch.len() < BATCH && waiting.front().is_some_and(|(at, _)| *at <= now) {
+                let Some((_, call_id)) = waiting.pop_front() else {
+                    break;
+                };
+                let finishing = lock(&self.finishing).remove(&call_id);
+                if let Some(finishing) = finishing {
+                    batch.push(self.with_trace(finishing));
+                }
+            }
             self.store(batch).await;
+            next_write = tokio::time::Instant::now() + WRITE_INTERVAL;
         }
     }
 

@@ -25,6 +25,9 @@ use redis::aio::ConnectionManager;
 use crate::call_record::{CallRecord, CallTrace};
 use crate::error::StoreError;
 
+/// The embedded history's page cache.
+const HISTORY_CACHE_BYTES: usize = 16 << 20;
+
 /// The call history's file inside the data directory, separate from
 /// [`crate::DATABASE_FILE`] so that writing call records never bumps the
 /// routing store's version (which rebuilds the routing index).
@@ -465,7 +468,11 @@ impl Embedded {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Redb(format!("{}: {e}", dir.display())))?;
         let path = dir.join(CALL_HISTORY_FILE);
-        let db = Database::create(&path)?;
+        // redb's default cache may grow to a gigabyte as the file is
+        // written: the history is write-mostly and read a page at a time.
+        let db = redb::Builder::new()
+            .set_cache_size(HISTORY_CACHE_BYTES)
+            .create(&path)?;
         // Create the tables once, so readers never meet a missing one.
         let txn = db.begin_write()?;
         txn.open_table(CALLS_BY_END)?;
