@@ -20,6 +20,9 @@
 //!   the embedded rooms, with LiveKit's grants (see [`room_service`]).
 //! - `GET /rooms/<room>/ws`: a WebSocket participant (see [`ws`] and
 //!   [`ws::session`] for the protocol).
+//! - `GET /console`: the web console, a single page of embedded HTML, CSS
+//!   and ES modules that calls the endpoints above with tokens it signs
+//!   itself (see [`console`]).
 //! - `GET /metrics`: call counters in Prometheus' text format
 //! - `GET /debug/state` (`sip.admin`): calls, ports, rooms, participants
 //!   and transactions now, for leak checks (see [`status`]).
@@ -79,6 +82,7 @@
 pub mod auth;
 pub mod call_control;
 pub mod calls;
+pub mod console;
 pub mod explain;
 mod listener;
 pub mod platform;

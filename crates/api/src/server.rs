@@ -33,6 +33,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::platform::routes())
         .merge(crate::calls::routes())
+        .merge(crate::console::routes())
         .fallback(entry)
         .with_state(state)
 }
