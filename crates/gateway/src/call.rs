@@ -446,7 +446,13 @@ impl Call {
 
     /// The call is answered now.
     pub(crate) fn mark_answered(&mut self) {
-        self.answered_at = Some(Instant::now());
+        let now = Instant::now();
+        self.answered_at = Some(now);
+        self.shared
+            .metrics
+            .call_setup
+            .with_label_values(&[direction(self.outbound)])
+            .observe(now.saturating_duration_since(self.started).as_secs_f64());
         self.note_info(|info| {
             info.started_at_ns = now_ns();
             info.call_status = SipCallStatus::ScsActive as i32;
@@ -1252,12 +1258,21 @@ impl Call {
         if !matches!(ending, Ending::Challenged) {
             count_ended(&self.shared, direction, &outcome);
         }
-        if answered {
+        if let Some(at) = self.answered_at {
             self.shared
                 .metrics
                 .calls_active
                 .with_label_values(&[direction])
                 .dec();
+            let answered_for = at.elapsed();
+            self.shared
+                .metrics
+                .call_duration
+                .with_label_values(&[direction])
+                .observe(answered_for.as_secs_f64());
+            if let Some(stats) = &stats {
+                self.shared.metrics.observe_media(stats, answered_for);
+            }
         }
         {
             let mut routes = self.shared.routes();

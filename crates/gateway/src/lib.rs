@@ -244,7 +244,34 @@ impl MediaPool {
 
     /// The pool's counters in Prometheus' text format.
     fn metrics_text(&self) -> String {
-        format!(
+        use switchboard_media::driver::{TickLagCounts, TICK_LAG_BUCKETS};
+        let mut lag = TickLagCounts::default();
+        for worker in &self.workers {
+            lag.add(&worker.tick_lag());
+        }
+        let mut text = String::from(
+            "# HELP switchboard_media_tick_lag_seconds How late each media worker's 20 ms tick ran (a late tick delays every call on its worker).\n\
+             # TYPE switchboard_media_tick_lag_seconds histogram\n",
+        );
+        let mut cumulative = 0u64;
+        for (bound, count) in TICK_LAG_BUCKETS.iter().zip(lag.buckets) {
+            cumulative = cumulative.saturating_add(count);
+            text.push_str(&format!(
+                "switchboard_media_tick_lag_seconds_bucket{{le=\"{bound}\"}} {cumulative}\n"
+            ));
+        }
+        let total: u64 = lag.buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
+        text.push_str(&format!(
+            "switchboard_media_tick_lag_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+             switchboard_media_tick_lag_seconds_sum {}\n\
+             switchboard_media_tick_lag_seconds_count {total}\n\
+             # HELP switchboard_rtp_ports_active RTP port pairs held by calls now.\n\
+             # TYPE switchboard_rtp_ports_active gauge\n\
+             switchboard_rtp_ports_active {}\n",
+            lag.sum_micros as f64 / 1e6,
+            self.ports.active_count()
+        ));
+        text + &format!(
             "# HELP switchboard_media_receive_syscalls_total RTP and RTCP socket reads that reached the kernel (a call on which nothing arrives makes none).\n\
              # TYPE switchboard_media_receive_syscalls_total counter\n\
              switchboard_media_receive_syscalls_total {}\n\

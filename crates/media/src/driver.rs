@@ -119,7 +119,62 @@ pub struct MediaWorker {
     commands: mpsc::UnboundedSender<Command>,
     next_id: AtomicU64,
     receive_syscalls: Arc<AtomicU64>,
+    tick_lag: Arc<TickLag>,
     task: JoinHandle<()>,
+}
+
+/// The upper bounds of the tick-lag buckets, in seconds.
+pub const TICK_LAG_BUCKETS: [f64; 7] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1];
+
+/// How late a worker's ticks ran, as a histogram: a worker behind its
+/// 20 ms clock delays every call's audio on it.
+#[derive(Debug, Default)]
+pub struct TickLag {
+    /// Ticks per bucket of [`TICK_LAG_BUCKETS`], then later than the last.
+    buckets: [AtomicU64; TICK_LAG_BUCKETS.len() + 1],
+    /// Sum of the lags, µs.
+    sum_micros: AtomicU64,
+}
+
+/// A copy of a [`TickLag`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickLagCounts {
+    /// Ticks per bucket (not cumulative), the last past the last bound.
+    pub buckets: [u64; TICK_LAG_BUCKETS.len() + 1],
+    /// Sum of the lags, µs.
+    pub sum_micros: u64,
+}
+
+impl TickLag {
+    fn observe(&self, lag: Duration) {
+        let secs = lag.as_secs_f64();
+        let index = TICK_LAG_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(TICK_LAG_BUCKETS.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> TickLagCounts {
+        let mut counts = TickLagCounts::default();
+        for (out, bucket) in counts.buckets.iter_mut().zip(&self.buckets) {
+            *out = bucket.load(Ordering::Relaxed);
+        }
+        counts.sum_micros = self.sum_micros.load(Ordering::Relaxed);
+        counts
+    }
+}
+
+impl TickLagCounts {
+    /// Adds another worker's counts.
+    pub fn add(&mut self, other: &TickLagCounts) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a = a.saturating_add(b);
+        }
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+    }
 }
 
 /// The gateway's handle on one call. Dropping it ends the call's media and
@@ -134,13 +189,20 @@ impl MediaWorker {
     pub fn spawn() -> MediaWorker {
         let (commands, receiver) = mpsc::unbounded_channel();
         let receive_syscalls = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(run(receiver, receive_syscalls.clone()));
+        let tick_lag = Arc::new(TickLag::default());
+        let task = tokio::spawn(run(receiver, receive_syscalls.clone(), tick_lag.clone()));
         MediaWorker {
             commands,
             next_id: AtomicU64::new(1),
             receive_syscalls,
+            tick_lag,
             task,
         }
+    }
+
+    /// How late this worker's ticks have run.
+    pub fn tick_lag(&self) -> TickLagCounts {
+        self.tick_lag.snapshot()
     }
 
     /// Reads of a call's socket that reached the kernel since the worker
@@ -269,15 +331,20 @@ impl Calls {
     }
 }
 
-async fn run(mut commands: mpsc::UnboundedReceiver<Command>, receive_syscalls: Arc<AtomicU64>) {
+async fn run(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    receive_syscalls: Arc<AtomicU64>,
+    tick_lag: Arc<TickLag>,
+) {
     let mut calls = Calls::default();
     let mut interval = tokio::time::interval(Duration::from_millis(20));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut buf = vec![0u8; 2048];
     loop {
         tokio::select! {
-            _ = interval.tick() => {
+            scheduled = interval.tick() => {
                 let now = tokio::time::Instant::now().into_std();
+                tick_lag.observe(now.saturating_duration_since(scheduled.into_std()));
                 let mut reads = 0;
                 // Every call's inbound frame first, then every call's
                 // outbound: a room whose members all are on this worker

@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod core;
+pub mod counts;
 pub mod dialog;
 pub mod framing;
 pub mod guard;

@@ -377,6 +377,11 @@ impl Endpoint {
         }
     }
 
+    /// Dialogs registered now.
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.len()
+    }
+
     /// Live server and client transactions.
     pub fn transaction_count(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())

@@ -15,6 +15,7 @@ mod stream;
 pub mod tls;
 
 use crate::core::{ClientTxnId, RespondError, ServerTxnId, Stats};
+use crate::counts::{MessageCounters, MessageCounts};
 use crate::dialog::{Dialog, DialogId};
 use crate::framing::FramingError;
 use crate::message::{Request, ResponseSpec};
@@ -157,6 +158,8 @@ struct Shared {
     /// Open stream connections per source address.
     per_ip: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     next_connection: AtomicU64,
+    /// Messages received and sent, by method or class.
+    counters: MessageCounters,
 }
 
 impl Shared {
@@ -254,6 +257,16 @@ impl SipHandle {
     /// Live server and client transactions.
     pub fn transaction_count(&self) -> (usize, usize) {
         self.with(|ep, _| ep.transaction_count())
+    }
+
+    /// Dialogs registered now.
+    pub fn dialog_count(&self) -> usize {
+        self.with(|ep, _| ep.dialog_count())
+    }
+
+    /// SIP messages received and sent so far, by method or class.
+    pub fn message_counts(&self) -> MessageCounts {
+        self.shared.counters.snapshot()
     }
 
     /// Counts an offence of a source (see [`Endpoint::report_offence`]);
@@ -390,6 +403,7 @@ impl SipStack {
             connections: AtomicUsize::new(0),
             per_ip: Mutex::new(std::collections::HashMap::new()),
             next_connection: AtomicU64::new(1),
+            counters: MessageCounters::default(),
         });
         let (input_tx, input_rx) = mpsc::channel::<Input>(8192);
         let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -564,6 +578,7 @@ impl Driver {
             Input::Datagram { flow, data } | Input::Message { flow, data } => {
                 let heard = self.shared.endpoint().handle_message(now, flow, &data);
                 if heard {
+                    self.shared.counters.count(false, &data);
                     if let Some(tap) = &self.tap {
                         tap.tapped(TappedMessage {
                             at: std::time::SystemTime::now(),
@@ -696,6 +711,7 @@ impl Driver {
     }
 
     fn send(&mut self, destination: Destination, payload: Bytes) {
+        self.shared.counters.count(true, &payload);
         if self.tap.is_some() {
             self.tap_sent(destination, &payload);
         }
