@@ -85,6 +85,7 @@ pub mod calls;
 pub mod console;
 pub mod explain;
 mod listener;
+pub mod metrics;
 pub mod platform;
 pub mod room_service;
 mod server;
@@ -151,6 +152,8 @@ pub struct ApiState {
     /// Finished calls (ListCalls, GetCall, traces); `None` when the
     /// history is off.
     pub call_history: Option<switchboard_store::CallHistory>,
+    /// Requests by route and code, and their latency.
+    pub metrics: metrics::ApiMetrics,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -35,6 +35,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::calls::routes())
         .merge(crate::console::routes())
         .fallback(entry)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -73,7 +77,19 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 /// unauthenticated like any scrape target (they name no room, number or
 /// participant).
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
-    let mut response = (StatusCode::OK, state.status.metrics()).into_response();
+    let mut text = state.status.metrics();
+    text.push_str(&state.metrics.render(&state));
+    text.push_str(&format!(
+        "# HELP switchboard_store_version The latest store version this replica has heard of.\n\
+         # TYPE switchboard_store_version gauge\n\
+         switchboard_store_version {}\n\
+         # HELP switchboard_routing_version The store version this replica's routing index was built from (behind switchboard_store_version: calls are routed by old trunks and rules).\n\
+         # TYPE switchboard_routing_version gauge\n\
+         switchboard_routing_version {}\n",
+        state.store.subscribe().version(),
+        state.routing.version()
+    ));
+    let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -158,17 +174,8 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
     let Some((service_name, rpc)) = route.split_once('/') else {
         return no_handler().into_response();
     };
-    let switchboard_call = service_name == SWITCHBOARD_SERVICE
-        && matches!(
-            rpc,
-            "ExplainCall"
-                | "ListBans"
-                | "LiftBan"
-                | "StartStream"
-                | "ListCalls"
-                | "GetCall"
-                | "HangUpCall"
-        );
+    let switchboard_call =
+        service_name == SWITCHBOARD_SERVICE && crate::metrics::SWITCHBOARD_METHODS.contains(&rpc);
     let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
     let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
         || switchboard_call

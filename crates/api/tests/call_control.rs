@@ -97,6 +97,7 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         platform: Default::default(),
         refused_destinations: Vec::new(),
         call_history: None,
+        metrics: switchboard_api::metrics::ApiMetrics::new().unwrap(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -6,6 +6,7 @@ mod config;
 mod drain;
 mod shared_bans;
 mod status;
+mod store_health;
 mod webhooks;
 
 /// jemalloc rather than glibc's malloc: it returns the memory of a burst of
@@ -325,6 +326,8 @@ fn api_state(
         },
         refused_destinations: config.security.refused_destinations.clone(),
         call_history,
+        metrics: switchboard_api::metrics::ApiMetrics::new()
+            .map_err(|e| format!("API metrics: {e}"))?,
     }))
 }
 
@@ -419,7 +422,7 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     };
     // The mixing clock runs for the life of the process.
     let _clock = rooms.spawn_clock();
-    let _webhooks = match webhooks::start(config, &api.keys, &rooms).await {
+    let webhooks = match webhooks::start(config, &api.keys, &rooms).await {
         Ok(webhooks) => webhooks,
         Err(e) => {
             error!(error = %e, "cannot start webhooks");
@@ -468,8 +471,10 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     if let Some(shared) = &shared_bans {
         tokio::spawn(shared_bans::share_bans(handle.clone(), shared.clone()));
     }
+    let store_health = store_health::StoreHealth::watch(api.store.clone());
     let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle())
-        .with_shared_bans(shared_bans);
+        .with_shared_bans(shared_bans)
+        .with_store_and_webhooks(store_health, webhooks);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
     let state = match api_state(config, &api, rooms, status, calls_api, history) {
         Ok(state) => state,

@@ -8,6 +8,8 @@ use switchboard_gateway::{CallRegistry, GatewayHandle};
 use switchboard_media::ports::PortAllocator;
 use switchboard_sip::transport::SipHandle;
 
+use crate::store_health::StoreHealth;
+
 /// Reads the live counters of a running `serve`.
 pub struct ServeStatus {
     calls: Arc<CallRegistry>,
@@ -15,6 +17,8 @@ pub struct ServeStatus {
     sip: SipHandle,
     gateway: GatewayHandle,
     shared_bans: Option<switchboard_store::SharedBans>,
+    store_health: Option<Arc<StoreHealth>>,
+    webhooks: Option<switchboard_webhooks::Webhooks>,
 }
 
 impl ServeStatus {
@@ -31,7 +35,20 @@ impl ServeStatus {
             sip,
             gateway,
             shared_bans: None,
+            store_health: None,
+            webhooks: None,
         }
+    }
+
+    /// The store's health and the webhooks' queue go into the metrics too.
+    pub fn with_store_and_webhooks(
+        mut self,
+        store_health: Arc<StoreHealth>,
+        webhooks: Option<switchboard_webhooks::Webhooks>,
+    ) -> ServeStatus {
+        self.store_health = Some(store_health);
+        self.webhooks = webhooks;
+        self
     }
 
     /// Lifts go to the other replicas too, through these shared bans.
@@ -57,6 +74,13 @@ impl StatusSource for ServeStatus {
     fn metrics(&self) -> String {
         let mut text = self.gateway.metrics_text();
         text.push_str(&guard_metrics(&self.sip.guard_stats()));
+        text.push_str(&sip_metrics(&self.sip));
+        if let Some(health) = &self.store_health {
+            text.push_str(&health.metrics_text());
+        }
+        if let Some(webhooks) = &self.webhooks {
+            text.push_str(&webhook_metrics(&webhooks.stats()));
+        }
         text
     }
 
@@ -101,6 +125,95 @@ impl StatusSource for ServeStatus {
         }
         self.sip.lift_ban(ip)
     }
+}
+
+/// SIP messages by method and class, transactions and dialogs.
+fn sip_metrics(sip: &SipHandle) -> String {
+    use switchboard_sip::counts::{CLASSES, METHODS};
+    let counts = sip.message_counts();
+    let mut text = String::from(
+        "# HELP switchboard_sip_requests_total SIP requests received and sent, by method (retransmissions included).\n\
+         # TYPE switchboard_sip_requests_total counter\n",
+    );
+    for (direction, values) in [
+        ("received", &counts.requests_received),
+        ("sent", &counts.requests_sent),
+    ] {
+        for (method, value) in METHODS.iter().zip(values.iter()) {
+            text.push_str(&format!(
+                "switchboard_sip_requests_total{{direction=\"{direction}\",method=\"{method}\"}} {value}\n"
+            ));
+        }
+    }
+    text.push_str(
+        "# HELP switchboard_sip_responses_total SIP responses received and sent, by class (retransmissions included).\n\
+         # TYPE switchboard_sip_responses_total counter\n",
+    );
+    for (direction, values) in [
+        ("received", &counts.responses_received),
+        ("sent", &counts.responses_sent),
+    ] {
+        for (class, value) in CLASSES.iter().zip(values.iter()) {
+            text.push_str(&format!(
+                "switchboard_sip_responses_total{{direction=\"{direction}\",class=\"{class}\"}} {value}\n"
+            ));
+        }
+    }
+    let (server, client) = sip.transaction_count();
+    text.push_str(&format!(
+        "# HELP switchboard_sip_transactions SIP transactions alive now.\n\
+         # TYPE switchboard_sip_transactions gauge\n\
+         switchboard_sip_transactions{{kind=\"server\"}} {server}\n\
+         switchboard_sip_transactions{{kind=\"client\"}} {client}\n\
+         # HELP switchboard_sip_dialogs SIP dialogs (answered calls) registered now.\n\
+         # TYPE switchboard_sip_dialogs gauge\n\
+         switchboard_sip_dialogs {}\n",
+        sip.dialog_count()
+    ));
+    text
+}
+
+/// The webhook queue's length and counters.
+fn webhook_metrics(stats: &switchboard_webhooks::WebhookStats) -> String {
+    let series = [
+        (
+            "switchboard_webhooks_queued",
+            "gauge",
+            "Webhook events queued, not yet delivered to every URL.",
+            stats.queued,
+        ),
+        (
+            "switchboard_webhooks_delivered_total",
+            "counter",
+            "Webhook deliveries answered 2xx (once per event and URL).",
+            stats.delivered,
+        ),
+        (
+            "switchboard_webhooks_retries_total",
+            "counter",
+            "Webhook attempts that failed and were retried.",
+            stats.retries,
+        ),
+        (
+            "switchboard_webhooks_dropped_total",
+            "counter",
+            "Webhook events dropped because the queue was full.",
+            stats.dropped,
+        ),
+        (
+            "switchboard_webhooks_given_up_total",
+            "counter",
+            "Webhook events given up after webhooks.max_event_age_secs (per URL).",
+            stats.given_up,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, value) in series {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    text
 }
 
 /// The SIP edge's counters in Prometheus' text format.
