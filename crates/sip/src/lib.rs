@@ -21,6 +21,7 @@ pub mod counts;
 pub mod dialog;
 pub mod framing;
 pub mod guard;
+pub mod hep;
 pub mod message;
 mod random;
 pub mod tap;

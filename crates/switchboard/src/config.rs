@@ -76,6 +76,8 @@ pub struct Config {
     pub webhooks: WebhooksSection,
     /// Records and SIP traces of finished calls (docs/operations.md).
     pub call_history: CallHistorySection,
+    /// A copy of every SIP message to a HEP3 collector (Homer).
+    pub hep: HepSection,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             streams: StreamsSection::default(),
             webhooks: WebhooksSection::default(),
             call_history: CallHistorySection::default(),
+            hep: HepSection::default(),
         }
     }
 }
@@ -165,6 +168,30 @@ impl Default for CallHistorySection {
             traces: true,
             trace_max_bytes_per_call: 64 * 1024,
             trace_max_age_hours: 24,
+        }
+    }
+}
+
+/// HEP3 export: every SIP message switchboard receives (from a source that
+/// is not banned) or sends, as a UDP datagram to a capture server such as
+/// Homer's heplify-server or `sngrep -L`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HepSection {
+    /// The collector as `host:port` (UDP); empty: no export.
+    pub collector: String,
+    /// The capture agent ID this node reports.
+    pub capture_id: u32,
+    /// The collector's password, if it asks for one.
+    pub password: String,
+}
+
+impl Default for HepSection {
+    fn default() -> HepSection {
+        HepSection {
+            collector: String::new(),
+            capture_id: 2001,
+            password: String::new(),
         }
     }
 }

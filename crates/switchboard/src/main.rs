@@ -34,6 +34,8 @@ use switchboard_media::session::{Latching, SessionConfig};
 use switchboard_rooms::{Rooms, RoomsConfig};
 use switchboard_routing::RoutingOptions;
 use switchboard_sip::auth::{Algorithm, ChallengeKind, DigestServer, DigestServerConfig};
+use switchboard_sip::hep::{HepConfig, HepExporter, Taps};
+use switchboard_sip::tap::MessageTap;
 use switchboard_sip::transport::{tls, BoundAddrs, SipStack, TransportConfig};
 use switchboard_sip::{AdvertisedPorts, EndpointConfig, Limits, Timers};
 use switchboard_store::{CallHistory, HistoryConfig, LiveRoutingIndex, RedisConfig, SipStore};
@@ -111,11 +113,26 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Every SIP message is tapped into the calls' traces (when kept).
+    // Every SIP message is tapped into the calls' traces (when kept) and
+    // to a HEP collector (when configured).
     let traces = Arc::new(SipTraces::new(trace_config(&config)));
+    let mut taps: Vec<Arc<dyn MessageTap>> = Vec::new();
     if config.call_history.enabled && config.call_history.traces {
-        transport.tap = Some(traces.clone());
+        taps.push(traces.clone());
     }
+    match hep_exporter(&config) {
+        Ok(Some(hep)) => taps.push(Arc::new(hep)),
+        Ok(None) => {}
+        Err(e) => {
+            error!(error = %e, "invalid hep settings");
+            return ExitCode::from(2);
+        }
+    }
+    transport.tap = match taps.len() {
+        0 => None,
+        1 => taps.pop(),
+        _ => Some(Arc::new(Taps(taps))),
+    };
     // SIP timers get their own threads so media work can never delay them.
     let sip_runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.sip.worker_threads.max(1))
@@ -373,6 +390,29 @@ async fn exempt_trunk_addresses(
 /// The smallest `api.websocket.max_message_bytes`: a 48 kHz audio frame
 /// and room for small JSON messages.
 const MIN_WEBSOCKET_MESSAGE_BYTES: usize = 4096;
+
+/// The HEP3 exporter, when `hep.collector` names one.
+fn hep_exporter(config: &Config) -> Result<Option<HepExporter>, String> {
+    let hep = &config.hep;
+    if hep.collector.is_empty() {
+        return Ok(None);
+    }
+    use std::net::ToSocketAddrs;
+    let collector = hep
+        .collector
+        .to_socket_addrs()
+        .map_err(|e| format!("hep.collector {:?}: {e}", hep.collector))?
+        .next()
+        .ok_or_else(|| format!("hep.collector {:?} resolves to nothing", hep.collector))?;
+    let exporter = HepExporter::new(HepConfig {
+        collector,
+        capture_id: hep.capture_id,
+        password: (!hep.password.is_empty()).then(|| hep.password.clone()),
+    })
+    .map_err(|e| format!("hep.collector {collector}: {e}"))?;
+    info!(%collector, capture_id = hep.capture_id, "SIP messages exported over HEP3");
+    Ok(Some(exporter))
+}
 
 /// How much of each call's SIP messages is kept in memory.
 fn trace_config(config: &Config) -> TraceConfig {

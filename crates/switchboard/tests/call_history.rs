@@ -435,3 +435,161 @@ fn a_failed_outbound_call_is_recorded_with_the_callees_answer() {
     let _ = busy.finish(Duration::from_secs(5));
     common::api::assert_nothing_left(api, || sb.log());
 }
+
+/// Each datagram as an Ethernet/IPv4/UDP frame from `from` to `to`, in a
+/// pcap file (what a capture on the collector's host would hold).
+fn ethernet_pcap(
+    datagrams: &[Vec<u8>],
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&262_144u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    for datagram in datagrams {
+        let udp_len = 8 + datagram.len();
+        let ip_len = 20 + udp_len;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&(ip_len as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+        ip.extend_from_slice(&from.ip().octets());
+        ip.extend_from_slice(&to.ip().octets());
+        let sum: u32 = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&from.port().to_be_bytes());
+        frame.extend_from_slice(&to.port().to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(datagram);
+        let len = (frame.len() as u32).to_le_bytes();
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&frame);
+    }
+    out
+}
+
+/// With `hep.collector` set, every message of a call reaches the collector
+/// as HEP3, and sngrep (Debian's, a real HEP receiver) decodes the packets
+/// back into the dialog with both addresses right; tshark reads its output.
+#[test]
+fn every_sip_message_is_exported_over_hep3_and_sngrep_decodes_it() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let collector_addr = collector.local_addr().unwrap().to_string();
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_HEP__COLLECTOR", &collector_addr),
+        ("SWITCHBOARD_HEP__CAPTURE_ID", "4242"),
+    ]);
+    open_route(&sb, "");
+    let (mut uac, _) = answered_call(&sb);
+    let bye = uac.in_dialog("BYE", "", "");
+    let ok = uac.response_to(bye, "BYE", Duration::from_secs(5));
+    assert_eq!(ok.status(), 200);
+    let sip_call_id = uac.call_id.clone();
+
+    let mut datagrams = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 70_000];
+    while Instant::now() < deadline {
+        if let Ok(n) = collector.recv(&mut buf) {
+            datagrams.push(buf[..n].to_vec());
+        }
+    }
+    assert!(datagrams.len() >= 6, "{} HEP packets", datagrams.len());
+    assert!(datagrams.iter().all(|d| d.starts_with(b"HEP3")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let captured = dir.path().join("hep.pcap");
+    let decoded = dir.path().join("sip.pcap");
+    std::fs::write(
+        &captured,
+        ethernet_pcap(
+            &datagrams,
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:9060".parse().unwrap(),
+        ),
+    )
+    .unwrap();
+    let sngrep = Command::new("sngrep")
+        .args(["-N", "-q", "-F", "-E", "-I"])
+        .arg(&captured)
+        .arg("-O")
+        .arg(&decoded)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run sngrep ({e}): install Debian's sngrep (tests/deps/operate.apt)")
+        });
+    assert!(
+        sngrep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sngrep.stderr)
+    );
+    let sip_port = sb.udp.unwrap().port();
+    let output = Command::new("tshark")
+        .arg("-r")
+        .arg(&decoded)
+        .args(["-d", &format!("udp.port=={sip_port},sip")])
+        .args(["-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "sip.Call-ID",
+        ])
+        .output()
+        .unwrap();
+    let fields = String::from_utf8_lossy(&output.stdout).into_owned();
+    let caller_port = uac.local.port().to_string();
+    let sb_port = sip_port.to_string();
+    // (from, to, method or status) of this call's messages, in order.
+    let ladder: Vec<(String, String, String)> = fields
+        .lines()
+        .filter(|l| l.ends_with(&sip_call_id))
+        .map(|l| {
+            let c: Vec<&str> = l.split('|').collect();
+            let what = if c[2].is_empty() { c[3] } else { c[2] };
+            (c[0].to_string(), c[1].to_string(), what.to_string())
+        })
+        .collect();
+    let expected = [
+        (&caller_port, &sb_port, "INVITE"),
+        (&sb_port, &caller_port, "200"),
+        (&caller_port, &sb_port, "ACK"),
+        (&caller_port, &sb_port, "BYE"),
+        (&sb_port, &caller_port, "200"),
+    ];
+    let mut rest = ladder.iter();
+    for (from, to, what) in expected {
+        assert!(
+            rest.any(|(f, t, w)| f == from && t == to && w == what),
+            "no {what} from {from} to {to} in order:\n{ladder:?}\n{fields}"
+        );
+    }
+    let metrics = common::api::metrics_blocking(sb.api.unwrap());
+    assert!(
+        metrics
+            .contains("switchboard_sip_requests_total{direction=\"received\",method=\"INVITE\"} 1"),
+        "{metrics}"
+    );
+}

@@ -71,7 +71,8 @@ pub struct Uac {
     /// Our RTP socket (its port is in our SDP offers).
     pub rtp: UdpSocket,
     target: SocketAddr,
-    local: SocketAddr,
+    /// Our SIP address.
+    pub local: SocketAddr,
     /// Call-ID of the current call.
     pub call_id: String,
     from_tag: String,
