@@ -106,6 +106,63 @@ print(json.dumps(out))
         "the SDK refused a webhook: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let events: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    // The Node SDK's receiver takes the same requests and reads the same
+    // events out of them.
+    let names: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap_or(""),
+                e["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(verified_by_node(received), names);
+    events
+}
+
+/// Each request verified by the official Node SDK's `WebhookReceiver`:
+/// "<event> <id>" per request.
+fn verified_by_node(received: &[(String, String)]) -> Vec<String> {
+    let requests: Vec<Value> = received
+        .iter()
+        .map(|(auth, body)| json!({"auth": auth, "body": body}))
+        .collect();
+    let script = r#"
+import { WebhookReceiver } from 'livekit-server-sdk';
+const [key, secret] = process.argv.slice(1);
+const receiver = new WebhookReceiver(key, secret);
+let input = '';
+for await (const chunk of process.stdin) input += chunk;
+const out = [];
+for (const request of JSON.parse(input)) {
+  const event = await receiver.receive(request.body, request.auth);
+  out.push(`${event.event} ${event.id}`);
+}
+console.log(JSON.stringify(out));
+"#;
+    let mut child = std::process::Command::new("node")
+        .args(["--input-type=module", "-e", script, KEY, SECRET])
+        .current_dir(common::repo().join("tests/sdk"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): install nodejs (tests/deps)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(Value::Array(requests).to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Node SDK refused a webhook: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
