@@ -593,3 +593,45 @@ fn every_sip_message_is_exported_over_hep3_and_sngrep_decodes_it() {
         "{metrics}"
     );
 }
+
+/// Replicas on one Redis keep one history: a call taken by replica A is
+/// listed, read and traced through replica B.
+#[test]
+fn replicas_on_one_redis_share_the_call_history() {
+    let redis = common::redis::Redis::start();
+    let url = redis.url();
+    let a = start(&[
+        ("SWITCHBOARD_STORE__URL", url.as_str()),
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+    ]);
+    let b = start(&[("SWITCHBOARD_STORE__URL", url.as_str())]);
+    open_route(&a, "");
+    let (mut uac, _) = answered_call(&a);
+    let bye = uac.in_dialog("BYE", "", "");
+    assert_eq!(
+        uac.response_to(bye, "BYE", Duration::from_secs(5)).status(),
+        200
+    );
+
+    let calls = history(&b, &[], 1);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let info = &calls[0]["info"];
+    assert_eq!(info["sip_call_id"], uac.call_id.as_str());
+    assert_eq!(info["from_uri"]["user"], "+15550199");
+    assert_eq!(calls[0]["result"], "answered");
+    let call_id = info["call_id"].as_str().unwrap();
+    assert_eq!(
+        get(&b, call_id)["info"]["disconnect_reason"],
+        "CLIENT_INITIATED"
+    );
+    let trace = cli(&b, &["sip", "calls", "trace", call_id]);
+    assert!(
+        contains_in_order(
+            &ladder(&trace),
+            &["<- INVITE", "-> 200", "<- ACK", "<- BYE", "-> 200"]
+        ),
+        "{trace}"
+    );
+    // B took no call: its live list is empty while A's record is shared.
+    assert!(list(&b, &["--live"]).is_empty());
+}
