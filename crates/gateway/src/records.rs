@@ -51,13 +51,45 @@ pub struct CallRecords {
     finished: Option<mpsc::Sender<(tokio::time::Instant, String)>>,
     dropped: Arc<AtomicU64>,
     stored: Arc<AtomicU64>,
+    /// Refused calls kept per second, so a scanner's flood of INVITEs
+    /// neither pushes real calls out of the history nor costs a write each.
+    refused_budget: Mutex<RefusedBudget>,
+    skipped_refused: AtomicU64,
+}
+
+/// A token bucket of refused-call records: `per_second` a second, as many
+/// in a burst.
+#[derive(Debug)]
+struct RefusedBudget {
+    per_second: u32,
+    tokens: f64,
+    refilled: std::time::Instant,
+}
+
+impl RefusedBudget {
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        let rate = f64::from(self.per_second);
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl CallRecords {
     /// Records whose finished calls go to `history` (none kept when
     /// `None`), with SIP traces from `traces`. Starts the writer task on
     /// the current runtime.
-    pub fn new(history: Option<CallHistory>, traces: Arc<SipTraces>) -> CallRecords {
+    pub fn new(
+        history: Option<CallHistory>,
+        traces: Arc<SipTraces>,
+        refused_per_second: u32,
+    ) -> CallRecords {
         let dropped = Arc::new(AtomicU64::new(0));
         let stored = Arc::new(AtomicU64::new(0));
         let finishing = Arc::new(Mutex::new(HashMap::new()));
@@ -80,6 +112,12 @@ impl CallRecords {
             finished,
             dropped,
             stored,
+            refused_budget: Mutex::new(RefusedBudget {
+                per_second: refused_per_second,
+                tokens: f64::from(refused_per_second),
+                refilled: std::time::Instant::now(),
+            }),
+            skipped_refused: AtomicU64::new(0),
         }
     }
 
@@ -114,7 +152,12 @@ impl CallRecords {
             self.traces.release(sip_call_id, std::time::Instant::now());
             return;
         };
-        let Some(finished) = &self.finished else {
+        let over_budget = record.result == "refused"
+            && !lock(&self.refused_budget).take(std::time::Instant::now());
+        if over_budget {
+            self.skipped_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(finished) = self.finished.as_ref().filter(|_| !over_budget) else {
             self.live().remove(call_id);
             self.traces.take(sip_call_id);
             return;
@@ -197,11 +240,15 @@ impl CallRecords {
              # HELP switchboard_call_records_dropped_total Finished calls not kept: the history writer was behind or the store failed.\n\
              # TYPE switchboard_call_records_dropped_total counter\n\
              switchboard_call_records_dropped_total {}\n\
+             # HELP switchboard_call_records_skipped_total Refused calls not kept because more were refused than call_history.max_refused_per_sec (a flood).\n\
+             # TYPE switchboard_call_records_skipped_total counter\n\
+             switchboard_call_records_skipped_total {}\n\
              # HELP switchboard_sip_traces_held SIP traces in memory (calls in progress and messages no call claimed yet).\n\
              # TYPE switchboard_sip_traces_held gauge\n\
              switchboard_sip_traces_held {}\n",
             self.stored.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
+            self.skipped_refused.load(Ordering::Relaxed),
             self.traces.len(),
         )
     }
@@ -297,4 +344,28 @@ impl Writer {
 /// Now, in ns since the Unix epoch.
 pub(crate) fn now_ns() -> i64 {
     crate::trace::unix_ns(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_refused_budget_allows_a_burst_then_its_rate() {
+        let start = Instant::now();
+        let mut budget = RefusedBudget {
+            per_second: 10,
+            tokens: 10.0,
+            refilled: start,
+        };
+        let burst = (0..20).filter(|_| budget.take(start)).count();
+        assert_eq!(burst, 10);
+        let later = start + Duration::from_millis(500);
+        let refilled = (0..20).filter(|_| budget.take(later)).count();
+        assert_eq!(refilled, 5);
+        let much_later = start + Duration::from_secs(60);
+        let capped = (0..20).filter(|_| budget.take(much_later)).count();
+        assert_eq!(capped, 10, "never more than a second's worth");
+    }
 }

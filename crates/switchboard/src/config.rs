@@ -157,6 +157,9 @@ pub struct CallHistorySection {
     pub trace_max_bytes_per_call: usize,
     /// SIP traces are dropped after this many hours (before their records).
     pub trace_max_age_hours: u64,
+    /// Most refused calls kept per second (a burst as large): a scanner's
+    /// flood of INVITEs must not push real calls out of the history.
+    pub max_refused_per_sec: u32,
 }
 
 impl Default for CallHistorySection {
@@ -168,6 +171,7 @@ impl Default for CallHistorySection {
             traces: true,
             trace_max_bytes_per_call: 64 * 1024,
             trace_max_age_hours: 24,
+            max_refused_per_sec: 50,
         }
     }
 }

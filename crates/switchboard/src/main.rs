@@ -492,7 +492,11 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             return ExitCode::FAILURE;
         }
     };
-    let records = CallRecords::new(history.clone(), traces);
+    let records = CallRecords::new(
+        history.clone(),
+        traces,
+        config.call_history.max_refused_per_sec,
+    );
     let (gateway, ports) = match start_gateway(
         config,
         handle.clone(),
