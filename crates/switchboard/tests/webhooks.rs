@@ -87,24 +87,12 @@ for request in json.load(sys.stdin):
     out.append(MessageToDict(event, preserving_proto_field_name=True))
 print(json.dumps(out))
 "#;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script, KEY, SECRET])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(Value::Array(requests).to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the SDK refused a webhook: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", script, KEY, SECRET]);
+    let output = run_with_input(
+        python,
+        &Value::Array(requests).to_string(),
+        "the Python SDK",
     );
     let events: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
     // The Node SDK's receiver takes the same requests and reads the same
@@ -121,6 +109,36 @@ print(json.dumps(out))
         .collect();
     assert_eq!(verified_by_node(received), names);
     events
+}
+
+/// Runs an SDK's script with `input` on its standard input; its output,
+/// or a failure saying the SDK refused a webhook.
+fn run_with_input(
+    mut command: std::process::Command,
+    input: &str,
+    sdk: &str,
+) -> std::process::Output {
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {sdk}'s script ({e}): tests/run installs python3 and nodejs")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{sdk} refused a webhook: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// Each request verified by the official Node SDK's `WebhookReceiver`:
@@ -143,26 +161,10 @@ for (const request of JSON.parse(input)) {
 }
 console.log(JSON.stringify(out));
 "#;
-    let mut child = std::process::Command::new("node")
-        .args(["--input-type=module", "-e", script, KEY, SECRET])
-        .current_dir(common::repo().join("tests/sdk"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): install nodejs (tests/deps)"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(Value::Array(requests).to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the Node SDK refused a webhook: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut node = std::process::Command::new("node");
+    node.args(["--input-type=module", "-e", script, KEY, SECRET])
+        .current_dir(common::repo().join("tests/sdk"));
+    let output = run_with_input(node, &Value::Array(requests).to_string(), "the Node SDK");
     serde_json::from_slice(&output.stdout).unwrap()
 }
 

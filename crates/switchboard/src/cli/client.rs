@@ -168,15 +168,8 @@ impl Client {
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), CliError> {
-        let token = mint(
-            &self.api_key,
-            &self.api_secret,
-            &Grants::sip_admin(),
-            None,
-            REQUEST_TOKEN_TTL,
-        )?;
+        let authorization = self.admin_authorization()?;
         let url = format!("{}{path}", self.base);
-        let authorization = format!("Bearer {token}");
         let sent = match body {
             Some(body) => {
                 let request = match method {
@@ -203,18 +196,12 @@ impl Client {
     /// A GET with a `sip.admin` token whose answer may be binary (a pcap
     /// trace); returns the HTTP status and the body, whatever the status.
     pub fn get_bytes(&self, path: &str) -> Result<(u16, Vec<u8>), CliError> {
-        let token = mint(
-            &self.api_key,
-            &self.api_secret,
-            &Grants::sip_admin(),
-            None,
-            REQUEST_TOKEN_TTL,
-        )?;
+        let authorization = self.admin_authorization()?;
         let url = format!("{}{path}", self.base);
         let mut response = self
             .agent
             .get(&url)
-            .header("Authorization", &format!("Bearer {token}"))
+            .header("Authorization", &authorization)
             .call()
             .map_err(|e| CliError::Connection(format!("{url}: {e}")))?;
         let status = response.status().as_u16();
@@ -225,6 +212,18 @@ impl Client {
             .read_to_vec()
             .map_err(|e| CliError::Connection(format!("{url}: reading the response: {e}")))?;
         Ok((status, body))
+    }
+
+    /// `Bearer <token>` with a fresh short-lived `sip.admin` token.
+    fn admin_authorization(&self) -> Result<String, CliError> {
+        let token = mint(
+            &self.api_key,
+            &self.api_secret,
+            &Grants::sip_admin(),
+            None,
+            REQUEST_TOKEN_TTL,
+        )?;
+        Ok(format!("Bearer {token}"))
     }
 
     /// A LiveKit SIP method that needs the sip.admin grant.
