@@ -252,19 +252,24 @@ struct Pipeline {
 
 /// The Opus settings for a room at `room_rate`: the configured ones, or,
 /// when the room is narrower and its rate one Opus codes at, that rate
-/// (at 8 kHz also at most 16 kbit/s, as [`OpusSettings::narrowband_capacity`]).
+/// (at 8 kHz with the narrowband complexity and bitrate, as
+/// [`OpusSettings::narrowband_capacity`]).
 fn opus_for_room(configured: &OpusSettings, room_rate: u32) -> OpusSettings {
     const OPUS_RATES: [u32; 4] = [8_000, 12_000, 16_000, 24_000];
     if room_rate >= configured.pcm_rate || !OPUS_RATES.contains(&room_rate) {
         return configured.clone();
     }
-    let bitrate = if room_rate == 8_000 {
-        configured.bitrate.min(16_000)
+    let (complexity, bitrate) = if room_rate == 8_000 {
+        (
+            configured.narrowband_complexity,
+            configured.narrowband_bitrate,
+        )
     } else {
-        configured.bitrate
+        (configured.complexity, configured.bitrate)
     };
     OpusSettings {
         pcm_rate: room_rate,
+        complexity,
         bitrate,
         ..configured.clone()
     }

@@ -709,6 +709,11 @@ pub struct MediaSection {
     pub opus_pcm_rate: u32,
     /// Opus in-band forward error correction.
     pub opus_fec: bool,
+    /// Opus complexity for participants of narrowband rooms (a G.711
+    /// party), where the encoder runs at 8 kHz.
+    pub opus_narrowband_complexity: u8,
+    /// Opus bitrate in narrowband rooms, bit/s.
+    pub opus_narrowband_bitrate: i32,
 }
 
 impl Default for MediaSection {
@@ -729,6 +734,8 @@ impl Default for MediaSection {
             opus_bitrate: 24_000,
             opus_pcm_rate: 16_000,
             opus_fec: true,
+            opus_narrowband_complexity: 0,
+            opus_narrowband_bitrate: 24_000,
         }
     }
 }

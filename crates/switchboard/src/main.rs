@@ -708,6 +708,8 @@ fn start_gateway(
                 bitrate: media.opus_bitrate,
                 pcm_rate: media.opus_pcm_rate,
                 fec: media.opus_fec,
+                narrowband_complexity: media.opus_narrowband_complexity.min(10),
+                narrowband_bitrate: media.opus_narrowband_bitrate.clamp(6_000, 510_000),
                 ..OpusSettings::default()
             },
             latching: match media.latching {
