@@ -81,6 +81,9 @@ pub struct Uac {
     from_user: String,
     remote_tag: Option<String>,
     remote_target: Option<String>,
+    /// The route set from the 2xx's Record-Route (RFC 3261 §12.1.2): a
+    /// proxy in front that record-routed gets every later request.
+    route_set: Vec<String>,
     backlog: VecDeque<Msg>,
 }
 
@@ -124,6 +127,7 @@ impl Uac {
             from_user: from_user.into(),
             remote_tag: None,
             remote_target: None,
+            route_set: Vec::new(),
             backlog: VecDeque::new(),
         }
     }
@@ -258,6 +262,15 @@ impl Uac {
                     c.trim_matches(|ch| ch == '<' || ch == '>' || ch == ' ')
                         .to_string()
                 });
+                // The UAC's route set is the Record-Route in reverse.
+                self.route_set = msg
+                    .headers("Record-Route")
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .rev()
+                    .collect();
             }
             return (provisional, msg);
         }
@@ -268,9 +281,27 @@ impl Uac {
         self.ack_with(seq, response, "");
     }
 
+    /// The route set learnt from the 2xx (empty without a proxy).
+    pub fn route_set(&self) -> &[String] {
+        &self.route_set
+    }
+
+    /// `Route` header lines for a request in the dialog.
+    fn route_lines(&self) -> String {
+        self.route_set
+            .iter()
+            .map(|r| format!("Route: {r}\r\n"))
+            .collect()
+    }
+
     /// ACKs a 2xx that carried an offer, with our SDP answer.
     pub fn ack_with(&self, seq: u32, response: &Msg, sdp: &str) {
         let to = response.header("To").unwrap_or_default();
+        let routes = if (200..300).contains(&response.status()) {
+            self.route_lines()
+        } else {
+            String::new()
+        };
         let (uri, branch) = if (200..300).contains(&response.status()) {
             let uri = self
                 .remote_target
@@ -293,7 +324,7 @@ impl Uac {
         };
         self.send(&format!(
             "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} ACK\r\n\
+             {routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} ACK\r\n\
              Max-Forwards: 70\r\n{body}",
             local = self.local,
             from = self.caller_field(),
@@ -335,7 +366,7 @@ impl Uac {
             .unwrap_or_else(|| format!("sip:{}@{}", self.to_user, self.target));
         let mut text = format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{tag}-d{seq};rport\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} {method}\r\n\
+             {routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call}\r\nCSeq: {seq} {method}\r\n\
              Contact: <sip:{user}@{local}>\r\nMax-Forwards: 70\r\n",
             local = self.local,
             tag = self.from_tag,
@@ -344,6 +375,7 @@ impl Uac {
             to = self.callee_field(),
             call = self.call_id,
             user = self.from_user,
+            routes = self.route_lines(),
         );
         for line in extra {
             text.push_str(line);
