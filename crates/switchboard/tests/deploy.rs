@@ -875,6 +875,24 @@ fn the_single_overlay_command_line_serves_drains_and_keeps_its_store_on_its_volu
     );
     let drained = drains_like_a_pod(&mut pod, &r);
     drop(pod);
+    // It wrote nowhere but data_dir (readOnlyRootFilesystem holds): every
+    // file under the pod's directories is the ConfigMap's or in data_dir.
+    let config_dir = root.path().join("etc/switchboard");
+    let mut stack = vec![root.path().join("var"), root.path().join("etc")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                assert!(
+                    path.starts_with(&launch.data_dir) || path.starts_with(&config_dir),
+                    "written outside data_dir: {}",
+                    path.display()
+                );
+            }
+        }
+    }
     // The pod comes back (anywhere: the claim follows it) with its trunks.
     let pod = run(&launch, root.path(), "single-again").unwrap_or_else(|e| panic!("{e}"));
     let listed = pod.cli(&secret.1, &["sip", "inbound", "list", "--json"]);
