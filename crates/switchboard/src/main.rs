@@ -106,6 +106,10 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         warn!(error = %e, "jemalloc background purging is off: memory freed by ended calls returns only while others allocate");
     }
+    if let Err(e) = check_call_settings(&config) {
+        error!(error = %e, "invalid call settings");
+        return ExitCode::from(2);
+    }
     let (mut transport, endpoint) = match sip_settings(&config) {
         Ok(settings) => settings,
         Err(e) => {
@@ -645,15 +649,7 @@ fn start_gateway(
     let ports = pool.ports().clone();
     let digest = digest_server(config)?;
     let metrics = GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?;
-    let challenge = match config.calls.auth_challenge {
-        401 => ChallengeKind::Www,
-        407 => ChallengeKind::Proxy,
-        other => {
-            return Err(format!(
-                "calls.auth_challenge must be 401 or 407, not {other}"
-            ))
-        }
-    };
+    let challenge = challenge_kind(config)?;
     let media_address = media.advertise.unwrap_or_else(|| {
         let advertised = advertised_host(config);
         advertised
@@ -736,6 +732,25 @@ fn start_gateway(
         },
     );
     Ok((gateway, ports))
+}
+
+/// 401 (WWW-Authenticate) or 407 (Proxy-Authenticate) challenges.
+fn challenge_kind(config: &Config) -> Result<ChallengeKind, String> {
+    match config.calls.auth_challenge {
+        401 => Ok(ChallengeKind::Www),
+        407 => Ok(ChallengeKind::Proxy),
+        other => Err(format!(
+            "calls.auth_challenge must be 401 or 407, not {other}"
+        )),
+    }
+}
+
+/// The call settings checked before anything listens, so a bad value
+/// exits at once instead of after the ready file says the process is up.
+fn check_call_settings(config: &Config) -> Result<(), String> {
+    digest_server(config)?;
+    challenge_kind(config)?;
+    Ok(())
 }
 
 /// The digest nonce signer: the configured key (shared by replicas) or a
