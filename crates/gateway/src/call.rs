@@ -299,6 +299,9 @@ pub(crate) struct Call {
     pub sip_call_id: String,
     /// The flow the dialog travels on (its transport picks our Contact).
     pub flow: Flow,
+    /// The far end's address: the flow's, or behind a trusted proxy the
+    /// caller's (trunk matching, offences, media latching, the record).
+    pub peer: std::net::SocketAddr,
     /// The INVITE we answer (inbound calls).
     pub invite_txn: Option<ServerTxnId>,
     /// Placed by us (CreateSIPParticipant).
@@ -382,6 +385,7 @@ impl Call {
             shared,
             call_id,
             sip_call_id,
+            peer: flow.remote,
             flow,
             invite_txn: None,
             outbound: false,
@@ -512,7 +516,7 @@ impl Call {
     ) -> Result<(), String> {
         let mut session_config: SessionConfig = self.shared.config.session.clone();
         session_config.media_timeout = media_timeout;
-        session_config.signalling_source = Some(self.flow.remote.ip());
+        session_config.signalling_source = Some(self.peer.ip());
         // Before the answer the peer may send nothing; the real allowance
         // is set when the call is answered.
         session_config.initial_media_timeout = Duration::from_secs(24 * 3600);

@@ -125,6 +125,15 @@ impl InboundCall {
         let to_user = request.to().and_then(|t| t.uri.user()).unwrap_or_default();
         let mut call = Call::new(shared, incoming.flow, sip_call_id, self_tx, signals, guard);
         call.invite_txn = Some(incoming.txn);
+        // Behind a trusted proxy (a load balancer) the caller is the hop
+        // the proxy heard from, not the proxy.
+        call.peer = switchboard_sip::message::original_source(
+            &request.headers,
+            incoming.flow.remote,
+            &call.shared.config.trusted_proxies,
+        );
+        let peer = call.peer.to_string();
+        call.note(|record| record.remote_address = peer);
         let from = request
             .from()
             .map(|f| sip_uri(&f.uri, incoming.flow.transport));
@@ -170,7 +179,7 @@ impl InboundCall {
                 .ok()
                 .and_then(|u| u.user())
                 .unwrap_or_default(),
-            source_ip: Some(self.incoming.flow.remote.ip()),
+            source_ip: Some(self.call.peer.ip()),
             pin: None,
             no_pin: false,
             headers: request
@@ -198,14 +207,14 @@ impl InboundCall {
             self.call
                 .shared
                 .sip
-                .report_offence(self.incoming.flow.remote.ip(), offence);
+                .report_offence(self.call.peer.ip(), offence);
         }
         info!(
             call_id = %self.call.call_id,
             sip_call_id = %self.call.sip_call_id,
             from = %capped(&self.from_user, MAX_LOGGED_USER),
             to = %capped(&self.to_user, MAX_LOGGED_USER),
-            source = %self.incoming.flow.remote,
+            source = %self.call.peer,
             transport = self.incoming.flow.transport.as_str(),
             status = refusal.status(),
             reason = %refusal.text(),
@@ -277,7 +286,7 @@ impl InboundCall {
         self.call
             .shared
             .sip
-            .report_offence(self.incoming.flow.remote.ip(), Offence::UnknownNumber);
+            .report_offence(self.call.peer.ip(), Offence::UnknownNumber);
         debug!(call_id = %self.call.call_id, "digest challenge sent for a number no trunk has");
         self.challenge(&self.call.shared.config.default_realm, false)
     }
@@ -929,7 +938,7 @@ impl InboundCall {
                 self.call
                     .shared
                     .sip
-                    .report_offence(self.incoming.flow.remote.ip(), Offence::AuthFailure);
+                    .report_offence(self.call.peer.ip(), Offence::AuthFailure);
                 // The prompt, and a fifth of a second of silence for the
                 // phone's jitter buffer to play it out, before the BYE.
                 let mut prompt = Prompt::WrongPin.samples(rate);

@@ -123,6 +123,10 @@ pub struct GatewayConfig {
     pub refused_destinations: Vec<ipnet::IpNet>,
     /// Calls streamed to a voice bot by their dispatch rule.
     pub streams: StreamsConfig,
+    /// Proxies whose Via headers are believed: a call that reaches us
+    /// through one is matched, limited and recorded by the address of the
+    /// hop before it (`switchboard_sip::message::original_source`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl GatewayConfig {
@@ -173,6 +177,7 @@ impl Default for GatewayConfig {
             min_session_expires: Duration::from_secs(90),
             refused_destinations: default_refused_destinations(),
             streams: StreamsConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

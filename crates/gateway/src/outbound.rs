@@ -445,6 +445,7 @@ impl OutboundCall {
         // Resolved here, after the participant joined the room (LiveKit's
         // order): the API answers a caller that does not wait at once.
         self.call.flow.remote = resolve(&self.request.address, self.request.transport).await?;
+        self.call.peer = self.call.flow.remote;
         if self.call.shared.config.refuses(self.call.flow.remote.ip()) {
             return Err(DialError::DestinationRefused(self.call.flow.remote.ip()));
         }
@@ -682,6 +683,7 @@ impl OutboundCall {
         }
         self.call.dialog = Some(id);
         self.call.flow = flow;
+        self.call.peer = flow.remote;
         self.call.acked = true;
         self.call.mark_answered();
         if let Err(e) = self.apply_answer(response, ports) {

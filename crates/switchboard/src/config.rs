@@ -275,6 +275,11 @@ pub struct SecurityConfig {
     pub scanner_user_agents: Vec<String>,
     /// Networks never limited nor banned (IPs or CIDRs).
     pub trusted: Vec<ipnet::IpNet>,
+    /// Proxies in front of switchboard (a Kamailio load balancer) whose Via
+    /// headers are believed: a call through one is matched against trunks'
+    /// `allowed_addresses`, counted for bans and recorded by the address of
+    /// the hop before it. List them in `trusted` too.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Networks we never send signalling or media to: outbound trunks,
     /// transfer targets and peers' SDP addresses in them are refused.
     pub refused_destinations: Vec<ipnet::IpNet>,
@@ -298,6 +303,7 @@ impl Default for SecurityConfig {
             ban_secs: guard.ban_time.as_secs(),
             scanner_user_agents: guard.scanner_user_agents,
             trusted: guard.trusted,
+            trusted_proxies: Vec::new(),
             refused_destinations: switchboard_gateway::default_refused_destinations(),
             max_sources: guard.max_sources,
         }

@@ -659,6 +659,7 @@ fn start_gateway(
             .unwrap_or(IpAddr::from([127, 0, 0, 1]))
     });
     let gateway_config = GatewayConfig {
+        trusted_proxies: config.security.trusted_proxies.clone(),
         max_active_calls: config.calls.max_active,
         retry_after_secs: config.drain.retry_after_secs,
         answer: match config.calls.answer {

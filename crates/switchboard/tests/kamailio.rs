@@ -674,3 +674,65 @@ fn the_shipped_kamailio_config_and_dispatcher_list_are_well_formed() {
             .unwrap_or_else(|e| panic!("{entry}: not ip:port ({e})"));
     }
 }
+
+/// Behind Kamailio every packet comes from Kamailio. With it in
+/// `security.trusted_proxies`, a trunk's `allowed_addresses` sees the
+/// caller again (the Via below Kamailio's), the call's record shows the
+/// caller, and a caller that writes the same Via itself, without the
+/// proxy, is not believed.
+#[test]
+fn behind_a_trusted_proxy_trunks_match_the_callers_own_address() {
+    let ip = "127.0.0.7";
+    let sb = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_SIP__BIND", ip),
+        ("SWITCHBOARD_SIP__ADVERTISE__HOST", ip),
+        ("SWITCHBOARD_SIP__TRANSPORTS", "[udp]"),
+        ("SWITCHBOARD_MEDIA__BIND", ip),
+        ("SWITCHBOARD_SECURITY__TRUSTED", "[127.0.0.1/32]"),
+        ("SWITCHBOARD_SECURITY__TRUSTED_PROXIES", "[127.0.0.1/32]"),
+    ]);
+    let id = trunk(
+        &sb,
+        r#"{"name": "carrier", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.2"]}"#,
+    );
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "r", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "r"}}}}}}"#
+        ),
+    );
+    wait_for_routing(sb.api.unwrap(), 0);
+    let replica = sb.udp.unwrap();
+    let lb = Kamailio::start(&[replica]);
+
+    // The carrier's address, through the proxy: accepted.
+    let mut carrier = Uac::new_from("127.0.0.2", lb.addr, "+15550199", "+15550100");
+    let seq = carrier.invite(&carrier.pcmu_offer(), &[]);
+    let (_, ok) = carrier.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}\n{}", ok.text, sb.log());
+    carrier.ack(seq, &ok);
+    let call_id = ok.to_tag().unwrap();
+    let live: Value =
+        serde_json::from_str(&cli(&sb, &["sip", "calls", "get", &call_id, "--json"])).unwrap();
+    assert_eq!(live["remote_address"], carrier.local.to_string(), "{live}");
+
+    // Another address through the same proxy: no trunk allows it.
+    let mut stranger = Uac::new_from("127.0.0.3", lb.addr, "+15550198", "+15550100");
+    let seq = stranger.invite(&stranger.pcmu_offer(), &[]);
+    let (_, refused) = stranger.final_response(seq, Duration::from_secs(5));
+    assert_eq!(refused.status(), 404, "{}", refused.text);
+
+    // The stranger straight to the replica, claiming a Via from the
+    // carrier: its packets do not come from a trusted proxy.
+    let mut forger = Uac::new_from("127.0.0.3", replica, "+15550197", "+15550100");
+    let forged = format!("Via: SIP/2.0/UDP {};branch=z9hG4bK-forged", carrier.local);
+    let seq = forger.invite(&forger.pcmu_offer(), &[forged]);
+    let (_, refused) = forger.final_response(seq, Duration::from_secs(5));
+    assert_eq!(refused.status(), 404, "{}", refused.text);
+
+    let bye = carrier.in_dialog("BYE", "", "");
+    let answer = carrier.response_to(bye, "BYE", Duration::from_secs(10));
+    assert_eq!(answer.status(), 200, "{}", answer.text);
+    assert_eq!(record(&sb, &call_id)["result"], "answered");
+}

@@ -19,7 +19,7 @@ pub use name_addr::NameAddr;
 pub(crate) use parse::{find_blank_line_from, media_type};
 pub use parse::{parse_message, ParseError, Rejection};
 pub use uri::{Host, SipUri, TelUri, Uri, UriError};
-pub use via::{Via, MAGIC_COOKIE};
+pub use via::{original_source, Via, MAGIC_COOKIE};
 
 use bytes::Bytes;
 use std::fmt;

@@ -158,3 +158,127 @@ mod tests {
         assert!(Via::parse("SIP/2.0/UDPhost").is_err());
     }
 }
+
+/// Most Via headers walked back through trusted proxies.
+const MAX_TRUSTED_HOPS: usize = 8;
+
+/// Where a request really came from when it reached us through proxies we
+/// trust (a load balancer in front of replicas): the first hop, walking the
+/// Via headers down from the top, whose address is not a trusted proxy.
+/// Each hop's address is its Via's `received` (stamped by the proxy that
+/// took the request from it) or, without one, its sent-by IP, with `rport`
+/// or the Via port. A request whose packet did not come from a trusted
+/// proxy is its packet's source, whatever its Vias say; so is one whose
+/// chain is unreadable (a host name, no Via below the proxy's).
+pub fn original_source(
+    headers: &super::Headers,
+    packet_source: std::net::SocketAddr,
+    trusted: &[ipnet::IpNet],
+) -> std::net::SocketAddr {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(&ip.to_canonical()));
+    let mut source = packet_source;
+    if !is_trusted(source.ip()) {
+        return source;
+    }
+    // The top Via is the nearest proxy's own; the one below it the hop
+    // that proxy heard from.
+    for value in headers
+        .list(&super::HeaderName::Via)
+        .skip(1)
+        .take(MAX_TRUSTED_HOPS)
+    {
+        let Ok(via) = Via::parse(value) else {
+            return source;
+        };
+        let received = via
+            .param("received")
+            .flatten()
+            .and_then(|r| r.parse::<std::net::IpAddr>().ok());
+        let ip = match (received, &via.host) {
+            (Some(ip), _) => ip,
+            (None, Host::Ip(ip)) => *ip,
+            (None, Host::Name(_)) => return source,
+        };
+        let port = via
+            .param("rport")
+            .flatten()
+            .and_then(|p| p.parse::<u16>().ok())
+            .or(via.port)
+            .unwrap_or(5060);
+        source = std::net::SocketAddr::new(ip.to_canonical(), port);
+        if !is_trusted(ip) {
+            return source;
+        }
+    }
+    source
+}
+
+#[cfg(test)]
+mod original_source_tests {
+    use super::*;
+    use crate::message::{HeaderName, Headers};
+
+    fn headers(vias: &[&str]) -> Headers {
+        let mut h = Headers::new();
+        for via in vias {
+            h.push(HeaderName::Via, (*via).to_string());
+        }
+        h
+    }
+
+    fn source(vias: &[&str], packet: &str) -> String {
+        let trusted: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/24".parse().unwrap_or_else(|_| unreachable!())];
+        let packet = packet.parse().unwrap_or_else(|_| unreachable!());
+        original_source(&headers(vias), packet, &trusted).to_string()
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_caller_is_the_via_below_it() {
+        let vias = [
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKp",
+            "SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bKc",
+        ];
+        assert_eq!(source(&vias, "10.0.0.1:5060"), "198.51.100.7:5070");
+        // received and rport stamped by the proxy win over sent-by.
+        let natted = [
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp",
+            "SIP/2.0/UDP 192.168.1.5:5060;received=203.0.113.9;rport=40000;branch=z9hG4bKc",
+        ];
+        assert_eq!(source(&natted, "10.0.0.1:5060"), "203.0.113.9:40000");
+        // Two trusted proxies in a row.
+        let two = [
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa",
+            "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb",
+            "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKc",
+        ];
+        assert_eq!(source(&two, "10.0.0.1:5060"), "198.51.100.7:5060");
+    }
+
+    #[test]
+    fn vias_from_anyone_else_are_not_believed() {
+        let forged = [
+            "SIP/2.0/UDP 203.0.113.66;branch=z9hG4bKx",
+            "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKc",
+        ];
+        assert_eq!(source(&forged, "203.0.113.66:5060"), "203.0.113.66:5060");
+        // Only the hop the proxy heard from counts, not what that hop
+        // wrote below its own Via.
+        let chain = [
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp",
+            "SIP/2.0/UDP 203.0.113.66;branch=z9hG4bKa",
+            "SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKc",
+        ];
+        assert_eq!(source(&chain, "10.0.0.1:5060"), "203.0.113.66:5060");
+        // Unreadable chains fall back to the packet's source.
+        assert_eq!(
+            source(&["SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp"], "10.0.0.1:5060"),
+            "10.0.0.1:5060"
+        );
+        let named = [
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp",
+            "SIP/2.0/UDP pbx.example;branch=z9hG4bKc",
+        ];
+        assert_eq!(source(&named, "10.0.0.1:5060"), "10.0.0.1:5060");
+    }
+}
