@@ -132,23 +132,30 @@ export function section(spec) {
 
 // ---------------------------------------------------------------- trunks
 
+
+// A trunk's password field. The API never shows a stored password, and an
+// edit replaces the whole trunk, so the hint says to type it again.
+function passwordField(t) {
+  const hidden = Boolean(t && t.auth_username && !t.auth_password);
+  return field({
+    label: 'Auth password',
+    name: 'auth_password',
+    kind: 'password',
+    autocomplete: 'new-password',
+    value: (t && t.auth_password) || '',
+    hint: hidden ? 'The API does not show passwords and an edit replaces the whole trunk: enter the password again, or it is removed.' : '',
+  });
+}
+
 function inboundFields(t) {
   const r = t || {};
-  const passwordHidden = Boolean(t && t.auth_username && !t.auth_password);
   return [
     field({ label: 'Name', name: 'name', value: r.name || '' }),
     field({ label: 'Numbers', name: 'numbers', value: (r.numbers || []).join(', '), hint: 'Called numbers this trunk takes, E.164, separated by commas or spaces; empty takes any number.', placeholder: '+15550100' }),
     field({ label: 'Allowed addresses', name: 'allowed_addresses', value: (r.allowed_addresses || []).join(', '), hint: 'IP addresses or CIDR ranges calls may come from.', placeholder: '203.0.113.0/24' }),
     field({ label: 'Allowed caller numbers', name: 'allowed_numbers', value: (r.allowed_numbers || []).join(', '), hint: 'Empty: any caller.' }),
     field({ label: 'Auth user name', name: 'auth_username', value: r.auth_username || '', hint: 'With a password, callers must answer a digest challenge.' }),
-    field({
-      label: 'Auth password',
-      name: 'auth_password',
-      kind: 'password',
-      autocomplete: 'new-password',
-      value: r.auth_password || '',
-      hint: passwordHidden ? 'The API does not show passwords and an edit replaces the whole trunk: enter the password again, or it is removed.' : '',
-    }),
+    passwordField(t),
     field({ label: 'Media encryption', name: 'media_encryption', kind: 'select', options: ENCRYPTION, value: enumValue(r.media_encryption, ENCRYPTION[0][0]) }),
     field({ label: 'Metadata', name: 'metadata', value: r.metadata || '' }),
   ];
@@ -170,7 +177,6 @@ function inboundFromForm(base, form) {
 
 function outboundFields(t) {
   const r = t || {};
-  const passwordHidden = Boolean(t && t.auth_username && !t.auth_password);
   return [
     field({ label: 'Name', name: 'name', value: r.name || '' }),
     field({ label: 'Address', name: 'address', value: r.address || '', hint: 'The carrier\'s SIP host name or IP, with an optional port.', placeholder: 'sip.carrier.example' }),
@@ -179,14 +185,7 @@ function outboundFields(t) {
     field({ label: 'Destination country', name: 'destination_country', value: r.destination_country || '', hint: 'ISO code, e.g. US; optional.' }),
     field({ label: 'From host', name: 'from_host', value: r.from_host || '', hint: 'Host part of the From header; optional.' }),
     field({ label: 'Auth user name', name: 'auth_username', value: r.auth_username || '' }),
-    field({
-      label: 'Auth password',
-      name: 'auth_password',
-      kind: 'password',
-      autocomplete: 'new-password',
-      value: r.auth_password || '',
-      hint: passwordHidden ? 'The API does not show passwords and an edit replaces the whole trunk: enter the password again, or it is removed.' : '',
-    }),
+    passwordField(t),
     field({ label: 'Media encryption', name: 'media_encryption', kind: 'select', options: ENCRYPTION, value: enumValue(r.media_encryption, ENCRYPTION[0][0]) }),
     field({ label: 'Metadata', name: 'metadata', value: r.metadata || '' }),
   ];
