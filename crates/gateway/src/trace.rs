@@ -43,8 +43,33 @@ impl Default for TraceConfig {
     }
 }
 
+/// A message as tapped: what the transport's task pays for per message is
+/// one copy of its bytes; the text of the addresses is written only when
+/// the trace is read.
+struct Tapped {
+    at: SystemTime,
+    sent: bool,
+    transport: switchboard_sip::Transport,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    data: Box<[u8]>,
+}
+
+impl Tapped {
+    fn traced(&self) -> TracedMessage {
+        TracedMessage {
+            at_ns: unix_ns(self.at),
+            sent: self.sent,
+            transport: self.transport.as_str().to_ascii_lowercase(),
+            local: self.local.to_string(),
+            remote: self.remote.to_string(),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
 struct Buffer {
-    messages: Vec<TracedMessage>,
+    messages: Vec<Tapped>,
     bytes: usize,
     truncated: bool,
     claimed: bool,
@@ -135,7 +160,7 @@ impl SipTraces {
             buffers.unclaimed_bytes = buffers.unclaimed_bytes.saturating_sub(buffer.bytes);
         }
         Some(CallTrace {
-            messages: buffer.messages,
+            messages: buffer.messages.iter().map(Tapped::traced).collect(),
             truncated: buffer.truncated,
         })
     }
@@ -145,7 +170,7 @@ impl SipTraces {
         let buffers = self.buffers();
         let buffer = buffers.by_call_id.get(call_id)?;
         Some(CallTrace {
-            messages: buffer.messages.clone(),
+            messages: buffer.messages.iter().map(Tapped::traced).collect(),
             truncated: buffer.truncated,
         })
     }
@@ -181,7 +206,7 @@ impl SipTraces {
         }
     }
 
-    fn record(&self, call_id: &str, message: TracedMessage, now: Instant) {
+    fn record(&self, call_id: &str, message: Tapped, now: Instant) {
         let size = message.data.len();
         let mut buffers = self.buffers();
         let buffers = &mut *buffers;
@@ -233,13 +258,13 @@ impl MessageTap for SipTraces {
         let Some(call_id) = peek_call_id(message.data) else {
             return;
         };
-        let traced = TracedMessage {
-            at_ns: unix_ns(message.at),
+        let traced = Tapped {
+            at: message.at,
             sent: message.sent,
-            transport: message.transport.as_str().to_ascii_lowercase(),
-            local: message.local.to_string(),
-            remote: message.remote.to_string(),
-            data: message.data.to_vec(),
+            transport: message.transport,
+            local: message.local,
+            remote: message.remote,
+            data: message.data.into(),
         };
         self.record(call_id, traced, Instant::now());
     }
