@@ -23,16 +23,22 @@ pub struct GatewayMetrics {
     pub call_setup: HistogramVec,
     /// From the answer to the end of answered calls, by direction.
     pub call_duration: HistogramVec,
-    /// RTP packets of ended calls, by direction (received, sent).
-    pub rtp_packets: IntCounterVec,
-    /// Inbound RTP packets lost, of ended calls.
-    pub rtp_lost: IntCounter,
-    /// Each ended call's inbound interarrival jitter.
-    pub call_jitter: Histogram,
-    /// Each ended call's inbound loss (lost / expected).
-    pub call_loss: Histogram,
-    /// Each ended call's share of concealed 20 ms frames.
-    pub call_concealment: Histogram,
+    /// RTP figures of ended calls.
+    media: MediaQuality,
+}
+
+/// What ended calls' media sessions measured.
+struct MediaQuality {
+    /// RTP packets, by direction (received, sent).
+    rtp_packets: IntCounterVec,
+    /// Inbound RTP packets lost.
+    rtp_lost: IntCounter,
+    /// Each call's inbound interarrival jitter.
+    jitter: Histogram,
+    /// Each call's inbound loss (lost / expected).
+    loss: Histogram,
+    /// Each call's share of concealed 20 ms frames.
+    concealment: Histogram,
 }
 
 /// Buckets of ratios (loss, concealment): 0.1 % to 50 %.
@@ -77,6 +83,73 @@ impl GatewayMetrics {
             ]),
             &["direction"],
         )?;
+        registry.register(Box::new(calls_ended.clone()))?;
+        registry.register(Box::new(calls_active.clone()))?;
+        registry.register(Box::new(transfers.clone()))?;
+        registry.register(Box::new(call_setup.clone()))?;
+        registry.register(Box::new(call_duration.clone()))?;
+        // Series that exist from the start, so a dashboard shows 0 rather
+        // than "no data" before the first call or transfer.
+        for direction in ["inbound", "outbound"] {
+            calls_active.with_label_values(&[direction]);
+            call_setup.with_label_values(&[direction]);
+            call_duration.with_label_values(&[direction]);
+        }
+        for outcome in ["succeeded", "failed"] {
+            transfers.with_label_values(&[outcome]);
+        }
+        let media = MediaQuality::new(&registry)?;
+        Ok(GatewayMetrics {
+            registry,
+            calls_ended,
+            calls_active,
+            transfers,
+            call_setup,
+            call_duration,
+            media,
+        })
+    }
+
+    /// What an ended call's media says about its quality.
+    pub(crate) fn observe_media(
+        &self,
+        stats: &switchboard_media::session::CallStats,
+        answered_for: std::time::Duration,
+    ) {
+        self.media
+            .rtp_packets
+            .with_label_values(&["received"])
+            .inc_by(stats.packets_received);
+        self.media
+            .rtp_packets
+            .with_label_values(&["sent"])
+            .inc_by(stats.packets_sent);
+        let lost = u64::try_from(stats.packets_lost.max(0)).unwrap_or(0);
+        self.media.rtp_lost.inc_by(lost);
+        if stats.packets_received == 0 {
+            return;
+        }
+        self.media.jitter.observe(stats.jitter_ms / 1000.0);
+        let expected = stats.packets_received.saturating_add(lost) as f64;
+        self.media.loss.observe(lost as f64 / expected);
+        let frames = (answered_for.as_millis() / 20).max(1) as f64;
+        self.media
+            .concealment
+            .observe((stats.concealed_frames as f64 / frames).min(1.0));
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            warn!(error = %e, "metrics not rendered");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl MediaQuality {
+    fn new(registry: &Registry) -> Result<MediaQuality, prometheus::Error> {
         let rtp_packets = IntCounterVec::new(
             Opts::new(
                 "switchboard_rtp_packets_total",
@@ -88,97 +161,42 @@ impl GatewayMetrics {
             "switchboard_rtp_packets_lost_total",
             "Inbound RTP packets lost (RFC 3550 count) of ended calls",
         )?;
-        let call_jitter = Histogram::with_opts(
+        let jitter = Histogram::with_opts(
             HistogramOpts::new(
                 "switchboard_call_jitter_seconds",
                 "Inbound interarrival jitter of each ended call with RTP",
             )
             .buckets(vec![0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2]),
         )?;
-        let call_loss = Histogram::with_opts(
+        let loss = Histogram::with_opts(
             HistogramOpts::new(
                 "switchboard_call_loss_ratio",
                 "Inbound RTP lost / expected of each ended call with RTP",
             )
             .buckets(RATIO_BUCKETS.to_vec()),
         )?;
-        let call_concealment = Histogram::with_opts(
+        let concealment = Histogram::with_opts(
             HistogramOpts::new(
                 "switchboard_call_concealment_ratio",
                 "Concealed 20 ms frames / answered 20 ms frames of each ended call with RTP",
             )
             .buckets(RATIO_BUCKETS.to_vec()),
         )?;
-        registry.register(Box::new(calls_ended.clone()))?;
-        registry.register(Box::new(calls_active.clone()))?;
-        registry.register(Box::new(transfers.clone()))?;
-        registry.register(Box::new(call_setup.clone()))?;
-        registry.register(Box::new(call_duration.clone()))?;
         registry.register(Box::new(rtp_packets.clone()))?;
         registry.register(Box::new(rtp_lost.clone()))?;
-        registry.register(Box::new(call_jitter.clone()))?;
-        registry.register(Box::new(call_loss.clone()))?;
-        registry.register(Box::new(call_concealment.clone()))?;
-        // Series that exist from the start, so a dashboard shows 0 rather
-        // than "no data" before the first call or transfer.
-        for direction in ["inbound", "outbound"] {
-            calls_active.with_label_values(&[direction]);
-            call_setup.with_label_values(&[direction]);
-            call_duration.with_label_values(&[direction]);
-        }
-        for outcome in ["succeeded", "failed"] {
-            transfers.with_label_values(&[outcome]);
-        }
+        registry.register(Box::new(jitter.clone()))?;
+        registry.register(Box::new(loss.clone()))?;
+        registry.register(Box::new(concealment.clone()))?;
         for direction in ["received", "sent"] {
             rtp_packets.with_label_values(&[direction]);
         }
-        Ok(GatewayMetrics {
-            registry,
-            calls_ended,
-            calls_active,
-            transfers,
-            call_setup,
-            call_duration,
+        Ok(MediaQuality {
             rtp_packets,
             rtp_lost,
-            call_jitter,
-            call_loss,
-            call_concealment,
+            jitter,
+            loss,
+            concealment,
         })
-    }
-
-    /// What an ended call's media says about its quality.
-    pub(crate) fn observe_media(
-        &self,
-        stats: &switchboard_media::session::CallStats,
-        answered_for: std::time::Duration,
-    ) {
-        self.rtp_packets
-            .with_label_values(&["received"])
-            .inc_by(stats.packets_received);
-        self.rtp_packets
-            .with_label_values(&["sent"])
-            .inc_by(stats.packets_sent);
-        let lost = u64::try_from(stats.packets_lost.max(0)).unwrap_or(0);
-        self.rtp_lost.inc_by(lost);
-        if stats.packets_received == 0 {
-            return;
-        }
-        self.call_jitter.observe(stats.jitter_ms / 1000.0);
-        let expected = stats.packets_received.saturating_add(lost) as f64;
-        self.call_loss.observe(lost as f64 / expected);
-        let frames = (answered_for.as_millis() / 20).max(1) as f64;
-        self.call_concealment
-            .observe((stats.concealed_frames as f64 / frames).min(1.0));
-    }
-
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            warn!(error = %e, "metrics not rendered");
-        }
-        String::from_utf8(out).unwrap_or_default()
     }
 }
 
