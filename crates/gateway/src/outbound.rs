@@ -450,55 +450,19 @@ impl OutboundCall {
             return Err(DialError::DestinationRefused(self.call.flow.remote.ip()));
         }
         let shared = self.call.shared.clone();
-        let config = &shared.config;
-        let ports = shared
-            .media
-            .ports()
-            .allocate(config.rtp_bind)
-            .map_err(|_| DialError::NoPorts)?;
-        let local = LocalEndpoint {
-            address: config.media_address,
-            rtp_port: ports.rtp_port(),
-        };
-        let media = media_config(
-            &self.request.media,
-            &config.refused_destinations,
-            config.session.opus.pcm_rate,
-        );
-        let mut negotiator = SdpNegotiator::new(media, local);
-        let offer = negotiator
-            .create_offer(Direction::SendRecv)
-            .map_err(|e| DialError::Media(e.to_string()))?;
-        self.call.negotiator = Some(negotiator);
+        let (offer, ports) = self.prepare_offer()?;
         let mut ports = Some(ports);
-        let _dial_tone = match (&self.call.participant, self.request.play_dialtone) {
-            (Some(p), true) => Some(DialTone::start(
-                p.audio(),
-                config.session.tone_plan,
-                config.session.tone_level_dbfs,
-            )),
-            _ => None,
-        };
+        let _dial_tone = self.dial_tone();
         let mut seq = 1;
         let mut invite = self.invite(seq, &offer, None);
-        let transport = self.request.transport;
-        let (from, to) = (
-            invite.from().map(|f| sip_uri(&f.uri, transport)),
-            invite.to().map(|t| sip_uri(&t.uri, transport)),
-        );
-        let remote = self.call.flow.remote.to_string();
-        self.call.note(|record| {
-            record.remote_address = remote;
-            let info = record.info.get_or_insert_with(Default::default);
-            info.from_uri = from;
-            info.to_uri = to;
-        });
+        self.note_invite(&invite);
         let mut txn = self.send(invite.clone());
+        // Digest credentials, when the trunk has them, for a 401/407.
         let mut digest = self
             .request
             .auth
-            .as_ref()
-            .map(|(user, pass)| DigestClient::new(user.clone(), pass.clone()));
+            .clone()
+            .map(|(user, pass)| DigestClient::new(user, pass));
         self.call.deadlines.set(
             Timer::RingingTimeout,
             Instant::now(),
@@ -526,38 +490,15 @@ impl OutboundCall {
                                 return Ok(());
                             }
                             422 if !cancelled => {
-                                // Session interval too small: ask again with
-                                // the peer's Min-SE (RFC 4028 §7.4).
-                                let min_se = min_se(&response.headers)
-                                    .filter(|m| *m > self.session_expires);
-                                let Some(min_se) = min_se else {
-                                    return Err(DialError::Sip { status: 422, reason: response.reason.clone() });
-                                };
-                                self.session_expires = min_se;
+                                self.raise_session_expires(&response)?;
                                 seq += 1;
                                 invite = self.invite(seq, &offer, None);
                                 txn = self.send(invite.clone());
                             }
                             401 | 407 if !cancelled => {
-                                let Some(client) = digest.as_mut() else {
-                                    return Err(DialError::AuthMissing);
-                                };
-                                let kind = if response.status == 401 {
-                                    ChallengeKind::Www
-                                } else {
-                                    ChallengeKind::Proxy
-                                };
-                                let challenge_header = kind.challenge_header();
-                                let challenges: Vec<&str> = response.headers.get_all(&challenge_header).collect();
-                                let uri = self.request_uri();
-                                let credentials = client
-                                    .authorize(&challenges, "INVITE", &uri, offer.as_bytes())
-                                    .map_err(|_| DialError::Sip {
-                                        status: response.status,
-                                        reason: response.reason.clone(),
-                                    })?;
+                                let credentials = self.credentials(&response, digest.as_mut(), &offer)?;
                                 seq += 1;
-                                invite = self.invite(seq, &offer, Some((kind.credentials_header(), credentials)));
+                                invite = self.invite(seq, &offer, Some(credentials));
                                 txn = self.send(invite.clone());
                                 debug!(call_id = %self.call.call_id, "INVITE sent again with credentials");
                             }
@@ -591,23 +532,134 @@ impl OutboundCall {
                 },
                 _ = sleep_until_deadline(self.call.deadlines.next()) => {
                     while let Some(timer) = self.call.deadlines.expired(Instant::now()) {
-                        match timer {
-                            Timer::RingingTimeout => {
-                                info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
-                                cancelled = true;
-                                if !shared.sip.cancel(txn) {
-                                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
-                                }
-                                // The CANCEL's 487 ends the INVITE; if none comes, give up.
-                                self.call.deadlines.set(Timer::CancelGiveUp, Instant::now(), CANCEL_GRACE);
-                            }
-                            Timer::CancelGiveUp => return Err(DialError::RingingTimeout(self.request.ringing_timeout)),
-                            _ => {}
-                        }
+                        self.dial_timer(timer, txn, &mut cancelled)?;
                     }
                 }
             }
         }
+    }
+
+    /// A 422 (session interval too small): the next INVITE asks for the
+    /// peer's Min-SE (RFC 4028 §7.4), or the call fails when it names none
+    /// above what we asked.
+    fn raise_session_expires(&mut self, response: &Response) -> Result<(), DialError> {
+        let min_se = min_se(&response.headers).filter(|m| *m > self.session_expires);
+        let Some(min_se) = min_se else {
+            return Err(DialError::Sip {
+                status: 422,
+                reason: response.reason.clone(),
+            });
+        };
+        self.session_expires = min_se;
+        Ok(())
+    }
+
+    /// A dialling timer fired: the ringing timeout sends CANCEL (its 487
+    /// then ends the INVITE); with no 487 within the grace, give up.
+    fn dial_timer(
+        &mut self,
+        timer: Timer,
+        txn: ClientTxnId,
+        cancelled: &mut bool,
+    ) -> Result<(), DialError> {
+        let timed_out = DialError::RingingTimeout(self.request.ringing_timeout);
+        match timer {
+            Timer::RingingTimeout => {
+                info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
+                *cancelled = true;
+                if !self.call.shared.sip.cancel(txn) {
+                    return Err(timed_out);
+                }
+                self.call
+                    .deadlines
+                    .set(Timer::CancelGiveUp, Instant::now(), CANCEL_GRACE);
+                Ok(())
+            }
+            Timer::CancelGiveUp => Err(timed_out),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ringback into the room while dialling, when the request asked for it
+    /// (it stops when dropped).
+    fn dial_tone(&self) -> Option<DialTone> {
+        let session = &self.call.shared.config.session;
+        match (&self.call.participant, self.request.play_dialtone) {
+            (Some(p), true) => Some(DialTone::start(
+                p.audio(),
+                session.tone_plan,
+                session.tone_level_dbfs,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Allocates the call's RTP ports and makes the SDP offer.
+    fn prepare_offer(&mut self) -> Result<(String, switchboard_media::ports::RtpPorts), DialError> {
+        let shared = self.call.shared.clone();
+        let config = &shared.config;
+        let ports = shared
+            .media
+            .ports()
+            .allocate(config.rtp_bind)
+            .map_err(|_| DialError::NoPorts)?;
+        let local = LocalEndpoint {
+            address: config.media_address,
+            rtp_port: ports.rtp_port(),
+        };
+        let media = media_config(
+            &self.request.media,
+            &config.refused_destinations,
+            config.session.opus.pcm_rate,
+        );
+        let mut negotiator = SdpNegotiator::new(media, local);
+        let offer = negotiator
+            .create_offer(Direction::SendRecv)
+            .map_err(|e| DialError::Media(e.to_string()))?;
+        self.call.negotiator = Some(negotiator);
+        Ok((offer, ports))
+    }
+
+    /// The call's record learns its From, To and the callee's address.
+    fn note_invite(&self, invite: &Request) {
+        let transport = self.request.transport;
+        let (from, to) = (
+            invite.from().map(|f| sip_uri(&f.uri, transport)),
+            invite.to().map(|t| sip_uri(&t.uri, transport)),
+        );
+        let remote = self.call.flow.remote.to_string();
+        self.call.note(|record| {
+            record.remote_address = remote;
+            let info = record.info.get_or_insert_with(Default::default);
+            info.from_uri = from;
+            info.to_uri = to;
+        });
+    }
+
+    /// The answer to a 401/407: the header and credentials for the next
+    /// INVITE, or why there are none.
+    fn credentials(
+        &self,
+        response: &Response,
+        digest: Option<&mut DigestClient>,
+        offer: &str,
+    ) -> Result<(HeaderName, String), DialError> {
+        let client = digest.ok_or(DialError::AuthMissing)?;
+        let kind = if response.status == 401 {
+            ChallengeKind::Www
+        } else {
+            ChallengeKind::Proxy
+        };
+        let challenge_header = kind.challenge_header();
+        let challenges: Vec<&str> = response.headers.get_all(&challenge_header).collect();
+        let uri = self.request_uri();
+        let credentials = client
+            .authorize(&challenges, "INVITE", &uri, offer.as_bytes())
+            .map_err(|_| DialError::Sip {
+                status: response.status,
+                reason: response.reason.clone(),
+            })?;
+        Ok((kind.credentials_header(), credentials))
     }
 
     /// Applies an SDP answer (from a 18x or the 200) and starts the media.
