@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use switchboard_sip::tap::{peek_call_id, MessageTap, TappedMessage};
+use switchboard_sip::tap::{MessageTap, TappedMessage};
 use switchboard_store::{CallTrace, TracedMessage};
 
 /// Limits of the traces kept in memory.
@@ -255,7 +255,7 @@ impl MessageTap for SipTraces {
         if !self.config.enabled {
             return;
         }
-        let Some(call_id) = peek_call_id(message.data) else {
+        let Some(call_id) = message.call_id else {
             return;
         };
         let traced = Tapped {
@@ -285,6 +285,7 @@ mod tests {
             local: SocketAddr::from(([127, 0, 0, 1], 5060)),
             remote: SocketAddr::from(([127, 0, 0, 2], 5060)),
             data: data.as_bytes(),
+            call_id: switchboard_sip::tap::peek_call_id(data.as_bytes()),
         });
     }
 

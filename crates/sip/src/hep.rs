@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use crate::tap::{peek_call_id, MessageTap, TappedMessage};
+use crate::tap::{MessageTap, TappedMessage};
 use crate::Transport;
 
 /// Where and how messages are exported.
@@ -114,7 +114,7 @@ pub fn encode(
     if let Some(password) = password {
         push_chunk(&mut out, chunk::AUTH_KEY, password.as_bytes())?;
     }
-    if let Some(call_id) = peek_call_id(message.data) {
+    if let Some(call_id) = message.call_id {
         push_chunk(&mut out, chunk::CORRELATION_ID, call_id.as_bytes())?;
     }
     push_chunk(&mut out, chunk::PAYLOAD, message.data)?;
@@ -219,6 +219,7 @@ mod tests {
                 .parse()
                 .unwrap_or_else(|_| unreachable!()),
             data,
+            call_id: crate::tap::peek_call_id(data),
         };
         let packet = encode(&message, 2001, Some("pw")).unwrap_or_default();
         assert_eq!(&packet[..4], b"HEP3");
@@ -270,6 +271,7 @@ mod tests {
             local: "[::1]:5061".parse().unwrap_or_else(|_| unreachable!()),
             remote: "127.0.0.1:6000".parse().unwrap_or_else(|_| unreachable!()),
             data: b"SIP/2.0 200 OK\r\n\r\n",
+            call_id: None,
         };
         let packet = encode(&message, 1, None).unwrap_or_default();
         let chunks = chunks(&packet);

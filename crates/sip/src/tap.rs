@@ -24,6 +24,8 @@ pub struct TappedMessage<'a> {
     pub remote: SocketAddr,
     /// The message as on the wire (decrypted, for TLS).
     pub data: &'a [u8],
+    /// Its Call-ID ([`peek_call_id`]), found once for every tap.
+    pub call_id: Option<&'a str>,
 }
 
 /// Receives every SIP message the transport handles.

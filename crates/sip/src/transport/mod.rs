@@ -587,6 +587,7 @@ impl Driver {
                             local: flow.local,
                             remote: flow.remote,
                             data: &data,
+                            call_id: crate::tap::peek_call_id(&data),
                         });
                     }
                 }
@@ -712,9 +713,7 @@ impl Driver {
 
     fn send(&mut self, destination: Destination, payload: Bytes) {
         self.shared.counters.count(true, &payload);
-        if self.tap.is_some() {
-            self.tap_sent(destination, &payload);
-        }
+        self.tap_sent(destination, &payload);
         match destination {
             Destination::Flow(flow) if flow.transport == Transport::Udp => {
                 self.send_udp(flow.remote, payload);
@@ -788,6 +787,7 @@ impl Driver {
             local,
             remote,
             data: payload,
+            call_id: crate::tap::peek_call_id(payload),
         });
     }
 
