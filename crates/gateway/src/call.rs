@@ -5,7 +5,7 @@
 use crate::bridge::{BridgeControl, RoomBridge};
 use crate::deadlines::{Deadlines, Timer};
 use crate::info_dtmf::parse_info_dtmf;
-use crate::records::{now_ns, SharedRecord};
+use crate::records::{lock, now_ns, SharedRecord};
 use crate::refusal::Refusal;
 use crate::session_timer::{
     answer_session_timer, min_se, refresher_for_request, supports_timer, timer_from_answer,
@@ -161,6 +161,15 @@ impl Ending {
             Ending::JoinFailed(_) => 503,
             _ => 200,
         }
+    }
+}
+
+/// A SIP status with its standard reason phrase, as LiveKit's records
+/// carry it.
+fn sip_status(code: u16) -> SipStatus {
+    SipStatus {
+        code: i32::from(code),
+        status: switchboard_sip::message::standard_reason(code).to_string(),
     }
 }
 
@@ -416,7 +425,7 @@ impl Call {
 
     /// Changes the call's record (what the live-calls listing shows now).
     pub(crate) fn note(&self, change: impl FnOnce(&mut CallRecord)) {
-        change(&mut self.record.lock().unwrap_or_else(|e| e.into_inner()));
+        change(&mut lock(&self.record));
     }
 
     /// The far end rings (or, inbound, we said 180): the first time only.
@@ -852,11 +861,7 @@ impl Call {
                     Ok(done) => {
                         transfer.transfer_status = SipTransferStatus::StsTransferSuccessful as i32;
                         if done.status != 0 {
-                            transfer.transfer_status_code = Some(SipStatus {
-                                code: i32::from(done.status),
-                                status: switchboard_sip::message::standard_reason(done.status)
-                                    .to_string(),
-                            });
+                            transfer.transfer_status_code = Some(sip_status(done.status));
                         }
                     }
                     Err(e) => {
@@ -1328,11 +1333,7 @@ impl Call {
                 .close(&self.call_id, &self.sip_call_id, None);
             return;
         }
-        let mut record = self
-            .record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut record = lock(&self.record).clone();
         let info = record.info.get_or_insert_with(SipCallInfo::default);
         info.ended_at_ns = now_ns();
         let failed = matches!(outcome.result, CallResult::Failed | CallResult::Refused);
@@ -1342,10 +1343,7 @@ impl Call {
             SipCallStatus::ScsDisconnected
         } as i32;
         info.disconnect_reason = outcome.reason as i32;
-        info.call_status_code = Some(SipStatus {
-            code: i32::from(outcome.sip_status),
-            status: switchboard_sip::message::standard_reason(outcome.sip_status).to_string(),
-        });
+        info.call_status_code = Some(sip_status(outcome.sip_status));
         if failed || ending.is_fault() {
             info.error = ending.text();
         }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::trace::SipTraces;
+use switchboard_sip::Bucket;
 
 /// Most finished calls waiting for the writer; beyond it records are
 /// dropped (and counted).
@@ -57,27 +58,24 @@ pub struct CallRecords {
     skipped_refused: AtomicU64,
 }
 
-/// A token bucket of refused-call records: `per_second` a second, as many
-/// in a burst.
+/// Refused-call records allowed: `per_second` a second, as many in a
+/// burst.
 #[derive(Debug)]
 struct RefusedBudget {
     per_second: u32,
-    tokens: f64,
-    refilled: std::time::Instant,
+    bucket: Bucket,
 }
 
 impl RefusedBudget {
-    fn take(&mut self, now: std::time::Instant) -> bool {
-        let rate = f64::from(self.per_second);
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+    fn new(per_second: u32, now: std::time::Instant) -> RefusedBudget {
+        RefusedBudget {
+            per_second,
+            bucket: Bucket::full(per_second, now),
         }
+    }
+
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        self.bucket.take(self.per_second, self.per_second, now)
     }
 }
 
@@ -112,17 +110,16 @@ impl CallRecords {
             finished,
             dropped,
             stored,
-            refused_budget: Mutex::new(RefusedBudget {
-                per_second: refused_per_second,
-                tokens: f64::from(refused_per_second),
-                refilled: std::time::Instant::now(),
-            }),
+            refused_budget: Mutex::new(RefusedBudget::new(
+                refused_per_second,
+                std::time::Instant::now(),
+            )),
             skipped_refused: AtomicU64::new(0),
         }
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, SharedRecord>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.live)
     }
 
     /// The traces calls are recorded from.
@@ -211,10 +208,7 @@ impl CallRecords {
     /// The records of the calls in progress, oldest first.
     pub fn live_calls(&self) -> Vec<CallRecord> {
         let shared: Vec<SharedRecord> = self.live().values().cloned().collect();
-        let mut records: Vec<CallRecord> = shared
-            .iter()
-            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .collect();
+        let mut records: Vec<CallRecord> = shared.iter().map(|r| lock(r).clone()).collect();
         records.sort_by_key(|r| r.info.as_ref().map(|i| i.created_at_ns).unwrap_or(0));
         records
     }
@@ -222,7 +216,7 @@ impl CallRecords {
     /// The record of one call in progress.
     pub fn live_call(&self, call_id: &str) -> Option<CallRecord> {
         let shared = self.live().get(call_id).cloned()?;
-        let record = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let record = lock(&shared).clone();
         Some(record)
     }
 
@@ -254,7 +248,9 @@ impl CallRecords {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// The mutex's value, also after a panic elsewhere left it poisoned (the
+/// records are still the best there are).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -282,9 +278,6 @@ impl Writer {
                     Some(next) => waiting.push_back(next),
                     None => return,
                 }
-            }
-            while let Ok(next) = finished.try_recv() {
-                waiting.push_back(next);
             }
             if let Some((ready_at, _)) = waiting.front() {
                 tokio::time::sleep_until((*ready_at).max(next_write)).await;
@@ -354,11 +347,7 @@ mod tests {
     #[test]
     fn the_refused_budget_allows_a_burst_then_its_rate() {
         let start = Instant::now();
-        let mut budget = RefusedBudget {
-            per_second: 10,
-            tokens: 10.0,
-            refilled: start,
-        };
+        let mut budget = RefusedBudget::new(10, start);
         let burst = (0..20).filter(|_| budget.take(start)).count();
         assert_eq!(burst, 10);
         let later = start + Duration::from_millis(500);

@@ -133,15 +133,17 @@ pub struct Ban {
     pub reason: String,
 }
 
-/// A token bucket in thousandths of a request, so rates need no floats.
+/// A token bucket in thousandths of a token, so rates need no floats:
+/// `per_sec` tokens a second, at most `burst` saved up.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub struct Bucket {
     milli_tokens: u64,
     last: Instant,
 }
 
 impl Bucket {
-    fn full(burst: u32, now: Instant) -> Bucket {
+    /// A bucket holding its whole burst.
+    pub fn full(burst: u32, now: Instant) -> Bucket {
         Bucket {
             milli_tokens: u64::from(burst).saturating_mul(1000),
             last: now,
@@ -149,7 +151,7 @@ impl Bucket {
     }
 
     /// Takes one token if there is one.
-    fn take(&mut self, per_sec: u32, burst: u32, now: Instant) -> bool {
+    pub fn take(&mut self, per_sec: u32, burst: u32, now: Instant) -> bool {
         let elapsed_ms = now.saturating_duration_since(self.last).as_millis();
         let elapsed_ms = u64::try_from(elapsed_ms).unwrap_or(u64::MAX);
         let refill = elapsed_ms.saturating_mul(u64::from(per_sec));

@@ -32,7 +32,7 @@ pub use crate::core::{
     AdvertisedPorts, ClientTxnId, Endpoint, EndpointConfig, Event, Incoming, RequestFailure,
     RespondError, ServerTxnId, Stats,
 };
-pub use guard::{Ban, GuardConfig, GuardStats, Offence};
+pub use guard::{Ban, Bucket, GuardConfig, GuardStats, Offence};
 pub use random::{fill_random, random_token};
 
 use std::net::SocketAddr;
