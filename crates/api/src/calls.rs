@@ -29,13 +29,11 @@ use switchboard_store::{CallFilter, CallRecord, StoreError};
 use crate::auth::{authenticate, require_sip_admin, Claims};
 use crate::status::HangUpRefused;
 use crate::twirp::{Code, TwirpError};
-use crate::wire::to_protojson;
+use crate::wire::to_protojson_value;
 use crate::ApiState;
 
 /// Calls listed per page when the request names no size.
 const DEFAULT_PAGE_SIZE: usize = 50;
-/// Longest call ID accepted (IDs are `SCL_` + 12 characters).
-const MAX_CALL_ID: usize = 64;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,12 +68,7 @@ fn encode(value: &Value) -> Result<Vec<u8>, TwirpError> {
 }
 
 fn valid_call_id(call_id: &str) -> Result<(), TwirpError> {
-    let ok = !call_id.is_empty()
-        && call_id.len() <= MAX_CALL_ID
-        && call_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if switchboard_store::is_call_id(call_id) {
         Ok(())
     } else {
         Err(TwirpError::new(
@@ -241,11 +234,11 @@ pub(crate) fn hang_up_call_json(
 /// A call as the API shows it.
 pub fn call_view(record: &CallRecord, live: bool) -> Result<Value, TwirpError> {
     let info = match &record.info {
-        Some(info) => protojson_value(&to_protojson(info)?)?,
+        Some(info) => to_protojson_value(info)?,
         None => Value::Null,
     };
     let transfer = match &record.transfer {
-        Some(transfer) => protojson_value(&to_protojson(transfer)?)?,
+        Some(transfer) => to_protojson_value(transfer)?,
         None => Value::Null,
     };
     let quality = record.quality.map(|q| {
@@ -281,10 +274,6 @@ pub fn call_view(record: &CallRecord, live: bool) -> Result<Value, TwirpError> {
         "trace_messages": record.trace_messages,
         "trace_truncated": record.trace_truncated,
     }))
-}
-
-fn protojson_value(bytes: &[u8]) -> Result<Value, TwirpError> {
-    serde_json::from_slice(bytes).map_err(|e| TwirpError::internal(e.to_string()))
 }
 
 /// The trace download route.
@@ -352,7 +341,7 @@ async fn trace(
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // The call ID was checked to be [A-Za-z0-9_-]: safe in the header.
+    // The call ID was checked (store::is_call_id): safe in the header.
     if let Ok(value) =
         HeaderValue::from_str(&format!("attachment; filename=\"{call_id}.{extension}\""))
     {

@@ -198,11 +198,20 @@ pub fn encode_response<M: ProtoMessage>(
 
 /// A prost message as LiveKit's server writes it in JSON.
 pub fn to_protojson<M: ProtoMessage>(message: &M) -> Result<Vec<u8>, TwirpError> {
-    let desc = message_descriptor(M::FULL_NAME)?;
-    let dynamic = DynamicMessage::decode(desc, message.encode_to_vec().as_slice())
-        .map_err(|e| TwirpError::internal(format!("re-decoding {}: {e}", M::FULL_NAME)))?;
-    serde_json::to_vec(&ProtoJson(&dynamic))
+    serde_json::to_vec(&ProtoJson(&dynamic(message)?))
         .map_err(|e| TwirpError::internal(format!("writing {} as JSON: {e}", M::FULL_NAME)))
+}
+
+/// [`to_protojson`] as a JSON value, to embed in a larger answer.
+pub fn to_protojson_value<M: ProtoMessage>(message: &M) -> Result<serde_json::Value, TwirpError> {
+    serde_json::to_value(ProtoJson(&dynamic(message)?))
+        .map_err(|e| TwirpError::internal(format!("writing {} as JSON: {e}", M::FULL_NAME)))
+}
+
+fn dynamic<M: ProtoMessage>(message: &M) -> Result<DynamicMessage, TwirpError> {
+    let desc = message_descriptor(M::FULL_NAME)?;
+    DynamicMessage::decode(desc, message.encode_to_vec().as_slice())
+        .map_err(|e| TwirpError::internal(format!("re-decoding {}: {e}", M::FULL_NAME)))
 }
 
 /// Writes a [`DynamicMessage`] as Go's protojson does with `UseProtoNames`

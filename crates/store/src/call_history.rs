@@ -293,7 +293,12 @@ fn prepare(batch: Vec<(CallRecord, Option<CallTrace>)>) -> Vec<Prepared> {
 }
 
 /// A call ID as accepted in the history and in page tokens: 1 to 64 of
-/// `[A-Za-z0-9_-]` (every `SCL_` ID is).
+/// `[A-Za-z0-9_-]` (every `SCL_` ID is). What the API and the CLI accept
+/// as a call ID, too: such an ID is safe in a URL path and a header.
+pub fn is_call_id(id: &str) -> bool {
+    valid_id(id.as_bytes())
+}
+
 fn valid_id(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN

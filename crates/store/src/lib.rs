@@ -36,7 +36,9 @@ mod store;
 
 pub use backend::{BoxFuture, Loaded, Records, StoreBackend, Table, WriteOp};
 pub use bans::{NonceCounts, SharedBan, SharedBans};
-pub use call_history::{CallFilter, CallHistory, CallPage, HistoryConfig, CALL_HISTORY_FILE};
+pub use call_history::{
+    is_call_id, CallFilter, CallHistory, CallPage, HistoryConfig, CALL_HISTORY_FILE,
+};
 pub use call_record::{CallQuality, CallRecord, CallTrace, TracedMessage};
 pub use error::StoreError;
 pub use live::LiveRoutingIndex;

@@ -183,10 +183,7 @@ pub fn run(client: &Client, command: CallsCommand) -> Result<(), CliError> {
             Ok(())
         }
         CallsCommand::Trace { call_id, pcap } => {
-            if call_id
-                .bytes()
-                .any(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-            {
+            if !switchboard_store::is_call_id(&call_id) {
                 return Err(CliError::Usage(format!("{call_id:?} is not a call ID")));
             }
             let format = if pcap.is_some() { "pcap" } else { "text" };
