@@ -88,23 +88,15 @@ impl MessageCounters {
 
     /// The counts now.
     pub fn snapshot(&self) -> MessageCounts {
-        let load = |counters: &[AtomicU64]| -> Vec<u64> {
-            counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
-        };
-        let mut counts = MessageCounts::default();
-        counts
-            .requests_received
-            .copy_from_slice(&load(&self.received.requests));
-        counts
-            .requests_sent
-            .copy_from_slice(&load(&self.sent.requests));
-        counts
-            .responses_received
-            .copy_from_slice(&load(&self.received.responses));
-        counts
-            .responses_sent
-            .copy_from_slice(&load(&self.sent.responses));
-        counts
+        fn load<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
+            std::array::from_fn(|i| counters[i].load(Ordering::Relaxed))
+        }
+        MessageCounts {
+            requests_received: load(&self.received.requests),
+            requests_sent: load(&self.sent.requests),
+            responses_received: load(&self.received.responses),
+            responses_sent: load(&self.sent.responses),
+        }
     }
 }
 
