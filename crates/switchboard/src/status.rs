@@ -207,13 +207,7 @@ fn webhook_metrics(stats: &switchboard_webhooks::WebhookStats) -> String {
             stats.given_up,
         ),
     ];
-    let mut text = String::new();
-    for (name, kind, help, value) in series {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    text
+    unlabelled_series(&series)
 }
 
 /// The SIP edge's counters in Prometheus' text format.
@@ -250,11 +244,16 @@ fn guard_metrics(stats: &switchboard_sip::GuardStats) -> String {
             stats.dropped_scanner,
         ),
     ];
-    let mut text = String::new();
-    for (name, kind, help, value) in series {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    text
+    unlabelled_series(&series)
+}
+
+/// Metrics without labels, `(name, type, help, value)`, in Prometheus'
+/// text format.
+fn unlabelled_series(series: &[(&str, &str, &str, u64)]) -> String {
+    series
+        .iter()
+        .map(|(name, kind, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+        })
+        .collect()
 }
