@@ -130,46 +130,58 @@ impl Baresip {
             spec.channels,
             &spec.source,
         );
-        let sip_port = free_sip_port();
-        let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
-audio_player aubridge,nil\naudio_alert aubridge,nil\naudio_source aufile,{src}\n\
-module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\n\
-module aufile.so\nmodule aubridge.so\nmodule srtp.so\nmodule sndfile.so\nsnd_path {dump}\n\
-module_app account.so\nmodule_app menu.so\n",
-            src = dir.join("source.wav").display(),
-            dump = dir.join("dump").display(),
-        );
-        std::fs::write(dir.join("config"), config).unwrap();
-        let mediaenc = spec
-            .mediaenc
-            .map(|m| format!(";mediaenc={m}"))
-            .unwrap_or_default();
-        let auth = spec
-            .auth
-            .map(|(user, pass)| format!(";auth_user={user};auth_pass={pass}"))
-            .unwrap_or_default();
-        std::fs::write(
-            dir.join("accounts"),
-            format!(
-                "<sip:+1555{port:07}@127.0.0.1:{sip_port};transport=udp>;regint=0{auth}{mediaenc};audio_codecs={codec}\n",
-                port = sip_port,
-                codec = spec.codec,
-            ),
-        )
-        .unwrap();
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(&dir)
-            .args(["-t", &spec.run_secs.to_string(), "-e"])
-            .arg(format!("/dial {}", spec.dial))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("baresip.log")).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "baresip must be installed: apt-get install baresip-core (tests/deps/media.apt)",
+        // The SIP port is picked free and then bound by baresip: another
+        // test may take it in between (baresip then logs "Address already
+        // in use" and quits), so a start that fails is tried on another.
+        let mut attempts = 0;
+        let child = loop {
+            let sip_port = free_sip_port();
+            let config = format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
+    audio_player aubridge,nil\naudio_alert aubridge,nil\naudio_source aufile,{src}\n\
+    module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule g722.so\nmodule opus.so\n\
+    module aufile.so\nmodule aubridge.so\nmodule srtp.so\nmodule sndfile.so\nsnd_path {dump}\n\
+    module_app account.so\nmodule_app menu.so\n",
+                src = dir.join("source.wav").display(),
+                dump = dir.join("dump").display(),
             );
+            std::fs::write(dir.join("config"), config).unwrap();
+            let mediaenc = spec
+                .mediaenc
+                .map(|m| format!(";mediaenc={m}"))
+                .unwrap_or_default();
+            let auth = spec
+                .auth
+                .map(|(user, pass)| format!(";auth_user={user};auth_pass={pass}"))
+                .unwrap_or_default();
+            std::fs::write(
+                dir.join("accounts"),
+                format!(
+                    "<sip:+1555{port:07}@127.0.0.1:{sip_port};transport=udp>;regint=0{auth}{mediaenc};audio_codecs={codec}\n",
+                    port = sip_port,
+                    codec = spec.codec,
+                ),
+            )
+            .unwrap();
+            let child = Command::new("baresip")
+                .arg("-f")
+                .arg(&dir)
+                .args(["-t", &spec.run_secs.to_string(), "-e"])
+                .arg(format!("/dial {}", spec.dial))
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(dir.join("baresip.log")).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect(
+                    "baresip must be installed: apt-get install baresip-core (tests/deps/media.apt)",
+                );
+            attempts += 1;
+            match wait_until_ready(child, &dir.join("baresip.log")) {
+                Ok(child) => break child,
+                Err(_) if attempts < 5 => continue,
+                Err(log) => panic!("baresip did not start in 5 tries:\n{log}"),
+            }
+        };
         Baresip {
             child: Some(child),
             dir,
@@ -220,4 +232,27 @@ impl Drop for Baresip {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Waits until baresip says it is ready; its log when it quit first (a
+/// taken port). A baresip still starting after 10 s (a loaded machine) is
+/// let run: the test's own assertions report what it then does.
+fn wait_until_ready(
+    mut child: std::process::Child,
+    log: &std::path::Path,
+) -> Result<std::process::Child, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("baresip is ready") {
+            return Ok(child);
+        }
+        if text.contains("init failed") || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(child)
 }
