@@ -25,13 +25,15 @@
 
 mod ids;
 mod ring;
+mod tap;
 
 pub use ids::new_sid;
+pub use tap::AudioTap;
 
 use ring::FrameRing;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::mix::Mixer;
 use tokio::sync::{broadcast, mpsc};
@@ -87,15 +89,18 @@ pub enum ParticipantKind {
     /// A voice bot switchboard streams a call to (Twilio or Telnyx media
     /// streams): switchboard is the WebSocket client.
     Stream,
+    /// A LiveKit client SDK (an app or an agent) over WebRTC.
+    WebRtc,
 }
 
 impl ParticipantKind {
-    /// `sip`, `websocket` or `stream`.
+    /// `sip`, `websocket`, `stream` or `webrtc`.
     pub fn as_str(self) -> &'static str {
         match self {
             ParticipantKind::Sip => "sip",
             ParticipantKind::WebSocket => "websocket",
             ParticipantKind::Stream => "stream",
+            ParticipantKind::WebRtc => "webrtc",
         }
     }
 }
@@ -400,6 +405,8 @@ struct Member {
     paced: bool,
     /// Steps it made that no round has used yet.
     steps_ahead: u8,
+    /// Listeners that take its audio on its own ([`Participant::tap_audio`]).
+    taps: Vec<Weak<tap::TapRing>>,
 }
 
 /// How many steps a paced member may run ahead of the slowest one; more
@@ -670,6 +677,7 @@ impl Rooms {
                 events: tx,
                 paced: false,
                 steps_ahead: 0,
+                taps: Vec::new(),
             });
             reindex(&mut state);
             state.empty_since = None;
@@ -910,7 +918,8 @@ fn retune(state: &mut RoomState, config: &RoomsConfig) {
     if frame_len != state.frame_len {
         state.frame_len = frame_len;
         state.mixer = Mixer::new(frame_len);
-        for member in &state.members {
+        for member in &mut state.members {
+            tap::retune(&mut member.taps, frame_len);
             let mut audio = lock(&member.slot.audio);
             audio.inbound = FrameRing::new(frame_len, config.buffered_frames);
             audio.outbound = FrameRing::new(frame_len, config.buffered_frames);
@@ -1009,7 +1018,7 @@ fn mix(state: &mut RoomState, prebuffer: usize) {
         ..
     } = state;
     let mut anyone = false;
-    for (i, member) in members.iter().enumerate() {
+    for (i, member) in members.iter_mut().enumerate() {
         let mut audio = lock(&member.slot.audio);
         let wanted = if member.paced { 1 } else { prebuffer.max(1) };
         if !audio.playing && audio.inbound.len() >= wanted {
@@ -1020,6 +1029,10 @@ fn mix(state: &mut RoomState, prebuffer: usize) {
         if audio.playing && audio.inbound.len() == 0 {
             // Ran dry: wait for the prebuffer again rather than stutter.
             audio.playing = false;
+        }
+        drop(audio);
+        if active[i] && !member.taps.is_empty() {
+            tap::feed(&mut member.taps, dest);
         }
         anyone |= active[i];
     }
@@ -1127,6 +1140,25 @@ impl Participant {
         };
         member.audio_rate = audio_rate;
         retune(&mut state, &self.registry.config);
+    }
+
+    /// A copy of `identity`'s own audio as the room mixes it, for a
+    /// listener that takes each publisher separately.
+    pub fn tap_audio(&self, identity: &str) -> Result<AudioTap, RoomError> {
+        let mut state = lock(&self.room.state);
+        let frame_len = state.frame_len;
+        let capacity = self.registry.config.buffered_frames;
+        let member = state
+            .members
+            .iter_mut()
+            .find(|m| lock(&m.slot.info).identity == identity)
+            .ok_or_else(|| RoomError::NoSuchParticipant {
+                room: self.room.name.clone(),
+                identity: identity.to_string(),
+            })?;
+        let ring = tap::TapRing::new(frame_len, capacity);
+        member.taps.push(Arc::downgrade(&ring));
+        Ok(AudioTap { ring })
     }
 
     /// Its audio port, for the endpoint that carries its media.

@@ -720,3 +720,75 @@ fn the_lifecycle_tells_a_room_s_life_in_order_with_last_attributes() {
         ]
     );
 }
+
+#[test]
+fn a_tap_carries_one_publishers_own_audio_and_follows_the_rooms_rate() {
+    let rooms = Rooms::new(RoomsConfig {
+        sample_rate: 16_000,
+        ..config()
+    });
+    // Members that follow the room (as Opus endpoints do).
+    let adapting = |identity: &str| {
+        rooms
+            .join(
+                "r",
+                JoinRequest {
+                    audio_rate: AudioRate::UpTo(16_000),
+                    ..request(identity, ParticipantKind::WebSocket)
+                },
+            )
+            .unwrap()
+    };
+    let (a, b, listener) = (adapting("a"), adapting("b"), adapting("listener"));
+    let of_a = listener.tap_audio("a").unwrap();
+    assert!(matches!(
+        listener.tap_audio("nobody"),
+        Err(RoomError::NoSuchParticipant { .. })
+    ));
+    let n = rooms.frame_len();
+    assert_eq!(of_a.frame_len(), n);
+    let now = Instant::now();
+    for _ in 0..4 {
+        a.audio().push(&vec![100; n]);
+        b.audio().push(&vec![200; n]);
+        rooms.tick(now);
+    }
+    let mut frame = vec![0i16; n];
+    let mut got = 0;
+    while of_a.pull(&mut frame) {
+        assert!(
+            frame.iter().all(|s| *s == 100),
+            "only a's audio: {:?}",
+            &frame[..4]
+        );
+        got += 1;
+    }
+    assert!(got >= 2, "a's frames reached the tap ({got})");
+    assert!(
+        !of_a.pull(&mut vec![0i16; n + 1]),
+        "a frame of another length is refused"
+    );
+
+    // A narrower member brings the room down: the tap follows.
+    let phone = rooms
+        .join(
+            "r",
+            JoinRequest {
+                audio_rate: AudioRate::Fixed(8_000),
+                ..request("phone", ParticipantKind::Sip)
+            },
+        )
+        .unwrap();
+    assert_eq!(of_a.frame_len(), 160);
+    assert_eq!(of_a.rate(), 8_000);
+    drop(phone);
+
+    // A dropped tap is forgotten at the next round.
+    drop(of_a);
+    a.audio().push(&vec![100; rooms_frame(&a)]);
+    rooms.tick(now);
+}
+
+fn rooms_frame(p: &Participant) -> usize {
+    p.audio().frame_len()
+}
