@@ -88,6 +88,7 @@ mod listener;
 pub mod metrics;
 pub mod platform;
 pub mod room_service;
+pub mod rtc;
 mod server;
 pub mod service;
 pub mod status;
@@ -141,6 +142,8 @@ pub struct ApiState {
     /// WebSocket sessions open now (counted against
     /// `websocket.max_participants`).
     pub websocket_sessions: SessionCount,
+    /// Where WebRTC participants' (LiveKit clients') media sockets live.
+    pub webrtc: rtc::WebRtcConfig,
     /// Whether Get and List return trunks' `auth_password` (LiveKit does;
     /// by default switchboard answers with it empty, as LiveKit's CLI
     /// shows only the user name).

@@ -14,18 +14,17 @@
 //! MoveParticipant and PerformRpc answer `unimplemented`: embedded rooms
 //! carry audio and DTMF, not data packets, tracks or RPCs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use livekit_protocol::{
-    participant_info, CreateRoomRequest, DeleteRoomRequest, DeleteRoomResponse,
-    ForwardParticipantRequest, ListParticipantsRequest, ListParticipantsResponse, ListRoomsRequest,
-    ListRoomsResponse, MoveParticipantRequest, MuteRoomTrackRequest, ParticipantInfo,
-    PerformRpcRequest, RemoveParticipantResponse, Room, RoomParticipantIdentity, SendDataRequest,
-    TrackInfo, TrackSource, TrackType, UpdateParticipantRequest, UpdateRoomMetadataRequest,
-    UpdateSubscriptionsRequest,
+    CreateRoomRequest, DeleteRoomRequest, DeleteRoomResponse, ForwardParticipantRequest,
+    ListParticipantsRequest, ListParticipantsResponse, ListRoomsRequest, ListRoomsResponse,
+    MoveParticipantRequest, MuteRoomTrackRequest, ParticipantInfo, PerformRpcRequest,
+    RemoveParticipantResponse, Room, RoomParticipantIdentity, SendDataRequest,
+    UpdateParticipantRequest, UpdateRoomMetadataRequest, UpdateSubscriptionsRequest,
 };
-use switchboard_rooms::{ParticipantKind, ParticipantUpdate, RoomError, RoomInfo, RoomOptions};
+use switchboard_rooms::{ParticipantUpdate, RoomError, RoomInfo, RoomOptions};
 
 use crate::auth::Claims;
 use crate::service::Call;
@@ -142,46 +141,14 @@ pub(crate) fn room_message(info: &RoomInfo, publishers: usize) -> Room {
     }
 }
 
-/// A participant as LiveKit's `ParticipantInfo`: SIP calls are kind SIP,
-/// WebSocket members STANDARD, media-stream bots AGENT; a member that sends audio has one audio
-/// track (ID derived from its own, so it is stable).
+/// A participant as LiveKit's `ParticipantInfo` (the same view WebRTC
+/// clients get of it).
 pub fn participant_message(info: &switchboard_rooms::ParticipantInfo) -> ParticipantInfo {
-    let joined = unix(info.joined_at);
-    let kind = match info.kind {
-        ParticipantKind::Sip => participant_info::Kind::Sip,
-        ParticipantKind::WebSocket => participant_info::Kind::Standard,
-        // A bot is what LiveKit calls an agent.
-        ParticipantKind::Stream => participant_info::Kind::Agent,
-    };
-    let tracks = if info.publishes_audio {
-        vec![TrackInfo {
-            sid: format!("TR_{}", info.sid.trim_start_matches("PA_")),
-            r#type: TrackType::Audio as i32,
-            name: "audio".into(),
-            source: TrackSource::Microphone as i32,
-            ..TrackInfo::default()
-        }]
-    } else {
-        Vec::new()
-    };
-    ParticipantInfo {
-        sid: info.sid.clone(),
-        identity: info.identity.clone(),
-        state: participant_info::State::Active as i32,
-        tracks,
-        metadata: info.metadata.clone(),
-        joined_at: i64::try_from(joined.as_secs()).unwrap_or(i64::MAX),
-        joined_at_ms: i64::try_from(joined.as_millis()).unwrap_or(i64::MAX),
-        name: info.name.clone(),
-        is_publisher: info.publishes_audio,
-        kind: kind as i32,
-        attributes: info
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<HashMap<_, _>>(),
-        ..ParticipantInfo::default()
-    }
+    switchboard_webrtc::models::participant_message(
+        info,
+        0,
+        switchboard_webrtc::models::State::Active,
+    )
 }
 
 fn room_reply(call: &Call<'_>, info: &RoomInfo) -> Result<Vec<u8>, TwirpError> {

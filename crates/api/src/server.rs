@@ -34,6 +34,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::platform::routes())
         .merge(crate::calls::routes())
         .merge(crate::console::routes())
+        .merge(crate::rtc::routes())
         .fallback(entry)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -93,6 +93,7 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         status: Arc::new(NoCalls),
         websocket: Default::default(),
         websocket_sessions: Default::default(),
+        webrtc: Default::default(),
         return_passwords: true,
         platform: Default::default(),
         refused_destinations: Vec::new(),

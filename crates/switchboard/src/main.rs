@@ -340,6 +340,10 @@ fn api_state(
             send_timeout: Duration::from_millis(websocket.send_timeout_ms.max(1)),
         },
         websocket_sessions: Default::default(),
+        webrtc: switchboard_api::rtc::WebRtcConfig {
+            bind: config.media.bind,
+            advertise: media_advertised(config),
+        },
         return_passwords: config.api.return_passwords,
         platform: switchboard_api::platform::PlatformSettings {
             max_trunks: config.platform.max_trunks,
@@ -650,14 +654,7 @@ fn start_gateway(
     let digest = digest_server(config)?;
     let metrics = GatewayMetrics::new().map_err(|e| format!("metrics: {e}"))?;
     let challenge = challenge_kind(config)?;
-    let media_address = media.advertise.unwrap_or_else(|| {
-        let advertised = advertised_host(config);
-        advertised
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
-    });
+    let media_address = media_advertised(config);
     let gateway_config = GatewayConfig {
         trusted_proxies: config.security.trusted_proxies.clone(),
         max_active_calls: config.calls.max_active,
@@ -792,10 +789,17 @@ fn digest_server(config: &Config) -> Result<DigestServer, String> {
     }
 }
 
+/// Log directives for the webrtc-rs crates, ahead of `log.level`.
+const QUIET_WEBRTC_STACK: &str = "rtc=error,rtc_dtls=error,rtc_sctp=error,rtc_ice=error,\
+rtc_srtp=error,rtc_interceptor=error,rtc_datachannel=error,rtc_stun=error,rtc_sdp=error";
+
 fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
+    // The WebRTC stack warns about every client's unknown DTLS extensions
+    // and the like: errors only, unless the configured level names it.
+    let level = format!("{QUIET_WEBRTC_STACK},{}", config.log.level);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only on a terminal: in a file or a log collector they are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -874,6 +878,18 @@ fn sip_settings(config: &Config) -> Result<(TransportConfig, EndpointConfig), St
 
 /// The host put in Via and Contact: configured, else the bind address, else
 /// the source address of the default route (no packet is sent to find it).
+/// The address written in SDP and ICE candidates: `media.advertise`, else
+/// the SIP advertised host when it is an IP, else loopback.
+fn media_advertised(config: &Config) -> IpAddr {
+    config.media.advertise.unwrap_or_else(|| {
+        advertised_host(config)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    })
+}
+
 fn advertised_host(config: &Config) -> String {
     if let Some(host) = &config.sip.advertise.host {
         return host.clone();

@@ -63,10 +63,10 @@ impl SessionCount {
 }
 
 /// Holds one place under `max_participants` while a session lives.
-struct SessionSlot(Arc<ApiState>);
+pub(crate) struct SessionSlot(Arc<ApiState>);
 
 impl SessionSlot {
-    fn take(state: &Arc<ApiState>) -> Option<SessionSlot> {
+    pub(crate) fn take(state: &Arc<ApiState>) -> Option<SessionSlot> {
         let limit = state.websocket.max_participants;
         state
             .websocket_sessions
@@ -118,7 +118,7 @@ fn join_query(uri: &Uri) -> Result<JoinQuery, String> {
 }
 
 /// Who may join `room` with these claims, or the HTTP refusal.
-fn check_grant(claims: Option<Claims>, room: &str) -> Result<Claims, TwirpError> {
+pub(crate) fn check_grant(claims: Option<Claims>, room: &str) -> Result<Claims, TwirpError> {
     let Some(claims) = claims else {
         return Err(TwirpError::new(
             Code::Unauthenticated,

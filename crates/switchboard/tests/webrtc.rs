@@ -1,0 +1,240 @@
+//! LiveKit's own client SDK in switchboard's rooms: the official Python
+//! `livekit` package (libwebrtc underneath) joins over `/rtc` exactly as it
+//! joins a LiveKit server, beside a real phone (baresip) and other SDK
+//! clients. Checked by content: tones both ways, DTMF both ways.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::api::{join_token, wait_for_calls_blocking};
+use common::baresip::{tone, Baresip, CallerSpec};
+use common::routes::{rule, settle, start, trunk, wait_log};
+use common::Switchboard;
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use switchboard_media::tones::goertzel_dbfs;
+
+/// LiveKit's `ParticipantInfo.Kind` numbers.
+const KIND_STANDARD: i64 = 0;
+const KIND_SIP: i64 = 3;
+
+/// A trunk for +15550100 from 127.0.0.1 and a direct rule into `room`.
+fn room_route(sb: &Switchboard, room: &str) {
+    let id = trunk(
+        sb,
+        r#"{"name": "desk", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}"#,
+    );
+    rule(
+        sb,
+        &format!(
+            r#"{{"name": "to-room", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_direct": {{"room_name": "{room}"}}}}}}"#
+        ),
+    );
+    settle(sb);
+}
+
+/// The SDK client of tests/sdk/python/webrtc_participant.py.
+struct SdkClient {
+    child: Child,
+    identity: String,
+}
+
+impl SdkClient {
+    fn join(
+        sb: &Switchboard,
+        room: &str,
+        identity: &str,
+        tone_hz: f32,
+        seconds: f32,
+        dtmf: &str,
+    ) -> SdkClient {
+        let script = common::repo().join("tests/sdk/python/webrtc_participant.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(format!("ws://{}", sb.api.unwrap()))
+            .arg(join_token(room, identity))
+            .args(["--tone", &tone_hz.to_string()])
+            .args(["--seconds", &seconds.to_string()])
+            .args(["--send-dtmf", dtmf])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 with the livekit package (tests/deps/sdk.pip)");
+        SdkClient {
+            child,
+            identity: identity.to_string(),
+        }
+    }
+
+    /// Waits for it to finish; its JSON report.
+    fn report(self, sb: &Switchboard) -> Value {
+        let output = self.child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+        match line.map(serde_json::from_str::<Value>) {
+            Some(Ok(report)) if output.status.success() => report,
+            _ => panic!(
+                "the SDK client {} failed ({}):\n{stdout}\n{}\n{}",
+                self.identity,
+                output.status,
+                String::from_utf8_lossy(&output.stderr),
+                sb.log()
+            ),
+        }
+    }
+}
+
+/// The participant the report heard who is of `kind`: (identity, hz, rms).
+fn heard_of_kind(report: &Value, kind: i64) -> Vec<(String, f64, f64)> {
+    let remotes = report["remotes"].as_object().cloned().unwrap_or_default();
+    report["heard"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(who, _)| remotes.get(who).and_then(|r| r["kind"].as_i64()) == Some(kind))
+        .map(|(who, h)| {
+            (
+                who,
+                h["hz"].as_f64().unwrap_or(0.0),
+                h["rms"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+fn sdk_and_phone_hear_each_other(codec: &str, rate: u32, channels: u16) {
+    let sb = start(&[]);
+    room_route(&sb, "lk");
+    let client = SdkClient::join(&sb, "lk", "app", 440.0, 9.0, "");
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let mut caller = Baresip::call(CallerSpec {
+        name: "webrtc-phone",
+        codec,
+        wav_rate: rate,
+        channels,
+        source: tone(rate, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", sb.udp.unwrap()),
+        run_secs: 6,
+        auth: None,
+    });
+    wait_for_calls_blocking(sb.api.unwrap(), 1);
+    let (heard_rate, heard) = caller.heard(Duration::from_secs(20));
+    let tail = &heard[heard.len().saturating_sub(heard_rate as usize * 3)..];
+    let sdk_tone = goertzel_dbfs(tail, heard_rate, 440.0);
+    let own_tone = goertzel_dbfs(tail, heard_rate, 700.0);
+    assert!(
+        sdk_tone > -35.0 && own_tone < -45.0,
+        "the phone hears the SDK's 440 Hz at {sdk_tone:.1} dBFS and itself at {own_tone:.1}\n{}\n{}",
+        caller.log(),
+        sb.log()
+    );
+    let report = client.report(&sb);
+    let phones = heard_of_kind(&report, KIND_SIP);
+    assert_eq!(
+        phones.len(),
+        1,
+        "the SDK got one SIP participant's track: {report}"
+    );
+    let (_, hz, rms) = &phones[0];
+    assert!(
+        (hz - 700.0).abs() < 15.0 && *rms > 1000.0,
+        "the SDK hears the phone's 700 Hz tone, not {hz:.0} Hz at RMS {rms:.0}: {report}"
+    );
+    let phone = report["remotes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["kind"] == KIND_SIP)
+        .unwrap();
+    assert!(
+        phone["attributes"]["sip.phoneNumber"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("+1555")),
+        "the SIP participant carries its sip.* attributes: {phone}\n{}",
+        sb.log()
+    );
+}
+
+#[test]
+fn an_sdk_client_and_a_pcmu_phone_hear_each_other() {
+    sdk_and_phone_hear_each_other("PCMU", 8000, 1);
+}
+
+#[test]
+fn an_sdk_client_and_an_opus_phone_hear_each_other() {
+    sdk_and_phone_hear_each_other("opus/48000/2", 48000, 2);
+}
+
+/// Two SDK clients and a phone: each client hears the other client and
+/// the phone, not itself; the phone hears both clients; DTMF from one
+/// client reaches the other as `sip_dtmf_received`.
+#[test]
+fn two_sdk_clients_and_a_phone_each_hear_the_others_and_trade_dtmf() {
+    let sb = start(&[]);
+    room_route(&sb, "lk3");
+    let alice = SdkClient::join(&sb, "lk3", "alice", 440.0, 10.0, "");
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let bob = SdkClient::join(&sb, "lk3", "bob", 1000.0, 9.0, "7#");
+    let mut caller = Baresip::call(CallerSpec {
+        name: "webrtc-three",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", sb.udp.unwrap()),
+        run_secs: 6,
+        auth: None,
+    });
+    wait_for_calls_blocking(sb.api.unwrap(), 1);
+    let (rate, heard) = caller.heard(Duration::from_secs(20));
+    let tail = &heard[heard.len().saturating_sub(rate as usize * 3)..];
+    for hz in [440.0, 1000.0] {
+        let level = goertzel_dbfs(tail, rate, hz);
+        assert!(
+            level > -35.0,
+            "the phone hears {hz} Hz at {level:.1} dBFS\n{}",
+            sb.log()
+        );
+    }
+    let (alice, bob) = (alice.report(&sb), bob.report(&sb));
+    for (report, other, other_hz) in [(&alice, "bob", 1000.0), (&bob, "alice", 440.0)] {
+        let clients = heard_of_kind(report, KIND_STANDARD);
+        assert_eq!(
+            clients.len(),
+            1,
+            "one other client heard, not itself: {report}"
+        );
+        let (who, hz, rms) = &clients[0];
+        assert!(
+            who == other && (hz - other_hz).abs() < 15.0 && *rms > 1000.0,
+            "{other}'s {other_hz} Hz expected, got {who} at {hz:.0} Hz RMS {rms:.0}: {report}"
+        );
+        let phones = heard_of_kind(report, KIND_SIP);
+        assert!(
+            phones.len() == 1 && (phones[0].1 - 700.0).abs() < 15.0,
+            "the phone's 700 Hz expected: {report}"
+        );
+    }
+    assert_eq!(bob["sent_dtmf"], "7#", "{bob}");
+    let digits: Vec<(&str, &str)> = alice["dtmf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["from"].as_str().unwrap_or(""),
+                d["digit"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        digits,
+        [("bob", "7"), ("bob", "#")],
+        "bob's digits reach alice in order: {alice}"
+    );
+}
