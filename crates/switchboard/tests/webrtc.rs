@@ -9,7 +9,8 @@ mod common;
 
 use common::api::{join_token, wait_for_calls_blocking};
 use common::baresip::{tone, Baresip, CallerSpec};
-use common::routes::{rule, settle, start, trunk, wait_log};
+use common::routes::{answered_call, open_route, rule, settle, start, trunk, wait_log};
+use common::uac::{received_telephone_events, send_telephone_event};
 use common::Switchboard;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
@@ -236,5 +237,65 @@ fn two_sdk_clients_and_a_phone_each_hear_the_others_and_trade_dtmf() {
         digits,
         [("bob", "7"), ("bob", "#")],
         "bob's digits reach alice in order: {alice}"
+    );
+}
+
+/// DTMF both ways between a phone and an SDK client: the phone's RFC 4733
+/// digits arrive as `sip_dtmf_received` in order, from the SIP participant;
+/// the client's `publish_dtmf` digits reach the phone as RFC 4733 events.
+#[test]
+fn phone_digits_reach_the_sdk_and_sdk_digits_reach_the_phone() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, "");
+    let client = SdkClient::join(&sb, "r", "app", 440.0, 8.0, "42");
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let (uac, rtp) = answered_call(&sb);
+    // A phone talks (here: silence) before its user presses keys; the
+    // call's media starts with its first packet.
+    for i in 0u16..10 {
+        let mut packet = vec![0x80, 0];
+        packet.extend_from_slice(&(90 + i).to_be_bytes());
+        packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        uac.rtp.send_to(&packet, rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The client's digits first (sent 3 s after it published), then the
+    // phone's, while the client still listens.
+    let heard = received_telephone_events(&uac, Duration::from_secs(5));
+    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
+        let i = u16::try_from(i).unwrap();
+        send_telephone_event(&uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
+    }
+    let report = client.report(&sb);
+    assert_eq!(report["sent_dtmf"], "42", "{report}");
+    assert_eq!(
+        heard,
+        [4, 2],
+        "the phone gets the client's digits as RFC 4733\n{}",
+        sb.log()
+    );
+    let digits: Vec<(i64, &str)> = report["dtmf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_i64().unwrap_or(-1),
+                d["digit"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        digits,
+        [(1, "1"), (5, "5"), (11, "#")],
+        "{report}\n{}",
+        sb.log()
+    );
+    let from = report["dtmf"][0]["from"].as_str().unwrap_or("");
+    assert_eq!(
+        report["remotes"][from]["kind"], KIND_SIP,
+        "the digits come from the SIP participant: {report}"
     );
 }

@@ -131,6 +131,8 @@ pub struct Session {
     /// state DISCONNECTED: one without attributes would delete them).
     known: HashMap<String, ParticipantInfo>,
     last_heard: Instant,
+    /// DTLS is up on the subscriber transport: RTP can be protected.
+    subscriber_connected: bool,
     ending: Option<Ending>,
     data_sequence: u32,
     scratch: Vec<i16>,
@@ -194,6 +196,7 @@ impl Session {
             versions: HashMap::new(),
             known: HashMap::new(),
             last_heard: now,
+            subscriber_connected: false,
             ending: None,
             data_sequence: 0,
             scratch: Vec::new(),
@@ -456,6 +459,9 @@ impl Session {
         if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
             let info = self.participant.info();
             info!(identity = %info.identity, sid = %info.sid, ?side, %state, "WebRTC transport");
+            if side == Side::Subscriber {
+                self.subscriber_connected = state == RTCPeerConnectionState::Connected;
+            }
             if state == RTCPeerConnectionState::Failed {
                 self.end(Ending::Failed(format!("{side:?} transport failed")));
             }
@@ -895,6 +901,10 @@ impl Session {
             ..Default::default()
         };
         track.quiet = false;
+        if !self.subscriber_connected {
+            // Nothing to protect it with yet: the frame is dropped.
+            return;
+        }
         let payload = Bytes::copy_from_slice(&self.packet[..n.min(self.packet.len())]);
         let sender = track.sender;
         if let Err(e) = self.subscriber.send_opus(now, sender, header, payload) {

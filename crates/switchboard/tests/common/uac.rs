@@ -473,3 +473,37 @@ pub fn sdp_rtp_addr(sdp: &str) -> Option<SocketAddr> {
         .to_string();
     format!("{ip}:{port}").parse().ok()
 }
+
+/// One RFC 4733 event (three packets, the last with the end bit) to `to`.
+pub fn send_telephone_event(uac: &Uac, to: SocketAddr, code: u8, seq: u16, timestamp: u32) {
+    for (i, end) in [(0u16, false), (1, false), (2, true)] {
+        let marker = if i == 0 { 0x80 } else { 0 };
+        let mut packet = vec![0x80, marker | 101];
+        packet.extend_from_slice(&(seq + i).to_be_bytes());
+        packet.extend_from_slice(&timestamp.to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        let duration = 160 * (i + 1);
+        packet.extend_from_slice(&[code, if end { 0x80 | 10 } else { 10 }]);
+        packet.extend_from_slice(&duration.to_be_bytes());
+        uac.rtp.send_to(&packet, to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The RFC 4733 event codes the caller's RTP socket receives within `within`.
+pub fn received_telephone_events(uac: &Uac, within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 2048];
+    uac.rtp
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = uac.rtp.recv_from(&mut buf) {
+            if n >= 16 && buf[1] & 0x7f == 101 && !codes.contains(&buf[12]) {
+                codes.push(buf[12]);
+            }
+        }
+    }
+    codes
+}
