@@ -5,7 +5,7 @@
 //! WebSocket, one UDP socket per transport, a 20 ms audio step and the
 //! peer connections' timers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,14 +18,14 @@ use axum::routing::get;
 use axum::Router;
 use livekit_protocol as proto;
 use prost::Message as _;
-use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind};
+use switchboard_rooms::{AudioRate, ParticipantKind};
 use switchboard_webrtc::{ClientOptions, Ending, Grants, Session, Side};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use crate::auth::{authenticate, Claims};
 use crate::twirp::{Code, TwirpError};
-use crate::ws::{check_grant, SessionSlot};
+use crate::ws::{check_grant, join_request, SessionSlot};
 use crate::ApiState;
 
 /// Where WebRTC participants' media sockets live.
@@ -188,21 +188,14 @@ async fn join(
         can_update_own_metadata: claims.video.can_update_own_metadata(),
         hidden: claims.video.hidden,
     };
-    let request = JoinRequest {
-        identity: claims.sub.clone(),
-        name: claims.name.clone(),
-        metadata: claims.metadata.clone(),
-        attributes: claims
-            .attributes
-            .clone()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
-        kind: ParticipantKind::WebRtc,
+    let request = join_request(
+        &claims,
+        ParticipantKind::WebRtc,
         // Until it publishes a track.
-        publishes_audio: false,
+        false,
         // Opus runs at any rate: a room of phones stays narrowband.
-        audio_rate: AudioRate::UpTo(48_000),
-    };
+        AudioRate::UpTo(48_000),
+    );
     let sockets = match (bind_udp(&state.webrtc).await, bind_udp(&state.webrtc).await) {
         (Ok(subscriber), Ok(publisher)) => (subscriber, publisher),
         (Err(e), _) | (_, Err(e)) => {

@@ -149,6 +149,29 @@ pub(crate) fn check_grant(claims: Option<Claims>, room: &str) -> Result<Claims, 
     Ok(claims)
 }
 
+/// A room join for the token's holder: its identity, name, metadata and
+/// attributes as the token gives them.
+pub(crate) fn join_request(
+    claims: &Claims,
+    kind: ParticipantKind,
+    publishes_audio: bool,
+    audio_rate: AudioRate,
+) -> JoinRequest {
+    JoinRequest {
+        identity: claims.sub.clone(),
+        name: claims.name.clone(),
+        metadata: claims.metadata.clone(),
+        attributes: claims
+            .attributes
+            .clone()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
+        kind,
+        publishes_audio,
+        audio_rate,
+    }
+}
+
 fn join_refusal(e: RoomError) -> Response {
     let code = match e {
         RoomError::TooManyRooms(_) | RoomError::RoomFull { .. } => Code::ResourceExhausted,
@@ -207,19 +230,12 @@ pub(crate) async fn handler(
         publish_data: claims.video.can_publish_data(),
         update_own_metadata: claims.video.can_update_own_metadata(),
     };
-    let request = JoinRequest {
-        identity: claims.sub.clone(),
-        name: claims.name.clone(),
-        metadata: claims.metadata.clone(),
-        attributes: claims
-            .attributes
-            .clone()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
-        kind: ParticipantKind::WebSocket,
-        publishes_audio: permissions.publish_audio,
-        audio_rate: AudioRate::Fixed(query.rate),
-    };
+    let request = join_request(
+        &claims,
+        ParticipantKind::WebSocket,
+        permissions.publish_audio,
+        AudioRate::Fixed(query.rate),
+    );
     // Joined before the upgrade so a full room is an HTTP answer, not a
     // socket that closes at once; a handshake that fails drops the handle,
     // which leaves the room.
