@@ -89,18 +89,21 @@ pub enum ParticipantKind {
     /// A voice bot switchboard streams a call to (Twilio or Telnyx media
     /// streams): switchboard is the WebSocket client.
     Stream,
-    /// A LiveKit client SDK (an app or an agent) over WebRTC.
+    /// A LiveKit client SDK (an app) over WebRTC.
     WebRtc,
+    /// A LiveKit agent (a token of kind `agent`) over WebRTC.
+    Agent,
 }
 
 impl ParticipantKind {
-    /// `sip`, `websocket`, `stream` or `webrtc`.
+    /// `sip`, `websocket`, `stream`, `webrtc` or `agent`.
     pub fn as_str(self) -> &'static str {
         match self {
             ParticipantKind::Sip => "sip",
             ParticipantKind::WebSocket => "websocket",
             ParticipantKind::Stream => "stream",
             ParticipantKind::WebRtc => "webrtc",
+            ParticipantKind::Agent => "agent",
         }
     }
 }
@@ -212,6 +215,19 @@ pub struct RoomInfo {
     /// How long it lives without participants (rooms created through the
     /// API; a room created by a join closes with its last participant).
     pub empty_timeout: Duration,
+    /// The agents it asked for when it was created.
+    pub agents: Vec<AgentRequest>,
+}
+
+/// An agent a room asks for when it is created (LiveKit's
+/// `RoomAgentDispatch`: from a SIP dispatch rule's or a token's room
+/// configuration); an empty name is LiveKit's default dispatch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentRequest {
+    /// The agent's name (`agent_name` of its workers).
+    pub agent_name: String,
+    /// Handed to the agent's job.
+    pub metadata: String,
 }
 
 /// What an administrator may ask of a room created ahead of its
@@ -225,6 +241,8 @@ pub struct RoomOptions {
     pub empty_timeout: Duration,
     /// Most participants.
     pub max_participants: usize,
+    /// Agents to dispatch to it.
+    pub agents: Vec<AgentRequest>,
 }
 
 /// An administrator's change to a participant (the API's
@@ -370,6 +388,7 @@ struct Room {
     explicit: bool,
     max_participants: usize,
     empty_timeout: Duration,
+    agents: Vec<AgentRequest>,
     state: Mutex<RoomState>,
 }
 
@@ -532,6 +551,7 @@ impl Rooms {
             explicit,
             max_participants,
             empty_timeout,
+            agents: options.agents.clone(),
             state: Mutex::new(RoomState {
                 metadata: options.metadata.clone(),
                 members: Vec::new(),
@@ -591,6 +611,18 @@ impl Rooms {
     /// the same identity is disconnected with
     /// [`LeaveReason::DuplicateIdentity`].
     pub fn join(&self, room: &str, request: JoinRequest) -> Result<Participant, RoomError> {
+        self.join_with(room, request, &RoomOptions::default())
+    }
+
+    /// [`Rooms::join`], creating the room with `options` (its agents,
+    /// limits and metadata) when this join is the one that creates it; an
+    /// existing room keeps its own.
+    pub fn join_with(
+        &self,
+        room: &str,
+        request: JoinRequest,
+        options: &RoomOptions,
+    ) -> Result<Participant, RoomError> {
         if room.is_empty() {
             return Err(RoomError::Empty("room name"));
         }
@@ -607,7 +639,7 @@ impl Rooms {
                         if rooms.len() >= config.max_rooms {
                             return Err(RoomError::TooManyRooms(config.max_rooms));
                         }
-                        let r = self.new_room(room, &RoomOptions::default(), false);
+                        let r = self.new_room(room, options, false);
                         rooms.insert(room.to_string(), r.clone());
                         info!(room, sid = %r.sid, "room created on join");
                         self.inner.emit(|| Lifecycle::RoomStarted(r.info()));
@@ -870,6 +902,7 @@ impl Room {
             created_at: self.created_at,
             max_participants: self.max_participants,
             empty_timeout: self.empty_timeout,
+            agents: self.agents.clone(),
         }
     }
 }

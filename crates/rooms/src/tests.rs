@@ -487,6 +487,10 @@ fn api_rooms_take_their_own_limits_capped_by_the_process() {
                 metadata: "m".into(),
                 empty_timeout: Duration::from_secs(5),
                 max_participants: 1,
+                agents: vec![AgentRequest {
+                    agent_name: "helper".into(),
+                    metadata: "x".into(),
+                }],
             },
         )
         .unwrap();
@@ -498,6 +502,7 @@ fn api_rooms_take_their_own_limits_capped_by_the_process() {
         ),
         (1, Duration::from_secs(5), "m")
     );
+    assert_eq!(small.agents[0].agent_name, "helper");
     let _a = join(&rooms, "small", "a");
     assert_eq!(
         rooms
@@ -791,4 +796,32 @@ fn a_tap_carries_one_publishers_own_audio_and_follows_the_rooms_rate() {
 
 fn rooms_frame(p: &Participant) -> usize {
     p.audio().frame_len()
+}
+
+#[test]
+fn the_join_that_creates_a_room_gives_it_its_agents_and_later_joins_do_not() {
+    let rooms = Rooms::new(config());
+    let mut lifecycle = rooms.lifecycle();
+    let wanted = RoomOptions {
+        agents: vec![AgentRequest {
+            agent_name: "receptionist".into(),
+            metadata: "from the rule".into(),
+        }],
+        ..RoomOptions::default()
+    };
+    let _first = rooms
+        .join_with("desk", request("caller", ParticipantKind::Sip), &wanted)
+        .unwrap();
+    let other = RoomOptions {
+        agents: vec![AgentRequest::default()],
+        ..RoomOptions::default()
+    };
+    let _second = rooms
+        .join_with("desk", request("second", ParticipantKind::Sip), &other)
+        .unwrap();
+    assert_eq!(rooms.room("desk").unwrap().agents, wanted.agents);
+    match lifecycle.try_recv() {
+        Ok(Lifecycle::RoomStarted(info)) => assert_eq!(info.agents, wanted.agents),
+        other => panic!("expected RoomStarted first, got {other:?}"),
+    }
 }
