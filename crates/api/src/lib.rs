@@ -79,6 +79,7 @@
 //! CreateSIPParticipant and TransferSIPParticipant are validated here and
 //! handed to a [`CallControl`] implementation plugged in by the binary.
 
+pub mod agents;
 pub mod auth;
 pub mod call_control;
 pub mod calls;
@@ -144,6 +145,8 @@ pub struct ApiState {
     pub websocket_sessions: SessionCount,
     /// Where WebRTC participants' (LiveKit clients') media sockets live.
     pub webrtc: rtc::WebRtcConfig,
+    /// LiveKit Agents workers and their jobs.
+    pub agents: agents::Agents,
     /// Whether Get and List return trunks' `auth_password` (LiveKit does;
     /// by default switchboard answers with it empty, as LiveKit's CLI
     /// shows only the user name).

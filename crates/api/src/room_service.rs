@@ -24,7 +24,7 @@ use livekit_protocol::{
     RemoveParticipantResponse, Room, RoomParticipantIdentity, SendDataRequest,
     UpdateParticipantRequest, UpdateRoomMetadataRequest, UpdateSubscriptionsRequest,
 };
-use switchboard_rooms::{ParticipantUpdate, RoomError, RoomInfo, RoomOptions};
+use switchboard_rooms::{AgentRequest, ParticipantUpdate, RoomError, RoomInfo, RoomOptions};
 
 use crate::auth::Claims;
 use crate::service::Call;
@@ -175,6 +175,14 @@ fn create_room(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         metadata: req.metadata.clone(),
         empty_timeout: Duration::from_secs(u64::from(req.empty_timeout)),
         max_participants: req.max_participants as usize,
+        agents: req
+            .agents
+            .iter()
+            .map(|a| AgentRequest {
+                agent_name: a.agent_name.clone(),
+                metadata: a.metadata.clone(),
+            })
+            .collect(),
     };
     let info = match rooms.create_room_with(&req.name, options) {
         Ok(info) => {

@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use livekit_protocol as proto;
 use prost::Message as _;
-use switchboard_rooms::{AudioRate, ParticipantKind};
+use switchboard_rooms::{AgentRequest, AudioRate, ParticipantKind, RoomOptions};
 use switchboard_webrtc::{ClientOptions, Ending, Grants, Session, Side};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
@@ -188,9 +188,27 @@ async fn join(
         can_update_own_metadata: claims.video.can_update_own_metadata(),
         hidden: claims.video.hidden,
     };
+    let kind = if claims.kind == "agent" {
+        ParticipantKind::Agent
+    } else {
+        ParticipantKind::WebRtc
+    };
+    // A token's room configuration applies when this join creates the room.
+    let options = RoomOptions {
+        agents: claims
+            .room_config
+            .iter()
+            .flat_map(|c| &c.agents)
+            .map(|a| AgentRequest {
+                agent_name: a.agent_name.clone(),
+                metadata: a.metadata.clone(),
+            })
+            .collect(),
+        ..RoomOptions::default()
+    };
     let request = join_request(
         &claims,
-        ParticipantKind::WebRtc,
+        kind,
         // Until it publishes a track.
         false,
         // Opus runs at any rate: a room of phones stays narrowband.
@@ -206,7 +224,7 @@ async fn join(
             );
         }
     };
-    let participant = match state.rooms.join(&room, request) {
+    let participant = match state.rooms.join_with(&room, request, &options) {
         Ok(p) => p,
         Err(e) => {
             info!(room = %room, identity = %claims.sub, error = %e, "WebRTC join refused by the room");

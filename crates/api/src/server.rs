@@ -35,6 +35,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(crate::calls::routes())
         .merge(crate::console::routes())
         .merge(crate::rtc::routes())
+        .merge(crate::agents::routes())
         .fallback(entry)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -138,6 +139,7 @@ async fn debug_state(State(state): State<Arc<ApiState>>, request: Request) -> Re
 const SIP_SERVICE: &str = "livekit.SIP";
 const ROOM_SERVICE: &str = "livekit.RoomService";
 const SWITCHBOARD_SERVICE: &str = "switchboard.SIP";
+const AGENT_DISPATCH_SERVICE: &str = "livekit.AgentDispatchService";
 
 async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -178,9 +180,12 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
     let switchboard_call =
         service_name == SWITCHBOARD_SERVICE && crate::metrics::SWITCHBOARD_METHODS.contains(&rpc);
     let room_call = service_name == ROOM_SERVICE && room_service::METHODS.contains(&rpc);
+    let dispatch_call =
+        service_name == AGENT_DISPATCH_SERVICE && crate::agents::DISPATCH_METHODS.contains(&rpc);
     let known = (service_name == SIP_SERVICE && service::METHODS.contains(&rpc))
         || switchboard_call
-        || room_call;
+        || room_call
+        || dispatch_call;
     if !known {
         return no_handler().into_response();
     }
@@ -226,6 +231,8 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         };
         let result = if room_call {
             room_service::dispatch(rpc, &call)
+        } else if dispatch_call {
+            crate::agents::dispatch_service(rpc, &call)
         } else {
             service::dispatch(rpc, call).await
         };

@@ -83,6 +83,7 @@ mod tests {
             created_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             max_participants: 10,
             empty_timeout: Duration::from_secs(300),
+            agents: Vec::new(),
         }
     }
 

@@ -108,6 +108,11 @@ proto_names! {
     ForwardParticipantRequest => "livekit.ForwardParticipantRequest",
     MoveParticipantRequest => "livekit.MoveParticipantRequest",
     PerformRpcRequest => "livekit.PerformRpcRequest",
+    CreateAgentDispatchRequest => "livekit.CreateAgentDispatchRequest",
+    AgentDispatch => "livekit.AgentDispatch",
+    ListAgentDispatchRequest => "livekit.ListAgentDispatchRequest",
+    ListAgentDispatchResponse => "livekit.ListAgentDispatchResponse",
+    DeleteAgentDispatchRequest => "livekit.DeleteAgentDispatchRequest",
 }
 
 /// How a request body is encoded; the response uses the same.

@@ -94,6 +94,7 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         websocket: Default::default(),
         websocket_sessions: Default::default(),
         webrtc: Default::default(),
+        agents: Default::default(),
         return_passwords: true,
         platform: Default::default(),
         refused_destinations: Vec::new(),

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::session::MediaEvent;
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent};
+use switchboard_rooms::{
+    AgentRequest, JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent, RoomOptions,
+};
 use switchboard_routing::livekit_protocol::SipMediaConfig;
 use switchboard_routing::{
     attrs, effective_media, proto_duration, CallInput, DispatchDecision, DispatchResult,
@@ -562,7 +564,21 @@ impl InboundCall {
             audio_rate: self.call.room_audio_rate(),
         };
         let room = result.room_name.clone();
-        match self.call.shared.rooms.join(&room, request) {
+        // The rule's room configuration applies when this call creates the
+        // room (as a LiveKit token's roomConfig does): its agents.
+        let options = RoomOptions {
+            agents: result
+                .room_config
+                .iter()
+                .flat_map(|c| &c.agents)
+                .map(|a| AgentRequest {
+                    agent_name: a.agent_name.clone(),
+                    metadata: a.metadata.clone(),
+                })
+                .collect(),
+            ..RoomOptions::default()
+        };
+        match self.call.shared.rooms.join_with(&room, request, &options) {
             Ok(participant) => {
                 info!(
                     call_id = %self.call.call_id,

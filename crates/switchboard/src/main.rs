@@ -344,6 +344,7 @@ fn api_state(
             bind: config.media.bind,
             advertise: media_advertised(config),
         },
+        agents: Default::default(),
         return_passwords: config.api.return_passwords,
         platform: switchboard_api::platform::PlatformSettings {
             max_trunks: config.platform.max_trunks,
@@ -536,6 +537,7 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
         }
     };
     let draining = state.draining.clone();
+    let _agents = switchboard_api::agents::spawn_dispatcher(state.clone());
     let router = switchboard_api::router(state);
     let api_tls = match api_tls(config) {
         Ok(tls) => tls,

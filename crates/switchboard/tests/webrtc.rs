@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::api::{join_token, wait_for_calls_blocking};
+use common::api::{join_token, wait_for_calls_blocking, KEY, SECRET};
 use common::baresip::{tone, Baresip, CallerSpec};
 use common::routes::{answered_call, open_route, rule, settle, start, trunk, wait_log};
 use common::uac::{received_telephone_events, send_telephone_event};
@@ -20,6 +20,7 @@ use switchboard_media::tones::goertzel_dbfs;
 /// LiveKit's `ParticipantInfo.Kind` numbers.
 const KIND_STANDARD: i64 = 0;
 const KIND_SIP: i64 = 3;
+const KIND_AGENT: i64 = 4;
 
 /// A trunk for +15550100 from 127.0.0.1 and a direct rule into `room`.
 fn room_route(sb: &Switchboard, room: &str) {
@@ -134,6 +135,12 @@ fn sdk_and_phone_hear_each_other(codec: &str, rate: u32, channels: u16) {
         sb.log()
     );
     let report = client.report(&sb);
+    // Published alone in the room; the phone that joined is its first
+    // subscriber.
+    assert!(
+        report["subscribed_after"].is_number(),
+        "the client was told its track has a subscriber (track_subscribed): {report}"
+    );
     let phones = heard_of_kind(&report, KIND_SIP);
     assert_eq!(
         phones.len(),
@@ -297,5 +304,153 @@ fn phone_digits_reach_the_sdk_and_sdk_digits_reach_the_phone() {
     assert_eq!(
         report["remotes"][from]["kind"], KIND_SIP,
         "the digits come from the SIP participant: {report}"
+    );
+}
+
+/// A LiveKit Agents worker (tests/sdk/agents/tone_agent.py, run with
+/// `start` as its docs say) registered with switchboard.
+struct AgentWorker {
+    child: Child,
+}
+
+impl AgentWorker {
+    fn start(sb: &Switchboard, agent_name: &str, tone_hz: f32) -> AgentWorker {
+        let python = common::repo().join("target/venvs/agents/bin/python");
+        let script = common::repo().join("tests/sdk/agents/tone_agent.py");
+        let log = std::fs::File::create(sb.dir().join("agent.log")).unwrap();
+        let child = Command::new(&python)
+            .arg(script)
+            .arg("start")
+            .env("LIVEKIT_URL", format!("ws://{}", sb.api.unwrap()))
+            .env("LIVEKIT_API_KEY", KEY)
+            .env("LIVEKIT_API_SECRET", SECRET)
+            .env("AGENT_NAME", agent_name)
+            .env("TONE_HZ", tone_hz.to_string())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} (tests/deps/agents.venv, installed by tests/run): {e}",
+                    python.display()
+                )
+            });
+        wait_log(sb, "agent worker registered", Duration::from_secs(60));
+        AgentWorker { child }
+    }
+
+    fn log(sb: &Switchboard) -> String {
+        std::fs::read_to_string(sb.dir().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A dispatch rule whose room configuration names an agent: a caller's
+/// call creates the room, the registered worker of that name gets the job,
+/// its process joins over /rtc and publishes, the call is answered (someone
+/// who can be heard is there) and the caller hears the agent's tone.
+#[test]
+fn a_rule_dispatches_an_agent_worker_when_a_phone_calls_and_the_phone_hears_it() {
+    let sb = start(&[]);
+    let id = trunk(
+        &sb,
+        r#"{"name": "desk", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}"#,
+    );
+    rule(
+        &sb,
+        &format!(
+            r#"{{"name": "to-agent", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_individual": {{"room_prefix": "call-"}}}}, "room_config": {{"agents": [{{"agent_name": "tone-agent", "metadata": "from the rule"}}]}}}}"#
+        ),
+    );
+    settle(&sb);
+    let _agent = AgentWorker::start(&sb, "tone-agent", 600.0);
+    let mut caller = Baresip::call(CallerSpec {
+        name: "agent-caller",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 14.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", sb.udp.unwrap()),
+        run_secs: 10,
+        auth: None,
+    });
+    let (rate, heard) = caller.heard(Duration::from_secs(25));
+    let tail = &heard[heard.len().saturating_sub(rate as usize * 3)..];
+    let level = goertzel_dbfs(tail, rate, 600.0);
+    assert!(
+        level > -35.0,
+        "the caller hears the agent's 600 Hz at {level:.1} dBFS\n{}\n{}\n{}",
+        caller.log(),
+        AgentWorker::log(&sb),
+        sb.log()
+    );
+    let log = sb.log();
+    assert!(
+        log.contains("agent job assigned") && log.contains("agent=tone-agent"),
+        "{log}"
+    );
+}
+
+/// AgentDispatchService through the official Python server SDK: an
+/// explicit dispatch of a named agent into a room; an SDK client in that
+/// room hears the agent, a participant of kind AGENT.
+#[test]
+fn an_explicit_dispatch_sends_a_named_agent_into_a_room() {
+    let sb = start(&[]);
+    let _agent = AgentWorker::start(&sb, "named-agent", 600.0);
+    let dispatch = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import asyncio, json, sys
+from livekit import api
+async def main():
+    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
+    d = await lk.agent_dispatch.create_dispatch(
+        api.CreateAgentDispatchRequest(agent_name="named-agent", room="explicit", metadata="hello"))
+    listed = await lk.agent_dispatch.list_dispatch(room_name="explicit")
+    print(json.dumps({"id": d.id, "room": d.room, "jobs": len(d.state.jobs),
+                      "listed": [x.id for x in listed if x.agent_name == "named-agent"]}))
+    await lk.aclose()
+asyncio.run(main())
+"#,
+        )
+        .arg(format!("http://{}", sb.api.unwrap()))
+        .arg(KEY)
+        .arg(SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&dispatch.stdout);
+    let answer: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "CreateDispatch ({e}): {stdout}\n{}\n{}",
+            String::from_utf8_lossy(&dispatch.stderr),
+            sb.log()
+        )
+    });
+    assert!(
+        answer["id"].as_str().unwrap_or("").starts_with("AD_"),
+        "{answer}"
+    );
+    assert_eq!(answer["room"], "explicit");
+    assert_eq!(
+        answer["jobs"], 1,
+        "one job offered to the named worker: {answer}"
+    );
+    assert_eq!(answer["listed"][0], answer["id"], "{answer}");
+    let client = SdkClient::join(&sb, "explicit", "listener", 440.0, 6.0, "");
+    let report = client.report(&sb);
+    let agents = heard_of_kind(&report, KIND_AGENT);
+    assert!(
+        agents.len() == 1 && (agents[0].1 - 600.0).abs() < 15.0 && agents[0].2 > 1000.0,
+        "the client hears the agent's 600 Hz: {report}\n{}",
+        AgentWorker::log(&sb)
     );
 }

@@ -56,7 +56,7 @@ pub fn participant_message(
             proto::participant_info::Kind::Standard
         }
         // A bot is what LiveKit calls an agent.
-        ParticipantKind::Stream => proto::participant_info::Kind::Agent,
+        ParticipantKind::Stream | ParticipantKind::Agent => proto::participant_info::Kind::Agent,
     };
     let tracks = if info.publishes_audio {
         vec![proto::TrackInfo {

@@ -98,6 +98,8 @@ struct DownTrack {
 /// The client's published audio, decoded into the room.
 struct UpTrack {
     sid: String,
+    /// `track_subscribed` was sent (agents wait for it before speaking).
+    subscribed_told: bool,
     muted: bool,
     decoder: Option<(u32, OpusDecoder)>,
     /// Decoded samples not yet a whole frame.
@@ -674,6 +676,7 @@ impl Session {
         };
         self.up = Some(UpTrack {
             sid,
+            subscribed_told: false,
             muted: request.muted,
             decoder: None,
             pending: Vec::new(),
@@ -688,6 +691,26 @@ impl Session {
         // Everyone (this client included) hears of the track through the
         // room's update.
         self.participant.set_publishes_audio(true);
+        self.tell_subscribed();
+    }
+
+    /// `track_subscribed` for the client's track, once someone else is in
+    /// the room: every member hears every publisher (phones and WebSocket
+    /// members in their mix, WebRTC clients on a track of its own), so the
+    /// first other member is its first subscriber.
+    fn tell_subscribed(&mut self) {
+        let Some(up) = self.up.as_mut().filter(|u| !u.subscribed_told) else {
+            return;
+        };
+        if self.participant.others().is_empty() {
+            return;
+        }
+        up.subscribed_told = true;
+        let track_sid = up.sid.clone();
+        self.responses
+            .push_back(response(proto::signal_response::Message::TrackSubscribed(
+                proto::TrackSubscribed { track_sid },
+            )));
     }
 
     fn on_subscription(&mut self, now: Instant, subscription: proto::UpdateSubscription) {
@@ -761,6 +784,7 @@ impl Session {
         match event {
             RoomEvent::ParticipantJoined(info) => {
                 self.update(&info, State::Active);
+                self.tell_subscribed();
                 changed = self.maybe_subscribe(&info);
             }
             RoomEvent::ParticipantUpdated(info) => {

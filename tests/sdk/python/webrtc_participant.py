@@ -91,6 +91,15 @@ async def main():
     track = rtc.LocalAudioTrack.create_audio_track("tone", source)
     options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
     publication = await room.local_participant.publish_track(track, options)
+    subscribed = {"at": None}
+
+    async def wait_for_subscriber():
+        # Resolved by the server's track_subscribed (what agents wait for
+        # before they speak).
+        await publication.wait_for_subscription()
+        subscribed["at"] = time.monotonic() - started
+
+    asyncio.ensure_future(wait_for_subscriber())
 
     n = 0
     dtmf_at = time.monotonic() + 3
@@ -111,6 +120,7 @@ async def main():
     result = {
         "connected_after": connected_after,
         "published": publication.sid,
+        "subscribed_after": subscribed["at"],
         "heard": {who: dict(zip(("hz", "rms"), dominant(s))) for who, s in heard.items()},
         "dtmf": dtmf,
         "sent_dtmf": "".join(sent_dtmf),
