@@ -100,6 +100,9 @@ struct UpTrack {
     sid: String,
     /// `track_subscribed` was sent (agents wait for it before speaking).
     subscribed_told: bool,
+    /// Its media arrived: the client's publication is complete (a
+    /// `track_subscribed` before that is dropped by the SDKs).
+    flowing: bool,
     muted: bool,
     decoder: Option<(u32, OpusDecoder)>,
     /// Decoded samples not yet a whole frame.
@@ -475,9 +478,13 @@ impl Session {
         let Some(up) = self.up.as_mut() else {
             return;
         };
-        if up.muted {
-            return;
+        if !up.flowing {
+            up.flowing = true;
+            self.tell_subscribed();
         }
+        let Some(up) = self.up.as_mut().filter(|u| !u.muted) else {
+            return;
+        };
         let rate = self.port.rate();
         let frame_len = self.port.frame_len();
         if up.decoder.as_ref().map(|(r, _)| *r) != Some(rate) {
@@ -677,6 +684,7 @@ impl Session {
         self.up = Some(UpTrack {
             sid,
             subscribed_told: false,
+            flowing: false,
             muted: request.muted,
             decoder: None,
             pending: Vec::new(),
@@ -691,15 +699,15 @@ impl Session {
         // Everyone (this client included) hears of the track through the
         // room's update.
         self.participant.set_publishes_audio(true);
-        self.tell_subscribed();
     }
 
-    /// `track_subscribed` for the client's track, once someone else is in
-    /// the room: every member hears every publisher (phones and WebSocket
-    /// members in their mix, WebRTC clients on a track of its own), so the
-    /// first other member is its first subscriber.
+    /// `track_subscribed` for the client's track, once its media flows and
+    /// someone else is in the room: every member hears every publisher
+    /// (phones and WebSocket members in their mix, WebRTC clients on a
+    /// track of its own), so the first other member is its first
+    /// subscriber.
     fn tell_subscribed(&mut self) {
-        let Some(up) = self.up.as_mut().filter(|u| !u.subscribed_told) else {
+        let Some(up) = self.up.as_mut().filter(|u| u.flowing && !u.subscribed_told) else {
             return;
         };
         if self.participant.others().is_empty() {
