@@ -454,3 +454,66 @@ asyncio.run(main())
         AgentWorker::log(&sb)
     );
 }
+
+/// livekit-client, the official JS SDK, in Debian's headless Chromium
+/// (tests/sdk/browser/webrtc_client.mjs): it falls back from /rtc/v1 to
+/// /rtc by itself, publishes a WebAudio oscillator that a baresip caller
+/// hears, and hears the caller's tone from a participant of kind SIP.
+#[test]
+fn livekit_client_in_chromium_and_a_phone_hear_each_other() {
+    let sb = start(&[]);
+    room_route(&sb, "browser");
+    let script = common::repo().join("tests/sdk/browser/webrtc_client.mjs");
+    let browser = Command::new("node")
+        .arg(script)
+        .arg(format!("ws://{}", sb.api.unwrap()))
+        .arg(join_token("browser", "web"))
+        .args(["900", "9"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (tests/deps/console.apt)");
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(60));
+    let mut caller = Baresip::call(CallerSpec {
+        name: "browser-phone",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", sb.udp.unwrap()),
+        run_secs: 7,
+        auth: None,
+    });
+    let (rate, heard) = caller.heard(Duration::from_secs(20));
+    let output = browser.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no report from the browser: {stdout}\n{}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                sb.log()
+            )
+        });
+    assert!(report["error"].is_null(), "{report}\n{}", sb.log());
+    let tail = &heard[heard.len().saturating_sub(rate as usize * 3)..];
+    let level = goertzel_dbfs(tail, rate, 900.0);
+    assert!(
+        level > -35.0,
+        "the phone hears the browser's 900 Hz at {level:.1} dBFS: {report}\n{}",
+        sb.log()
+    );
+    let phone = report["remotes"]
+        .as_object()
+        .and_then(|r| r.values().find(|p| p["kind"] == KIND_SIP).cloned())
+        .unwrap_or_else(|| panic!("the browser got the phone's track: {report}"));
+    let hz = phone["hz"].as_f64().unwrap_or(0.0);
+    assert!(
+        (hz - 700.0).abs() < 15.0 && phone["db"].as_f64().unwrap_or(-200.0) > -60.0,
+        "the browser hears the phone's 700 Hz: {report}"
+    );
+}
