@@ -10,9 +10,10 @@
 //! it leaks, switchboard does not: RemoveParticipant checks the grant before
 //! it says whether the participant exists.
 //!
-//! SendData, MutePublishedTrack, UpdateSubscriptions, ForwardParticipant,
-//! MoveParticipant and PerformRpc answer `unimplemented`: embedded rooms
-//! carry audio and DTMF, not data packets, tracks or RPCs.
+//! SendData reaches LiveKit clients (WebRTC participants) as a user data
+//! packet from the server. MutePublishedTrack, UpdateSubscriptions,
+//! ForwardParticipant, MoveParticipant and PerformRpc answer
+//! `unimplemented`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -66,7 +67,7 @@ pub(crate) fn dispatch(method: &str, call: &Call<'_>) -> Option<Result<Vec<u8>, 
         "UpdateSubscriptions" => {
             unimplemented::<UpdateSubscriptionsRequest>(call, |r| &r.room, "UpdateSubscriptions")
         }
-        "SendData" => unimplemented::<SendDataRequest>(call, |r| &r.room, "SendData"),
+        "SendData" => send_data(call),
         "ForwardParticipant" => {
             unimplemented::<ForwardParticipantRequest>(call, |r| &r.room, "ForwardParticipant")
         }
@@ -309,6 +310,50 @@ fn update_room_metadata(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .set_room_metadata(&req.room, &req.metadata)
         .map_err(room_error)?;
     room_reply(call, &info)
+}
+
+/// A user packet from the server to the room's LiveKit clients (all, or
+/// those named by identity or SID).
+// Destination SIDs and the packet's `kind` are deprecated in the proto but
+// still sent and read by older SDKs.
+#[allow(deprecated)]
+fn send_data(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: SendDataRequest = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    let rooms = &call.state.rooms;
+    let mut destinations = req.destination_identities.clone();
+    if !req.destination_sids.is_empty() {
+        let participants = rooms.participants(&req.room).map_err(room_error)?;
+        destinations.extend(
+            participants
+                .into_iter()
+                .filter(|p| req.destination_sids.contains(&p.sid))
+                .map(|p| p.identity),
+        );
+    }
+    let reliable = req.kind != livekit_protocol::data_packet::Kind::Lossy as i32;
+    let packet = livekit_protocol::DataPacket {
+        kind: req.kind,
+        destination_identities: destinations.clone(),
+        value: Some(livekit_protocol::data_packet::Value::User(
+            livekit_protocol::UserPacket {
+                payload: req.data,
+                topic: req.topic,
+                nonce: req.nonce,
+                destination_identities: destinations.clone(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let payload: std::sync::Arc<[u8]> = prost::Message::encode_to_vec(&packet).into();
+    // SDKs that name no one and rooms where no one matches get nothing.
+    if req.destination_sids.is_empty() || !destinations.is_empty() {
+        rooms
+            .send_data(&req.room, payload, reliable, &destinations)
+            .map_err(room_error)?;
+    }
+    call.reply(&livekit_protocol::SendDataResponse {})
 }
 
 /// Decodes the request and checks the grant (so a caller learns about a

@@ -108,6 +108,7 @@ proto_names! {
     ForwardParticipantRequest => "livekit.ForwardParticipantRequest",
     MoveParticipantRequest => "livekit.MoveParticipantRequest",
     PerformRpcRequest => "livekit.PerformRpcRequest",
+    SendDataResponse => "livekit.SendDataResponse",
     CreateAgentDispatchRequest => "livekit.CreateAgentDispatchRequest",
     AgentDispatch => "livekit.AgentDispatch",
     ListAgentDispatchRequest => "livekit.ListAgentDispatchRequest",

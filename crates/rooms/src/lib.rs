@@ -281,6 +281,18 @@ pub enum RoomEvent {
         /// The digit as text ("0"–"9", "*", "#", "A"–"D").
         digit: String,
     },
+    /// A data packet from another participant, or from the server when
+    /// `from` is empty (LiveKit's `DataPacket`, encoded: rooms carry it
+    /// without reading it).
+    Data {
+        /// The sender's identity; empty for the server (RoomService's
+        /// SendData).
+        from: String,
+        /// The encoded packet.
+        payload: Arc<[u8]>,
+        /// Whether it goes on the reliable channel (else the lossy one).
+        reliable: bool,
+    },
     /// This participant was taken out of the room; nothing follows.
     Disconnected {
         /// Why.
@@ -728,6 +740,26 @@ impl Rooms {
         }
     }
 
+    /// Sends a data packet from the server (RoomService's SendData) to a
+    /// room's participants, or only to `destinations` when given.
+    pub fn send_data(
+        &self,
+        room: &str,
+        payload: Arc<[u8]>,
+        reliable: bool,
+        destinations: &[String],
+    ) -> Result<(), RoomError> {
+        let shared = self.find(room)?;
+        let mut state = lock(&shared.state);
+        let event = RoomEvent::Data {
+            from: String::new(),
+            payload,
+            reliable,
+        };
+        deliver(&mut state, event, None, destinations);
+        Ok(())
+    }
+
     /// The participants of a room.
     pub fn participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, RoomError> {
         let shared = self.find(room)?;
@@ -1101,6 +1133,29 @@ fn broadcast(state: &mut RoomState, event: RoomEvent, except: Option<&Arc<Slot>>
     }
 }
 
+/// Sends an event to every member but `except`, or only to the members
+/// whose identity is in `destinations` when it names any. A destination's
+/// full queue drops the event for it (data is not worth a disconnection).
+fn deliver(
+    state: &mut RoomState,
+    event: RoomEvent,
+    except: Option<&Arc<Slot>>,
+    destinations: &[String],
+) {
+    if destinations.is_empty() {
+        broadcast(state, event, except);
+        return;
+    }
+    for member in &state.members {
+        if except.is_some_and(|e| Arc::ptr_eq(e, &member.slot)) {
+            continue;
+        }
+        if destinations.contains(&lock(&member.slot.info).identity) {
+            let _ = member.events.try_send(event.clone());
+        }
+    }
+}
+
 /// Marks a member gone and tells it why; dropping its sender closes its
 /// event stream after that last event.
 fn disconnect(member: &Member, reason: LeaveReason) {
@@ -1265,29 +1320,37 @@ impl Participant {
     /// Sends DTMF to the other participants, or only to `destinations`
     /// (identities) when given.
     pub fn send_dtmf(&self, code: u32, digit: &str, destinations: &[String]) {
+        let from = lock(&self.slot.info).identity.clone();
+        self.deliver(
+            RoomEvent::Dtmf {
+                from,
+                code,
+                digit: digit.to_string(),
+            },
+            destinations,
+        );
+    }
+
+    /// Sends a data packet (encoded) to the other participants, or only to
+    /// `destinations` (identities) when given.
+    pub fn send_data(&self, payload: Arc<[u8]>, reliable: bool, destinations: &[String]) {
+        let from = lock(&self.slot.info).identity.clone();
+        self.deliver(
+            RoomEvent::Data {
+                from,
+                payload,
+                reliable,
+            },
+            destinations,
+        );
+    }
+
+    fn deliver(&self, event: RoomEvent, destinations: &[String]) {
         let mut state = lock(&self.room.state);
         if self.slot.gone.load(Ordering::Acquire) {
             return;
         }
-        let from = lock(&self.slot.info).identity.clone();
-        let event = RoomEvent::Dtmf {
-            from,
-            code,
-            digit: digit.to_string(),
-        };
-        if destinations.is_empty() {
-            broadcast(&mut state, event, Some(&self.slot));
-            return;
-        }
-        for member in &state.members {
-            if Arc::ptr_eq(&member.slot, &self.slot) {
-                continue;
-            }
-            let wanted = destinations.contains(&lock(&member.slot.info).identity);
-            if wanted {
-                let _ = member.events.try_send(event.clone());
-            }
-        }
+        deliver(&mut state, event, Some(&self.slot), destinations);
     }
 
     fn leave(&mut self) {

@@ -500,13 +500,29 @@ async fn room_service_over_twirp_json_manages_rooms_and_removes_participants() {
     let seen = alice.expect("participant_updated").await;
     assert_eq!(seen["participant"]["metadata"], "vip");
 
-    let unimplemented = room_service(api, "SendData", &admin, json!({"room": "lobby"})).await;
+    let unimplemented = room_service(
+        api,
+        "MutePublishedTrack",
+        &admin,
+        json!({"room": "lobby", "identity": "bob", "track_sid": "TR_x", "muted": true}),
+    )
+    .await;
     assert_eq!(unimplemented.0, 501);
     assert_eq!(unimplemented.1["code"], "unimplemented");
     assert!(unimplemented.1["msg"]
         .as_str()
         .unwrap()
-        .starts_with("SendData is not implemented"));
+        .starts_with("MutePublishedTrack is not implemented"));
+    // SendData is served (WebRTC clients get it; WebSocket members have no
+    // form for it).
+    let sent = room_service(
+        api,
+        "SendData",
+        &admin,
+        json!({"room": "lobby", "data": "eA=="}),
+    )
+    .await;
+    assert_eq!(sent.0, 200, "{}", sent.1);
 
     // RemoveParticipant: bob is told, then the socket closes; alice sees him leave.
     let (status, body) = room_service(

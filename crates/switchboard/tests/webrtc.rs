@@ -43,6 +43,32 @@ struct SdkClient {
     identity: String,
 }
 
+/// RoomService SendData through the official Python server SDK.
+fn send_data_from_the_server(sb: &Switchboard, room: &str, text: &str) {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import asyncio, sys
+from livekit import api
+async def main():
+    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
+    await lk.room.send_data(api.SendDataRequest(room=sys.argv[4], data=sys.argv[5].encode(), kind=0))
+    await lk.aclose()
+asyncio.run(main())
+"#,
+        )
+        .arg(format!("http://{}", sb.api.unwrap()))
+        .args([KEY, SECRET, room, text])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "SendData: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 impl SdkClient {
     fn join(
         sb: &Switchboard,
@@ -52,6 +78,17 @@ impl SdkClient {
         seconds: f32,
         dtmf: &str,
     ) -> SdkClient {
+        SdkClient::join_with(sb, room, identity, tone_hz, seconds, &["--send-dtmf", dtmf])
+    }
+
+    fn join_with(
+        sb: &Switchboard,
+        room: &str,
+        identity: &str,
+        tone_hz: f32,
+        seconds: f32,
+        extra: &[&str],
+    ) -> SdkClient {
         let script = common::repo().join("tests/sdk/python/webrtc_participant.py");
         let child = Command::new("python3")
             .arg(script)
@@ -59,7 +96,7 @@ impl SdkClient {
             .arg(join_token(room, identity))
             .args(["--tone", &tone_hz.to_string()])
             .args(["--seconds", &seconds.to_string()])
-            .args(["--send-dtmf", dtmf])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -178,15 +215,30 @@ fn an_sdk_client_and_an_opus_phone_hear_each_other() {
 }
 
 /// Two SDK clients and a phone: each client hears the other client and
-/// the phone, not itself; the phone hears both clients; DTMF from one
-/// client reaches the other as `sip_dtmf_received`.
+/// the phone, not itself; the phone hears both clients; DTMF, a user data
+/// packet and an RPC from one client reach the other; RoomService's
+/// SendData (the official server SDK) reaches a client from the server.
 #[test]
 fn two_sdk_clients_and_a_phone_each_hear_the_others_and_trade_dtmf() {
     let sb = start(&[]);
     room_route(&sb, "lk3");
-    let alice = SdkClient::join(&sb, "lk3", "alice", 440.0, 10.0, "");
+    let alice = SdkClient::join(&sb, "lk3", "alice", 440.0, 12.0, "");
     wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
-    let bob = SdkClient::join(&sb, "lk3", "bob", 1000.0, 9.0, "7#");
+    let bob = SdkClient::join_with(
+        &sb,
+        "lk3",
+        "bob",
+        1000.0,
+        10.0,
+        &[
+            "--send-dtmf",
+            "7#",
+            "--send-data",
+            "hello alice",
+            "--rpc-to",
+            "alice",
+        ],
+    );
     let mut caller = Baresip::call(CallerSpec {
         name: "webrtc-three",
         codec: "PCMU",
@@ -200,6 +252,7 @@ fn two_sdk_clients_and_a_phone_each_hear_the_others_and_trade_dtmf() {
     });
     wait_for_calls_blocking(sb.api.unwrap(), 1);
     let (rate, heard) = caller.heard(Duration::from_secs(20));
+    send_data_from_the_server(&sb, "lk3", "from the server");
     let tail = &heard[heard.len().saturating_sub(rate as usize * 3)..];
     for hz in [440.0, 1000.0] {
         let level = goertzel_dbfs(tail, rate, hz);
@@ -244,6 +297,21 @@ fn two_sdk_clients_and_a_phone_each_hear_the_others_and_trade_dtmf() {
         digits,
         [("bob", "7"), ("bob", "#")],
         "bob's digits reach alice in order: {alice}"
+    );
+    let data = alice["data"].as_array().unwrap();
+    assert!(
+        data.iter()
+            .any(|d| d["from"] == "bob" && d["topic"] == "chat" && d["payload"] == "hello alice"),
+        "bob's data packet reaches alice: {alice}"
+    );
+    assert!(
+        data.iter()
+            .any(|d| d["from"].is_null() && d["payload"] == "from the server"),
+        "SendData reaches alice from the server: {alice}"
+    );
+    assert_eq!(
+        bob["rpc"]["answer"], "PING FROM BOB",
+        "alice answers bob's RPC: {bob}"
     );
 }
 

@@ -436,8 +436,9 @@ impl Session {
             self.on_peer_event(Side::Subscriber, event);
         }
         while let Some(message) = self.subscriber.poll_read() {
-            if let RTCMessage::DataChannelMessage(_, m) = message.message {
-                self.on_data(now, &m.data);
+            if let RTCMessage::DataChannelMessage(id, m) = message.message {
+                let reliable = self.subscriber.channel_label(id) != Some("_lossy");
+                self.on_data(now, &m.data, reliable);
             }
         }
         let Some(mut publisher) = self.publisher.take() else {
@@ -453,7 +454,10 @@ impl Session {
                 {
                     self.on_opus(&packet.payload);
                 }
-                RTCMessage::DataChannelMessage(_, m) => self.on_data(now, &m.data),
+                RTCMessage::DataChannelMessage(id, m) => {
+                    let reliable = publisher.channel_label(id) != Some("_lossy");
+                    self.on_data(now, &m.data, reliable);
+                }
                 _ => {}
             }
         }
@@ -516,30 +520,44 @@ impl Session {
         }
     }
 
-    /// A data packet from the client.
-    fn on_data(&mut self, now: Instant, data: &[u8]) {
+    /// A data packet from the client: SIP DTMF goes to the room as DTMF
+    /// (phones play it as RFC 4733); any other packet (user data, RPC,
+    /// chat, streams) is relayed as it is, with the sender named by us.
+    fn on_data(&mut self, now: Instant, data: &[u8], reliable: bool) {
         self.last_heard = now;
-        let Ok(packet) = proto::DataPacket::decode(data) else {
+        let Ok(mut packet) = proto::DataPacket::decode(data) else {
             debug!("a data channel message that is not a DataPacket");
             return;
         };
-        match packet.value {
-            Some(proto::data_packet::Value::SipDtmf(dtmf)) if self.grants.can_publish_data => {
-                // The digit wins over the code when both are given (as the
-                // SDKs' publish_dtmf fills both).
-                let digit = match dtmf.digit.chars().next() {
-                    Some(c) if dtmf.digit.len() == 1 => DtmfDigit::from_char(c),
-                    _ => u8::try_from(dtmf.code).ok().and_then(DtmfDigit::from_code),
-                };
-                if let Some(digit) = digit {
-                    self.participant.send_dtmf(
-                        u32::from(digit.code),
-                        &digit.as_char().to_string(),
-                        &packet.destination_identities,
-                    );
-                }
+        if !self.grants.can_publish_data {
+            debug!("data packet dropped: the token does not grant canPublishData");
+            return;
+        }
+        if !matches!(packet.value, Some(proto::data_packet::Value::SipDtmf(_))) {
+            // Clients de-duplicate by (participant_sid, sequence): the
+            // sender's own sequence is kept, its name is ours to give.
+            let me = self.participant.info();
+            packet.participant_identity = me.identity;
+            packet.participant_sid = me.sid;
+            let destinations = std::mem::take(&mut packet.destination_identities);
+            let payload: std::sync::Arc<[u8]> = packet.encode_to_vec().into();
+            self.participant.send_data(payload, reliable, &destinations);
+            return;
+        }
+        if let Some(proto::data_packet::Value::SipDtmf(dtmf)) = packet.value {
+            // The digit wins over the code when both are given (as the
+            // SDKs' publish_dtmf fills both).
+            let digit = match dtmf.digit.chars().next() {
+                Some(c) if dtmf.digit.len() == 1 => DtmfDigit::from_char(c),
+                _ => u8::try_from(dtmf.code).ok().and_then(DtmfDigit::from_code),
+            };
+            if let Some(digit) = digit {
+                self.participant.send_dtmf(
+                    u32::from(digit.code),
+                    &digit.as_char().to_string(),
+                    &packet.destination_identities,
+                );
             }
-            _ => debug!("data packet not relayed (only SIP DTMF is)"),
         }
     }
 
@@ -834,6 +852,14 @@ impl Session {
                     ..Default::default()
                 };
                 self.send_reliable(now, packet);
+            }
+            RoomEvent::Data {
+                payload, reliable, ..
+            } => {
+                let label = if reliable { "_reliable" } else { "_lossy" };
+                if !self.subscriber.send_data(now, label, &payload) {
+                    debug!("data packet dropped: the channel is not open");
+                }
             }
             RoomEvent::Disconnected { reason } => {
                 self.responses

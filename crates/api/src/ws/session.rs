@@ -232,6 +232,8 @@ impl Session {
                 ServerMessage::Dtmf { from, code, digit }
             }
             Some(RoomEvent::Disconnected { reason }) => return self.end(reason),
+            // LiveKit clients' data packets have no form in this protocol.
+            Some(RoomEvent::Data { .. }) => return Step::Continue(None),
             None => {
                 // The stream ended without its last event (a full queue):
                 // the handle still knows why.
