@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "livekit_sip.proto",
             "livekit_room.proto",
             "livekit_webhook.proto",
+            // LiveKit clients' signalling, for its JSON form (text frames).
+            "livekit_rtc.proto",
         ],
         ["proto"],
     )?;

@@ -11,7 +11,8 @@
 //! it says whether the participant exists.
 //!
 //! SendData reaches LiveKit clients (WebRTC participants) as a user data
-//! packet from the server. MutePublishedTrack, UpdateSubscriptions,
+//! packet from the server; MutePublishedTrack mutes a participant's audio
+//! in the room (a LiveKit client is told to mute itself). UpdateSubscriptions,
 //! ForwardParticipant, MoveParticipant and PerformRpc answer
 //! `unimplemented`.
 
@@ -61,9 +62,7 @@ pub(crate) fn dispatch(method: &str, call: &Call<'_>) -> Option<Result<Vec<u8>, 
         "RemoveParticipant" => remove_participant(call),
         "UpdateParticipant" => update_participant(call),
         "UpdateRoomMetadata" => update_room_metadata(call),
-        "MutePublishedTrack" => {
-            unimplemented::<MuteRoomTrackRequest>(call, |r| &r.room, "MutePublishedTrack")
-        }
+        "MutePublishedTrack" => mute_published_track(call),
         "UpdateSubscriptions" => {
             unimplemented::<UpdateSubscriptionsRequest>(call, |r| &r.room, "UpdateSubscriptions")
         }
@@ -310,6 +309,25 @@ fn update_room_metadata(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .set_room_metadata(&req.room, &req.metadata)
         .map_err(room_error)?;
     room_reply(call, &info)
+}
+
+/// Mutes a participant's audio track: the room takes none of its audio,
+/// everyone sees the track muted, a LiveKit client is told to mute.
+fn mute_published_track(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
+    let req: MuteRoomTrackRequest = call.request()?;
+    require_room_admin(call.claims, &req.room)?;
+    let rooms = &call.state.rooms;
+    let current = rooms
+        .participant(&req.room, &req.identity)
+        .map_err(room_error)?;
+    if !current.publishes_audio || switchboard_webrtc::track_sid_of(&current.sid) != req.track_sid {
+        return Err(TwirpError::new(Code::NotFound, "track not found"));
+    }
+    let info = rooms
+        .mute_participant(&req.room, &req.identity, req.muted)
+        .map_err(room_error)?;
+    let track = participant_message(&info).tracks.into_iter().next();
+    call.reply(&livekit_protocol::MuteRoomTrackResponse { track })
 }
 
 /// A user packet from the server to the room's LiveKit clients (all, or

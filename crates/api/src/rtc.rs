@@ -280,12 +280,37 @@ async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> Re
     }
 }
 
+/// How the client speaks: protobuf in binary frames (every SDK), or
+/// protojson in text frames (LiveKit's fallback); replies follow the
+/// client's last frame, as LiveKit's server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Binary,
+    Json,
+}
+
+fn signal_message(response: &proto::SignalResponse, framing: Framing) -> Message {
+    match framing {
+        Framing::Binary => Message::Binary(response.encode_to_vec().into()),
+        // Encoding a message the descriptors know cannot fail; an empty
+        // object would be a harmless answer if it ever did.
+        Framing::Json => Message::Text(
+            crate::wire::to_protojson(response)
+                .ok()
+                .and_then(|json| String::from_utf8(json).ok())
+                .unwrap_or_else(|| "{}".into())
+                .into(),
+        ),
+    }
+}
+
 /// Sends what the session has for the client and the network.
 async fn flush(
     socket: &mut WebSocket,
     session: &mut Session,
     udp: &[UdpSocket; 2],
     timeout: Duration,
+    framing: Framing,
 ) -> Result<(), String> {
     while let Some((side, to, data)) = session.poll_transmit() {
         let socket = match side {
@@ -297,12 +322,7 @@ async fn flush(
         }
     }
     while let Some(response) = session.poll_response() {
-        send(
-            socket,
-            Message::Binary(response.encode_to_vec().into()),
-            timeout,
-        )
-        .await?;
+        send(socket, signal_message(&response, framing), timeout).await?;
     }
     Ok(())
 }
@@ -322,9 +342,10 @@ async fn drive(
     clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut subscriber_buf = vec![0u8; 2048];
     let mut publisher_buf = vec![0u8; 2048];
+    let mut framing = Framing::Binary;
     let outcome: Result<(), String> = async {
         loop {
-            flush(&mut socket, &mut session, &udp, timeout).await?;
+            flush(&mut socket, &mut session, &udp, timeout, framing).await?;
             if session.ending().is_some() {
                 return Ok(());
             }
@@ -335,12 +356,22 @@ async fn drive(
                 incoming = socket.recv() => match incoming {
                     None | Some(Ok(Message::Close(_))) => return Err("client closed the socket".into()),
                     Some(Err(e)) => return Err(format!("socket error: {e}")),
-                    Some(Ok(Message::Binary(data))) => match proto::SignalRequest::decode(data.as_ref()) {
-                        Ok(request) => session.handle_signal(Instant::now(), request),
-                        Err(e) => debug!(error = %e, "a binary message that is not a SignalRequest"),
-                    },
-                    Some(Ok(Message::Text(_))) => {
-                        debug!("JSON signalling is not served; binary protobuf only");
+                    Some(Ok(Message::Binary(data))) => {
+                        framing = Framing::Binary;
+                        match proto::SignalRequest::decode(data.as_ref()) {
+                            Ok(request) => session.handle_signal(Instant::now(), request),
+                            Err(e) => debug!(error = %e, "a binary message that is not a SignalRequest"),
+                        }
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        framing = Framing::Json;
+                        match crate::wire::decode_request::<proto::SignalRequest>(
+                            crate::wire::Encoding::Json,
+                            text.as_bytes(),
+                        ) {
+                            Ok(request) => session.handle_signal(Instant::now(), request),
+                            Err(e) => debug!(error = %e.msg, "a text message that is not a SignalRequest"),
+                        }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 },
@@ -366,7 +397,7 @@ async fn drive(
     }
     .await;
     // Whatever is left (a LeaveRequest) goes out before the close.
-    let _ = flush(&mut socket, &mut session, &udp, timeout).await;
+    let _ = flush(&mut socket, &mut session, &udp, timeout, framing).await;
     let _ = send(&mut socket, Message::Close(None), timeout).await;
     let reason = match (&outcome, session.ending()) {
         (Err(e), _) => e.clone(),

@@ -96,6 +96,7 @@ mod tests {
             attributes: BTreeMap::from([("sip.callStatus".to_owned(), "hangup".to_owned())]),
             kind: ParticipantKind::Sip,
             publishes_audio: true,
+            audio_muted: false,
             joined_at: UNIX_EPOCH + Duration::from_secs(1_700_000_001),
         }
     }

@@ -448,6 +448,7 @@ fn the_vendored_protos_are_the_ones_livekit_protocol_ships() {
         "livekit_metrics.proto",
         "livekit_webhook.proto",
         "livekit_ingress.proto",
+        "livekit_rtc.proto",
         "logger/options.proto",
     ] {
         assert_eq!(

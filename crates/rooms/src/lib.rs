@@ -156,6 +156,9 @@ pub struct ParticipantInfo {
     /// Whether it sends audio into the room (a call is answered only when
     /// someone who can be heard is there).
     pub publishes_audio: bool,
+    /// Its audio is muted: the room takes none of it (LiveKit's
+    /// `TrackInfo.muted`).
+    pub audio_muted: bool,
     /// When it joined.
     pub joined_at: SystemTime,
 }
@@ -280,6 +283,13 @@ pub enum RoomEvent {
         code: u32,
         /// The digit as text ("0"–"9", "*", "#", "A"–"D").
         digit: String,
+    },
+    /// An administrator muted or unmuted this participant's audio
+    /// (RoomService's MutePublishedTrack); the room already takes none of
+    /// it while muted. Its endpoint tells its client.
+    MuteRequested {
+        /// Muted (true) or unmuted.
+        muted: bool,
     },
     /// A data packet from another participant, or from the server when
     /// `from` is empty (LiveKit's `DataPacket`, encoded: rooms carry it
@@ -466,6 +476,8 @@ struct Slot {
 struct SlotAudio {
     /// From the participant, waiting for the mixer.
     inbound: FrameRing,
+    /// Muted: what it pushes is dropped.
+    muted: bool,
     /// The mix for the participant, waiting for its endpoint.
     outbound: FrameRing,
     /// Its audio is in the mix (the prebuffer was reached).
@@ -699,12 +711,14 @@ impl Rooms {
                 attributes: request.attributes,
                 kind: request.kind,
                 publishes_audio: request.publishes_audio,
+                audio_muted: false,
                 joined_at: SystemTime::now(),
             };
             let slot = Arc::new(Slot {
                 info: Mutex::new(info.clone()),
                 frame_len: AtomicUsize::new(state.frame_len),
                 audio: Mutex::new(SlotAudio {
+                    muted: false,
                     inbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     outbound: FrameRing::new(state.frame_len, config.buffered_frames),
                     playing: false,
@@ -738,6 +752,26 @@ impl Rooms {
                 events: rx,
             });
         }
+    }
+
+    /// Mutes or unmutes a participant's audio (RoomService's
+    /// MutePublishedTrack): the room takes none of it while muted, every
+    /// member sees it, and the participant's endpoint is told.
+    pub fn mute_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        muted: bool,
+    ) -> Result<ParticipantInfo, RoomError> {
+        let shared = self.find(room)?;
+        let mut state = lock(&shared.state);
+        let slot = member_slot(&state, room, identity)?;
+        set_muted(&slot, muted);
+        let info = update_info(&mut state, &slot, |info| info.audio_muted = muted);
+        if let Some(member) = state.members.iter().find(|m| Arc::ptr_eq(&m.slot, &slot)) {
+            let _ = member.events.try_send(RoomEvent::MuteRequested { muted });
+        }
+        Ok(info)
     }
 
     /// Sends a data packet from the server (RoomService's SendData) to a
@@ -1133,6 +1167,17 @@ fn broadcast(state: &mut RoomState, event: RoomEvent, except: Option<&Arc<Slot>>
     }
 }
 
+/// Mutes a slot's audio at the door: what it pushes is dropped and what it
+/// had buffered is forgotten.
+fn set_muted(slot: &Slot, muted: bool) {
+    let mut audio = lock(&slot.audio);
+    audio.muted = muted;
+    if muted {
+        audio.inbound.clear();
+        audio.playing = false;
+    }
+}
+
 /// Sends an event to every member but `except`, or only to the members
 /// whose identity is in `destinations` when it names any. A destination's
 /// full queue drops the event for it (data is not worth a disconnection).
@@ -1301,6 +1346,13 @@ impl Participant {
         self.update(|info| info.metadata = metadata.to_string())
     }
 
+    /// Mutes or unmutes its own audio: the room takes none of it while
+    /// muted; every member sees it.
+    pub fn set_audio_muted(&self, muted: bool) -> ParticipantInfo {
+        set_muted(&self.slot, muted);
+        self.update(|info| info.audio_muted = muted)
+    }
+
     /// Says whether it sends audio; every member sees it.
     pub fn set_publishes_audio(&self, on: bool) -> ParticipantInfo {
         self.update(|info| info.publishes_audio = on)
@@ -1425,7 +1477,7 @@ impl AudioPort {
         let mut audio = lock(&self.slot.audio);
         // Read under the lock: a change of rate remakes the rings and sets
         // the length while holding it.
-        if frame.len() == self.frame_len() {
+        if frame.len() == self.frame_len() && !audio.muted {
             audio.inbound.push(frame);
         }
     }

@@ -502,9 +502,9 @@ async fn room_service_over_twirp_json_manages_rooms_and_removes_participants() {
 
     let unimplemented = room_service(
         api,
-        "MutePublishedTrack",
+        "UpdateSubscriptions",
         &admin,
-        json!({"room": "lobby", "identity": "bob", "track_sid": "TR_x", "muted": true}),
+        json!({"room": "lobby", "identity": "bob", "track_sids": ["TR_x"], "subscribe": true}),
     )
     .await;
     assert_eq!(unimplemented.0, 501);
@@ -512,7 +512,16 @@ async fn room_service_over_twirp_json_manages_rooms_and_removes_participants() {
     assert!(unimplemented.1["msg"]
         .as_str()
         .unwrap()
-        .starts_with("MutePublishedTrack is not implemented"));
+        .starts_with("UpdateSubscriptions is not implemented"));
+    // MutePublishedTrack of a track that is not there.
+    let missing = room_service(
+        api,
+        "MutePublishedTrack",
+        &admin,
+        json!({"room": "lobby", "identity": "bob", "track_sid": "TR_x", "muted": true}),
+    )
+    .await;
+    assert_eq!(missing.0, 404, "{}", missing.1);
     // SendData is served (WebRTC clients get it; WebSocket members have no
     // form for it).
     let sent = room_service(

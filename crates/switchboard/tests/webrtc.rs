@@ -12,10 +12,12 @@ use common::baresip::{tone, Baresip, CallerSpec};
 use common::routes::{answered_call, open_route, rule, settle, start, trunk, wait_log};
 use common::uac::{received_telephone_events, send_telephone_event};
 use common::Switchboard;
+use livekit_protocol::SignalResponse;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use switchboard_media::tones::goertzel_dbfs;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// LiveKit's `ParticipantInfo.Kind` numbers.
 const KIND_STANDARD: i64 = 0;
@@ -583,5 +585,160 @@ fn livekit_client_in_chromium_and_a_phone_hear_each_other() {
     assert!(
         (hz - 700.0).abs() < 15.0 && phone["db"].as_f64().unwrap_or(-200.0) > -60.0,
         "the browser hears the phone's 700 Hz: {report}"
+    );
+}
+
+/// A plain HTTP/1.1 GET: status, lower-cased headers, body.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// Reads the next signal response of a raw `/rtc` socket: binary frames are
+/// protobuf, text frames protojson.
+async fn next_signal(ws: &mut common::ws::Ws) -> (bool, Value, Option<SignalResponse>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a signal message in time")
+            .expect("the socket is open")
+            .expect("a frame");
+        match message {
+            Message::Binary(data) => {
+                let response = <SignalResponse as prost::Message>::decode(data.as_ref()).unwrap();
+                return (false, Value::Null, Some(response));
+            }
+            Message::Text(text) => return (true, serde_json::from_str(&text).unwrap(), None),
+            _ => continue,
+        }
+    }
+}
+
+/// The signalling protocol on raw bytes, as the SDKs' fallbacks and a
+/// hostile client see it: v1 paths 404 with CORS (the JS and Rust SDKs'
+/// fallback triggers), validate answers, the JoinResponse the SDKs check,
+/// a garbage frame that changes nothing, protojson answered in protojson,
+/// a refused resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtc_signalling_on_raw_bytes() {
+    use futures_util::SinkExt;
+    use livekit_protocol::signal_response::Message as R;
+    use tokio_tungstenite::tungstenite::Message;
+    let sb = start(&[]);
+    let api = sb.api.unwrap();
+    let token = join_token("raw", "raw-client");
+    for path in ["/rtc/v1", "/rtc/v1/validate"] {
+        let (status, headers, body) = raw_get(api, path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "access-control-allow-origin" && v == "*"),
+            "{path} answers with CORS: {headers:?}"
+        );
+        assert!(!body.contains("requested room does not exist"), "{body}");
+    }
+    let validate = format!("/rtc/validate?access_token={token}");
+    let (status, _, body) = raw_get(api, &validate).await;
+    assert_eq!((status, body.as_str()), (200, "success"));
+    let (status, _, _) = raw_get(api, "/rtc/validate").await;
+    assert_eq!(status, 401, "no token");
+    let no_join = common::api::token(serde_json::json!({"sub": "x", "video": {"room": "raw"}}));
+    let (status, _, body) = raw_get(api, &format!("/rtc/validate?access_token={no_join}")).await;
+    assert_eq!(status, 403, "{body}");
+
+    let url = format!("ws://{api}/rtc?access_token={token}&protocol=16&auto_subscribe=1");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (_, _, join) = next_signal(&mut ws).await;
+    let Some(R::Join(join)) = join.and_then(|r| r.message) else {
+        panic!("the first message is the JoinResponse");
+    };
+    let server = join.server_info.clone().unwrap();
+    assert_eq!(server.version, "1.9.0");
+    assert!(join.ping_interval > 0 && join.ping_timeout > join.ping_interval);
+    assert!(join.subscriber_primary);
+    assert!(join.room.as_ref().unwrap().sid.starts_with("RM_"));
+    let me = join.participant.clone().unwrap();
+    assert!(me.sid.starts_with("PA_") && me.identity == "raw-client");
+    assert!(me
+        .permission
+        .as_ref()
+        .is_some_and(|p| p.can_publish && p.can_subscribe));
+    let (_, _, offer) = next_signal(&mut ws).await;
+    let Some(R::Offer(offer)) = offer.and_then(|r| r.message) else {
+        panic!("the subscriber offer follows the join");
+    };
+    assert!(
+        offer.sdp.contains("m=application") && offer.sdp.contains("a=ice-lite"),
+        "{}",
+        offer.sdp
+    );
+    let (_, _, trickle) = next_signal(&mut ws).await;
+    let Some(R::Trickle(trickle)) = trickle.and_then(|r| r.message) else {
+        panic!("our candidate is trickled");
+    };
+    let candidate: Value = serde_json::from_str(&trickle.candidate_init).unwrap();
+    assert!(
+        candidate["sdpMid"].is_string() && candidate["sdpMLineIndex"].is_number(),
+        "{candidate}"
+    );
+
+    // Garbage changes nothing; a protojson ping is answered in protojson.
+    ws.send(Message::Binary(vec![0xff; 64].into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        r#"{"ping_req": {"timestamp": "123", "rtt": "4"}}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let (json, pong, _) = next_signal(&mut ws).await;
+    assert!(json, "a text frame is answered with text");
+    assert_eq!(pong["pong_resp"]["last_ping_timestamp"], "123", "{pong}");
+    ws.send(Message::Text(
+        r#"{"leave": {"reason": "CLIENT_INITIATED"}}"#.into(),
+    ))
+    .await
+    .unwrap();
+    wait_log(&sb, "reason=client left", Duration::from_secs(5));
+
+    // No resume: the client is told to join afresh.
+    let resume = format!(
+        "ws://{api}/rtc?access_token={token}&reconnect=1&sid={}",
+        me.sid
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(resume.as_str())
+        .await
+        .unwrap();
+    let (_, _, leave) = next_signal(&mut ws).await;
+    let Some(R::Leave(leave)) = leave.and_then(|r| r.message) else {
+        panic!("a resume gets a LeaveRequest");
+    };
+    assert_eq!(
+        leave.action,
+        livekit_protocol::leave_request::Action::Reconnect as i32
     );
 }

@@ -65,6 +65,7 @@ pub fn participant_message(
             name: "audio".into(),
             source: proto::TrackSource::Microphone as i32,
             mime_type: "audio/opus".into(),
+            muted: info.audio_muted,
             ..proto::TrackInfo::default()
         }]
     } else {

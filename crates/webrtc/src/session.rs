@@ -596,6 +596,8 @@ impl Session {
                 if let Some(up) = self.up.as_mut().filter(|u| u.sid == mute.sid) {
                     up.muted = mute.muted;
                     up.pending.clear();
+                    // Everyone sees the track muted (and the room takes none of it).
+                    self.participant.set_audio_muted(mute.muted);
                 }
             }
             M::Subscription(subscription) => self.on_subscription(now, subscription),
@@ -852,6 +854,19 @@ impl Session {
                     ..Default::default()
                 };
                 self.send_reliable(now, packet);
+            }
+            RoomEvent::MuteRequested { muted } => {
+                // The client mutes its own track and says so (the room
+                // already drops its audio).
+                if let Some(up) = self.up.as_mut() {
+                    up.muted = muted;
+                    up.pending.clear();
+                    let sid = up.sid.clone();
+                    self.responses
+                        .push_back(response(proto::signal_response::Message::Mute(
+                            proto::MuteTrackRequest { sid, muted },
+                        )));
+                }
             }
             RoomEvent::Data {
                 payload, reliable, ..

@@ -5,7 +5,7 @@ participants in the room (aiohttp's client, which the SDK already needs).
 
 CreateRoom, ListRooms, ListParticipants, GetParticipant, UpdateParticipant,
 RemoveParticipant (the removed participant is told, then its socket
-closes), SendData, MutePublishedTrack (unimplemented), DeleteRoom (everyone left is told), the
+closes), SendData, UpdateSubscriptions (unimplemented), DeleteRoom (everyone left is told), the
 errors an SDK user meets, and a token without the grant.
 
 Needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET. Prints one line
@@ -161,10 +161,10 @@ async def main():
 
         await lk.room.send_data(api.SendDataRequest(room=ROOM, data=b"x"))
         step("SendData is accepted")
-        await expect_error(lk.room.mute_published_track(api.MuteRoomTrackRequest(
-            room=ROOM, identity="agent", track_sid="TR_x", muted=True)),
-                           "unimplemented", 501, "MutePublishedTrack")
-        step("MutePublishedTrack is unimplemented")
+        await expect_error(lk.room.update_subscriptions(api.UpdateSubscriptionsRequest(
+            room=ROOM, identity="agent", track_sids=["TR_x"], subscribe=True)),
+                           "unimplemented", 501, "UpdateSubscriptions")
+        step("UpdateSubscriptions is unimplemented")
 
         await lk.room.remove_participant(api.RoomParticipantIdentity(room=ROOM, identity="agent"))
         told = await agent.expect("disconnected")
