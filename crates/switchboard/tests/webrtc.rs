@@ -742,3 +742,86 @@ async fn rtc_signalling_on_raw_bytes() {
         livekit_protocol::leave_request::Action::Reconnect as i32
     );
 }
+
+/// Mute both ways: an SDK client that mutes its own track is no longer
+/// heard by the phone; RoomService MutePublishedTrack (the official
+/// server SDK) on the phone's track shows it muted to the client.
+#[test]
+fn a_muted_client_is_not_heard_and_an_admin_mute_is_seen_by_clients() {
+    let sb = start(&[]);
+    room_route(&sb, "mute");
+    let client = SdkClient::join_with(&sb, "mute", "app", 440.0, 9.0, &["--mute-after", "5"]);
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let mut caller = Baresip::call(CallerSpec {
+        name: "mute-phone",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", sb.udp.unwrap()),
+        run_secs: 8,
+        auth: None,
+    });
+    wait_for_calls_blocking(sb.api.unwrap(), 1);
+    let phone = wait_log(&sb, "caller joined the room", Duration::from_secs(10));
+    let identity = phone
+        .lines()
+        .rev()
+        .find(|l| l.contains("caller joined the room"))
+        .and_then(|l| l.split("identity=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import asyncio, sys
+from livekit import api
+async def main():
+    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
+    p = await lk.room.get_participant(api.RoomParticipantIdentity(room="mute", identity=sys.argv[4]))
+    r = await lk.room.mute_published_track(api.MuteRoomTrackRequest(
+        room="mute", identity=sys.argv[4], track_sid=p.tracks[0].sid, muted=True))
+    print(r.track.sid, r.track.muted)
+    await lk.aclose()
+asyncio.run(main())
+"#,
+        )
+        .arg(format!("http://{}", sb.api.unwrap()))
+        .args([KEY, SECRET, &identity])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        answer.trim().ends_with("True"),
+        "MutePublishedTrack answers with the muted track: {answer}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (rate, heard) = caller.heard(Duration::from_secs(20));
+    let report = client.report(&sb);
+    // Before the client muted itself (5 s after it started) the phone heard
+    // it; in its last two seconds, no more.
+    let second = rate as usize;
+    let early = goertzel_dbfs(&heard[second..heard.len().min(3 * second)], rate, 440.0);
+    let late = goertzel_dbfs(
+        &heard[heard.len().saturating_sub(2 * second)..],
+        rate,
+        440.0,
+    );
+    assert!(
+        early > -35.0 && late < -45.0,
+        "the phone hears the client at {early:.1} dBFS, then after its mute at {late:.1}: {report}\n{}",
+        sb.log()
+    );
+    assert!(
+        report["muted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["who"] == identity.as_str()),
+        "the client sees the phone's track muted: {report}"
+    );
+}

@@ -45,6 +45,7 @@ async def main():
     parser.add_argument("--send-dtmf", default="")
     parser.add_argument("--send-data", default="")
     parser.add_argument("--rpc-to", default="")
+    parser.add_argument("--mute-after", type=float, default=0.0)
     args = parser.parse_args()
 
     room = rtc.Room()
@@ -62,6 +63,11 @@ async def main():
     sent_dtmf = []
     data = []
     rpc = {}
+    muted = []
+
+    @room.on("track_muted")
+    def on_muted(participant, publication):
+        muted.append({"who": participant.identity, "track": publication.sid})
 
     @room.on("data_received")
     def on_data(packet):
@@ -140,6 +146,8 @@ async def main():
         frame = (0.3 * 32767 * np.sin(2 * math.pi * args.tone * t)).astype(np.int16)
         n += 480
         await source.capture_frame(rtc.AudioFrame(frame.tobytes(), RATE, 1, 480))
+        if args.mute_after and not track.muted and time.monotonic() - started >= args.mute_after:
+            track.mute()
         if not extras_started and time.monotonic() >= dtmf_at:
             extras_started = True
             asyncio.ensure_future(extras())
@@ -155,6 +163,7 @@ async def main():
         "dtmf": dtmf,
         "data": data,
         "rpc": rpc,
+        "muted": muted,
         "sent_dtmf": "".join(sent_dtmf),
         "remotes": remotes,
     }
