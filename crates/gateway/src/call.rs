@@ -30,7 +30,7 @@ use switchboard_routing::livekit_protocol::{
     SipTransferStatus,
 };
 use switchboard_sip::dialog::DialogId;
-use switchboard_sip::message::{HeaderName, Host, Method, Request, ResponseSpec, Uri};
+use switchboard_sip::message::{HeaderName, Headers, Host, Method, Request, ResponseSpec, Uri};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
 use switchboard_store::{CallQuality, CallRecord};
 use tokio::sync::mpsc;
@@ -71,6 +71,8 @@ pub(crate) enum Ending {
     SessionExpired,
     /// The voice bot the call is streamed to closed its socket (or it failed).
     StreamEnded(String),
+    /// A room participant asked for it (`lk.sip.EndCall`).
+    EndedByParticipant(String),
 }
 
 impl Ending {
@@ -97,6 +99,7 @@ impl Ending {
             Ending::DialFailed(e) => e.to_string(),
             Ending::SessionExpired => "session timer expired".into(),
             Ending::StreamEnded(why) => format!("the voice bot ended the stream: {why}"),
+            Ending::EndedByParticipant(who) => format!("ended by participant {who}"),
         }
     }
 
@@ -128,6 +131,8 @@ impl Ending {
             Ending::Transferred => (ended, Reason::ClientInitiated, 200),
             // The bot is the other party: its hanging up is the far end's.
             Ending::StreamEnded(_) => (ended, Reason::ClientInitiated, 200),
+            // The room's side hung up, as a caller's BYE is the far end's.
+            Ending::EndedByParticipant(_) => (ended, Reason::ClientInitiated, 200),
             Ending::DialFailed(e) => dial_outcome(e),
         };
         Outcome {
@@ -348,6 +353,11 @@ pub(crate) struct Call {
     pub stream: Option<switchboard_streams::StreamHandle>,
     /// What the call history and the live-calls listing show of it.
     pub record: SharedRecord,
+    /// The far end's headers (its INVITE's, or its 200 OK's when we
+    /// dialled), for `lk.sip.GetRemoteHeaders`.
+    pub remote_headers: Headers,
+    /// Headers a participant asked for on our BYE (`lk.sip.EndCall`).
+    pub bye_headers: Vec<(String, String)>,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -420,6 +430,8 @@ impl Call {
             refresh: None,
             offer_in_2xx: false,
             record,
+            remote_headers: Headers::new(),
+            bye_headers: Vec::new(),
         }
     }
 
@@ -635,6 +647,11 @@ impl Call {
                 },
                 event = next_room_event(&mut self.participant) => match event {
                     Some(RoomEvent::Dtmf { digit, .. }) => self.dtmf_to_phone(&digit).await,
+                    Some(RoomEvent::Rpc { from, id, method, payload }) => {
+                        if let Some(ending) = self.rpc(from, &id, &method, &payload) {
+                            return ending;
+                        }
+                    }
                     Some(RoomEvent::Disconnected { reason }) => return Ending::Removed(reason),
                     Some(_) => {}
                     None => {
@@ -669,6 +686,26 @@ impl Call {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Answers an RPC from a room participant (`lk.sip.*`); `Some` when it
+    /// ends the call.
+    fn rpc(&mut self, from: String, id: &str, method: &str, payload: &str) -> Option<Ending> {
+        let participant = self.participant.as_ref()?;
+        let action = crate::room_rpc::handle(method, payload, &self.remote_headers);
+        let ok = !matches!(action, crate::room_rpc::RpcAction::Reply(Err(_)));
+        info!(call_id = %self.call_id, from = %from, method, ok, "RPC from the room");
+        match action {
+            crate::room_rpc::RpcAction::Reply(result) => {
+                participant.reply_rpc(&from, id, result);
+                None
+            }
+            crate::room_rpc::RpcAction::EndCall(headers) => {
+                participant.reply_rpc(&from, id, Ok("{}".into()));
+                self.bye_headers = headers;
+                Some(Ending::EndedByParticipant(from))
             }
         }
     }
@@ -1384,7 +1421,11 @@ impl Call {
             HeaderName::Reason,
             crate::refusal::reason_header(ending.bye_cause(), &ending.text()),
         );
-        for (header, value) in self.mapped_attribute_headers() {
+        for (header, value) in self
+            .mapped_attribute_headers()
+            .into_iter()
+            .chain(std::mem::take(&mut self.bye_headers))
+        {
             request.headers.push(HeaderName::parse(&header), value);
         }
         let txn = self.send_routed(request, destination);

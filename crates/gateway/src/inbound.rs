@@ -127,6 +127,7 @@ impl InboundCall {
         let to_user = request.to().and_then(|t| t.uri.user()).unwrap_or_default();
         let mut call = Call::new(shared, incoming.flow, sip_call_id, self_tx, signals, guard);
         call.invite_txn = Some(incoming.txn);
+        call.remote_headers = request.headers.clone();
         // Behind a trusted proxy (a load balancer) the caller is the hop
         // the proxy heard from, not the proxy.
         call.peer = switchboard_sip::message::original_source(

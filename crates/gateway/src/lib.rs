@@ -23,6 +23,7 @@ mod outbound;
 mod prompts;
 mod records;
 mod refusal;
+mod room_rpc;
 mod session_timer;
 mod status;
 mod stream;

@@ -754,6 +754,7 @@ impl OutboundCall {
             self.call.session_timer = Some(timer);
         }
         self.answer_attributes(response);
+        self.call.remote_headers = response.headers.clone();
         info!(call_id = %self.call.call_id, "outbound call answered");
         Ok(())
     }

@@ -303,11 +303,41 @@ pub enum RoomEvent {
         /// Whether it goes on the reliable channel (else the lossy one).
         reliable: bool,
     },
+    /// A remote procedure call to this participant (LiveKit's RPC: the
+    /// methods a SIP participant serves, `lk.sip.*`).
+    Rpc {
+        /// The caller's identity.
+        from: String,
+        /// The request's ID, to answer with.
+        id: String,
+        /// The method.
+        method: String,
+        /// Its payload (JSON for the `lk.sip.*` methods).
+        payload: String,
+    },
+    /// The answer to an RPC this participant made.
+    RpcReply {
+        /// Who answered.
+        from: String,
+        /// The request's ID.
+        id: String,
+        /// The payload, or an error code and message (LiveKit's RpcError).
+        result: Result<String, RpcFailure>,
+    },
     /// This participant was taken out of the room; nothing follows.
     Disconnected {
         /// Why.
         reason: LeaveReason,
     },
+}
+
+/// An RPC that failed at its destination (LiveKit's `RpcError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcFailure {
+    /// LiveKit's code: 1400 unsupported method, 1500 application error…
+    pub code: u32,
+    /// Why, in words.
+    pub message: String,
 }
 
 /// Why a room operation was refused.
@@ -1394,6 +1424,34 @@ impl Participant {
                 reliable,
             },
             destinations,
+        );
+    }
+
+    /// Calls `method` on participant `to` (an RPC); its answer comes as
+    /// [`RoomEvent::RpcReply`].
+    pub fn send_rpc(&self, to: &str, id: &str, method: &str, payload: &str) {
+        let from = lock(&self.slot.info).identity.clone();
+        self.deliver(
+            RoomEvent::Rpc {
+                from,
+                id: id.to_string(),
+                method: method.to_string(),
+                payload: payload.to_string(),
+            },
+            &[to.to_string()],
+        );
+    }
+
+    /// Answers the RPC `id` that `to` made.
+    pub fn reply_rpc(&self, to: &str, id: &str, result: Result<String, RpcFailure>) {
+        let from = lock(&self.slot.info).identity.clone();
+        self.deliver(
+            RoomEvent::RpcReply {
+                from,
+                id: id.to_string(),
+                result,
+            },
+            &[to.to_string()],
         );
     }
 

@@ -825,3 +825,61 @@ asyncio.run(main())
         "the client sees the phone's track muted: {report}"
     );
 }
+
+/// The RPCs a SIP participant serves, called with the SDK's own
+/// `perform_rpc` as an agent calls them: `lk.sip.GetRemoteHeaders` returns
+/// the caller's INVITE headers (filtered as asked, never its transport
+/// headers), an unknown method gets LiveKit's "unsupported" code, and
+/// `lk.sip.EndCall` hangs the phone up with the asked-for header on the BYE.
+#[test]
+fn an_sdk_client_reads_the_callers_headers_and_ends_the_call_by_rpc() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, "");
+    let client = SdkClient::join_with(
+        &sb,
+        "r",
+        "agent-like",
+        440.0,
+        9.0,
+        &[
+            "--rpc-to",
+            "@sip",
+            "--rpc-call",
+            r#"lk.sip.GetRemoteHeaders={"include": ["x-customer", "From", "Via"]}"#,
+            "--rpc-call",
+            "lk.sip.Dance={}",
+            "--rpc-call",
+            r#"lk.sip.EndCall={"headers": {"X-Ended-By": "agent-like"}}"#,
+        ],
+    );
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let mut uac = common::uac::Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &["X-Customer: 42".to_string()]);
+    let (_, ok) = uac.final_response(seq, Duration::from_secs(5));
+    assert_eq!(ok.status(), 200, "{}", ok.text);
+    uac.ack(seq, &ok);
+    // The RPCs go 3 s after the client published.
+    let bye = uac.wait_request("BYE", Duration::from_secs(15));
+    uac.answer(&bye, 200);
+    assert_eq!(bye.header("X-Ended-By"), Some("agent-like"), "{}", bye.text);
+    let report = client.report(&sb);
+    let rpcs = report["rpcs"].as_array().unwrap();
+    assert_eq!(rpcs.len(), 3, "{report}");
+    let headers: Value = serde_json::from_str(rpcs[0]["answer"].as_str().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("{e}: {report}\n{}", sb.log()));
+    let from = headers["headers"]["From"].as_str().unwrap_or("");
+    assert!(from.contains("+15550199"), "{headers}");
+    assert_eq!(headers["headers"]["X-Customer"], "42", "{headers}");
+    assert_eq!(
+        headers["headers"].as_object().map(|h| h.len()),
+        Some(2),
+        "only what was asked for, and never Via: {headers}"
+    );
+    assert_eq!(rpcs[1]["error"]["code"], 1400, "{report}");
+    assert_eq!(rpcs[2]["answer"], "{}", "{report}");
+    assert!(
+        sb.log().contains("ended by participant agent-like"),
+        "{}",
+        sb.log()
+    );
+}

@@ -533,6 +533,12 @@ impl Session {
             debug!("data packet dropped: the token does not grant canPublishData");
             return;
         }
+        if let Some(proto::data_packet::Value::RpcRequest(request)) = &packet.value {
+            if let Some(callee) = self.sip_destination(&packet.destination_identities) {
+                self.rpc_to_sip(now, &callee, request);
+                return;
+            }
+        }
         if !matches!(packet.value, Some(proto::data_packet::Value::SipDtmf(_))) {
             // Clients de-duplicate by (participant_sid, sequence): the
             // sender's own sequence is kept, its name is ours to give.
@@ -559,6 +565,39 @@ impl Session {
                 );
             }
         }
+    }
+
+    /// The SIP participant an RPC is addressed to: the gateway answers for
+    /// it (`lk.sip.*`), as LiveKit's SIP service does.
+    fn sip_destination(&self, destinations: &[String]) -> Option<ParticipantInfo> {
+        match destinations {
+            [one] => self
+                .known
+                .get(one)
+                .filter(|p| p.kind == switchboard_rooms::ParticipantKind::Sip)
+                .cloned(),
+            _ => None,
+        }
+    }
+
+    /// An RPC to a SIP participant: acknowledged in its name at once (the
+    /// SDKs give up after 7 s without an ack), carried to the gateway.
+    fn rpc_to_sip(&mut self, now: Instant, callee: &ParticipantInfo, request: &proto::RpcRequest) {
+        let ack = proto::DataPacket {
+            participant_identity: callee.identity.clone(),
+            participant_sid: callee.sid.clone(),
+            value: Some(proto::data_packet::Value::RpcAck(proto::RpcAck {
+                request_id: request.id.clone(),
+            })),
+            ..Default::default()
+        };
+        self.send_reliable(now, ack);
+        self.participant.send_rpc(
+            &callee.identity,
+            &request.id,
+            &request.method,
+            &request.payload,
+        );
     }
 
     /// Sends a DataPacket on the subscriber's `_reliable` channel.
@@ -855,6 +894,34 @@ impl Session {
                 };
                 self.send_reliable(now, packet);
             }
+            RoomEvent::RpcReply { from, id, result } => {
+                let sid = self
+                    .known
+                    .get(&from)
+                    .map(|p| p.sid.clone())
+                    .unwrap_or_default();
+                let value = match result {
+                    Ok(payload) => proto::rpc_response::Value::Payload(payload),
+                    Err(failure) => proto::rpc_response::Value::Error(proto::RpcError {
+                        code: failure.code,
+                        message: failure.message,
+                        data: String::new(),
+                    }),
+                };
+                let packet = proto::DataPacket {
+                    participant_identity: from,
+                    participant_sid: sid,
+                    value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {
+                        request_id: id,
+                        value: Some(value),
+                    })),
+                    ..Default::default()
+                };
+                self.send_reliable(now, packet);
+            }
+            // Nothing calls a LiveKit client through the room: its RPCs come
+            // as data packets.
+            RoomEvent::Rpc { .. } => {}
             RoomEvent::MuteRequested { muted } => {
                 // The client mutes its own track and says so (the room
                 // already drops its audio).

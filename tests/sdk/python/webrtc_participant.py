@@ -5,7 +5,9 @@ It publishes a sine tone as its microphone, records every remote audio
 track it is given, sends the digits of --send-dtmf (SipDTMF data packets,
 as `publish_dtmf` does for any LiveKit app) three seconds after it
 published, then --send-data (a user packet, topic "chat") and an RPC
-"echo" to --rpc-to; it answers "echo" itself (the payload upper-cased).
+"echo" to --rpc-to (or, with --rpc-call METHOD=PAYLOAD, those calls in
+order; --rpc-to @sip names the room's SIP participant); it answers "echo"
+itself (the payload upper-cased).
 After --seconds it prints one JSON line:
 what it heard from whom (the dominant frequency and level of the last
 two seconds of each remote track), the DTMF it received, and the remote
@@ -45,6 +47,7 @@ async def main():
     parser.add_argument("--send-dtmf", default="")
     parser.add_argument("--send-data", default="")
     parser.add_argument("--rpc-to", default="")
+    parser.add_argument("--rpc-call", action="append", default=[])
     parser.add_argument("--mute-after", type=float, default=0.0)
     args = parser.parse_args()
 
@@ -63,6 +66,7 @@ async def main():
     sent_dtmf = []
     data = []
     rpc = {}
+    rpcs = []
     muted = []
 
     @room.on("track_muted")
@@ -129,13 +133,28 @@ async def main():
             sent_dtmf.append(digit)
         if args.send_data:
             await room.local_participant.publish_data(args.send_data, reliable=True, topic="chat")
-        if args.rpc_to:
+        if args.rpc_to and not args.rpc_call:
             try:
                 rpc["answer"] = await room.local_participant.perform_rpc(
                     destination_identity=args.rpc_to, method="echo",
                     payload="ping from " + room.local_participant.identity)
             except Exception as e:  # noqa: BLE001 - reported; the test judges it
                 rpc["error"] = str(e)
+        destination = args.rpc_to
+        if destination == "@sip":
+            destination = next((p.identity for p in room.remote_participants.values()
+                                if p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_SIP), "")
+        for call in args.rpc_call:
+            method, _, payload = call.partition("=")
+            outcome = {"method": method, "to": destination}
+            try:
+                outcome["answer"] = await room.local_participant.perform_rpc(
+                    destination_identity=destination, method=method, payload=payload)
+            except rtc.RpcError as e:
+                outcome["error"] = {"code": e.code, "message": e.message}
+            except Exception as e:  # noqa: BLE001 - reported; the test judges it
+                outcome["error"] = {"code": None, "message": str(e)}
+            rpcs.append(outcome)
 
     n = 0
     extras_started = False
@@ -163,6 +182,7 @@ async def main():
         "dtmf": dtmf,
         "data": data,
         "rpc": rpc,
+        "rpcs": rpcs,
         "muted": muted,
         "sent_dtmf": "".join(sent_dtmf),
         "remotes": remotes,

@@ -233,9 +233,12 @@ impl Session {
             }
             Some(RoomEvent::Disconnected { reason }) => return self.end(reason),
             // LiveKit clients' data packets have no form in this protocol.
-            Some(RoomEvent::Data { .. } | RoomEvent::MuteRequested { .. }) => {
-                return Step::Continue(None)
-            }
+            Some(
+                RoomEvent::Data { .. }
+                | RoomEvent::MuteRequested { .. }
+                | RoomEvent::Rpc { .. }
+                | RoomEvent::RpcReply { .. },
+            ) => return Step::Continue(None),
             None => {
                 // The stream ended without its last event (a full queue):
                 // the handle still knows why.
