@@ -745,9 +745,10 @@ async fn rtc_signalling_on_raw_bytes() {
 
 /// Mute both ways: an SDK client that mutes its own track is no longer
 /// heard by the phone; RoomService MutePublishedTrack (the official
-/// server SDK) on the phone's track shows it muted to the client.
+/// server SDK) on the phone's track shows it muted to the client, and
+/// UpdateParticipant's attributes on the phone reach the client.
 #[test]
-fn a_muted_client_is_not_heard_and_an_admin_mute_is_seen_by_clients() {
+fn a_muted_client_is_not_heard_and_an_admin_mute_and_update_are_seen_by_clients() {
     let sb = start(&[]);
     room_route(&sb, "mute");
     let client = SdkClient::join_with(&sb, "mute", "app", 440.0, 9.0, &["--mute-after", "5"]);
@@ -785,6 +786,8 @@ async def main():
     p = await lk.room.get_participant(api.RoomParticipantIdentity(room="mute", identity=sys.argv[4]))
     r = await lk.room.mute_published_track(api.MuteRoomTrackRequest(
         room="mute", identity=sys.argv[4], track_sid=p.tracks[0].sid, muted=True))
+    await lk.room.update_participant(api.UpdateParticipantRequest(
+        room="mute", identity=sys.argv[4], attributes={"crm.account": "7"}))
     print(r.track.sid, r.track.muted)
     await lk.aclose()
 asyncio.run(main())
@@ -823,6 +826,11 @@ asyncio.run(main())
             .iter()
             .any(|m| m["who"] == identity.as_str()),
         "the client sees the phone's track muted: {report}"
+    );
+    assert_eq!(
+        report["remotes"][identity.as_str()]["attributes"]["crm.account"],
+        "7",
+        "UpdateParticipant's attributes reach the client: {report}"
     );
 }
 
