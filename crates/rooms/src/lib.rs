@@ -28,7 +28,7 @@ mod ring;
 mod tap;
 
 pub use ids::new_sid;
-pub use tap::AudioTap;
+pub use tap::{AudioTap, OpusTap};
 
 use ring::FrameRing;
 use std::collections::{BTreeMap, HashMap};
@@ -478,6 +478,9 @@ struct Member {
     steps_ahead: u8,
     /// Listeners that take its audio on its own ([`Participant::tap_audio`]).
     taps: Vec<Weak<tap::TapRing>>,
+    /// Listeners that take its audio on its own, Opus-encoded
+    /// ([`Participant::tap_opus`]).
+    opus_taps: tap::OpusFanout,
 }
 
 /// How many steps a paced member may run ahead of the slowest one; more
@@ -766,6 +769,7 @@ impl Rooms {
                 paced: false,
                 steps_ahead: 0,
                 taps: Vec::new(),
+                opus_taps: tap::OpusFanout::default(),
             });
             reindex(&mut state);
             state.empty_since = None;
@@ -1138,6 +1142,7 @@ fn reindex(state: &mut RoomState) {
 /// for `prebuffer` frames, since their endpoints run on other clocks.
 fn mix(state: &mut RoomState, prebuffer: usize) {
     let frame_len = state.frame_len;
+    let rate = u32::try_from(frame_len * 50).unwrap_or(u32::MAX);
     let RoomState {
         members,
         mixer,
@@ -1162,6 +1167,9 @@ fn mix(state: &mut RoomState, prebuffer: usize) {
         drop(audio);
         if active[i] && !member.taps.is_empty() {
             tap::feed(&mut member.taps, dest);
+        }
+        if active[i] && !member.opus_taps.is_empty() {
+            member.opus_taps.feed(dest, rate);
         }
         anyone |= active[i];
     }
@@ -1322,6 +1330,24 @@ impl Participant {
         let ring = tap::TapRing::new(frame_len, capacity);
         member.taps.push(Arc::downgrade(&ring));
         Ok(AudioTap { ring })
+    }
+
+    /// `identity`'s own audio as the room mixes it, Opus-encoded once for
+    /// all the listeners that take it so (a WebRTC client's down-track).
+    pub fn tap_opus(&self, identity: &str) -> Result<OpusTap, RoomError> {
+        let mut state = lock(&self.room.state);
+        let capacity = self.registry.config.buffered_frames;
+        let member = state
+            .members
+            .iter_mut()
+            .find(|m| lock(&m.slot.info).identity == identity)
+            .ok_or_else(|| RoomError::NoSuchParticipant {
+                room: self.room.name.clone(),
+                identity: identity.to_string(),
+            })?;
+        let ring = tap::OpusRing::new(capacity);
+        member.opus_taps.add(&ring);
+        Ok(OpusTap { ring })
     }
 
     /// Its audio port, for the endpoint that carries its media.

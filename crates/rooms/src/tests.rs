@@ -825,3 +825,57 @@ fn the_join_that_creates_a_room_gives_it_its_agents_and_later_joins_do_not() {
         other => panic!("expected RoomStarted first, got {other:?}"),
     }
 }
+
+#[test]
+fn every_listener_of_a_publisher_gets_the_same_opus_packets_encoded_once() {
+    use switchboard_media::codec::opus::OpusDecoder;
+    let rooms = Rooms::new(RoomsConfig {
+        sample_rate: 16_000,
+        ..config()
+    });
+    let adapting = |identity: &str| {
+        rooms
+            .join(
+                "r",
+                JoinRequest {
+                    audio_rate: AudioRate::UpTo(16_000),
+                    ..request(identity, ParticipantKind::WebRtc)
+                },
+            )
+            .unwrap()
+    };
+    let (a, first, second) = (adapting("a"), adapting("first"), adapting("second"));
+    let (of_a_1, of_a_2) = (first.tap_opus("a").unwrap(), second.tap_opus("a").unwrap());
+    assert!(matches!(
+        first.tap_opus("nobody"),
+        Err(RoomError::NoSuchParticipant { .. })
+    ));
+    let n = rooms.frame_len();
+    let now = Instant::now();
+    let tone: Vec<i16> = (0..n)
+        .map(|i| {
+            let t = i as f64 / 16_000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
+        })
+        .collect();
+    let mut decoder = OpusDecoder::new(16_000).unwrap();
+    let (mut one, mut two) = (vec![0u8; 1500], vec![0u8; 1500]);
+    let mut packets = 0;
+    for _ in 0..6 {
+        a.audio().push(&tone);
+        rooms.tick(now);
+        while let Some(len) = of_a_1.pull(&mut one) {
+            let other = of_a_2.pull(&mut two).expect("the second listener's copy");
+            assert_eq!(one[..len], two[..other], "one encoding for both");
+            let mut pcm = vec![0i16; n];
+            let decoded = decoder.decode(&one[..len], &mut pcm).unwrap();
+            assert_eq!(decoded, n);
+            packets += 1;
+        }
+    }
+    assert!(packets >= 3, "a's packets reached the taps ({packets})");
+    // Nothing is encoded for a publisher nobody taps any more.
+    drop((of_a_1, of_a_2));
+    a.audio().push(&tone);
+    rooms.tick(now);
+}

@@ -515,7 +515,9 @@ asyncio.run(main())
         "one job offered to the named worker: {answer}"
     );
     assert_eq!(answer["listed"][0], answer["id"], "{answer}");
-    let client = SdkClient::join(&sb, "explicit", "listener", 440.0, 6.0, "");
+    // Long enough for the job's process to start, join and speak on a
+    // busy machine (a suite run saw 6 s fall short).
+    let client = SdkClient::join(&sb, "explicit", "listener", 440.0, 10.0, "");
     let report = client.report(&sb);
     let agents = heard_of_kind(&report, KIND_AGENT);
     assert!(

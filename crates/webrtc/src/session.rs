@@ -21,11 +21,9 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchboard_media::codec::opus::{OpusDecoder, OpusEncoder, OpusSettings};
+use switchboard_media::codec::opus::OpusDecoder;
 use switchboard_media::dtmf::DtmfDigit;
-use switchboard_rooms::{
-    AudioPort, AudioTap, LeaveReason, Participant, ParticipantInfo, RoomEvent,
-};
+use switchboard_rooms::{AudioPort, LeaveReason, OpusTap, Participant, ParticipantInfo, RoomEvent};
 use tracing::{debug, info, warn};
 
 /// Seconds between the client's pings, and without any message after
@@ -80,14 +78,14 @@ pub enum Ending {
     Failed(String),
 }
 
-/// One track we send: another participant's audio, Opus-encoded.
+/// One track we send: another participant's audio, Opus-encoded (once,
+/// by the room, for every client that hears it).
 struct DownTrack {
     identity: String,
     track_sid: String,
     sender: RTCRtpSenderId,
     ssrc: u32,
-    tap: AudioTap,
-    encoder: Option<(u32, OpusEncoder)>,
+    tap: OpusTap,
     sequence: u16,
     timestamp: u32,
     /// The last frame was silence (nothing was sent): the next packet
@@ -276,7 +274,7 @@ impl Session {
         if !self.wants(info) || self.down.iter().any(|d| d.identity == info.identity) {
             return false;
         }
-        let tap = match self.participant.tap_audio(&info.identity) {
+        let tap = match self.participant.tap_opus(&info.identity) {
             Ok(tap) => tap,
             Err(e) => {
                 debug!(error = %e, "no audio to subscribe to");
@@ -294,7 +292,6 @@ impl Session {
                     sender,
                     ssrc,
                     tap,
-                    encoder: None,
                     sequence: (random_u32() & 0xffff) as u16,
                     timestamp: random_u32(),
                     quiet: true,
@@ -998,37 +995,11 @@ impl Session {
         let Some(track) = self.down.get_mut(i) else {
             return;
         };
-        let frame_len = track.tap.frame_len();
-        self.scratch.resize(frame_len, 0);
         // The RTP clock of Opus is 48 kHz whatever the PCM rate.
         track.timestamp = track.timestamp.wrapping_add(960);
-        if !track.tap.pull(&mut self.scratch) {
+        let Some(n) = track.tap.pull(&mut self.packet) else {
             track.quiet = true;
             return;
-        }
-        let rate = track.tap.rate();
-        if track.encoder.as_ref().map(|(r, _)| *r) != Some(rate) {
-            let settings = OpusSettings {
-                pcm_rate: rate,
-                ..OpusSettings::default()
-            };
-            match OpusEncoder::new(&settings) {
-                Ok(encoder) => track.encoder = Some((rate, encoder)),
-                Err(e) => {
-                    warn!(error = %e, rate, "no Opus encoder at the room's rate");
-                    return;
-                }
-            }
-        }
-        let Some((_, encoder)) = track.encoder.as_mut() else {
-            return;
-        };
-        let n = match encoder.encode(&self.scratch, &mut self.packet) {
-            Ok(n) => n,
-            Err(e) => {
-                debug!(error = %e, "frame not encoded");
-                return;
-            }
         };
         track.sequence = track.sequence.wrapping_add(1);
         let header = rtc::rtp::header::Header {
