@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use livekit_protocol as proto;
 use prost::Message as _;
+use switchboard_media::ports::{PortAllocator, RtpPorts};
 use switchboard_rooms::{AgentRequest, AudioRate, ParticipantKind, RoomOptions};
 use switchboard_webrtc::{ClientOptions, Ending, Grants, Session, Side};
 use tokio::net::UdpSocket;
@@ -29,12 +30,18 @@ use crate::ws::{check_grant, join_request, SessionSlot};
 use crate::ApiState;
 
 /// Where WebRTC participants' media sockets live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct WebRtcConfig {
     /// Address the UDP sockets bind to.
     pub bind: IpAddr,
     /// Address written in our ICE candidates (what clients send to).
     pub advertise: IpAddr,
+    /// The RTP port range the calls draw from: each client's two
+    /// transports take one pair of it (the subscriber the even port, the
+    /// publisher the odd one), so a firewall opened for the RTP range lets
+    /// WebRTC through too, and the pair drains like a call's when the
+    /// client leaves. `None`: ephemeral ports (tools and unit tests).
+    pub ports: Option<PortAllocator>,
 }
 
 impl Default for WebRtcConfig {
@@ -42,8 +49,64 @@ impl Default for WebRtcConfig {
         WebRtcConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: None,
         }
     }
+}
+
+impl std::fmt::Debug for WebRtcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcConfig")
+            .field("bind", &self.bind)
+            .field("advertise", &self.advertise)
+            .field("port_range", &self.ports.is_some())
+            .finish()
+    }
+}
+
+/// A client's two UDP sockets, and the RTP port pair they are when they
+/// come from the range (held until the client is gone, then drained).
+struct ClientSockets {
+    subscriber: (UdpSocket, SocketAddr),
+    publisher: (UdpSocket, SocketAddr),
+    pair: Option<RtpPorts>,
+}
+
+fn bind_client_sockets(config: &WebRtcConfig) -> Result<ClientSockets, String> {
+    let advertised = |socket: &UdpSocket| -> Result<SocketAddr, String> {
+        let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+        Ok(SocketAddr::new(config.advertise, port))
+    };
+    let (subscriber, publisher, pair) = match &config.ports {
+        Some(ports) => {
+            let pair = ports.allocate(config.bind).map_err(|e| e.to_string())?;
+            let tokio_socket = |socket: &std::net::UdpSocket| {
+                socket
+                    .try_clone()
+                    .and_then(UdpSocket::from_std)
+                    .map_err(|e| e.to_string())
+            };
+            let subscriber = tokio_socket(&pair.rtp)?;
+            let publisher = tokio_socket(&pair.rtcp)?;
+            (subscriber, publisher, Some(pair))
+        }
+        None => {
+            let ephemeral = || {
+                std::net::UdpSocket::bind(SocketAddr::new(config.bind, 0))
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .and_then(UdpSocket::from_std)
+                    .map_err(|e| e.to_string())
+            };
+            (ephemeral()?, ephemeral()?, None)
+        }
+    };
+    let (subscriber_address, publisher_address) =
+        (advertised(&subscriber)?, advertised(&publisher)?);
+    Ok(ClientSockets {
+        subscriber: (subscriber, subscriber_address),
+        publisher: (publisher, publisher_address),
+        pair,
+    })
 }
 
 /// The routes of LiveKit's client signalling.
@@ -141,12 +204,6 @@ async fn validate(State(state): State<Arc<ApiState>>, headers: HeaderMap, uri: U
     }
 }
 
-async fn bind_udp(config: &WebRtcConfig) -> std::io::Result<(UdpSocket, SocketAddr)> {
-    let socket = UdpSocket::bind(SocketAddr::new(config.bind, 0)).await?;
-    let port = socket.local_addr()?.port();
-    Ok((socket, SocketAddr::new(config.advertise, port)))
-}
-
 /// `GET /rtc`: a LiveKit client joins the room its token names.
 async fn join(
     State(state): State<Arc<ApiState>>,
@@ -214,13 +271,13 @@ async fn join(
         // Opus runs at any rate: a room of phones stays narrowband.
         AudioRate::UpTo(48_000),
     );
-    let sockets = match (bind_udp(&state.webrtc).await, bind_udp(&state.webrtc).await) {
-        (Ok(subscriber), Ok(publisher)) => (subscriber, publisher),
-        (Err(e), _) | (_, Err(e)) => {
-            warn!(error = %e, "no UDP socket for a WebRTC participant");
+    let sockets = match bind_client_sockets(&state.webrtc) {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            warn!(error = %e, "no UDP sockets for a WebRTC participant");
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("media socket: {e}"),
+                format!("media sockets: {e}"),
             );
         }
     };
@@ -235,7 +292,11 @@ async fn join(
         auto_subscribe: query.auto_subscribe,
         protocol: query.protocol,
     };
-    let ((subscriber, subscriber_address), (publisher, publisher_address)) = sockets;
+    let ClientSockets {
+        subscriber: (subscriber, subscriber_address),
+        publisher: (publisher, publisher_address),
+        pair,
+    } = sockets;
     let session = match Session::new(
         Instant::now(),
         participant,
@@ -253,7 +314,11 @@ async fn join(
     let timeout = state.websocket.send_timeout;
     upgrade
         .max_message_size(state.websocket.max_message_bytes)
-        .on_upgrade(move |socket| drive(socket, session, [subscriber, publisher], timeout, slot))
+        .on_upgrade(move |socket| async move {
+            drive(socket, session, [subscriber, publisher], timeout, slot).await;
+            // The tokio sockets are closed: the pair drains from here.
+            drop(pair);
+        })
 }
 
 async fn refuse_resume(mut socket: WebSocket, _slot: SessionSlot) {

@@ -271,7 +271,7 @@ impl MediaPool {
             "switchboard_media_tick_lag_seconds_bucket{{le=\"+Inf\"}} {total}\n\
              switchboard_media_tick_lag_seconds_sum {}\n\
              switchboard_media_tick_lag_seconds_count {total}\n\
-             # HELP switchboard_rtp_ports_active RTP port pairs held by calls now.\n\
+             # HELP switchboard_rtp_ports_active RTP port pairs held by calls and WebRTC clients now.\n\
              # TYPE switchboard_rtp_ports_active gauge\n\
              switchboard_rtp_ports_active {}\n",
             lag.sum_micros as f64 / 1e6,

@@ -316,6 +316,7 @@ fn api_state(
     status: status::ServeStatus,
     call_control: call_control::GatewayCalls,
     call_history: Option<CallHistory>,
+    ports: PortAllocator,
 ) -> Result<Arc<ApiState>, String> {
     let websocket = &config.api.websocket;
     // One 20 ms frame at 48 kHz is 1920 bytes; the limit must let audio through.
@@ -343,6 +344,7 @@ fn api_state(
         webrtc: switchboard_api::rtc::WebRtcConfig {
             bind: config.media.bind,
             advertise: media_advertised(config),
+            ports: Some(ports),
         },
         agents: Default::default(),
         return_passwords: config.api.return_passwords,
@@ -525,11 +527,16 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
         tokio::spawn(shared_bans::share_bans(handle.clone(), shared.clone()));
     }
     let store_health = store_health::StoreHealth::watch(api.store.clone());
-    let status = status::ServeStatus::new(gateway.calls(), ports, handle.clone(), gateway.handle())
-        .with_shared_bans(shared_bans)
-        .with_store_and_webhooks(store_health, webhooks);
+    let status = status::ServeStatus::new(
+        gateway.calls(),
+        ports.clone(),
+        handle.clone(),
+        gateway.handle(),
+    )
+    .with_shared_bans(shared_bans)
+    .with_store_and_webhooks(store_health, webhooks);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
-    let state = match api_state(config, &api, rooms, status, calls_api, history) {
+    let state = match api_state(config, &api, rooms, status, calls_api, history, ports) {
         Ok(state) => state,
         Err(e) => {
             error!(error = %e, "invalid API settings");

@@ -707,6 +707,33 @@ async fn rtc_signalling_on_raw_bytes() {
         candidate["sdpMid"].is_string() && candidate["sdpMLineIndex"].is_number(),
         "{candidate}"
     );
+    // The client's transports take an RTP pair of the media range (the
+    // default 10000-20000): the subscriber the even port.
+    let port: u16 = candidate["candidate"]
+        .as_str()
+        .and_then(|c| c.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a port in {candidate}"));
+    assert!(
+        (10_000..=20_000).contains(&port) && port.is_multiple_of(2),
+        "the subscriber's port {port} is the even port of a pair from the RTP range"
+    );
+    let ports = |sb_api| async move {
+        let text = tokio::task::spawn_blocking(move || common::api::metrics_blocking(sb_api))
+            .await
+            .unwrap();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        };
+        (
+            value("switchboard_rtp_ports_active"),
+            value("switchboard_rtp_ports_draining"),
+        )
+    };
+    assert_eq!(ports(api).await, (1, 0), "one pair held by the client");
 
     // Garbage changes nothing; a protojson ping is answered in protojson.
     ws.send(Message::Binary(vec![0xff; 64].into()))
@@ -726,6 +753,15 @@ async fn rtc_signalling_on_raw_bytes() {
     .await
     .unwrap();
     wait_log(&sb, "reason=client left", Duration::from_secs(5));
+    let mut drained = ports(api).await;
+    for _ in 0..50 {
+        if drained == (0, 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drained = ports(api).await;
+    }
+    assert_eq!(drained, (0, 1), "the client's pair drains when it leaves");
 
     // No resume: the client is told to join afresh.
     let resume = format!(
