@@ -8,7 +8,10 @@
 //! - [`peer::Peer`]: one ICE-lite, DTLS-SRTP, SCTP peer connection
 //!   (webrtc-rs `rtc`), Opus only.
 //! - [`models`]: room members as LiveKit's `ParticipantInfo`.
+//! - [`client::Client`]: the other side, a client's session, for joining
+//!   a room on a LiveKit server (or another switchboard) as a participant.
 
+pub mod client;
 pub mod ids;
 pub mod models;
 pub mod peer;

@@ -73,8 +73,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A peer connection whose only candidate is `advertised` (the UDP
-    /// socket the driver reads for it).
+    /// A server's peer connection (ICE-lite) whose only candidate is
+    /// `advertised` (the UDP socket the driver reads for it).
     pub fn new(now: Instant, advertised: SocketAddr) -> Result<Peer, PeerError> {
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
@@ -89,6 +89,24 @@ impl Peer {
                 Some(ICE_KEEPALIVE),
             )
             .build();
+        Peer::build(now, advertised, settings)
+    }
+
+    /// A client's peer connection (a full ICE agent, which checks the
+    /// server's candidates; DTLS client when it answers), for joining a
+    /// room on a LiveKit server ([`crate::client::Client`]).
+    pub fn client(now: Instant, local: SocketAddr) -> Result<Peer, PeerError> {
+        let settings = SettingEngineBuilder::new()
+            .with_answering_dtls_role(RTCDtlsRole::Client)
+            .build();
+        Peer::build(now, local, settings)
+    }
+
+    fn build(
+        now: Instant,
+        advertised: SocketAddr,
+        settings: rtc::peer_connection::configuration::setting_engine::SettingEngine,
+    ) -> Result<Peer, PeerError> {
         let mut media = MediaEngine::default();
         media.register_codec(opus(), RtpCodecKind::Audio)?;
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
