@@ -245,10 +245,12 @@ async fn join(
         can_update_own_metadata: claims.video.can_update_own_metadata(),
         hidden: claims.video.hidden,
     };
-    let kind = if claims.kind == "agent" {
-        ParticipantKind::Agent
-    } else {
-        ParticipantKind::WebRtc
+    // As LiveKit's server: the token names the kind (a SIP gateway joins
+    // its callers as "sip", LiveKit's SIP service and switchboard's uplink).
+    let kind = match claims.kind.as_str() {
+        "agent" => ParticipantKind::Agent,
+        "sip" => ParticipantKind::Sip,
+        _ => ParticipantKind::WebRtc,
     };
     // A token's room configuration applies when this join creates the room.
     let options = RoomOptions {

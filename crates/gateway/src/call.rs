@@ -690,6 +690,16 @@ impl Call {
         }
     }
 
+    /// The local room this call joins for the rule's (or request's) `room`:
+    /// that room, or with private rooms one of its own standing for it.
+    pub(crate) fn local_room(&self, room: &str) -> String {
+        if self.shared.config.private_rooms {
+            switchboard_rooms::private_room_name(room, &self.call_id)
+        } else {
+            room.to_string()
+        }
+    }
+
     /// Answers an RPC from a room participant (`lk.sip.*`); `Some` when it
     /// ends the call.
     fn rpc(&mut self, from: String, id: &str, method: &str, payload: &str) -> Option<Ending> {

@@ -564,7 +564,7 @@ impl InboundCall {
             publishes_audio: true,
             audio_rate: self.call.room_audio_rate(),
         };
-        let room = result.room_name.clone();
+        let room = self.call.local_room(&result.room_name);
         // The rule's room configuration applies when this call creates the
         // room (as a LiveKit token's roomConfig does): its agents.
         let options = RoomOptions {
@@ -656,7 +656,7 @@ impl InboundCall {
         let Some(result) = &self.dispatch else {
             return Ok(());
         };
-        let room = result.room_name.clone();
+        let room = self.call.local_room(&result.room_name);
         let join = switchboard_streams::join_request(format!("stream-{}", self.call.call_id));
         let participant = match self.call.shared.rooms.join(&room, join) {
             Ok(participant) => participant,

@@ -128,6 +128,12 @@ pub struct GatewayConfig {
     /// through one is matched, limited and recorded by the address of the
     /// hop before it (`switchboard_sip::message::original_source`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Each call (and the voice bot streamed its audio) sits in a local
+    /// room of its own (`switchboard_rooms::private_room_name`), which
+    /// stands for the rule's room elsewhere: with `rooms.backend: livekit`
+    /// the room itself is on the LiveKit server, and the uplink joins each
+    /// call there as its own participant.
+    pub private_rooms: bool,
 }
 
 impl GatewayConfig {
@@ -179,6 +185,7 @@ impl Default for GatewayConfig {
             refused_destinations: default_refused_destinations(),
             streams: StreamsConfig::default(),
             trusted_proxies: Vec::new(),
+            private_rooms: false,
         }
     }
 }

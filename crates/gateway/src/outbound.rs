@@ -216,7 +216,7 @@ pub(crate) async fn dial(
         publishes_audio: true,
         audio_rate: AudioRate::Configured,
     };
-    let participant = match shared.rooms.join(&request.room, join) {
+    let participant = match shared.rooms.join(&call.local_room(&request.room), join) {
         Ok(p) => p,
         Err(e) => {
             call.finish(Ending::JoinFailed(e.clone())).await;

@@ -40,3 +40,30 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+/// What separates a room's name from its owner's in a private room's name.
+const PRIVATE_MARK: &str = "~private~";
+
+/// The name of a room of its own for `owner` (a call ID) standing for the
+/// room `room` elsewhere: with rooms on a LiveKit server each call has a
+/// private local room, which the uplink bridges to `room` there.
+pub fn private_room_name(room: &str, owner: &str) -> String {
+    format!("{room}{PRIVATE_MARK}{owner}")
+}
+
+/// The room a private room stands for (`None` for an ordinary room).
+pub fn shared_room_of(private: &str) -> Option<&str> {
+    private.rsplit_once(PRIVATE_MARK).map(|(room, _)| room)
+}
+
+#[cfg(test)]
+mod private_room_tests {
+    use super::*;
+
+    #[test]
+    fn a_private_room_names_the_room_it_stands_for() {
+        let private = private_room_name("sales~private~x", "SCL_abc");
+        assert_eq!(shared_room_of(&private), Some("sales~private~x"));
+        assert_eq!(shared_room_of("sales"), None);
+    }
+}

@@ -27,7 +27,7 @@ mod ids;
 mod ring;
 mod tap;
 
-pub use ids::new_sid;
+pub use ids::{new_sid, private_room_name, shared_room_of};
 pub use tap::{AudioTap, OpusTap};
 
 use ring::FrameRing;

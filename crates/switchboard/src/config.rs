@@ -759,6 +759,12 @@ pub struct RoomsSection {
     pub max_participants: usize,
     /// How long a room created through the API lives without participants.
     pub empty_timeout_secs: u64,
+    /// Where the rooms calls join live: `embedded` (in this process) or
+    /// `livekit` (on the server of `livekit`, which each call joins as its
+    /// own participant over LiveKit's client protocol).
+    pub backend: RoomsBackend,
+    /// The LiveKit server, for `backend: livekit`.
+    pub livekit: LiveKitSection,
 }
 
 impl Default for RoomsSection {
@@ -768,7 +774,41 @@ impl Default for RoomsSection {
             max_rooms: 10_000,
             max_participants: 100,
             empty_timeout_secs: 300,
+            backend: RoomsBackend::Embedded,
+            livekit: LiveKitSection::default(),
         }
+    }
+}
+
+/// Where rooms live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomsBackend {
+    /// In this process.
+    Embedded,
+    /// On a LiveKit server (or another switchboard serving rooms).
+    Livekit,
+}
+
+/// A LiveKit server calls join their rooms on.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveKitSection {
+    /// Its URL (`ws://host:7880` or `http://host:7880`).
+    pub url: String,
+    /// One of its API keys.
+    pub api_key: String,
+    /// That key's secret.
+    pub api_secret: String,
+}
+
+impl std::fmt::Debug for LiveKitSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is never printed.
+        f.debug_struct("LiveKitSection")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
     }
 }
 

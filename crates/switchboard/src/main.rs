@@ -15,7 +15,7 @@ mod webhooks;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand};
-use config::{AnswerName, Config, LatchingName, LogFormat, TransportName};
+use config::{AnswerName, Config, LatchingName, LogFormat, RoomsBackend, TransportName};
 use drain::Drain;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -536,6 +536,19 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     .with_shared_bans(shared_bans)
     .with_store_and_webhooks(store_health, webhooks);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
+    let _uplink = (config.rooms.backend == RoomsBackend::Livekit).then(|| {
+        let livekit = &config.rooms.livekit;
+        info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
+        switchboard_uplink::spawn(
+            rooms.clone(),
+            switchboard_uplink::LiveKitServer {
+                url: livekit.url.clone(),
+                api_key: livekit.api_key.clone(),
+                api_secret: livekit.api_secret.clone(),
+                bind: config.media.bind,
+            },
+        )
+    });
     let state = match api_state(config, &api, rooms, status, calls_api, history, ports) {
         Ok(state) => state,
         Err(e) => {
@@ -614,6 +627,23 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
 /// The embedded rooms, as configured.
 fn rooms(config: &Config) -> Result<Rooms, String> {
     let rooms_config = &config.rooms;
+    if rooms_config.backend == RoomsBackend::Livekit {
+        let livekit = &rooms_config.livekit;
+        if livekit.url.is_empty() || livekit.api_key.is_empty() || livekit.api_secret.is_empty() {
+            return Err(
+                "rooms.backend livekit needs rooms.livekit.url, api_key and api_secret".into(),
+            );
+        }
+        if !["ws://", "http://"]
+            .iter()
+            .any(|s| livekit.url.starts_with(s))
+        {
+            return Err(format!(
+                "rooms.livekit.url {} must be ws:// or http:// (wss:// is not supported yet)",
+                livekit.url
+            ));
+        }
+    }
     if !(8_000..=48_000).contains(&rooms_config.sample_rate)
         || !rooms_config.sample_rate.is_multiple_of(50)
     {
@@ -666,6 +696,7 @@ fn start_gateway(
     let media_address = media_advertised(config);
     let gateway_config = GatewayConfig {
         trusted_proxies: config.security.trusted_proxies.clone(),
+        private_rooms: config.rooms.backend == RoomsBackend::Livekit,
         max_active_calls: config.calls.max_active,
         retry_after_secs: config.drain.retry_after_secs,
         answer: match config.calls.answer {

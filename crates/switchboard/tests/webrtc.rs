@@ -929,3 +929,146 @@ fn an_sdk_client_reads_the_callers_headers_and_ends_the_call_by_rpc() {
         sb.log()
     );
 }
+
+/// A switchboard whose calls join their rooms on the LiveKit server at
+/// `server` (here another switchboard serving rooms): `rooms.backend:
+/// livekit`, answering at once.
+fn start_on_livekit(server: &Switchboard) -> Switchboard {
+    let url = format!("ws://{}", server.api.unwrap());
+    start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_ROOMS__BACKEND", "livekit"),
+        ("SWITCHBOARD_ROOMS__LIVEKIT__URL", &url),
+        ("SWITCHBOARD_ROOMS__LIVEKIT__API_KEY", KEY),
+        ("SWITCHBOARD_ROOMS__LIVEKIT__API_SECRET", SECRET),
+    ])
+}
+
+/// Issue 15's LiveKit room backend: baresip calls switchboard A, whose
+/// rooms are on B; the official SDK on B hears the caller (a participant
+/// of kind SIP with its sip.* attributes) and the caller hears the SDK.
+#[test]
+fn a_call_on_one_switchboard_joins_its_room_on_a_livekit_server() {
+    let rooms_server = start(&[]);
+    let gateway = start_on_livekit(&rooms_server);
+    room_route(&gateway, "lk");
+    let client = SdkClient::join(&rooms_server, "lk", "app", 440.0, 9.0, "");
+    wait_log(
+        &rooms_server,
+        "WebRTC participant connected",
+        Duration::from_secs(20),
+    );
+    let mut caller = Baresip::call(CallerSpec {
+        name: "uplink-phone",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", gateway.udp.unwrap()),
+        run_secs: 6,
+        auth: None,
+    });
+    wait_log(&gateway, "joined the LiveKit room", Duration::from_secs(10));
+    let (heard_rate, heard) = caller.heard(Duration::from_secs(20));
+    let tail = &heard[heard.len().saturating_sub(heard_rate as usize * 3)..];
+    let sdk_tone = goertzel_dbfs(tail, heard_rate, 440.0);
+    assert!(
+        sdk_tone > -35.0,
+        "the phone on A hears the SDK on B at {sdk_tone:.1} dBFS\n{}\n{}",
+        caller.log(),
+        gateway.log()
+    );
+    let report = client.report(&rooms_server);
+    let phones = heard_of_kind(&report, KIND_SIP);
+    assert_eq!(phones.len(), 1, "one SIP participant on B: {report}");
+    let (identity, hz, rms) = &phones[0];
+    assert!(
+        (hz - 700.0).abs() < 15.0 && *rms > 1000.0,
+        "the SDK on B hears the phone's 700 Hz, not {hz:.0} Hz at RMS {rms:.0}: {report}"
+    );
+    assert!(
+        report["remotes"][identity.as_str()]["attributes"]["sip.phoneNumber"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("+1555")),
+        "the caller's sip.* attributes reach B: {report}"
+    );
+}
+
+/// DTMF both ways across the two switchboards, then the SIP participant
+/// removed through B's RoomService (the official server SDK): the call on
+/// A is hung up with a BYE.
+#[test]
+fn dtmf_crosses_to_the_livekit_room_and_removal_there_hangs_up_the_call() {
+    let rooms_server = start(&[]);
+    let gateway = start_on_livekit(&rooms_server);
+    open_route(&gateway, "");
+    let client = SdkClient::join(&rooms_server, "r", "app", 440.0, 8.0, "42");
+    wait_log(
+        &rooms_server,
+        "WebRTC participant connected",
+        Duration::from_secs(20),
+    );
+    let (mut uac, rtp) = answered_call(&gateway);
+    wait_log(&gateway, "joined the LiveKit room", Duration::from_secs(10));
+    for i in 0u16..10 {
+        let mut packet = vec![0x80, 0];
+        packet.extend_from_slice(&(90 + i).to_be_bytes());
+        packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        uac.rtp.send_to(&packet, rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let heard = received_telephone_events(&uac, Duration::from_secs(6));
+    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
+        let i = u16::try_from(i).unwrap();
+        send_telephone_event(&uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
+    }
+    let report = client.report(&rooms_server);
+    assert_eq!(
+        heard,
+        [4, 2],
+        "the phone on A gets the SDK's digits as RFC 4733\n{}",
+        gateway.log()
+    );
+    let digits: Vec<&str> = report["dtmf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digit"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(digits, ["1", "5", "#"], "{report}\n{}", gateway.log());
+    let identity = report["dtmf"][0]["from"].as_str().unwrap_or("").to_string();
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import asyncio, sys
+from livekit import api
+async def main():
+    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
+    await lk.room.remove_participant(api.RoomParticipantIdentity(room="r", identity=sys.argv[4]))
+    await lk.aclose()
+asyncio.run(main())
+"#,
+        )
+        .arg(format!("http://{}", rooms_server.api.unwrap()))
+        .args([KEY, SECRET, &identity])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "RemoveParticipant on B: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bye = uac.wait_request("BYE", Duration::from_secs(10));
+    uac.answer(&bye, 200);
+    assert!(
+        gateway
+            .log()
+            .contains("removed from the LiveKit room: ending the call"),
+        "{}",
+        gateway.log()
+    );
+}

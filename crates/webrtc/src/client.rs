@@ -287,6 +287,18 @@ impl Client {
             )));
     }
 
+    /// Sets our attributes on the server (those given; an empty value
+    /// deletes one), as `set_attributes` does in the SDKs.
+    pub fn update_attributes(&mut self, attributes: HashMap<String, String>) {
+        self.requests
+            .push_back(request(proto::signal_request::Message::UpdateMetadata(
+                proto::UpdateParticipantMetadata {
+                    attributes,
+                    ..Default::default()
+                },
+            )));
+    }
+
     /// Leaves the room (the driver sends the request, then closes).
     pub fn leave(&mut self) {
         self.requests

@@ -1,0 +1,375 @@
+//! Rooms on a LiveKit server (`rooms.backend: livekit`). Each call sits in
+//! a private local room (`switchboard_rooms::private_room_name`); for every
+//! SIP participant that joins one, an uplink joins the room it stands for
+//! on the LiveKit server, over LiveKit's client protocol, as that caller:
+//! kind SIP, the same identity, name and attributes (kept current). The
+//! caller's audio is published as one Opus track; every track of the room
+//! there is mixed for the caller; DTMF crosses as SipDTMF data packets.
+//! When the participant is removed there, the call ends here; when the
+//! call ends, the participant leaves.
+//!
+//! One tokio task per call, as LiveKit's SIP service runs one client per
+//! call. Signalling is plain `ws://` for now.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use livekit_protocol as proto;
+use prost::Message as _;
+use switchboard_rooms::{
+    shared_room_of, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
+    ParticipantKind, RoomEvent, Rooms,
+};
+use switchboard_webrtc::client::{Client, ClientEvent};
+use switchboard_webrtc::Side;
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+/// The LiveKit server the rooms are on.
+#[derive(Clone)]
+pub struct LiveKitServer {
+    /// Its URL (`ws://host:port` or `http://host:port`).
+    pub url: String,
+    /// An API key of it, to sign each participant's token.
+    pub api_key: String,
+    /// That key's secret.
+    pub api_secret: String,
+    /// The local address the media sockets bind to.
+    pub bind: IpAddr,
+}
+
+impl std::fmt::Debug for LiveKitServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("LiveKitServer")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PCM rate between the call's private room and the client: wideband
+/// Opus toward LiveKit; a G.711 caller is resampled once, in the room.
+const UPLINK_RATE: u32 = 16_000;
+
+/// The uplink's own identity in the private room (never seen elsewhere).
+const UPLINK_IDENTITY: &str = "livekit-uplink";
+
+/// Starts bridging every caller of a private room to its room on
+/// `server`; runs until the rooms are gone.
+pub fn spawn(rooms: Rooms, server: LiveKitServer) -> tokio::task::JoinHandle<()> {
+    let server = Arc::new(server);
+    let mut lifecycle = rooms.lifecycle();
+    tokio::spawn(async move {
+        loop {
+            match lifecycle.recv().await {
+                Ok(Lifecycle::ParticipantJoined { room, participant })
+                    if participant.kind == ParticipantKind::Sip =>
+                {
+                    let Some(shared) = shared_room_of(&room.name) else {
+                        continue;
+                    };
+                    let uplink = Uplink {
+                        rooms: rooms.clone(),
+                        server: server.clone(),
+                        local_room: room.name.clone(),
+                        remote_room: shared.to_string(),
+                        caller: participant,
+                    };
+                    tokio::spawn(uplink.run());
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(missed = n, "the LiveKit uplink fell behind the rooms' lifecycle: calls may not be bridged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+struct Uplink {
+    rooms: Rooms,
+    server: Arc<LiveKitServer>,
+    local_room: String,
+    remote_room: String,
+    caller: ParticipantInfo,
+}
+
+fn token(server: &LiveKitServer, room: &str, caller: &ParticipantInfo) -> Result<String, String> {
+    livekit_api::access_token::AccessToken::with_api_key(&server.api_key, &server.api_secret)
+        .with_identity(&caller.identity)
+        .with_name(&caller.name)
+        .with_kind("sip")
+        .with_metadata(&caller.metadata)
+        .with_attributes(caller.attributes.clone())
+        .with_grants(livekit_api::access_token::VideoGrants {
+            room_join: true,
+            room: room.to_string(),
+            can_publish: Some(true),
+            can_subscribe: Some(true),
+            can_publish_data: Some(true),
+            can_update_own_metadata: Some(true),
+            ..Default::default()
+        })
+        .with_ttl(Duration::from_secs(24 * 3600))
+        .to_jwt()
+        .map_err(|e| e.to_string())
+}
+
+/// `ws://…/rtc?…` for `url` (`http(s)://` is taken as `ws(s)://`).
+fn rtc_url(url: &str, token: &str) -> String {
+    let base = url.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        base.to_string()
+    };
+    format!("{base}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=switchboard")
+}
+
+/// Why the uplink stopped.
+enum Stop {
+    /// The caller left the private room (the call ended).
+    CallEnded,
+    /// The server removed the participant (or closed the room).
+    Removed(String),
+    /// Signalling or media failed.
+    Failed(String),
+}
+
+impl Uplink {
+    async fn run(self) {
+        let identity = self.caller.identity.clone();
+        let room = self.remote_room.clone();
+        info!(room = %room, identity = %identity, "joining the LiveKit room for a call");
+        let stop = match self.bridge().await {
+            Ok(stop) => stop,
+            Err(e) => Stop::Failed(e),
+        };
+        match stop {
+            Stop::CallEnded => {
+                info!(room = %room, identity = %identity, "call ended: left the LiveKit room")
+            }
+            Stop::Removed(why) => {
+                info!(room = %room, identity = %identity, reason = %why, "removed from the LiveKit room: ending the call");
+                let _ = self.rooms.remove_participant(&self.local_room, &identity);
+            }
+            Stop::Failed(why) => {
+                warn!(room = %room, identity = %identity, error = %why, "LiveKit room lost: ending the call");
+                let _ = self.rooms.remove_participant(&self.local_room, &identity);
+            }
+        }
+    }
+
+    async fn bridge(&self) -> Result<Stop, String> {
+        let token = token(&self.server, &self.remote_room, &self.caller)?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(rtc_url(&self.server.url, &token))
+            .await
+            .map_err(|e| format!("signalling: {e}"))?;
+        let bind = SocketAddr::new(self.server.bind, 0);
+        let subscriber = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+        let publisher = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+        let subscriber_addr = subscriber.local_addr().map_err(|e| e.to_string())?;
+        let publisher_addr = publisher.local_addr().map_err(|e| e.to_string())?;
+        let mut client = Client::new(Instant::now(), subscriber_addr, publisher_addr, UPLINK_RATE)
+            .map_err(|e| e.to_string())?;
+        let mut local = self
+            .rooms
+            .join(
+                &self.local_room,
+                JoinRequest {
+                    identity: UPLINK_IDENTITY.into(),
+                    name: format!("LiveKit room {}", self.remote_room),
+                    metadata: String::new(),
+                    attributes: Default::default(),
+                    kind: ParticipantKind::WebRtc,
+                    publishes_audio: true,
+                    audio_rate: AudioRate::Fixed(UPLINK_RATE),
+                },
+            )
+            .map_err(|e| format!("private room: {e}"))?;
+        let frame_len = client.frame_len();
+        let mut frame = vec![0i16; frame_len];
+        let mut clock = tokio::time::interval(Duration::from_millis(20));
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let (mut subscriber_buf, mut publisher_buf) = (vec![0u8; 2048], vec![0u8; 2048]);
+        let mut attributes = self.caller.attributes.clone();
+        loop {
+            // Everything the client has to say goes out first.
+            while let Some(request) = client.poll_request() {
+                ws.send(Message::Binary(request.encode_to_vec().into()))
+                    .await
+                    .map_err(|e| format!("signalling: {e}"))?;
+            }
+            while let Some((side, to, data)) = client.poll_transmit() {
+                let socket = if side == Side::Subscriber {
+                    &subscriber
+                } else {
+                    &publisher
+                };
+                if let Err(e) = socket.send_to(&data, to).await {
+                    debug!(error = %e, %to, "datagram not sent");
+                }
+            }
+            while let Some(event) = client.poll_event() {
+                if let Some(stop) = self.on_client_event(&local, event) {
+                    return Ok(stop);
+                }
+            }
+            let wake = client
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                message = ws.next() => match message {
+                    Some(Ok(Message::Binary(data))) => match proto::SignalResponse::decode(data.as_ref()) {
+                        Ok(response) => client.handle_signal(Instant::now(), response),
+                        Err(_) => debug!("a signal response that does not decode"),
+                    },
+                    Some(Ok(Message::Close(_))) | None => return Ok(Stop::Removed("the server closed the signalling".into())),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(format!("signalling: {e}")),
+                },
+                received = subscriber.recv_from(&mut subscriber_buf) => {
+                    if let Ok((n, from)) = received {
+                        client.handle_datagram(Instant::now(), Side::Subscriber, from, &subscriber_buf[..n]);
+                    }
+                }
+                received = publisher.recv_from(&mut publisher_buf) => {
+                    if let Ok((n, from)) = received {
+                        client.handle_datagram(Instant::now(), Side::Publisher, from, &publisher_buf[..n]);
+                    }
+                }
+                event = local.next_event() => match event {
+                    Some(RoomEvent::Dtmf { from, code, digit }) if from == self.caller.identity => {
+                        let packet = proto::DataPacket {
+                            value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf { code, digit })),
+                            ..Default::default()
+                        };
+                        client.send_data(Instant::now(), &packet, true);
+                    }
+                    Some(RoomEvent::ParticipantUpdated(info)) if info.identity == self.caller.identity => {
+                        let changes = attribute_changes(&attributes, &info.attributes);
+                        if !changes.is_empty() {
+                            client.update_attributes(changes);
+                            attributes = info.attributes.clone();
+                        }
+                    }
+                    Some(RoomEvent::ParticipantLeft { identity, .. }) if identity == self.caller.identity => {
+                        return self.leave(&mut ws, &mut client).await;
+                    }
+                    Some(RoomEvent::Disconnected { .. }) | None => {
+                        return self.leave(&mut ws, &mut client).await;
+                    }
+                    Some(_) => {}
+                },
+                _ = clock.tick() => {
+                    let now = Instant::now();
+                    let port = local.audio();
+                    if port.frame_len() == frame_len && port.pull(&mut frame) {
+                        client.send_audio(now, &frame);
+                    }
+                    if client.pull_mix(&mut frame) {
+                        port.push(&frame);
+                    }
+                }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                    client.handle_timeout(Instant::now());
+                }
+            }
+        }
+    }
+
+    async fn leave<S>(&self, ws: &mut S, client: &mut Client) -> Result<Stop, String>
+    where
+        S: futures_util::Sink<Message> + Unpin,
+    {
+        client.leave();
+        while let Some(request) = client.poll_request() {
+            let _ = ws
+                .send(Message::Binary(request.encode_to_vec().into()))
+                .await;
+        }
+        let _ = ws.send(Message::Close(None)).await;
+        Ok(Stop::CallEnded)
+    }
+
+    fn on_client_event(&self, local: &Participant, event: ClientEvent) -> Option<Stop> {
+        match event {
+            ClientEvent::Joined(join) => {
+                let sid = join.participant.map(|p| p.sid).unwrap_or_default();
+                info!(room = %self.remote_room, identity = %self.caller.identity, sid = %sid, "joined the LiveKit room");
+                None
+            }
+            ClientEvent::Left(leave) => Some(Stop::Removed(format!(
+                "{:?}",
+                proto::DisconnectReason::try_from(leave.reason)
+                    .unwrap_or(proto::DisconnectReason::UnknownReason)
+            ))),
+            ClientEvent::Data(packet) => {
+                if let Some(proto::data_packet::Value::SipDtmf(dtmf)) = packet.value {
+                    local.send_dtmf(
+                        dtmf.code,
+                        &dtmf.digit,
+                        std::slice::from_ref(&self.caller.identity),
+                    );
+                }
+                None
+            }
+            ClientEvent::Transport(side, state) => {
+                debug!(room = %self.remote_room, ?side, %state, "LiveKit transport");
+                None
+            }
+            ClientEvent::Participants(_) | ClientEvent::Published(_) => None,
+        }
+    }
+}
+
+/// The attributes that changed from `before` to `after` (a removed one as
+/// an empty value, as LiveKit deletes them).
+fn attribute_changes(
+    before: &std::collections::BTreeMap<String, String>,
+    after: &std::collections::BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    let mut changes: HashMap<String, String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for key in before.keys().filter(|k| !after.contains_key(*k)) {
+        changes.insert(key.clone(), String::new());
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_attribute_changes() {
+        assert_eq!(
+            rtc_url("http://10.0.0.1:7880/", "t"),
+            "ws://10.0.0.1:7880/rtc?access_token=t&auto_subscribe=1&protocol=16&sdk=switchboard"
+        );
+        assert!(rtc_url("https://lk.example.com", "t").starts_with("wss://lk.example.com/rtc?"));
+        let before = [("a", "1"), ("b", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let after = [("a", "1"), ("c", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let changes = attribute_changes(&before, &after);
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes["b"], "");
+        assert_eq!(changes["c"], "3");
+    }
+}
