@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use livekit_protocol as proto;
 use prost::Message as _;
-use switchboard_media::ports::{PortAllocator, RtpPorts};
+use switchboard_media::ports::{PortAllocator, PortGuard, TransportSockets};
 use switchboard_rooms::{AgentRequest, AudioRate, ParticipantKind, RoomOptions};
 use switchboard_webrtc::{ClientOptions, Ending, Grants, Session, Side};
 use tokio::net::UdpSocket;
@@ -64,41 +64,22 @@ impl std::fmt::Debug for WebRtcConfig {
     }
 }
 
-/// A client's two UDP sockets, and the RTP port pair they are when they
-/// come from the range (held until the client is gone, then drained).
+/// A client's two UDP sockets (subscriber, publisher) with the addresses
+/// our candidates announce, and the guard of their port pair.
 struct ClientSockets {
     subscriber: (UdpSocket, SocketAddr),
     publisher: (UdpSocket, SocketAddr),
-    pair: Option<RtpPorts>,
+    pair: PortGuard,
 }
 
-fn bind_client_sockets(config: &WebRtcConfig) -> Result<ClientSockets, String> {
-    let advertised = |socket: &UdpSocket| -> Result<SocketAddr, String> {
-        let port = socket.local_addr().map_err(|e| e.to_string())?.port();
-        Ok(SocketAddr::new(config.advertise, port))
-    };
-    let (subscriber, publisher, pair) = match &config.ports {
-        Some(ports) => {
-            let pair = ports.allocate(config.bind).map_err(|e| e.to_string())?;
-            let tokio_socket = |socket: &std::net::UdpSocket| {
-                socket
-                    .try_clone()
-                    .and_then(UdpSocket::from_std)
-                    .map_err(|e| e.to_string())
-            };
-            let subscriber = tokio_socket(&pair.rtp)?;
-            let publisher = tokio_socket(&pair.rtcp)?;
-            (subscriber, publisher, Some(pair))
-        }
-        None => {
-            let ephemeral = || {
-                std::net::UdpSocket::bind(SocketAddr::new(config.bind, 0))
-                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                    .and_then(UdpSocket::from_std)
-                    .map_err(|e| e.to_string())
-            };
-            (ephemeral()?, ephemeral()?, None)
-        }
+fn bind_client_sockets(config: &WebRtcConfig) -> std::io::Result<ClientSockets> {
+    let (subscriber, publisher, pair) =
+        TransportSockets::bind(config.ports.as_ref(), config.bind)?.into_parts();
+    let advertised = |socket: &UdpSocket| -> std::io::Result<SocketAddr> {
+        Ok(SocketAddr::new(
+            config.advertise,
+            socket.local_addr()?.port(),
+        ))
     };
     let (subscriber_address, publisher_address) =
         (advertised(&subscriber)?, advertised(&publisher)?);

@@ -199,6 +199,77 @@ impl RtpPorts {
     }
 }
 
+/// Two UDP sockets on the tokio reactor for a WebRTC peer's two
+/// transports (LiveKit's subscriber and publisher): one RTP pair of the
+/// range when there is an allocator (a firewall opened for RTP lets them
+/// through; the pair drains like a call's once this is dropped), else two
+/// ephemeral ports.
+pub struct TransportSockets {
+    /// The first socket (the even port of a pair).
+    pub first: tokio::net::UdpSocket,
+    /// The second socket (the odd port of a pair).
+    pub second: tokio::net::UdpSocket,
+    /// Held until the sockets are done with, then released to drain.
+    pair: Option<RtpPorts>,
+}
+
+impl std::fmt::Debug for TransportSockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportSockets")
+            .field("first", &self.first.local_addr().ok())
+            .field("second", &self.second.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransportSockets {
+    /// Binds the two sockets on `ip`, from `ports` when given. Must run on
+    /// a tokio runtime.
+    pub fn bind(ports: Option<&PortAllocator>, ip: IpAddr) -> io::Result<TransportSockets> {
+        let to_tokio = |socket: &UdpSocket| -> io::Result<tokio::net::UdpSocket> {
+            // The pair keeps its own descriptors to drain later: a clone goes
+            // to the reactor (non-blocking, as the pair's sockets are).
+            tokio::net::UdpSocket::from_std(socket.try_clone()?)
+        };
+        match ports {
+            Some(ports) => {
+                let pair = ports
+                    .allocate(ip)
+                    .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
+                Ok(TransportSockets {
+                    first: to_tokio(&pair.rtp)?,
+                    second: to_tokio(&pair.rtcp)?,
+                    pair: Some(pair),
+                })
+            }
+            None => {
+                let ephemeral = || -> io::Result<tokio::net::UdpSocket> {
+                    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+                    socket.set_nonblocking(true)?;
+                    tokio::net::UdpSocket::from_std(socket)
+                };
+                Ok(TransportSockets {
+                    first: ephemeral()?,
+                    second: ephemeral()?,
+                    pair: None,
+                })
+            }
+        }
+    }
+
+    /// Splits into the two sockets and the guard of their port pair, to be
+    /// dropped after the sockets.
+    pub fn into_parts(self) -> (tokio::net::UdpSocket, tokio::net::UdpSocket, PortGuard) {
+        (self.first, self.second, PortGuard { _pair: self.pair })
+    }
+}
+
+/// Holds a [`TransportSockets`] pair out of the range until dropped.
+#[derive(Debug)]
+pub struct PortGuard {
+    _pair: Option<RtpPorts>,
+}
+
 impl Drop for RtpPorts {
     fn drop(&mut self) {
         self.release_inner(Instant::now());

@@ -546,6 +546,8 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
                 api_key: livekit.api_key.clone(),
                 api_secret: livekit.api_secret.clone(),
                 bind: config.media.bind,
+                advertise: media_advertised(config),
+                ports: Some(ports.clone()),
             },
         )
     });

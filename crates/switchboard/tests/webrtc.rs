@@ -995,15 +995,30 @@ fn a_call_on_one_switchboard_joins_its_room_on_a_livekit_server() {
     );
 }
 
-/// DTMF both ways across the two switchboards, then the SIP participant
+/// DTMF both ways across the two switchboards, `lk.sip.GetRemoteHeaders`
+/// from the SDK on B answered by the call on A, then the SIP participant
 /// removed through B's RoomService (the official server SDK): the call on
 /// A is hung up with a BYE.
 #[test]
-fn dtmf_crosses_to_the_livekit_room_and_removal_there_hangs_up_the_call() {
+fn dtmf_and_rpc_cross_to_the_livekit_room_and_removal_there_hangs_up_the_call() {
     let rooms_server = start(&[]);
     let gateway = start_on_livekit(&rooms_server);
     open_route(&gateway, "");
-    let client = SdkClient::join(&rooms_server, "r", "app", 440.0, 8.0, "42");
+    let client = SdkClient::join_with(
+        &rooms_server,
+        "r",
+        "app",
+        440.0,
+        8.0,
+        &[
+            "--send-dtmf",
+            "42",
+            "--rpc-to",
+            "@sip",
+            "--rpc-call",
+            r#"lk.sip.GetRemoteHeaders={"include": ["From"]}"#,
+        ],
+    );
     wait_log(
         &rooms_server,
         "WebRTC participant connected",
@@ -1039,6 +1054,12 @@ fn dtmf_crosses_to_the_livekit_room_and_removal_there_hangs_up_the_call() {
         .map(|d| d["digit"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(digits, ["1", "5", "#"], "{report}\n{}", gateway.log());
+    let answer = report["rpcs"][0]["answer"].as_str().unwrap_or("");
+    assert!(
+        answer.contains("+15550199"),
+        "the call on A answers lk.sip.GetRemoteHeaders with its caller's From: {report}\n{}",
+        gateway.log()
+    );
     let identity = report["dtmf"][0]["from"].as_str().unwrap_or("").to_string();
     let output = Command::new("python3")
         .arg("-c")

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
 use prost::Message as _;
+use switchboard_media::ports::{PortAllocator, TransportSockets};
 use switchboard_rooms::{
     shared_room_of, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
     ParticipantKind, RoomEvent, Rooms,
 };
 use switchboard_webrtc::client::{Client, ClientEvent};
 use switchboard_webrtc::Side;
-use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
@@ -40,6 +40,11 @@ pub struct LiveKitServer {
     pub api_secret: String,
     /// The local address the media sockets bind to.
     pub bind: IpAddr,
+    /// The address our ICE candidates announce (the media address).
+    pub advertise: IpAddr,
+    /// The RTP port range: each call's two transports take one pair of it
+    /// (as the calls' RTP and LiveKit clients do). `None`: ephemeral ports.
+    pub ports: Option<PortAllocator>,
 }
 
 impl std::fmt::Debug for LiveKitServer {
@@ -173,11 +178,19 @@ impl Uplink {
         let (mut ws, _) = tokio_tungstenite::connect_async(rtc_url(&self.server.url, &token))
             .await
             .map_err(|e| format!("signalling: {e}"))?;
-        let bind = SocketAddr::new(self.server.bind, 0);
-        let subscriber = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-        let publisher = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-        let subscriber_addr = subscriber.local_addr().map_err(|e| e.to_string())?;
-        let publisher_addr = publisher.local_addr().map_err(|e| e.to_string())?;
+        let (subscriber, publisher, _pair) =
+            TransportSockets::bind(self.server.ports.as_ref(), self.server.bind)
+                .map_err(|e| format!("media sockets: {e}"))?
+                .into_parts();
+        // Our candidates carry the media address peers reach us at (the
+        // sockets may be bound to 0.0.0.0).
+        let advertised = |socket: &tokio::net::UdpSocket| {
+            socket
+                .local_addr()
+                .map(|a| SocketAddr::new(self.server.advertise, a.port()))
+                .map_err(|e| e.to_string())
+        };
+        let (subscriber_addr, publisher_addr) = (advertised(&subscriber)?, advertised(&publisher)?);
         let mut client = Client::new(Instant::now(), subscriber_addr, publisher_addr, UPLINK_RATE)
             .map_err(|e| e.to_string())?;
         let mut local = self
@@ -201,6 +214,9 @@ impl Uplink {
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let (mut subscriber_buf, mut publisher_buf) = (vec![0u8; 2048], vec![0u8; 2048]);
         let mut attributes = self.caller.attributes.clone();
+        // RPCs to the caller in flight: request ID → who asked.
+        let mut rpcs: HashMap<String, String> = HashMap::new();
+        let mut call_over = false;
         loop {
             // Everything the client has to say goes out first.
             while let Some(request) = client.poll_request() {
@@ -219,9 +235,13 @@ impl Uplink {
                 }
             }
             while let Some(event) = client.poll_event() {
-                if let Some(stop) = self.on_client_event(&local, event) {
+                if let Some(stop) = self.on_client_event(&local, &mut client, &mut rpcs, event) {
                     return Ok(stop);
                 }
+            }
+            // The call is over: what it said last (an RPC's answer) is out.
+            if call_over {
+                return self.leave(&mut ws, &mut client).await;
             }
             let wake = client
                 .poll_timeout()
@@ -261,11 +281,32 @@ impl Uplink {
                             attributes = info.attributes.clone();
                         }
                     }
+                    Some(RoomEvent::RpcReply { id, result, .. }) => {
+                        if let Some(asker) = rpcs.remove(&id) {
+                            let value = match result {
+                                Ok(payload) => proto::rpc_response::Value::Payload(payload),
+                                Err(failure) => proto::rpc_response::Value::Error(proto::RpcError {
+                                    code: failure.code,
+                                    message: failure.message,
+                                    data: String::new(),
+                                }),
+                            };
+                            let packet = proto::DataPacket {
+                                destination_identities: vec![asker],
+                                value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {
+                                    request_id: id,
+                                    value: Some(value),
+                                })),
+                                ..Default::default()
+                            };
+                            client.send_data(Instant::now(), &packet, true);
+                        }
+                    }
                     Some(RoomEvent::ParticipantLeft { identity, .. }) if identity == self.caller.identity => {
-                        return self.leave(&mut ws, &mut client).await;
+                        call_over = true;
                     }
                     Some(RoomEvent::Disconnected { .. }) | None => {
-                        return self.leave(&mut ws, &mut client).await;
+                        call_over = true;
                     }
                     Some(_) => {}
                 },
@@ -300,7 +341,13 @@ impl Uplink {
         Ok(Stop::CallEnded)
     }
 
-    fn on_client_event(&self, local: &Participant, event: ClientEvent) -> Option<Stop> {
+    fn on_client_event(
+        &self,
+        local: &Participant,
+        client: &mut Client,
+        rpcs: &mut HashMap<String, String>,
+        event: ClientEvent,
+    ) -> Option<Stop> {
         match event {
             ClientEvent::Joined(join) => {
                 let sid = join.participant.map(|p| p.sid).unwrap_or_default();
@@ -313,12 +360,19 @@ impl Uplink {
                     .unwrap_or(proto::DisconnectReason::UnknownReason)
             ))),
             ClientEvent::Data(packet) => {
-                if let Some(proto::data_packet::Value::SipDtmf(dtmf)) = packet.value {
-                    local.send_dtmf(
-                        dtmf.code,
-                        &dtmf.digit,
-                        std::slice::from_ref(&self.caller.identity),
-                    );
+                let asker = packet.participant_identity;
+                match packet.value {
+                    Some(proto::data_packet::Value::SipDtmf(dtmf)) => {
+                        local.send_dtmf(
+                            dtmf.code,
+                            &dtmf.digit,
+                            std::slice::from_ref(&self.caller.identity),
+                        );
+                    }
+                    Some(proto::data_packet::Value::RpcRequest(request)) => {
+                        self.rpc_to_call(local, client, rpcs, asker, request);
+                    }
+                    _ => {}
                 }
                 None
             }
@@ -328,6 +382,55 @@ impl Uplink {
             }
             ClientEvent::Participants(_) | ClientEvent::Published(_) => None,
         }
+    }
+}
+
+/// Most RPCs to one caller in flight; more are refused (1500).
+const MAX_RPCS_IN_FLIGHT: usize = 64;
+
+impl Uplink {
+    /// An RPC from the room to the caller (`lk.sip.*`): acknowledged at
+    /// once (the SDKs give up after 7 s without), answered by the call.
+    fn rpc_to_call(
+        &self,
+        local: &Participant,
+        client: &mut Client,
+        rpcs: &mut HashMap<String, String>,
+        asker: String,
+        request: proto::RpcRequest,
+    ) {
+        let now = Instant::now();
+        let ack = proto::DataPacket {
+            destination_identities: vec![asker.clone()],
+            value: Some(proto::data_packet::Value::RpcAck(proto::RpcAck {
+                request_id: request.id.clone(),
+            })),
+            ..Default::default()
+        };
+        client.send_data(now, &ack, true);
+        if rpcs.len() >= MAX_RPCS_IN_FLIGHT {
+            let refusal = proto::DataPacket {
+                destination_identities: vec![asker],
+                value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {
+                    request_id: request.id,
+                    value: Some(proto::rpc_response::Value::Error(proto::RpcError {
+                        code: 1500,
+                        message: "too many calls in flight".into(),
+                        data: String::new(),
+                    })),
+                })),
+                ..Default::default()
+            };
+            client.send_data(now, &refusal, true);
+            return;
+        }
+        local.send_rpc(
+            &self.caller.identity,
+            &request.id,
+            &request.method,
+            &request.payload,
+        );
+        rpcs.insert(request.id, asker);
     }
 }
 

@@ -165,6 +165,9 @@ fn response(message: proto::signal_response::Message) -> proto::SignalResponse {
 /// The longest Opus packet (120 ms) at 48 kHz, in samples.
 const MAX_DECODED: usize = 5760;
 
+/// How long an RPC we relay may take to be answered (the SDKs' default).
+const RPC_RESPONSE_TIMEOUT_MS: u32 = 15_000;
+
 impl Session {
     /// Starts a session for a participant that has joined its room: queues
     /// the JoinResponse and the first subscriber offer. `subscriber_address`
@@ -916,9 +919,36 @@ impl Session {
                 };
                 self.send_reliable(now, packet);
             }
-            // Nothing calls a LiveKit client through the room: its RPCs come
-            // as data packets.
-            RoomEvent::Rpc { .. } => {}
+            // An RPC to this client through the room: a SIP-kind client
+            // (a gateway's uplink joining a caller) answers `lk.sip.*` for
+            // its call. It comes as the data packet a LiveKit server relays.
+            RoomEvent::Rpc {
+                from,
+                id,
+                method,
+                payload,
+            } => {
+                let sid = self
+                    .known
+                    .get(&from)
+                    .map(|p| p.sid.clone())
+                    .unwrap_or_default();
+                let packet = proto::DataPacket {
+                    participant_identity: from,
+                    participant_sid: sid,
+                    destination_identities: vec![self.participant.info().identity],
+                    value: Some(proto::data_packet::Value::RpcRequest(proto::RpcRequest {
+                        id,
+                        method,
+                        payload,
+                        response_timeout_ms: RPC_RESPONSE_TIMEOUT_MS,
+                        version: 1,
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                };
+                self.send_reliable(now, packet);
+            }
             RoomEvent::MuteRequested { muted } => {
                 // The client mutes its own track and says so (the room
                 // already drops its audio).
