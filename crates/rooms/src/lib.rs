@@ -1319,14 +1319,7 @@ impl Participant {
         let mut state = lock(&self.room.state);
         let frame_len = state.frame_len;
         let capacity = self.registry.config.buffered_frames;
-        let member = state
-            .members
-            .iter_mut()
-            .find(|m| lock(&m.slot.info).identity == identity)
-            .ok_or_else(|| RoomError::NoSuchParticipant {
-                room: self.room.name.clone(),
-                identity: identity.to_string(),
-            })?;
+        let member = self.member_mut(&mut state, identity)?;
         let ring = tap::TapRing::new(frame_len, capacity);
         member.taps.push(Arc::downgrade(&ring));
         Ok(AudioTap { ring })
@@ -1337,17 +1330,26 @@ impl Participant {
     pub fn tap_opus(&self, identity: &str) -> Result<OpusTap, RoomError> {
         let mut state = lock(&self.room.state);
         let capacity = self.registry.config.buffered_frames;
-        let member = state
+        let member = self.member_mut(&mut state, identity)?;
+        let ring = tap::OpusRing::new(capacity);
+        member.opus_taps.add(&ring);
+        Ok(OpusTap { ring })
+    }
+
+    /// The member `identity` of this participant's room.
+    fn member_mut<'a>(
+        &self,
+        state: &'a mut RoomState,
+        identity: &str,
+    ) -> Result<&'a mut Member, RoomError> {
+        state
             .members
             .iter_mut()
             .find(|m| lock(&m.slot.info).identity == identity)
             .ok_or_else(|| RoomError::NoSuchParticipant {
                 room: self.room.name.clone(),
                 identity: identity.to_string(),
-            })?;
-        let ring = tap::OpusRing::new(capacity);
-        member.opus_taps.add(&ring);
-        Ok(OpusTap { ring })
+            })
     }
 
     /// Its audio port, for the endpoint that carries its media.

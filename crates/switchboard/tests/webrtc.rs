@@ -327,24 +327,7 @@ fn phone_digits_reach_the_sdk_and_sdk_digits_reach_the_phone() {
     let client = SdkClient::join(&sb, "r", "app", 440.0, 8.0, "42");
     wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
     let (uac, rtp) = answered_call(&sb);
-    // A phone talks (here: silence) before its user presses keys; the
-    // call's media starts with its first packet.
-    for i in 0u16..10 {
-        let mut packet = vec![0x80, 0];
-        packet.extend_from_slice(&(90 + i).to_be_bytes());
-        packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
-        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        packet.extend_from_slice(&[0xff; 160]);
-        uac.rtp.send_to(&packet, rtp).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The client's digits first (sent 3 s after it published), then the
-    // phone's, while the client still listens.
-    let heard = received_telephone_events(&uac, Duration::from_secs(5));
-    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
-        let i = u16::try_from(i).unwrap();
-        send_telephone_event(&uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
-    }
+    let heard = trade_digits(&uac, rtp, Duration::from_secs(5));
     let report = client.report(&sb);
     assert_eq!(report["sent_dtmf"], "42", "{report}");
     assert_eq!(
@@ -375,6 +358,29 @@ fn phone_digits_reach_the_sdk_and_sdk_digits_reach_the_phone() {
         report["remotes"][from]["kind"], KIND_SIP,
         "the digits come from the SIP participant: {report}"
     );
+}
+
+/// A raw phone's side of a DTMF exchange with an SDK client that sends
+/// its digits 3 s after it published: the phone talks (silence; the call's
+/// media starts with its first packet), collects the RFC 4733 events it
+/// gets within `listen`, then presses 1, 5 and # while the client still
+/// listens. The events it heard.
+fn trade_digits(uac: &common::uac::Uac, rtp: std::net::SocketAddr, listen: Duration) -> Vec<u8> {
+    for i in 0u16..10 {
+        let mut packet = vec![0x80, 0];
+        packet.extend_from_slice(&(90 + i).to_be_bytes());
+        packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        uac.rtp.send_to(&packet, rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let heard = received_telephone_events(uac, listen);
+    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
+        let i = u16::try_from(i).unwrap();
+        send_telephone_event(uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
+    }
+    heard
 }
 
 /// A LiveKit Agents worker (tests/sdk/agents/tone_agent.py, run with
@@ -1026,20 +1032,7 @@ fn dtmf_and_rpc_cross_to_the_livekit_room_and_removal_there_hangs_up_the_call() 
     );
     let (mut uac, rtp) = answered_call(&gateway);
     wait_log(&gateway, "joined the LiveKit room", Duration::from_secs(10));
-    for i in 0u16..10 {
-        let mut packet = vec![0x80, 0];
-        packet.extend_from_slice(&(90 + i).to_be_bytes());
-        packet.extend_from_slice(&(u32::from(i) * 160).to_be_bytes());
-        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        packet.extend_from_slice(&[0xff; 160]);
-        uac.rtp.send_to(&packet, rtp).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let heard = received_telephone_events(&uac, Duration::from_secs(6));
-    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
-        let i = u16::try_from(i).unwrap();
-        send_telephone_event(&uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
-    }
+    let heard = trade_digits(&uac, rtp, Duration::from_secs(6));
     let report = client.report(&rooms_server);
     assert_eq!(
         heard,

@@ -283,14 +283,7 @@ impl Uplink {
                     }
                     Some(RoomEvent::RpcReply { id, result, .. }) => {
                         if let Some(asker) = rpcs.remove(&id) {
-                            let value = match result {
-                                Ok(payload) => proto::rpc_response::Value::Payload(payload),
-                                Err(failure) => proto::rpc_response::Value::Error(proto::RpcError {
-                                    code: failure.code,
-                                    message: failure.message,
-                                    data: String::new(),
-                                }),
-                            };
+                            let value = switchboard_webrtc::models::rpc_response_value(result);
                             let packet = proto::DataPacket {
                                 destination_identities: vec![asker],
                                 value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {

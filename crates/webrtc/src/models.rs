@@ -106,3 +106,17 @@ pub fn disconnect_reason(reason: LeaveReason) -> proto::DisconnectReason {
         LeaveReason::Stuck => proto::DisconnectReason::StateMismatch,
     }
 }
+
+/// An RPC's outcome as LiveKit's `RpcResponse` value (payload or error).
+pub fn rpc_response_value(
+    result: Result<String, switchboard_rooms::RpcFailure>,
+) -> proto::rpc_response::Value {
+    match result {
+        Ok(payload) => proto::rpc_response::Value::Payload(payload),
+        Err(failure) => proto::rpc_response::Value::Error(proto::RpcError {
+            code: failure.code,
+            message: failure.message,
+            data: String::new(),
+        }),
+    }
+}

@@ -900,14 +900,7 @@ impl Session {
                     .get(&from)
                     .map(|p| p.sid.clone())
                     .unwrap_or_default();
-                let value = match result {
-                    Ok(payload) => proto::rpc_response::Value::Payload(payload),
-                    Err(failure) => proto::rpc_response::Value::Error(proto::RpcError {
-                        code: failure.code,
-                        message: failure.message,
-                        data: String::new(),
-                    }),
-                };
+                let value = crate::models::rpc_response_value(result);
                 let packet = proto::DataPacket {
                     participant_identity: from,
                     participant_sid: sid,
