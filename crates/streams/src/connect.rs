@@ -229,6 +229,12 @@ impl BotSocket {
     pub fn is_tls(&self) -> bool {
         self.tls
     }
+
+    /// The WebSocket itself, for a caller that speaks its own protocol on
+    /// it (the LiveKit uplink's signalling).
+    pub fn into_websocket(self) -> WebSocketStream<BotStream> {
+        self.ws
+    }
 }
 
 /// Connects to the bot and upgrades to a WebSocket; wss:// trusts the
@@ -374,22 +380,77 @@ async fn connect_inner(
     spec: &StreamSpec,
     tls: Option<Arc<ClientConfig>>,
 ) -> Result<BotSocket, StreamError> {
-    let target = parse_url(&spec.url)?;
+    let options = WebSocketOptions {
+        headers: spec.headers.clone(),
+        origin: spec.origin.clone(),
+        connect_timeout: spec.connect_timeout,
+        max_message_bytes: spec.max_message_bytes,
+        refused: spec.refused.clone(),
+        tls,
+    };
+    connect_websocket(&spec.url, &options).await
+}
+
+/// How to open a client WebSocket: a bot's stream, or the signalling of a
+/// LiveKit server the uplink joins rooms on.
+#[derive(Clone)]
+pub struct WebSocketOptions {
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// An `Origin` header.
+    pub origin: Option<String>,
+    /// DNS, TCP, TLS and upgrade together must take no longer.
+    pub connect_timeout: Duration,
+    /// The largest message (and frame) taken.
+    pub max_message_bytes: usize,
+    /// Networks never connected to.
+    pub refused: Vec<ipnet::IpNet>,
+    /// TLS for wss:// (`None`: the system's CA roots).
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+impl WebSocketOptions {
+    /// No extra headers, 10 s to connect, 1 MiB messages, the system's roots.
+    pub fn new() -> WebSocketOptions {
+        WebSocketOptions {
+            headers: Vec::new(),
+            origin: None,
+            connect_timeout: Duration::from_secs(10),
+            max_message_bytes: 1 << 20,
+            refused: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for WebSocketOptions {
+    fn default() -> WebSocketOptions {
+        WebSocketOptions::new()
+    }
+}
+
+/// Connects to `url` (ws:// or wss://) and upgrades to a WebSocket.
+pub async fn connect_websocket(
+    url: &str,
+    options: &WebSocketOptions,
+) -> Result<BotSocket, StreamError> {
+    let tls = options.tls.clone();
+    let target = parse_url(url)?;
     let mut request = target
         .uri
         .clone()
         .into_client_request()
         .map_err(|e| StreamError::InvalidUrl(e.to_string()))?;
-    let origin = spec
+    let origin = options
         .origin
         .as_ref()
         .map(|o| ("Origin".to_string(), o.clone()));
-    for (name, value) in spec.headers.iter().chain(origin.as_ref()) {
+    for (name, value) in options.headers.iter().chain(origin.as_ref()) {
         let (name, value) = header(name, value)?;
         request.headers_mut().append(name, value);
     }
 
-    let after = spec.connect_timeout;
+    let after = options.connect_timeout;
     // The timeout is configuration; a huge one means "no limit", not a panic.
     let deadline = Instant::now()
         .checked_add(after)
@@ -409,7 +470,7 @@ async fn connect_inner(
     .collect();
     if let Some(addr) = addrs.iter().find(|a| {
         let ip = a.ip().to_canonical();
-        spec.refused.iter().any(|n| n.contains(&ip))
+        options.refused.iter().any(|n| n.contains(&ip))
     }) {
         return Err(StreamError::RefusedDestination { addr: *addr });
     }
@@ -444,8 +505,8 @@ async fn connect_inner(
     };
 
     let config = WebSocketConfig::default()
-        .max_message_size(Some(spec.max_message_bytes))
-        .max_frame_size(Some(spec.max_message_bytes));
+        .max_message_size(Some(options.max_message_bytes))
+        .max_frame_size(Some(options.max_message_bytes));
     let upgraded = timeout_at(
         deadline,
         tokio_tungstenite::client_async_with_config(request, stream, Some(config)),
@@ -517,9 +578,11 @@ fn tls_reason(e: &io::Error) -> String {
     }
 }
 
-/// The byte stream under the WebSocket: plain TCP or TLS over it.
-pub(crate) enum BotStream {
+/// The byte stream under a client WebSocket: plain TCP or TLS over it.
+pub enum BotStream {
+    /// ws://
     Plain(TcpStream),
+    /// wss://
     Tls(Box<TlsStream<TcpStream>>),
 }
 

@@ -800,6 +800,9 @@ pub struct LiveKitSection {
     pub api_key: String,
     /// That key's secret.
     pub api_secret: String,
+    /// A PEM file of CA certificates to trust for a `wss://` server (a
+    /// private CA); unset: the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for LiveKitSection {
@@ -808,6 +811,7 @@ impl std::fmt::Debug for LiveKitSection {
         f.debug_struct("LiveKitSection")
             .field("url", &self.url)
             .field("api_key", &self.api_key)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }

@@ -536,6 +536,13 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     .with_shared_bans(shared_bans)
     .with_store_and_webhooks(store_health, webhooks);
     let calls_api = call_control::GatewayCalls::new(gateway.handle());
+    let uplink_tls = match livekit_tls(config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            error!(error = %e, "rooms.livekit.ca_file");
+            return ExitCode::FAILURE;
+        }
+    };
     let _uplink = (config.rooms.backend == RoomsBackend::Livekit).then(|| {
         let livekit = &config.rooms.livekit;
         info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
@@ -548,6 +555,7 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
                 bind: config.media.bind,
                 advertise: media_advertised(config),
                 ports: Some(ports.clone()),
+                tls: uplink_tls,
             },
         )
     });
@@ -626,6 +634,25 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     ExitCode::SUCCESS
 }
 
+/// TLS for the LiveKit server's `wss://` signalling when
+/// `rooms.livekit.ca_file` names a private CA (else the system's roots).
+fn livekit_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = &config.rooms.livekit.ca_file else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    switchboard_streams::tls_config_with_roots(roots).map(Some)
+}
+
 /// The embedded rooms, as configured.
 fn rooms(config: &Config) -> Result<Rooms, String> {
     let rooms_config = &config.rooms;
@@ -636,12 +663,12 @@ fn rooms(config: &Config) -> Result<Rooms, String> {
                 "rooms.backend livekit needs rooms.livekit.url, api_key and api_secret".into(),
             );
         }
-        if !["ws://", "http://"]
+        if !["ws://", "wss://", "http://", "https://"]
             .iter()
             .any(|s| livekit.url.starts_with(s))
         {
             return Err(format!(
-                "rooms.livekit.url {} must be ws:// or http:// (wss:// is not supported yet)",
+                "rooms.livekit.url {} must be ws://, wss://, http:// or https://",
                 livekit.url
             ));
         }

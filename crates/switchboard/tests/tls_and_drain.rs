@@ -5,46 +5,14 @@
 
 mod common;
 
+use common::pki::{make_pki, Pki};
 use common::{header, options, status_and_call_id, Switchboard};
 use std::io::Write;
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Pki {
-    cert: PathBuf,
-    key: PathBuf,
-    ca: PathBuf,
-}
-
-/// A test CA and a certificate for 127.0.0.1 signed by it, in `dir`.
-fn make_pki(dir: &std::path::Path) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "switchboard test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let out = Pki {
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-        ca: dir.join("ca.pem"),
-    };
-    std::fs::write(&out.cert, cert.pem()).unwrap();
-    std::fs::write(&out.key, key.serialize_pem()).unwrap();
-    std::fs::write(&out.ca, ca.pem()).unwrap();
-    out
-}
 
 /// A rustls client that trusts only the test CA in `ca`.
 fn verifying_connector(ca: &std::path::Path) -> tokio_rustls::TlsConnector {

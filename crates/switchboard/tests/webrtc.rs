@@ -1086,3 +1086,121 @@ asyncio.run(main())
         gateway.log()
     );
 }
+
+/// The LiveKit room backend over `wss://`: B serves its API over TLS with
+/// a private CA that A trusts through `rooms.livekit.ca_file`. A caller on
+/// A and a caller on B share B's room and hear each other.
+#[test]
+fn the_livekit_room_backend_speaks_wss_to_a_server_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::make_pki(dir.path());
+    let rooms_server = start(&[
+        ("SWITCHBOARD_API__TLS__CERT", pki.cert.to_str().unwrap()),
+        ("SWITCHBOARD_API__TLS__KEY", pki.key.to_str().unwrap()),
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+    ]);
+    let url = format!("wss://{}", rooms_server.api.unwrap());
+    let gateway = start(&[
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_ROOMS__BACKEND", "livekit"),
+        ("SWITCHBOARD_ROOMS__LIVEKIT__URL", &url),
+        ("SWITCHBOARD_ROOMS__LIVEKIT__API_KEY", KEY),
+        ("SWITCHBOARD_ROOMS__LIVEKIT__API_SECRET", SECRET),
+        (
+            "SWITCHBOARD_ROOMS__LIVEKIT__CA_FILE",
+            pki.ca.to_str().unwrap(),
+        ),
+    ]);
+    room_route(&gateway, "shared");
+    // On B, a WebSocket participant over wss:// (trusting the same CA)
+    // talks at 440 Hz and records the room for 8 s.
+    let ca = pki.ca.clone();
+    let api = rooms_server.api.unwrap();
+    let listener = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(wss_participant(api, &ca, "shared", Duration::from_secs(8)))
+    });
+    let mut on_gateway = Baresip::call(CallerSpec {
+        name: "wss-caller",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", gateway.udp.unwrap()),
+        run_secs: 7,
+        auth: None,
+    });
+    wait_log(&gateway, "joined the LiveKit room", Duration::from_secs(10));
+    let (heard_rate, heard) = on_gateway.heard(Duration::from_secs(20));
+    let tail = &heard[heard.len().saturating_sub(heard_rate as usize * 3)..];
+    let from_b = goertzel_dbfs(tail, heard_rate, 440.0);
+    assert!(
+        from_b > -35.0,
+        "the caller on A hears B's participant at {from_b:.1} dBFS\n{}",
+        gateway.log()
+    );
+    let at_b = listener.join().unwrap();
+    let tail = &at_b[at_b.len().saturating_sub(16_000 * 3)..];
+    let from_a = goertzel_dbfs(tail, 16_000, 700.0);
+    assert!(
+        from_a > -35.0,
+        "B's participant hears the caller on A at {from_a:.1} dBFS\n{}",
+        rooms_server.log()
+    );
+}
+
+/// A WebSocket participant of `room` on `api` over wss:// trusting `ca`:
+/// sends a 440 Hz tone for `seconds`, returns what it heard (16 kHz).
+async fn wss_participant(
+    api: std::net::SocketAddr,
+    ca: &std::path::Path,
+    room: &str,
+    seconds: Duration,
+) -> Vec<i16> {
+    use futures_util::{SinkExt, StreamExt};
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let options = switchboard_streams::WebSocketOptions {
+        tls: Some(switchboard_streams::tls_config_with_roots(roots).unwrap()),
+        ..switchboard_streams::WebSocketOptions::new()
+    };
+    let token = join_token(room, "wss-listener");
+    let url = format!("wss://{api}/rooms/{room}/ws?rate=16000&access_token={token}");
+    let mut ws = switchboard_streams::connect_websocket(&url, &options)
+        .await
+        .unwrap_or_else(|e| panic!("wss participant: {e}"))
+        .into_websocket();
+    let mut heard = Vec::new();
+    let mut clock = tokio::time::interval(Duration::from_millis(20));
+    let mut n = 0u64;
+    let end = tokio::time::Instant::now() + seconds;
+    while tokio::time::Instant::now() < end {
+        tokio::select! {
+            _ = clock.tick() => {
+                let frame: Vec<u8> = (0..320u64)
+                    .flat_map(|i| {
+                        let t = (n * 320 + i) as f64 / 16_000.0;
+                        let sample = (0.3 * 32767.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+                        sample.to_le_bytes()
+                    })
+                    .collect();
+                n += 1;
+                ws.send(Message::Binary(frame.into())).await.unwrap();
+            }
+            message = ws.next() => match message {
+                Some(Ok(Message::Binary(data))) => heard.extend(
+                    data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])),
+                ),
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    heard
+}

@@ -9,7 +9,7 @@
 //! call ends, the participant leaves.
 //!
 //! One tokio task per call, as LiveKit's SIP service runs one client per
-//! call. Signalling is plain `ws://` for now.
+//! call. Signalling is `ws://` or `wss://` (rustls, ring).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +24,7 @@ use switchboard_rooms::{
     shared_room_of, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
     ParticipantKind, RoomEvent, Rooms,
 };
+use switchboard_streams::{connect_websocket, WebSocketOptions};
 use switchboard_webrtc::client::{Client, ClientEvent};
 use switchboard_webrtc::Side;
 use tokio_tungstenite::tungstenite::Message;
@@ -45,6 +46,9 @@ pub struct LiveKitServer {
     /// The RTP port range: each call's two transports take one pair of it
     /// (as the calls' RTP and LiveKit clients do). `None`: ephemeral ports.
     pub ports: Option<PortAllocator>,
+    /// TLS for a `wss://` (`https://`) server: `None` trusts the system's
+    /// CA roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for LiveKitServer {
@@ -175,9 +179,15 @@ impl Uplink {
 
     async fn bridge(&self) -> Result<Stop, String> {
         let token = token(&self.server, &self.remote_room, &self.caller)?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(rtc_url(&self.server.url, &token))
+        let options = WebSocketOptions {
+            tls: self.server.tls.clone(),
+            ..WebSocketOptions::new()
+        };
+        // The URL carries the token: errors name the host, never the URL.
+        let mut ws = connect_websocket(&rtc_url(&self.server.url, &token), &options)
             .await
-            .map_err(|e| format!("signalling: {e}"))?;
+            .map_err(|e| format!("signalling: {e}"))?
+            .into_websocket();
         let (subscriber, publisher, _pair) =
             TransportSockets::bind(self.server.ports.as_ref(), self.server.bind)
                 .map_err(|e| format!("media sockets: {e}"))?

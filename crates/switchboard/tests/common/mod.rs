@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod baresip;
+pub mod pki;
 pub mod redis;
 #[path = "../../../../tests/support/redis_process.rs"]
 pub mod redis_process;
