@@ -999,6 +999,13 @@ fn a_call_on_one_switchboard_joins_its_room_on_a_livekit_server() {
             .is_some_and(|n| n.starts_with("+1555")),
         "the caller's sip.* attributes reach B: {report}"
     );
+    // Kept current: the call's end (baresip hangs up after 6 s, the SDK
+    // listens 9 s) reaches B as an attribute update before the leave.
+    assert_eq!(
+        report["remotes"][identity.as_str()]["attributes"]["sip.callStatus"],
+        "hangup",
+        "the call's status updates reach B: {report}"
+    );
 }
 
 /// DTMF both ways across the two switchboards, `lk.sip.GetRemoteHeaders`
