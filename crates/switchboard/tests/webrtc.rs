@@ -950,6 +950,31 @@ fn start_on_livekit(server: &Switchboard) -> Switchboard {
     ])
 }
 
+/// baresip calling +15550100 on `gateway` with a 700 Hz PCMU tone for
+/// `run_secs`, once its call has joined the room on the LiveKit server.
+fn bridged_caller(name: &'static str, gateway: &Switchboard, run_secs: u32) -> Baresip {
+    let caller = Baresip::call(CallerSpec {
+        name,
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", gateway.udp.unwrap()),
+        run_secs,
+        auth: None,
+    });
+    wait_log(gateway, "joined the LiveKit room", Duration::from_secs(10));
+    caller
+}
+
+/// The level (dBFS) at `hz` of the last 3 s a caller heard.
+fn heard_at(caller: &mut Baresip, hz: f32) -> f32 {
+    let (rate, heard) = caller.heard(Duration::from_secs(20));
+    let tail = &heard[heard.len().saturating_sub(rate as usize * 3)..];
+    goertzel_dbfs(tail, rate, hz)
+}
+
 /// Issue 15's LiveKit room backend: baresip calls switchboard A, whose
 /// rooms are on B; the official SDK on B hears the caller (a participant
 /// of kind SIP with its sip.* attributes) and the caller hears the SDK.
@@ -964,21 +989,8 @@ fn a_call_on_one_switchboard_joins_its_room_on_a_livekit_server() {
         "WebRTC participant connected",
         Duration::from_secs(20),
     );
-    let mut caller = Baresip::call(CallerSpec {
-        name: "uplink-phone",
-        codec: "PCMU",
-        wav_rate: 8000,
-        channels: 1,
-        source: tone(8000, 700.0, 12.0),
-        mediaenc: None,
-        dial: Baresip::uri("+15550100", gateway.udp.unwrap()),
-        run_secs: 6,
-        auth: None,
-    });
-    wait_log(&gateway, "joined the LiveKit room", Duration::from_secs(10));
-    let (heard_rate, heard) = caller.heard(Duration::from_secs(20));
-    let tail = &heard[heard.len().saturating_sub(heard_rate as usize * 3)..];
-    let sdk_tone = goertzel_dbfs(tail, heard_rate, 440.0);
+    let mut caller = bridged_caller("uplink-phone", &gateway, 6);
+    let sdk_tone = heard_at(&mut caller, 440.0);
     assert!(
         sdk_tone > -35.0,
         "the phone on A hears the SDK on B at {sdk_tone:.1} dBFS\n{}\n{}",
@@ -1128,21 +1140,8 @@ fn the_livekit_room_backend_speaks_wss_to_a_server_with_a_private_ca() {
             .unwrap()
             .block_on(wss_participant(api, &ca, "shared", Duration::from_secs(8)))
     });
-    let mut on_gateway = Baresip::call(CallerSpec {
-        name: "wss-caller",
-        codec: "PCMU",
-        wav_rate: 8000,
-        channels: 1,
-        source: tone(8000, 700.0, 12.0),
-        mediaenc: None,
-        dial: Baresip::uri("+15550100", gateway.udp.unwrap()),
-        run_secs: 7,
-        auth: None,
-    });
-    wait_log(&gateway, "joined the LiveKit room", Duration::from_secs(10));
-    let (heard_rate, heard) = on_gateway.heard(Duration::from_secs(20));
-    let tail = &heard[heard.len().saturating_sub(heard_rate as usize * 3)..];
-    let from_b = goertzel_dbfs(tail, heard_rate, 440.0);
+    let mut on_gateway = bridged_caller("wss-caller", &gateway, 7);
+    let from_b = heard_at(&mut on_gateway, 440.0);
     assert!(
         from_b > -35.0,
         "the caller on A hears B's participant at {from_b:.1} dBFS\n{}",
