@@ -28,12 +28,12 @@ mod ring;
 mod tap;
 
 pub use ids::{new_sid, private_room_name, shared_room_of};
-pub use tap::{AudioTap, OpusTap};
+pub use tap::OpusTap;
 
 use ring::FrameRing;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use switchboard_media::mix::Mixer;
 use tokio::sync::{broadcast, mpsc};
@@ -476,8 +476,6 @@ struct Member {
     paced: bool,
     /// Steps it made that no round has used yet.
     steps_ahead: u8,
-    /// Listeners that take its audio on its own ([`Participant::tap_audio`]).
-    taps: Vec<Weak<tap::TapRing>>,
     /// Listeners that take its audio on its own, Opus-encoded
     /// ([`Participant::tap_opus`]).
     opus_taps: tap::OpusFanout,
@@ -768,7 +766,6 @@ impl Rooms {
                 events: tx,
                 paced: false,
                 steps_ahead: 0,
-                taps: Vec::new(),
                 opus_taps: tap::OpusFanout::default(),
             });
             reindex(&mut state);
@@ -1052,7 +1049,6 @@ fn retune(state: &mut RoomState, config: &RoomsConfig) {
         state.frame_len = frame_len;
         state.mixer = Mixer::new(frame_len);
         for member in &mut state.members {
-            tap::retune(&mut member.taps, frame_len);
             let mut audio = lock(&member.slot.audio);
             audio.inbound = FrameRing::new(frame_len, config.buffered_frames);
             audio.outbound = FrameRing::new(frame_len, config.buffered_frames);
@@ -1165,9 +1161,6 @@ fn mix(state: &mut RoomState, prebuffer: usize) {
             audio.playing = false;
         }
         drop(audio);
-        if active[i] && !member.taps.is_empty() {
-            tap::feed(&mut member.taps, dest);
-        }
         if active[i] && !member.opus_taps.is_empty() {
             member.opus_taps.feed(dest, rate);
         }
@@ -1311,18 +1304,6 @@ impl Participant {
         };
         member.audio_rate = audio_rate;
         retune(&mut state, &self.registry.config);
-    }
-
-    /// A copy of `identity`'s own audio as the room mixes it, for a
-    /// listener that takes each publisher separately.
-    pub fn tap_audio(&self, identity: &str) -> Result<AudioTap, RoomError> {
-        let mut state = lock(&self.room.state);
-        let frame_len = state.frame_len;
-        let capacity = self.registry.config.buffered_frames;
-        let member = self.member_mut(&mut state, identity)?;
-        let ring = tap::TapRing::new(frame_len, capacity);
-        member.taps.push(Arc::downgrade(&ring));
-        Ok(AudioTap { ring })
     }
 
     /// `identity`'s own audio as the room mixes it, Opus-encoded once for

@@ -726,74 +726,6 @@ fn the_lifecycle_tells_a_room_s_life_in_order_with_last_attributes() {
     );
 }
 
-#[test]
-fn a_tap_carries_one_publishers_own_audio_and_follows_the_rooms_rate() {
-    let rooms = Rooms::new(RoomsConfig {
-        sample_rate: 16_000,
-        ..config()
-    });
-    // Members that follow the room (as Opus endpoints do).
-    let adapting = |identity: &str| {
-        rooms
-            .join(
-                "r",
-                JoinRequest {
-                    audio_rate: AudioRate::UpTo(16_000),
-                    ..request(identity, ParticipantKind::WebSocket)
-                },
-            )
-            .unwrap()
-    };
-    let (a, b, listener) = (adapting("a"), adapting("b"), adapting("listener"));
-    let of_a = listener.tap_audio("a").unwrap();
-    assert!(matches!(
-        listener.tap_audio("nobody"),
-        Err(RoomError::NoSuchParticipant { .. })
-    ));
-    let n = rooms.frame_len();
-    assert_eq!(of_a.frame_len(), n);
-    let now = Instant::now();
-    for _ in 0..4 {
-        a.audio().push(&vec![100; n]);
-        b.audio().push(&vec![200; n]);
-        rooms.tick(now);
-    }
-    let mut frame = vec![0i16; n];
-    let mut got = 0;
-    while of_a.pull(&mut frame) {
-        assert!(
-            frame.iter().all(|s| *s == 100),
-            "only a's audio: {:?}",
-            &frame[..4]
-        );
-        got += 1;
-    }
-    assert!(got >= 2, "a's frames reached the tap ({got})");
-    assert!(
-        !of_a.pull(&mut vec![0i16; n + 1]),
-        "a frame of another length is refused"
-    );
-
-    // A narrower member brings the room down: the tap follows.
-    let phone = rooms
-        .join(
-            "r",
-            JoinRequest {
-                audio_rate: AudioRate::Fixed(8_000),
-                ..request("phone", ParticipantKind::Sip)
-            },
-        )
-        .unwrap();
-    assert_eq!(of_a.frame_len(), 160);
-    assert_eq!(of_a.rate(), 8_000);
-    drop(phone);
-
-    // A dropped tap is forgotten at the next round.
-    drop(of_a);
-    a.audio().push(&vec![100; rooms_frame(&a)]);
-    rooms.tick(now);
-}
-
 fn rooms_frame(p: &Participant) -> usize {
     p.audio().frame_len()
 }
@@ -827,12 +759,14 @@ fn the_join_that_creates_a_room_gives_it_its_agents_and_later_joins_do_not() {
 }
 
 #[test]
-fn every_listener_of_a_publisher_gets_the_same_opus_packets_encoded_once() {
+fn every_listener_of_a_publisher_gets_its_own_audio_opus_encoded_once_at_the_rooms_rate() {
     use switchboard_media::codec::opus::OpusDecoder;
+    use switchboard_media::tones::goertzel_dbfs;
     let rooms = Rooms::new(RoomsConfig {
         sample_rate: 16_000,
         ..config()
     });
+    // Members that follow the room (as Opus endpoints do).
     let adapting = |identity: &str| {
         rooms
             .join(
@@ -844,38 +778,75 @@ fn every_listener_of_a_publisher_gets_the_same_opus_packets_encoded_once() {
             )
             .unwrap()
     };
-    let (a, first, second) = (adapting("a"), adapting("first"), adapting("second"));
+    let (a, b) = (adapting("a"), adapting("b"));
+    let (first, second) = (adapting("first"), adapting("second"));
     let (of_a_1, of_a_2) = (first.tap_opus("a").unwrap(), second.tap_opus("a").unwrap());
     assert!(matches!(
         first.tap_opus("nobody"),
         Err(RoomError::NoSuchParticipant { .. })
     ));
-    let n = rooms.frame_len();
+    let tone = |rate: u32, hz: f64, frame: usize| -> Vec<i16> {
+        let n = (rate / 50) as usize;
+        (0..n)
+            .map(|i| {
+                let t = (frame * n + i) as f64 / f64::from(rate);
+                (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+            })
+            .collect()
+    };
     let now = Instant::now();
-    let tone: Vec<i16> = (0..n)
-        .map(|i| {
-            let t = i as f64 / 16_000.0;
-            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
-        })
-        .collect();
+    // Decoded at 16 kHz whatever rate the room encodes at.
     let mut decoder = OpusDecoder::new(16_000).unwrap();
     let (mut one, mut two) = (vec![0u8; 1500], vec![0u8; 1500]);
-    let mut packets = 0;
-    for _ in 0..6 {
-        a.audio().push(&tone);
+    let mut pcm = vec![0i16; 5760];
+    let mut round = |rate: u32, frame: usize, heard: &mut Vec<i16>| -> usize {
+        a.audio().push(&tone(rate, 1000.0, frame));
+        b.audio().push(&tone(rate, 300.0, frame));
         rooms.tick(now);
+        let mut packets = 0;
         while let Some(len) = of_a_1.pull(&mut one) {
             let other = of_a_2.pull(&mut two).expect("the second listener's copy");
             assert_eq!(one[..len], two[..other], "one encoding for both");
-            let mut pcm = vec![0i16; n];
             let decoded = decoder.decode(&one[..len], &mut pcm).unwrap();
-            assert_eq!(decoded, n);
+            assert_eq!(decoded, 320, "20 ms a packet");
+            heard.extend_from_slice(&pcm[..decoded]);
             packets += 1;
         }
-    }
-    assert!(packets >= 3, "a's packets reached the taps ({packets})");
+        packets
+    };
+    let mut heard = Vec::new();
+    let packets: usize = (0..25).map(|f| round(16_000, f, &mut heard)).sum();
+    assert!(packets >= 20, "a's packets reached the taps ({packets})");
+    let last = &heard[heard.len() - 3200..];
+    let (own, other) = (
+        goertzel_dbfs(last, 16_000, 1000.0),
+        goertzel_dbfs(last, 16_000, 300.0),
+    );
+    assert!(
+        own > -30.0 && other < own - 30.0,
+        "only a's audio: 1 kHz at {own:.1} dBFS, b's 300 Hz at {other:.1}"
+    );
+
+    // A narrower member brings the room down: the taps follow.
+    let phone = rooms
+        .join(
+            "r",
+            JoinRequest {
+                audio_rate: AudioRate::Fixed(8_000),
+                ..request("phone", ParticipantKind::Sip)
+            },
+        )
+        .unwrap();
+    assert_eq!(rooms_frame(&a), 160);
+    let mut heard = Vec::new();
+    let packets: usize = (25..50).map(|f| round(8_000, f, &mut heard)).sum();
+    assert!(packets >= 20, "a's packets at 8 kHz ({packets})");
+    let own = goertzel_dbfs(&heard[heard.len() - 3200..], 16_000, 1000.0);
+    assert!(own > -30.0, "a's 1 kHz at 8 kHz: {own:.1} dBFS");
+    drop(phone);
+
     // Nothing is encoded for a publisher nobody taps any more.
     drop((of_a_1, of_a_2));
-    a.audio().push(&tone);
+    a.audio().push(&tone(16_000, 1000.0, 0));
     rooms.tick(now);
 }
