@@ -6,7 +6,7 @@
 //! peer connections' timers.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use livekit_protocol as proto;
 use prost::Message as _;
-use switchboard_media::ports::{PortAllocator, PortGuard, TransportSockets};
+use switchboard_media::ports::{PortAllocator, TransportSockets};
 use switchboard_rooms::{AgentRequest, AudioRate, ParticipantKind, RoomOptions};
 use switchboard_webrtc::{ClientOptions, Ending, Grants, Session, Side};
 use tokio::net::UdpSocket;
@@ -62,32 +62,6 @@ impl std::fmt::Debug for WebRtcConfig {
             .field("port_range", &self.ports.is_some())
             .finish()
     }
-}
-
-/// A client's two UDP sockets (subscriber, publisher) with the addresses
-/// our candidates announce, and the guard of their port pair.
-struct ClientSockets {
-    subscriber: (UdpSocket, SocketAddr),
-    publisher: (UdpSocket, SocketAddr),
-    pair: PortGuard,
-}
-
-fn bind_client_sockets(config: &WebRtcConfig) -> std::io::Result<ClientSockets> {
-    let (subscriber, publisher, pair) =
-        TransportSockets::bind(config.ports.as_ref(), config.bind)?.into_parts();
-    let advertised = |socket: &UdpSocket| -> std::io::Result<SocketAddr> {
-        Ok(SocketAddr::new(
-            config.advertise,
-            socket.local_addr()?.port(),
-        ))
-    };
-    let (subscriber_address, publisher_address) =
-        (advertised(&subscriber)?, advertised(&publisher)?);
-    Ok(ClientSockets {
-        subscriber: (subscriber, subscriber_address),
-        publisher: (publisher, publisher_address),
-        pair,
-    })
 }
 
 /// The routes of LiveKit's client signalling.
@@ -254,7 +228,7 @@ async fn join(
         // Opus runs at any rate: a room of phones stays narrowband.
         AudioRate::UpTo(48_000),
     );
-    let sockets = match bind_client_sockets(&state.webrtc) {
+    let sockets = match TransportSockets::bind(state.webrtc.ports.as_ref(), state.webrtc.bind) {
         Ok(sockets) => sockets,
         Err(e) => {
             warn!(error = %e, "no UDP sockets for a WebRTC participant");
@@ -275,11 +249,9 @@ async fn join(
         auto_subscribe: query.auto_subscribe,
         protocol: query.protocol,
     };
-    let ClientSockets {
-        subscriber: (subscriber, subscriber_address),
-        publisher: (publisher, publisher_address),
-        pair,
-    } = sockets;
+    // The subscriber takes the even port, the publisher the odd one.
+    let (subscriber_address, publisher_address) = sockets.advertised(state.webrtc.advertise);
+    let (subscriber, publisher, pair) = sockets.into_parts();
     let session = match Session::new(
         Instant::now(),
         participant,

@@ -202,22 +202,19 @@ impl RtpPorts {
 /// Two UDP sockets on the tokio reactor for a WebRTC peer's two
 /// transports (LiveKit's subscriber and publisher): one RTP pair of the
 /// range when there is an allocator (a firewall opened for RTP lets them
-/// through; the pair drains like a call's once this is dropped), else two
-/// ephemeral ports.
+/// through; the pair drains like a call's once dropped), else an
+/// unmanaged pair ([`RtpPorts::bind_ephemeral`]).
 pub struct TransportSockets {
-    /// The first socket (the even port of a pair).
-    pub first: tokio::net::UdpSocket,
-    /// The second socket (the odd port of a pair).
-    pub second: tokio::net::UdpSocket,
-    /// Held until the sockets are done with, then released to drain.
-    pair: Option<RtpPorts>,
+    first: tokio::net::UdpSocket,
+    second: tokio::net::UdpSocket,
+    /// Its own descriptors drain the ports once the sockets are done with.
+    pair: RtpPorts,
 }
 
 impl std::fmt::Debug for TransportSockets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransportSockets")
-            .field("first", &self.first.local_addr().ok())
-            .field("second", &self.second.local_addr().ok())
+            .field("port", &self.pair.port)
             .finish_non_exhaustive()
     }
 }
@@ -226,39 +223,31 @@ impl TransportSockets {
     /// Binds the two sockets on `ip`, from `ports` when given. Must run on
     /// a tokio runtime.
     pub fn bind(ports: Option<&PortAllocator>, ip: IpAddr) -> io::Result<TransportSockets> {
-        let to_tokio = |socket: &UdpSocket| -> io::Result<tokio::net::UdpSocket> {
-            // The pair keeps its own descriptors to drain later: a clone goes
-            // to the reactor (non-blocking, as the pair's sockets are).
-            tokio::net::UdpSocket::from_std(socket.try_clone()?)
-        };
-        match ports {
-            Some(ports) => {
-                let pair = ports
-                    .allocate(ip)
-                    .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
-                Ok(TransportSockets {
-                    first: to_tokio(&pair.rtp)?,
-                    second: to_tokio(&pair.rtcp)?,
-                    pair: Some(pair),
-                })
-            }
-            None => {
-                let ephemeral = || -> io::Result<tokio::net::UdpSocket> {
-                    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
-                    socket.set_nonblocking(true)?;
-                    tokio::net::UdpSocket::from_std(socket)
-                };
-                Ok(TransportSockets {
-                    first: ephemeral()?,
-                    second: ephemeral()?,
-                    pair: None,
-                })
-            }
+        let pair = match ports {
+            Some(ports) => ports.allocate(ip),
+            None => RtpPorts::bind_ephemeral(ip),
         }
+        .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
+        // A clone of each (non-blocking) descriptor goes to the reactor.
+        let to_tokio = |socket: &UdpSocket| tokio::net::UdpSocket::from_std(socket.try_clone()?);
+        Ok(TransportSockets {
+            first: to_tokio(&pair.rtp)?,
+            second: to_tokio(&pair.rtcp)?,
+            pair,
+        })
     }
 
-    /// Splits into the two sockets and the guard of their port pair, to be
-    /// dropped after the sockets.
+    /// The two sockets' addresses as peers reach them: `advertised` (the
+    /// media address; they may be bound to 0.0.0.0) with their ports.
+    pub fn advertised(&self, advertised: IpAddr) -> (SocketAddr, SocketAddr) {
+        (
+            SocketAddr::new(advertised, self.pair.port),
+            SocketAddr::new(advertised, self.pair.port.saturating_add(1)),
+        )
+    }
+
+    /// Splits into the two sockets (the even port's first) and the guard
+    /// of their port pair, to be dropped after the sockets.
     pub fn into_parts(self) -> (tokio::net::UdpSocket, tokio::net::UdpSocket, PortGuard) {
         (self.first, self.second, PortGuard { _pair: self.pair })
     }
@@ -267,7 +256,7 @@ impl TransportSockets {
 /// Holds a [`TransportSockets`] pair out of the range until dropped.
 #[derive(Debug)]
 pub struct PortGuard {
-    _pair: Option<RtpPorts>,
+    _pair: RtpPorts,
 }
 
 impl Drop for RtpPorts {

@@ -12,7 +12,7 @@
 //! call. Signalling is `ws://` or `wss://` (rustls, ring).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,19 +188,10 @@ impl Uplink {
             .await
             .map_err(|e| format!("signalling: {e}"))?
             .into_websocket();
-        let (subscriber, publisher, _pair) =
-            TransportSockets::bind(self.server.ports.as_ref(), self.server.bind)
-                .map_err(|e| format!("media sockets: {e}"))?
-                .into_parts();
-        // Our candidates carry the media address peers reach us at (the
-        // sockets may be bound to 0.0.0.0).
-        let advertised = |socket: &tokio::net::UdpSocket| {
-            socket
-                .local_addr()
-                .map(|a| SocketAddr::new(self.server.advertise, a.port()))
-                .map_err(|e| e.to_string())
-        };
-        let (subscriber_addr, publisher_addr) = (advertised(&subscriber)?, advertised(&publisher)?);
+        let sockets = TransportSockets::bind(self.server.ports.as_ref(), self.server.bind)
+            .map_err(|e| format!("media sockets: {e}"))?;
+        let (subscriber_addr, publisher_addr) = sockets.advertised(self.server.advertise);
+        let (subscriber, publisher, _pair) = sockets.into_parts();
         let mut client = Client::new(Instant::now(), subscriber_addr, publisher_addr, UPLINK_RATE)
             .map_err(|e| e.to_string())?;
         let mut local = self
