@@ -35,6 +35,9 @@ const MICROPHONE_CID: &str = "switchboard-microphone";
 /// the oldest goes (late audio is worth less than current audio).
 const MAX_PENDING_FRAMES: usize = 10;
 
+/// The longest ping interval taken from a server (LiveKit's is 5 s).
+const MAX_PING_INTERVAL_SECS: u64 = 300;
+
 /// The longest Opus packet (120 ms) at 48 kHz, in samples.
 const MAX_DECODED: usize = 5760;
 
@@ -67,7 +70,6 @@ pub struct Client {
     requests: VecDeque<proto::SignalRequest>,
     events: VecDeque<ClientEvent>,
     pcm_rate: u32,
-    joined: bool,
     publisher_connected: bool,
     microphone: Option<Microphone>,
     remote: HashMap<u32, RemoteTrack>,
@@ -125,7 +127,6 @@ impl Client {
             requests: VecDeque::new(),
             events: VecDeque::new(),
             pcm_rate,
-            joined: false,
             publisher_connected: false,
             microphone: None,
             remote: HashMap::new(),
@@ -183,9 +184,10 @@ impl Client {
     }
 
     fn on_join(&mut self, now: Instant, join: proto::JoinResponse) {
-        self.joined = true;
         if join.ping_interval > 0 {
-            self.ping_interval = Duration::from_secs(u64::from(join.ping_interval.unsigned_abs()));
+            // The server's number, bounded: it is added to Instants.
+            let secs = u64::from(join.ping_interval.unsigned_abs()).min(MAX_PING_INTERVAL_SECS);
+            self.ping_interval = Duration::from_secs(secs);
         }
         self.next_ping = Some(now + self.ping_interval);
         self.requests
@@ -267,24 +269,12 @@ impl Client {
     }
 
     fn trickle(&mut self, side: Side) {
-        let (candidate_init, target) = match side {
-            Side::Subscriber => (
-                self.subscriber.candidate_json(),
-                proto::SignalTarget::Subscriber,
-            ),
-            Side::Publisher => (
-                self.publisher.candidate_json(),
-                proto::SignalTarget::Publisher,
-            ),
+        let trickle = match side {
+            Side::Subscriber => self.subscriber.trickle(proto::SignalTarget::Subscriber),
+            Side::Publisher => self.publisher.trickle(proto::SignalTarget::Publisher),
         };
         self.requests
-            .push_back(request(proto::signal_request::Message::Trickle(
-                proto::TrickleRequest {
-                    candidate_init,
-                    target: target as i32,
-                    ..Default::default()
-                },
-            )));
+            .push_back(request(proto::signal_request::Message::Trickle(trickle)));
     }
 
     /// Sets our attributes on the server (those given; an empty value
@@ -313,12 +303,13 @@ impl Client {
     /// Sends one 20 ms frame of our microphone (dropped until the
     /// publisher transport is up).
     pub fn send_audio(&mut self, now: Instant, frame: &[i16]) {
+        let whole_frame = frame.len() == self.frame_len();
         let Some(microphone) = self.microphone.as_mut() else {
             return;
         };
         // The RTP clock of Opus is 48 kHz whatever the PCM rate.
         microphone.timestamp = microphone.timestamp.wrapping_add(960);
-        if !self.publisher_connected || frame.len() != (self.pcm_rate / 50) as usize {
+        if !self.publisher_connected || !whole_frame {
             return;
         }
         let n = match microphone.encoder.encode(frame, &mut self.packet) {

@@ -249,6 +249,19 @@ impl Peer {
         .to_string()
     }
 
+    /// Our candidate as the trickle message for `target` (either side of
+    /// the signalling sends its own this way).
+    pub fn trickle(
+        &self,
+        target: livekit_protocol::SignalTarget,
+    ) -> livekit_protocol::TrickleRequest {
+        livekit_protocol::TrickleRequest {
+            candidate_init: self.candidate_json(),
+            target: target as i32,
+            ..Default::default()
+        }
+    }
+
     /// A candidate the client trickled (JSON `RTCIceCandidateInit`). A lite
     /// agent learns the client's address from its checks anyway, so one
     /// that does not parse is only logged.

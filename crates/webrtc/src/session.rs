@@ -344,24 +344,15 @@ impl Session {
     }
 
     fn trickle(&mut self, side: Side) {
-        let (candidate_init, target) = match side {
-            Side::Subscriber => (
-                self.subscriber.candidate_json(),
-                proto::SignalTarget::Subscriber,
-            ),
+        let trickle = match side {
+            Side::Subscriber => self.subscriber.trickle(proto::SignalTarget::Subscriber),
             Side::Publisher => match &self.publisher {
-                Some(p) => (p.candidate_json(), proto::SignalTarget::Publisher),
+                Some(p) => p.trickle(proto::SignalTarget::Publisher),
                 None => return,
             },
         };
         self.responses
-            .push_back(response(proto::signal_response::Message::Trickle(
-                proto::TrickleRequest {
-                    candidate_init,
-                    target: target as i32,
-                    ..Default::default()
-                },
-            )));
+            .push_back(response(proto::signal_response::Message::Trickle(trickle)));
     }
 
     /// The participant's room handle.
