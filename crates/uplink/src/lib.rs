@@ -22,10 +22,11 @@ use prost::Message as _;
 use switchboard_media::ports::{PortAllocator, TransportSockets};
 use switchboard_rooms::{
     shared_room_of, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
-    ParticipantKind, RoomEvent, Rooms,
+    ParticipantKind, RoomEvent, Rooms, RpcFailure,
 };
 use switchboard_streams::{connect_websocket, WebSocketOptions};
 use switchboard_webrtc::client::{Client, ClientEvent};
+use switchboard_webrtc::models::{rpc_ack, rpc_response};
 use switchboard_webrtc::Side;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
@@ -209,6 +210,7 @@ impl Uplink {
                 },
             )
             .map_err(|e| format!("private room: {e}"))?;
+        let port = local.audio();
         let frame_len = client.frame_len();
         let mut frame = vec![0i16; frame_len];
         let mut clock = tokio::time::interval(Duration::from_millis(20));
@@ -284,13 +286,9 @@ impl Uplink {
                     }
                     Some(RoomEvent::RpcReply { id, result, .. }) => {
                         if let Some(asker) = rpcs.remove(&id) {
-                            let value = switchboard_webrtc::models::rpc_response_value(result);
                             let packet = proto::DataPacket {
                                 destination_identities: vec![asker],
-                                value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {
-                                    request_id: id,
-                                    value: Some(value),
-                                })),
+                                value: Some(rpc_response(id, result)),
                                 ..Default::default()
                             };
                             client.send_data(Instant::now(), &packet, true);
@@ -305,13 +303,16 @@ impl Uplink {
                     Some(_) => {}
                 },
                 _ = clock.tick() => {
-                    let now = Instant::now();
-                    let port = local.audio();
-                    if port.frame_len() == frame_len && port.pull(&mut frame) {
-                        client.send_audio(now, &frame);
-                    }
-                    if client.pull_mix(&mut frame) {
-                        port.push(&frame);
+                    // The private room mixes at UPLINK_RATE (this member's
+                    // fixed rate) unless a wider fixed member joined: then
+                    // nothing crosses rather than audio at the wrong rate.
+                    if port.frame_len() == frame_len {
+                        if port.pull(&mut frame) {
+                            client.send_audio(Instant::now(), &frame);
+                        }
+                        if client.pull_mix(&mut frame) {
+                            port.push(&frame);
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
@@ -394,28 +395,18 @@ impl Uplink {
         request: proto::RpcRequest,
     ) {
         let now = Instant::now();
-        let ack = proto::DataPacket {
+        let to_asker = |value| proto::DataPacket {
             destination_identities: vec![asker.clone()],
-            value: Some(proto::data_packet::Value::RpcAck(proto::RpcAck {
-                request_id: request.id.clone(),
-            })),
+            value: Some(value),
             ..Default::default()
         };
-        client.send_data(now, &ack, true);
+        client.send_data(now, &to_asker(rpc_ack(request.id.clone())), true);
         if rpcs.len() >= MAX_RPCS_IN_FLIGHT {
-            let refusal = proto::DataPacket {
-                destination_identities: vec![asker],
-                value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {
-                    request_id: request.id,
-                    value: Some(proto::rpc_response::Value::Error(proto::RpcError {
-                        code: 1500,
-                        message: "too many calls in flight".into(),
-                        data: String::new(),
-                    })),
-                })),
-                ..Default::default()
+            let refusal = RpcFailure {
+                code: 1500,
+                message: "too many calls in flight".into(),
             };
-            client.send_data(now, &refusal, true);
+            client.send_data(now, &to_asker(rpc_response(request.id, Err(refusal))), true);
             return;
         }
         local.send_rpc(

@@ -107,16 +107,26 @@ pub fn disconnect_reason(reason: LeaveReason) -> proto::DisconnectReason {
     }
 }
 
-/// An RPC's outcome as LiveKit's `RpcResponse` value (payload or error).
-pub fn rpc_response_value(
+/// LiveKit's acknowledgement that RPC `request_id` reached its callee.
+pub fn rpc_ack(request_id: String) -> proto::data_packet::Value {
+    proto::data_packet::Value::RpcAck(proto::RpcAck { request_id })
+}
+
+/// LiveKit's answer to RPC `request_id`: its payload, or its error.
+pub fn rpc_response(
+    request_id: String,
     result: Result<String, switchboard_rooms::RpcFailure>,
-) -> proto::rpc_response::Value {
-    match result {
+) -> proto::data_packet::Value {
+    let value = match result {
         Ok(payload) => proto::rpc_response::Value::Payload(payload),
         Err(failure) => proto::rpc_response::Value::Error(proto::RpcError {
             code: failure.code,
             message: failure.message,
             data: String::new(),
         }),
-    }
+    };
+    proto::data_packet::Value::RpcResponse(proto::RpcResponse {
+        request_id,
+        value: Some(value),
+    })
 }

@@ -524,9 +524,13 @@ impl Session {
             debug!("data packet dropped: the token does not grant canPublishData");
             return;
         }
+        // An RPC to a SIP participant goes through the room: a call answers
+        // it (its reply brings the ack and the answer), a SIP-kind client
+        // (a gateway's uplink) gets it as a data packet and acks itself.
         if let Some(proto::data_packet::Value::RpcRequest(request)) = &packet.value {
             if let Some(callee) = self.sip_destination(&packet.destination_identities) {
-                self.rpc_to_sip(now, &callee, request);
+                self.participant
+                    .send_rpc(&callee, &request.id, &request.method, &request.payload);
                 return;
             }
         }
@@ -558,37 +562,25 @@ impl Session {
         }
     }
 
-    /// The SIP participant an RPC is addressed to: the gateway answers for
-    /// it (`lk.sip.*`), as LiveKit's SIP service does.
-    fn sip_destination(&self, destinations: &[String]) -> Option<ParticipantInfo> {
+    /// The SIP participant an RPC is addressed to (its identity): its call
+    /// answers `lk.sip.*`, as LiveKit's SIP service does.
+    fn sip_destination(&self, destinations: &[String]) -> Option<String> {
         match destinations {
             [one] => self
                 .known
                 .get(one)
                 .filter(|p| p.kind == switchboard_rooms::ParticipantKind::Sip)
-                .cloned(),
+                .map(|p| p.identity.clone()),
             _ => None,
         }
     }
 
-    /// An RPC to a SIP participant: acknowledged in its name at once (the
-    /// SDKs give up after 7 s without an ack), carried to the gateway.
-    fn rpc_to_sip(&mut self, now: Instant, callee: &ParticipantInfo, request: &proto::RpcRequest) {
-        let ack = proto::DataPacket {
-            participant_identity: callee.identity.clone(),
-            participant_sid: callee.sid.clone(),
-            value: Some(proto::data_packet::Value::RpcAck(proto::RpcAck {
-                request_id: request.id.clone(),
-            })),
-            ..Default::default()
-        };
-        self.send_reliable(now, ack);
-        self.participant.send_rpc(
-            &callee.identity,
-            &request.id,
-            &request.method,
-            &request.payload,
-        );
+    /// The SID of a participant we know of (empty if none).
+    fn sid_of(&self, identity: &str) -> String {
+        self.known
+            .get(identity)
+            .map(|p| p.sid.clone())
+            .unwrap_or_default()
     }
 
     /// Sends a DataPacket on the subscriber's `_reliable` channel.
@@ -885,23 +877,22 @@ impl Session {
                 };
                 self.send_reliable(now, packet);
             }
+            // A call's answer: the ack (its call has it, as the SDKs need
+            // within 7 s) and the answer, both in the callee's name.
             RoomEvent::RpcReply { from, id, result } => {
-                let sid = self
-                    .known
-                    .get(&from)
-                    .map(|p| p.sid.clone())
-                    .unwrap_or_default();
-                let value = crate::models::rpc_response_value(result);
-                let packet = proto::DataPacket {
-                    participant_identity: from,
-                    participant_sid: sid,
-                    value: Some(proto::data_packet::Value::RpcResponse(proto::RpcResponse {
-                        request_id: id,
+                let sid = self.sid_of(&from);
+                for value in [
+                    crate::models::rpc_ack(id.clone()),
+                    crate::models::rpc_response(id, result),
+                ] {
+                    let packet = proto::DataPacket {
+                        participant_identity: from.clone(),
+                        participant_sid: sid.clone(),
                         value: Some(value),
-                    })),
-                    ..Default::default()
-                };
-                self.send_reliable(now, packet);
+                        ..Default::default()
+                    };
+                    self.send_reliable(now, packet);
+                }
             }
             // An RPC to this client through the room: a SIP-kind client
             // (a gateway's uplink joining a caller) answers `lk.sip.*` for
@@ -912,14 +903,9 @@ impl Session {
                 method,
                 payload,
             } => {
-                let sid = self
-                    .known
-                    .get(&from)
-                    .map(|p| p.sid.clone())
-                    .unwrap_or_default();
                 let packet = proto::DataPacket {
+                    participant_sid: self.sid_of(&from),
                     participant_identity: from,
-                    participant_sid: sid,
                     destination_identities: vec![self.participant.info().identity],
                     value: Some(proto::data_packet::Value::RpcRequest(proto::RpcRequest {
                         id,
