@@ -127,7 +127,6 @@ impl InboundCall {
         let to_user = request.to().and_then(|t| t.uri.user()).unwrap_or_default();
         let mut call = Call::new(shared, incoming.flow, sip_call_id, self_tx, signals, guard);
         call.invite_txn = Some(incoming.txn);
-        call.remote_headers = request.headers.clone();
         // Behind a trusted proxy (a load balancer) the caller is the hop
         // the proxy heard from, not the proxy.
         call.peer = switchboard_sip::message::original_source(
@@ -159,7 +158,12 @@ impl InboundCall {
 
     async fn run(mut self) {
         let ending = match self.establish().await {
-            Ok(()) => self.call.in_call().await,
+            Ok(()) => {
+                // Set up: the INVITE's headers now serve only
+                // lk.sip.GetRemoteHeaders, which the call answers.
+                self.call.remote_headers = std::mem::take(&mut self.incoming.request.headers);
+                self.call.in_call().await
+            }
             Err(ending) => ending,
         };
         self.call.finish(ending).await;
