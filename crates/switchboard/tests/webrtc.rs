@@ -45,25 +45,32 @@ struct SdkClient {
     identity: String,
 }
 
+/// Runs `body` with the official Python server SDK: statements of an
+/// async function (indented 4 spaces) where `lk` is a `LiveKitAPI` for
+/// `sb` and `sys.argv[4..]` are `args`.
+fn server_sdk(sb: &Switchboard, body: &str, args: &[&str]) -> std::process::Output {
+    let script = format!(
+        "import asyncio, json, sys\nfrom livekit import api\nasync def main():\n    \
+         lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])\n{body}    \
+         await lk.aclose()\nasyncio.run(main())\n"
+    );
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("http://{}", sb.api.unwrap()))
+        .args([KEY, SECRET])
+        .args(args)
+        .output()
+        .expect("python3 with the livekit-api package (tests/deps/sdk.pip)")
+}
+
 /// RoomService SendData through the official Python server SDK.
 fn send_data_from_the_server(sb: &Switchboard, room: &str, text: &str) {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import asyncio, sys
-from livekit import api
-async def main():
-    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
-    await lk.room.send_data(api.SendDataRequest(room=sys.argv[4], data=sys.argv[5].encode(), kind=0))
-    await lk.aclose()
-asyncio.run(main())
-"#,
-        )
-        .arg(format!("http://{}", sb.api.unwrap()))
-        .args([KEY, SECRET, room, text])
-        .output()
-        .unwrap();
+    let output = server_sdk(
+        sb,
+        "    await lk.room.send_data(api.SendDataRequest(room=sys.argv[4], data=sys.argv[5].encode(), kind=0))\n",
+        &[room, text],
+    );
     assert!(
         output.status.success(),
         "SendData: {}",
@@ -481,28 +488,16 @@ fn a_rule_dispatches_an_agent_worker_when_a_phone_calls_and_the_phone_hears_it()
 fn an_explicit_dispatch_sends_a_named_agent_into_a_room() {
     let sb = start(&[]);
     let _agent = AgentWorker::start(&sb, "named-agent", 600.0);
-    let dispatch = Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import asyncio, json, sys
-from livekit import api
-async def main():
-    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
-    d = await lk.agent_dispatch.create_dispatch(
+    let dispatch = server_sdk(
+        &sb,
+        r#"    d = await lk.agent_dispatch.create_dispatch(
         api.CreateAgentDispatchRequest(agent_name="named-agent", room="explicit", metadata="hello"))
     listed = await lk.agent_dispatch.list_dispatch(room_name="explicit")
     print(json.dumps({"id": d.id, "room": d.room, "jobs": len(d.state.jobs),
                       "listed": [x.id for x in listed if x.agent_name == "named-agent"]}))
-    await lk.aclose()
-asyncio.run(main())
 "#,
-        )
-        .arg(format!("http://{}", sb.api.unwrap()))
-        .arg(KEY)
-        .arg(SECRET)
-        .output()
-        .unwrap();
+        &[],
+    );
     let stdout = String::from_utf8_lossy(&dispatch.stdout);
     let answer: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -819,28 +814,17 @@ fn a_muted_client_is_not_heard_and_an_admin_mute_and_update_are_seen_by_clients(
         .unwrap()
         .trim_matches('"')
         .to_string();
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import asyncio, sys
-from livekit import api
-async def main():
-    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
-    p = await lk.room.get_participant(api.RoomParticipantIdentity(room="mute", identity=sys.argv[4]))
+    let output = server_sdk(
+        &sb,
+        r#"    p = await lk.room.get_participant(api.RoomParticipantIdentity(room="mute", identity=sys.argv[4]))
     r = await lk.room.mute_published_track(api.MuteRoomTrackRequest(
         room="mute", identity=sys.argv[4], track_sid=p.tracks[0].sid, muted=True))
     await lk.room.update_participant(api.UpdateParticipantRequest(
         room="mute", identity=sys.argv[4], attributes={"crm.account": "7"}))
     print(r.track.sid, r.track.muted)
-    await lk.aclose()
-asyncio.run(main())
 "#,
-        )
-        .arg(format!("http://{}", sb.api.unwrap()))
-        .args([KEY, SECRET, &identity])
-        .output()
-        .unwrap();
+        &[&identity],
+    );
     let answer = String::from_utf8_lossy(&output.stdout);
     assert!(
         answer.trim().ends_with("True"),
@@ -1073,23 +1057,11 @@ fn dtmf_and_rpc_cross_to_the_livekit_room_and_removal_there_hangs_up_the_call() 
         gateway.log()
     );
     let identity = report["dtmf"][0]["from"].as_str().unwrap_or("").to_string();
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import asyncio, sys
-from livekit import api
-async def main():
-    lk = api.LiveKitAPI(sys.argv[1], sys.argv[2], sys.argv[3])
-    await lk.room.remove_participant(api.RoomParticipantIdentity(room="r", identity=sys.argv[4]))
-    await lk.aclose()
-asyncio.run(main())
-"#,
-        )
-        .arg(format!("http://{}", rooms_server.api.unwrap()))
-        .args([KEY, SECRET, &identity])
-        .output()
-        .unwrap();
+    let output = server_sdk(
+        &rooms_server,
+        "    await lk.room.remove_participant(api.RoomParticipantIdentity(room=\"r\", identity=sys.argv[4]))\n",
+        &[&identity],
+    );
     assert!(
         output.status.success(),
         "RemoveParticipant on B: {}",
