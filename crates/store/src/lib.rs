@@ -27,6 +27,7 @@ mod bans;
 mod call_history;
 mod call_record;
 mod error;
+mod leases;
 mod live;
 mod platform;
 mod random;
@@ -41,6 +42,7 @@ pub use call_history::{
 };
 pub use call_record::{CallQuality, CallRecord, CallTrace, TracedMessage};
 pub use error::StoreError;
+pub use leases::{LeaseKey, Leases};
 pub use live::LiveRoutingIndex;
 pub use platform::{
     DialPlanRecord, PlatformTrunk, PlatformTrunkPage, PlatformTrunkWrite, ProvisioningFault,
