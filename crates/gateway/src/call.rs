@@ -23,7 +23,7 @@ use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, NegotiatedMedia, SdpNegotiator};
 use switchboard_media::session::{CallStats, MediaEvent, MediaSession, SessionConfig};
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomEvent};
+use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomEvent, RoomHome};
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::{
     DisconnectReason, SipCallDirection, SipCallInfo, SipCallStatus, SipStatus, SipTransferInfo,
@@ -358,6 +358,9 @@ pub(crate) struct Call {
     pub remote_headers: Headers,
     /// Headers a participant asked for on our BYE (`lk.sip.EndCall`).
     pub bye_headers: Vec<(String, String)>,
+    /// The room the call is for and the local room it joins for it (itself,
+    /// or a private one when the room lives elsewhere): decided once.
+    pub placed: Option<(String, String)>,
 }
 
 /// A transfer in progress: the REFER we sent and who waits for the outcome.
@@ -432,6 +435,7 @@ impl Call {
             record,
             remote_headers: Headers::new(),
             bye_headers: Vec::new(),
+            placed: None,
         }
     }
 
@@ -690,13 +694,39 @@ impl Call {
         }
     }
 
-    /// The local room this call joins for the rule's (or request's) `room`:
-    /// that room, or with private rooms one of its own standing for it.
+    /// Decides where the call joins for the rule's (or request's) `room`:
+    /// that room here, or, when the room lives elsewhere (the directory
+    /// says), a private room of its own standing for it.
+    pub(crate) async fn place(&mut self, room: &str) -> Result<String, RoomError> {
+        if let Some((placed, local)) = &self.placed {
+            if placed == room {
+                return Ok(local.clone());
+            }
+        }
+        let home = match &self.shared.directory {
+            None => RoomHome::Here,
+            Some(directory) => directory.locate(room).await.map_err(|e| {
+                warn!(call_id = %self.call_id, room, error = %e, "cannot tell where the room lives");
+                RoomError::Unavailable(e)
+            })?,
+        };
+        let local = match &home {
+            RoomHome::Here => room.to_string(),
+            RoomHome::Elsewhere(url) => {
+                info!(call_id = %self.call_id, room, server = %url, "the room lives elsewhere: joining it through the uplink");
+                switchboard_rooms::private_room_name(room, &self.call_id)
+            }
+        };
+        self.placed = Some((room.to_string(), local.clone()));
+        Ok(local)
+    }
+
+    /// The local room this call joins for `room`, as [`Call::place`]
+    /// decided (the room itself if it was not asked).
     pub(crate) fn local_room(&self, room: &str) -> String {
-        if self.shared.config.private_rooms {
-            switchboard_rooms::private_room_name(room, &self.call_id)
-        } else {
-            room.to_string()
+        match &self.placed {
+            Some((placed, local)) if placed == room => local.clone(),
+            _ => room.to_string(),
         }
     }
 

@@ -549,7 +549,11 @@ impl InboundCall {
         spec
     }
 
-    fn join_room(&mut self, status: CallStatus) -> Result<(), Ending> {
+    async fn join_room(&mut self, status: CallStatus) -> Result<(), Ending> {
+        let Some(room_name) = self.dispatch.as_ref().map(|d| d.room_name.clone()) else {
+            return Ok(());
+        };
+        let placed = self.call.place(&room_name).await;
         let Some(result) = &self.dispatch else {
             return Ok(());
         };
@@ -569,21 +573,24 @@ impl InboundCall {
             audio_rate: self.call.room_audio_rate(),
         };
         let room = self.call.local_room(&result.room_name);
-        // The rule's room configuration applies when this call creates the
-        // room (as a LiveKit token's roomConfig does): its agents.
-        let options = RoomOptions {
-            agents: result
-                .room_config
-                .iter()
-                .flat_map(|c| &c.agents)
-                .map(|a| AgentRequest {
-                    agent_name: a.agent_name.clone(),
-                    metadata: a.metadata.clone(),
-                })
-                .collect(),
-            ..RoomOptions::default()
-        };
-        match self.call.shared.rooms.join_with(&room, request, &options) {
+        let joined = placed.and_then(|_| {
+            // The rule's room configuration applies when this call creates the
+            // room (as a LiveKit token's roomConfig does): its agents.
+            let options = RoomOptions {
+                agents: result
+                    .room_config
+                    .iter()
+                    .flat_map(|c| &c.agents)
+                    .map(|a| AgentRequest {
+                        agent_name: a.agent_name.clone(),
+                        metadata: a.metadata.clone(),
+                    })
+                    .collect(),
+                ..RoomOptions::default()
+            };
+            self.call.shared.rooms.join_with(&room, request, &options)
+        });
+        match joined {
             Ok(participant) => {
                 info!(
                     call_id = %self.call.call_id,
@@ -716,7 +723,7 @@ impl InboundCall {
     }
 
     async fn ring_then_answer(&mut self, answer_sdp: String) -> Result<(), Ending> {
-        self.join_room(CallStatus::Ringing)?;
+        self.join_room(CallStatus::Ringing).await?;
         self.start_stream()?;
         let config = self.call.shared.config.clone();
         let ringing_timeout = self
@@ -946,7 +953,7 @@ impl InboundCall {
                 info!(call_id = %self.call.call_id, room = %result.room_name, rule = %result.rule_id, "PIN accepted");
                 self.adopt(*result);
                 self.call.bridge.play(&Prompt::RoomJoin.samples(rate), rate);
-                self.join_room(CallStatus::Active)?;
+                self.join_room(CallStatus::Active).await?;
                 if let Some(p) = &self.call.participant {
                     self.call.bridge.set_port(Some(p.audio()));
                 }

@@ -128,12 +128,6 @@ pub struct GatewayConfig {
     /// through one is matched, limited and recorded by the address of the
     /// hop before it (`switchboard_sip::message::original_source`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Each call (and the voice bot streamed its audio) sits in a local
-    /// room of its own (`switchboard_rooms::private_room_name`), which
-    /// stands for the rule's room elsewhere: with `rooms.backend: livekit`
-    /// the room itself is on the LiveKit server, and the uplink joins each
-    /// call there as its own participant.
-    pub private_rooms: bool,
 }
 
 impl GatewayConfig {
@@ -185,7 +179,6 @@ impl Default for GatewayConfig {
             refused_destinations: default_refused_destinations(),
             streams: StreamsConfig::default(),
             trusted_proxies: Vec::new(),
-            private_rooms: false,
         }
     }
 }
@@ -501,6 +494,7 @@ struct Shared {
     calls: Arc<CallRegistry>,
     metrics: GatewayMetrics,
     records: CallRecords,
+    directory: Option<Arc<dyn switchboard_rooms::RoomDirectory>>,
 }
 
 impl Shared {
@@ -546,6 +540,12 @@ pub struct GatewayParts {
     pub nonce_ledger: Option<Arc<dyn NonceLedger>>,
     /// Where calls' records go (live, then the history).
     pub records: CallRecords,
+    /// Where rooms live when not all of them are here: a call whose room
+    /// is elsewhere (a LiveKit server, another replica) sits, with the
+    /// voice bot streamed its audio, in a local room of its own
+    /// (`switchboard_rooms::private_room_name`) standing for it, and the
+    /// uplink joins the call there. `None`: every room is here.
+    pub directory: Option<Arc<dyn switchboard_rooms::RoomDirectory>>,
 }
 
 /// The transaction user of the SIP stack.
@@ -569,6 +569,7 @@ impl Gateway {
                 calls: Arc::new(CallRegistry::default()),
                 metrics: parts.metrics,
                 records: parts.records,
+                directory: parts.directory,
             }),
         }
     }
@@ -751,14 +752,36 @@ impl GatewayHandle {
         outbound::dial(self.shared.clone(), request, wait_until_answered).await
     }
 
+    /// Participant `identity` of `room` as this process has it: in the room
+    /// itself, or (when the room lives elsewhere) in the call's private room
+    /// standing for it. A caller that another replica bridged into our room
+    /// is found in the room but has no call here.
+    fn caller_in(&self, room: &str, identity: &str) -> Option<switchboard_rooms::ParticipantInfo> {
+        let rooms = &self.shared.rooms;
+        let in_room = rooms.participant(room, identity).ok();
+        let has_call = |p: &switchboard_rooms::ParticipantInfo| {
+            p.attributes
+                .get(switchboard_routing::attrs::CALL_ID)
+                .is_some_and(|id| self.shared.routes().calls.contains_key(id))
+        };
+        if in_room.as_ref().is_some_and(has_call) || self.shared.directory.is_none() {
+            return in_room;
+        }
+        // An API order, not a call's path: a scan of the rooms is fine.
+        rooms
+            .list_rooms()
+            .iter()
+            .filter(|r| switchboard_rooms::shared_room_of(&r.name) == Some(room))
+            .find_map(|r| rooms.participant(&r.name, identity).ok().filter(has_call))
+            .or(in_room)
+    }
+
     /// Transfers a SIP participant's call with a REFER and waits for the
     /// outcome (the NOTIFY sipfrag), at most `request.timeout`.
     pub async fn transfer(&self, request: TransferRequest) -> Result<TransferDone, TransferError> {
         let participant = self
-            .shared
-            .rooms
-            .participant(&request.room, &request.identity)
-            .map_err(|_| TransferError::NoSuchParticipant {
+            .caller_in(&request.room, &request.identity)
+            .ok_or_else(|| TransferError::NoSuchParticipant {
                 room: request.room.clone(),
                 identity: request.identity.clone(),
             })?;

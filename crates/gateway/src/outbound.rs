@@ -216,7 +216,11 @@ pub(crate) async fn dial(
         publishes_audio: true,
         audio_rate: AudioRate::Configured,
     };
-    let participant = match shared.rooms.join(&call.local_room(&request.room), join) {
+    let joined = match call.place(&request.room).await {
+        Ok(local) => shared.rooms.join(&local, join),
+        Err(e) => Err(e),
+    };
+    let participant = match joined {
         Ok(p) => p,
         Err(e) => {
             call.finish(Ending::JoinFailed(e.clone())).await;

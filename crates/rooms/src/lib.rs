@@ -23,10 +23,12 @@
 //! mixes every 20 ms the rooms that have no paced members, and a paced room
 //! whose members stopped stepping (40 ms without a round).
 
+mod directory;
 mod ids;
 mod ring;
 mod tap;
 
+pub use directory::{DirectoryFuture, RoomDirectory, RoomHome};
 pub use ids::{new_sid, private_room_name, shared_room_of};
 pub use tap::OpusTap;
 
@@ -371,6 +373,10 @@ pub enum RoomError {
     /// The room already exists (explicit creation only).
     #[error("room {0:?} already exists")]
     RoomExists(String),
+    /// Where the room lives cannot be told now (the replicas' directory
+    /// did not answer).
+    #[error("the room directory is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A room's life as webhooks tell it (LiveKit's `room_started`,
