@@ -22,7 +22,7 @@ use prost::Message as _;
 use switchboard_media::ports::{PortAllocator, TransportSockets};
 use switchboard_rooms::{
     shared_room_of, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
-    ParticipantKind, RoomEvent, Rooms, RpcFailure,
+    ParticipantKind, RoomDirectory, RoomEvent, RoomHome, Rooms, RpcFailure,
 };
 use switchboard_streams::{connect_websocket, WebSocketOptions};
 use switchboard_webrtc::client::{Client, ClientEvent};
@@ -31,12 +31,17 @@ use switchboard_webrtc::Side;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
-/// The LiveKit server the rooms are on.
+/// Where the rooms are and how to join them there.
 #[derive(Clone)]
 pub struct LiveKitServer {
-    /// Its URL (`ws://host:port` or `http://host:port`).
-    pub url: String,
-    /// An API key of it, to sign each participant's token.
+    /// Where each room is: its server's URL (`ws://host:port` or
+    /// `http://host:port`; a LiveKit server, or the replica that owns it).
+    pub directory: Arc<dyn RoomDirectory>,
+    /// This process's own URL, for a room that the directory says has
+    /// come here since the call was placed (its owner died): the call then
+    /// joins it through this process's own `/rtc`.
+    pub own_url: Option<String>,
+    /// An API key of the server(s), to sign each participant's token.
     pub api_key: String,
     /// That key's secret.
     pub api_secret: String,
@@ -56,7 +61,7 @@ impl std::fmt::Debug for LiveKitServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the secret.
         f.debug_struct("LiveKitServer")
-            .field("url", &self.url)
+            .field("own_url", &self.own_url)
             .field("api_key", &self.api_key)
             .finish_non_exhaustive()
     }
@@ -65,6 +70,12 @@ impl std::fmt::Debug for LiveKitServer {
 /// The PCM rate between the call's private room and the client: wideband
 /// Opus toward LiveKit; a G.711 caller is resampled once, in the room.
 const UPLINK_RATE: u32 = 16_000;
+
+/// How long a room's server that cannot be reached is tried again: a
+/// replica's room lease outlives the replica by up to one lease time.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(12);
+/// Between two attempts.
+const CONNECT_RETRY: Duration = Duration::from_millis(500);
 
 /// The uplink's own identity in the private room (never seen elsewhere).
 const UPLINK_IDENTITY: &str = "livekit-uplink";
@@ -152,16 +163,49 @@ enum Stop {
     Removed(String),
     /// Signalling or media failed.
     Failed(String),
+    /// The signalling connection was lost without the server saying the
+    /// participant was removed (the server stopped, a replica drained or
+    /// died): the room is joined again wherever it is now.
+    Lost(String),
 }
+
+/// Most times one call's uplink joins its room again after losing it.
+const MAX_REJOINS: u32 = 10;
 
 impl Uplink {
     async fn run(self) {
         let identity = self.caller.identity.clone();
         let room = self.remote_room.clone();
         info!(room = %room, identity = %identity, "joining the LiveKit room for a call");
-        let stop = match self.bridge().await {
-            Ok(stop) => stop,
-            Err(e) => Stop::Failed(e),
+        let mut local = match self.rooms.join(
+            &self.local_room,
+            JoinRequest {
+                identity: UPLINK_IDENTITY.into(),
+                name: format!("LiveKit room {}", self.remote_room),
+                metadata: String::new(),
+                attributes: Default::default(),
+                kind: ParticipantKind::WebRtc,
+                publishes_audio: true,
+                audio_rate: AudioRate::Fixed(UPLINK_RATE),
+            },
+        ) {
+            Ok(local) => local,
+            Err(e) => {
+                warn!(room = %room, identity = %identity, error = %e, "the call's private room cannot be joined");
+                return;
+            }
+        };
+        let mut rejoins = 0u32;
+        let stop = loop {
+            match self.bridge(&mut local).await {
+                Ok(Stop::Lost(why)) if rejoins < MAX_REJOINS => {
+                    rejoins += 1;
+                    info!(room = %room, identity = %identity, reason = %why, rejoins, "lost the room's server: joining the room again");
+                }
+                Ok(Stop::Lost(why)) => break Stop::Failed(why),
+                Ok(stop) => break stop,
+                Err(e) => break Stop::Failed(e),
+            }
         };
         match stop {
             Stop::CallEnded => {
@@ -171,52 +215,34 @@ impl Uplink {
                 info!(room = %room, identity = %identity, reason = %why, "removed from the LiveKit room: ending the call");
                 let _ = self.rooms.remove_participant(&self.local_room, &identity);
             }
-            Stop::Failed(why) => {
+            Stop::Failed(why) | Stop::Lost(why) => {
                 warn!(room = %room, identity = %identity, error = %why, "LiveKit room lost: ending the call");
                 let _ = self.rooms.remove_participant(&self.local_room, &identity);
             }
         }
     }
 
-    async fn bridge(&self) -> Result<Stop, String> {
-        let token = token(&self.server, &self.remote_room, &self.caller)?;
-        let options = WebSocketOptions {
-            tls: self.server.tls.clone(),
-            ..WebSocketOptions::new()
-        };
-        // The URL carries the token: errors name the host, never the URL.
-        let mut ws = connect_websocket(&rtc_url(&self.server.url, &token), &options)
-            .await
-            .map_err(|e| format!("signalling: {e}"))?
-            .into_websocket();
+    async fn bridge(&self, local: &mut Participant) -> Result<Stop, String> {
+        // The caller as it is now (a rejoin carries the attributes it has
+        // since taken).
+        let caller = self
+            .rooms
+            .participant(&self.local_room, &self.caller.identity)
+            .map_err(|_| "the call has left".to_string())?;
+        let mut ws = self.connect(&caller).await?;
         let sockets = TransportSockets::bind(self.server.ports.as_ref(), self.server.bind)
             .map_err(|e| format!("media sockets: {e}"))?;
         let (subscriber_addr, publisher_addr) = sockets.advertised(self.server.advertise);
         let (subscriber, publisher, _pair) = sockets.into_parts();
         let mut client = Client::new(Instant::now(), subscriber_addr, publisher_addr, UPLINK_RATE)
             .map_err(|e| e.to_string())?;
-        let mut local = self
-            .rooms
-            .join(
-                &self.local_room,
-                JoinRequest {
-                    identity: UPLINK_IDENTITY.into(),
-                    name: format!("LiveKit room {}", self.remote_room),
-                    metadata: String::new(),
-                    attributes: Default::default(),
-                    kind: ParticipantKind::WebRtc,
-                    publishes_audio: true,
-                    audio_rate: AudioRate::Fixed(UPLINK_RATE),
-                },
-            )
-            .map_err(|e| format!("private room: {e}"))?;
         let port = local.audio();
         let frame_len = client.frame_len();
         let mut frame = vec![0i16; frame_len];
         let mut clock = tokio::time::interval(Duration::from_millis(20));
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let (mut subscriber_buf, mut publisher_buf) = (vec![0u8; 2048], vec![0u8; 2048]);
-        let mut attributes = self.caller.attributes.clone();
+        let mut attributes = caller.attributes.clone();
         // RPCs to the caller in flight: request ID → who asked.
         let mut rpcs: HashMap<String, String> = HashMap::new();
         let mut call_over = false;
@@ -238,7 +264,7 @@ impl Uplink {
                 }
             }
             while let Some(event) = client.poll_event() {
-                if let Some(stop) = self.on_client_event(&local, &mut client, &mut rpcs, event) {
+                if let Some(stop) = self.on_client_event(local, &mut client, &mut rpcs, event) {
                     return Ok(stop);
                 }
             }
@@ -255,9 +281,9 @@ impl Uplink {
                         Ok(response) => client.handle_signal(Instant::now(), response),
                         Err(_) => debug!("a signal response that does not decode"),
                     },
-                    Some(Ok(Message::Close(_))) | None => return Ok(Stop::Removed("the server closed the signalling".into())),
+                    Some(Ok(Message::Close(_))) | None => return Ok(Stop::Lost("the server closed the signalling".into())),
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(format!("signalling: {e}")),
+                    Some(Err(e)) => return Ok(Stop::Lost(format!("signalling: {e}"))),
                 },
                 received = subscriber.recv_from(&mut subscriber_buf) => {
                     if let Ok((n, from)) = received {
@@ -317,6 +343,48 @@ impl Uplink {
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                     client.handle_timeout(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Opens the signalling to the room's server. A server that cannot be
+    /// reached is asked for again (and the directory again where the room
+    /// is: a dead owner's lease expires and the room moves) for a while
+    /// before the call is given up: the call rings meanwhile.
+    async fn connect(
+        &self,
+        caller: &ParticipantInfo,
+    ) -> Result<tokio_tungstenite::WebSocketStream<switchboard_streams::BotStream>, String> {
+        let token = token(&self.server, &self.remote_room, caller)?;
+        let options = WebSocketOptions {
+            tls: self.server.tls.clone(),
+            ..WebSocketOptions::new()
+        };
+        let started = Instant::now();
+        loop {
+            let url =
+                match self.server.directory.locate(&self.remote_room).await {
+                    Ok(RoomHome::Elsewhere(url)) => Ok(url),
+                    Ok(RoomHome::Here) => self.server.own_url.clone().ok_or_else(|| {
+                        "the room is here, but no URL of our own is known".to_string()
+                    }),
+                    Err(e) => Err(format!("room directory: {e}")),
+                };
+            // The URL carries the token: errors name the host, never the URL.
+            let attempt = match url {
+                Ok(url) => connect_websocket(&rtc_url(&url, &token), &options)
+                    .await
+                    .map(|socket| socket.into_websocket())
+                    .map_err(|e| format!("signalling: {e}")),
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(ws) => return Ok(ws),
+                Err(e) if started.elapsed() >= CONNECT_PATIENCE => return Err(e),
+                Err(e) => {
+                    debug!(room = %self.remote_room, error = %e, "the room's server cannot be reached yet");
+                    tokio::time::sleep(CONNECT_RETRY).await;
                 }
             }
         }
