@@ -88,6 +88,7 @@ pub mod explain;
 mod listener;
 pub mod metrics;
 pub mod platform;
+pub mod replicas;
 pub mod room_service;
 pub mod rtc;
 mod server;
@@ -160,6 +161,10 @@ pub struct ApiState {
     pub call_history: Option<switchboard_store::CallHistory>,
     /// Requests by route and code, and their latency.
     pub metrics: metrics::ApiMetrics,
+    /// Where rooms and calls are when replicas share rooms: orders for
+    /// another replica's room or call are forwarded there, members of its
+    /// rooms relayed there (`replicas`). `None`: every room is here.
+    pub directory: Option<Arc<dyn switchboard_rooms::RoomDirectory>>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -113,6 +113,7 @@ fn room_error(e: RoomError) -> TwirpError {
             TwirpError::new(Code::NotFound, "participant not found")
         }
         RoomError::RoomExists(_) => TwirpError::new(Code::AlreadyExists, e.to_string()),
+        RoomError::Unavailable(_) => TwirpError::new(Code::Unavailable, e.to_string()),
     }
 }
 

@@ -179,6 +179,26 @@ async fn join(
         Err(_) => return plain(StatusCode::NOT_FOUND, "/rtc takes a WebSocket".into()),
     };
     let query = rtc_query(&uri);
+    // Another replica owns the room: the signalling is relayed there, and
+    // the client's media goes to that replica's own candidates.
+    if !crate::replicas::was_forwarded(&headers) && !query.reconnect {
+        match crate::replicas::home_for_member(state.directory.as_deref(), &claims.video.room).await
+        {
+            Ok(None) => {}
+            Ok(Some(owner)) => {
+                let path = uri.path_and_query().map_or("/rtc", |p| p.as_str());
+                return crate::replicas::relay_websocket(
+                    upgrade,
+                    &owner,
+                    path,
+                    &headers,
+                    state.websocket.max_message_bytes,
+                )
+                .await;
+            }
+            Err(response) => return response,
+        }
+    }
     let Some(slot) = SessionSlot::take(&state) else {
         return plain(
             StatusCode::TOO_MANY_REQUESTS,

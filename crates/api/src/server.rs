@@ -210,6 +210,32 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
+    // An order for another replica's room or call goes there.
+    if let Some(directory) = state.directory.as_deref() {
+        let sip_call = service_name == SIP_SERVICE;
+        if (room_call || sip_call) && !crate::replicas::was_forwarded(&parts.headers) {
+            let target = crate::replicas::forward_target(
+                directory,
+                &state.rooms,
+                room_call,
+                rpc,
+                encoding,
+                &body,
+            )
+            .await;
+            if let Some(target) = target {
+                tracing::info!(method = rpc, replica = %target, "API order forwarded to the replica holding its room or call");
+                return crate::replicas::forward_twirp(
+                    &target,
+                    &path,
+                    &parts.headers,
+                    &body,
+                    state.max_body_bytes,
+                )
+                .await;
+            }
+        }
+    }
     let result = if switchboard_call {
         match rpc {
             "ListBans" => list_bans_json(&state, claims.as_ref()),

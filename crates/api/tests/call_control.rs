@@ -100,6 +100,7 @@ async fn serve(recorder: Arc<Recorder>) -> (SocketAddr, SipStore, tempfile::Temp
         refused_destinations: Vec::new(),
         call_history: None,
         metrics: switchboard_api::metrics::ApiMetrics::new().unwrap(),
+        directory: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

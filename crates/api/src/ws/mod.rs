@@ -215,6 +215,24 @@ pub(crate) async fn handler(
         Ok(upgrade) => upgrade,
         Err(e) => return e.into_response(),
     };
+    // Another replica owns the room: the member is relayed there.
+    if !crate::replicas::was_forwarded(&headers) {
+        match crate::replicas::home_for_member(state.directory.as_deref(), &room).await {
+            Ok(None) => {}
+            Ok(Some(owner)) => {
+                let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                return crate::replicas::relay_websocket(
+                    upgrade,
+                    &owner,
+                    path,
+                    &headers,
+                    state.websocket.max_message_bytes,
+                )
+                .await;
+            }
+            Err(response) => return response,
+        }
+    }
     let Some(slot) = SessionSlot::take(&state) else {
         return refuse(
             Code::ResourceExhausted,

@@ -1,0 +1,345 @@
+//! Replicas sharing rooms: an order for a room or a call that another
+//! replica holds is forwarded to it, and a participant whose room another
+//! replica owns is relayed there (its WebSocket, signalling only: a LiveKit
+//! client's media goes straight to the owner, whose ICE candidates it gets).
+//!
+//! Where a room or call is comes from the [`RoomDirectory`] the binary
+//! plugs in (leases in Redis). A forwarded request carries
+//! [`FORWARDED_HEADER`] and is never forwarded again, so two replicas that
+//! disagree for a moment cannot bounce a request between them.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame as AxumCloseFrame, Message as AxumMessage, WebSocket};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use switchboard_rooms::{RoomDirectory, RoomHome};
+use switchboard_streams::{connect_websocket, BotStream, WebSocketOptions};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+use crate::twirp::{Code, TwirpError};
+use crate::wire::{decode_request, Encoding};
+use switchboard_routing::livekit_protocol::{
+    DeleteRoomRequest, ListParticipantsRequest, MuteRoomTrackRequest, RoomParticipantIdentity,
+    SendDataRequest, TransferSipParticipantRequest, UpdateParticipantRequest,
+    UpdateRoomMetadataRequest,
+};
+
+/// Marks a request one replica forwarded to another.
+pub const FORWARDED_HEADER: &str = "x-switchboard-forwarded";
+
+/// How long a forwarded order may take (a transfer waits for its NOTIFY,
+/// up to its own timeout of at most a few minutes).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Whether `headers` say another replica forwarded this request.
+pub(crate) fn was_forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+/// `http://host:port` (or `ws://`) as the WebSocket URL of `path_and_query`
+/// there; `None` for a URL that is neither.
+fn websocket_url(base: &str, path_and_query: &str) -> Option<String> {
+    let base = base.trim_end_matches('/');
+    let rest = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("ws://"))
+        .map(|rest| format!("ws://{rest}"))
+        .or_else(|| {
+            base.strip_prefix("https://")
+                .or_else(|| base.strip_prefix("wss://"))
+                .map(|rest| format!("wss://{rest}"))
+        })?;
+    Some(format!("{rest}{path_and_query}"))
+}
+
+/// Where `room` is for a member about to join it: `None` here, or the
+/// owner's URL; an error response when the directory cannot tell.
+pub(crate) async fn home_for_member(
+    directory: Option<&dyn RoomDirectory>,
+    room: &str,
+) -> Result<Option<String>, Response> {
+    let Some(directory) = directory else {
+        return Ok(None);
+    };
+    match directory.locate(room).await {
+        Ok(RoomHome::Here) => Ok(None),
+        Ok(RoomHome::Elsewhere(url)) => Ok(Some(url)),
+        Err(e) => {
+            warn!(room, error = %e, "cannot tell where the room lives");
+            Err(
+                TwirpError::new(Code::Unavailable, "the room directory is unavailable")
+                    .into_response(),
+            )
+        }
+    }
+}
+
+/// Relays a WebSocket member to the replica at `owner`, which serves the
+/// same path: the upstream socket is opened first, so a refusal there
+/// (a bad token, a full room) reaches the client as an HTTP answer.
+pub(crate) async fn relay_websocket(
+    upgrade: WebSocketUpgrade,
+    owner: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    max_message_bytes: usize,
+) -> Response {
+    let Some(url) = websocket_url(owner, path_and_query) else {
+        return TwirpError::internal("the room's replica has no usable URL").into_response();
+    };
+    let mut options = WebSocketOptions {
+        max_message_bytes,
+        ..WebSocketOptions::new()
+    };
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        options
+            .headers
+            .push((header::AUTHORIZATION.to_string(), value.to_string()));
+    }
+    options
+        .headers
+        .push((FORWARDED_HEADER.to_string(), "1".to_string()));
+    let upstream = match connect_websocket(&url, &options).await {
+        Ok(socket) => socket.into_websocket(),
+        Err(e) => {
+            // The URL may carry a token: the error names the host only.
+            info!(owner, error = %e, "the room's replica refused or cannot be reached");
+            return TwirpError::new(
+                Code::Unavailable,
+                format!("the replica serving the room cannot be reached: {e}"),
+            )
+            .into_response();
+        }
+    };
+    debug!(owner, "WebSocket member relayed to the room's replica");
+    upgrade
+        .max_message_size(max_message_bytes)
+        .on_upgrade(move |client| pump(client, upstream))
+}
+
+/// Copies messages both ways until either side closes.
+async fn pump(mut client: WebSocket, mut upstream: WebSocketStream<BotStream>) {
+    loop {
+        tokio::select! {
+            message = client.recv() => {
+                let forwarded = match message {
+                    Some(Ok(AxumMessage::Text(text))) => Message::Text(text.as_str().into()),
+                    Some(Ok(AxumMessage::Binary(data))) => Message::Binary(data),
+                    Some(Ok(AxumMessage::Ping(_) | AxumMessage::Pong(_))) => continue,
+                    Some(Ok(AxumMessage::Close(frame))) => {
+                        let frame = frame.map(|f| CloseFrame {
+                            code: f.code.into(),
+                            reason: f.reason.as_str().into(),
+                        });
+                        let _ = upstream.send(Message::Close(frame)).await;
+                        return;
+                    }
+                    Some(Err(_)) | None => {
+                        let _ = upstream.send(Message::Close(None)).await;
+                        return;
+                    }
+                };
+                if upstream.send(forwarded).await.is_err() {
+                    let _ = client.send(AxumMessage::Close(None)).await;
+                    return;
+                }
+            }
+            message = upstream.next() => {
+                let forwarded = match message {
+                    Some(Ok(Message::Text(text))) => AxumMessage::Text(text.as_str().into()),
+                    Some(Ok(Message::Binary(data))) => AxumMessage::Binary(data),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(frame))) => {
+                        let frame = frame.map(|f| AxumCloseFrame {
+                            code: f.code.into(),
+                            reason: f.reason.as_str().into(),
+                        });
+                        let _ = client.send(AxumMessage::Close(frame)).await;
+                        return;
+                    }
+                    Some(Err(_)) | None => {
+                        let _ = client.send(AxumMessage::Close(None)).await;
+                        return;
+                    }
+                };
+                if client.send(forwarded).await.is_err() {
+                    let _ = upstream.send(Message::Close(None)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The room a RoomService order is about, for the orders that act on one
+/// room (ListRooms and CreateRoom stay with the replica asked).
+fn room_of_order(rpc: &str, encoding: Encoding, body: &[u8]) -> Option<String> {
+    fn room<M: crate::wire::ProtoMessage>(
+        encoding: Encoding,
+        body: &[u8],
+        field: impl Fn(M) -> String,
+    ) -> Option<String> {
+        decode_request::<M>(encoding, body).ok().map(field)
+    }
+    match rpc {
+        "DeleteRoom" => room(encoding, body, |r: DeleteRoomRequest| r.room),
+        "ListParticipants" => room(encoding, body, |r: ListParticipantsRequest| r.room),
+        "GetParticipant" | "RemoveParticipant" => {
+            room(encoding, body, |r: RoomParticipantIdentity| r.room)
+        }
+        "MutePublishedTrack" => room(encoding, body, |r: MuteRoomTrackRequest| r.room),
+        "UpdateParticipant" => room(encoding, body, |r: UpdateParticipantRequest| r.room),
+        "SendData" => room(encoding, body, |r: SendDataRequest| r.room),
+        "UpdateRoomMetadata" => room(encoding, body, |r: UpdateRoomMetadataRequest| r.room),
+        _ => None,
+    }
+}
+
+/// The replica an order should go to instead of this one: the owner of
+/// the room a RoomService order names (when the room is not here), or the
+/// replica holding the call a transfer names. `None`: serve it here.
+pub(crate) async fn forward_target(
+    directory: &dyn RoomDirectory,
+    rooms: &switchboard_rooms::Rooms,
+    room_service: bool,
+    rpc: &str,
+    encoding: Encoding,
+    body: &[u8],
+) -> Option<String> {
+    if room_service {
+        let room = room_of_order(rpc, encoding, body)?;
+        if room.is_empty() || rooms.room(&room).is_some() {
+            return None;
+        }
+        return directory.owner_elsewhere(&room).await;
+    }
+    if rpc == "TransferSIPParticipant" {
+        let request: TransferSipParticipantRequest = decode_request(encoding, body).ok()?;
+        if request.room_name.is_empty() || request.participant_identity.is_empty() {
+            return None;
+        }
+        return directory
+            .call_elsewhere(&request.room_name, &request.participant_identity)
+            .await;
+    }
+    None
+}
+
+/// Sends a Twirp request on to the replica at `target` as it came (its
+/// token, content type and body) and answers with that replica's answer.
+pub(crate) async fn forward_twirp(
+    target: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Response {
+    match try_forward(target, path, headers, body, max_body_bytes).await {
+        Ok(response) => response,
+        Err(e) => {
+            warn!(target, path, error = %e, "cannot forward the order to the replica holding it");
+            TwirpError::new(
+                Code::Unavailable,
+                "the replica holding the room or call cannot be reached",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn try_forward(
+    target: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<Response, String> {
+    let authority = target
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{target} is not an http:// URL"))?
+        .to_string();
+    let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(authority.as_str())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut request = Request::post(path)
+            .header(header::HOST, authority.as_str())
+            .header(FORWARDED_HEADER, "1");
+        for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+            if let Some(value) = headers.get(&name) {
+                request = request.header(name, value.clone());
+            }
+        }
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let bytes = Limited::new(response.into_body(), max_body_bytes.saturating_mul(4))
+            .collect()
+            .await
+            .map_err(|e| format!("response: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, content_type, bytes))
+    };
+    let (status, content_type, bytes) = tokio::time::timeout_at(deadline, exchange)
+        .await
+        .map_err(|_| "timed out".to_string())??;
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() =
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    } else {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_of_replicas() {
+        assert_eq!(
+            websocket_url("http://10.0.0.2:7880/", "/rooms/r/ws?x=1").as_deref(),
+            Some("ws://10.0.0.2:7880/rooms/r/ws?x=1")
+        );
+        assert_eq!(
+            websocket_url("https://sb-1:7880", "/rtc").as_deref(),
+            Some("wss://sb-1:7880/rtc")
+        );
+        assert_eq!(websocket_url("ftp://x", "/rtc"), None);
+    }
+}
