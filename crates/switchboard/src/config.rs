@@ -765,6 +765,39 @@ pub struct RoomsSection {
     pub backend: RoomsBackend,
     /// The LiveKit server, for `backend: livekit`.
     pub livekit: LiveKitSection,
+    /// Embedded rooms shared by the replicas of one Redis store.
+    pub replicas: ReplicasSection,
+}
+
+/// Embedded rooms shared by replicas (with `store.url` on Redis): each room
+/// is owned by one replica, which holds a lease on it in Redis; a call, a
+/// WebSocket or LiveKit client that lands on another replica joins the
+/// room there, over LiveKit's client protocol, and API orders for a room
+/// or a call are forwarded to the replica holding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicasSection {
+    /// Share rooms (true) or give each replica rooms of its own (false).
+    pub share_rooms: bool,
+    /// This replica's API as the other replicas reach it, e.g.
+    /// `http://10.1.2.3:7880` (a pod's IP); empty: `http://` + `api.bind`
+    /// (or the SIP advertised host when the API binds every address) +
+    /// the API's port.
+    pub api_url: String,
+    /// How long a replica's room and call leases outlive it: a room whose
+    /// owner died moves to the next replica that needs it after at most
+    /// this long. Renewed every third of it.
+    pub lease_secs: u64,
+}
+
+impl Default for ReplicasSection {
+    fn default() -> ReplicasSection {
+        ReplicasSection {
+            share_rooms: true,
+            api_url: String::new(),
+            lease_secs: 6,
+        }
+    }
 }
 
 impl Default for RoomsSection {
@@ -776,6 +809,7 @@ impl Default for RoomsSection {
             empty_timeout_secs: 300,
             backend: RoomsBackend::Embedded,
             livekit: LiveKitSection::default(),
+            replicas: ReplicasSection::default(),
         }
     }
 }

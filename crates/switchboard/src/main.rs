@@ -4,6 +4,7 @@ mod call_control;
 mod cli;
 mod config;
 mod drain;
+mod replicas;
 mod shared_bans;
 mod status;
 mod store_health;
@@ -31,7 +32,7 @@ use switchboard_gateway::{
 use switchboard_media::codec::OpusSettings;
 use switchboard_media::ports::{PortAllocator, PortConfig};
 use switchboard_media::session::{Latching, SessionConfig};
-use switchboard_rooms::{Rooms, RoomsConfig};
+use switchboard_rooms::{RoomDirectory, Rooms, RoomsConfig};
 use switchboard_routing::RoutingOptions;
 use switchboard_sip::auth::{Algorithm, ChallengeKind, DigestServer, DigestServerConfig};
 use switchboard_sip::hep::{HepConfig, HepExporter, Taps};
@@ -317,7 +318,7 @@ fn api_state(
     call_control: call_control::GatewayCalls,
     call_history: Option<CallHistory>,
     ports: PortAllocator,
-) -> Result<Arc<ApiState>, String> {
+) -> Result<ApiState, String> {
     let websocket = &config.api.websocket;
     // One 20 ms frame at 48 kHz is 1920 bytes; the limit must let audio through.
     if websocket.max_message_bytes < MIN_WEBSOCKET_MESSAGE_BYTES {
@@ -326,7 +327,7 @@ fn api_state(
             websocket.max_message_bytes
         ));
     }
-    Ok(Arc::new(ApiState {
+    Ok(ApiState {
         store: api.store.clone(),
         routing: api.routing.clone(),
         call_control: Arc::new(call_control),
@@ -356,7 +357,8 @@ fn api_state(
         call_history,
         metrics: switchboard_api::metrics::ApiMetrics::new()
             .map_err(|e| format!("API metrics: {e}"))?,
-    }))
+        directory: None,
+    })
 }
 
 /// The API's TLS settings, when `api.tls.cert` and `api.tls.key` are set.
@@ -508,6 +510,13 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
         traces,
         config.call_history.max_refused_per_sec,
     );
+    let (directory, replica_rooms) = match room_directory(config, &api, &rooms).await {
+        Ok(found) => found,
+        Err(e) => {
+            error!(error = %e, "cannot share rooms between replicas");
+            return ExitCode::FAILURE;
+        }
+    };
     let (gateway, ports) = match start_gateway(
         config,
         handle.clone(),
@@ -515,6 +524,7 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
         rooms.clone(),
         nonce_ledger,
         records,
+        directory.clone(),
     ) {
         Ok(started) => started,
         Err(e) => {
@@ -543,15 +553,25 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             return ExitCode::FAILURE;
         }
     };
-    let _uplink = (config.rooms.backend == RoomsBackend::Livekit).then(|| {
-        let livekit = &config.rooms.livekit;
-        info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
+    let _uplink = directory.clone().map(|directory| {
+        let (api_key, api_secret, own_url) = if config.rooms.backend == RoomsBackend::Livekit {
+            let livekit = &config.rooms.livekit;
+            info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
+            (livekit.api_key.clone(), livekit.api_secret.clone(), None)
+        } else {
+            // Replicas share their API keys: the first signs the tokens
+            // with which a replica's callers join another's rooms.
+            let key = api.keys.key_names().first().map(|k| k.to_string()).unwrap_or_default();
+            let secret = api.keys.secret(&key).unwrap_or_default().to_string();
+            (key, secret, Some(replica_url(config, &api)))
+        };
         switchboard_uplink::spawn(
             rooms.clone(),
             switchboard_uplink::LiveKitServer {
-                url: livekit.url.clone(),
-                api_key: livekit.api_key.clone(),
-                api_secret: livekit.api_secret.clone(),
+                directory,
+                own_url,
+                api_key,
+                api_secret,
                 bind: config.media.bind,
                 advertise: media_advertised(config),
                 ports: Some(ports.clone()),
@@ -559,8 +579,15 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             },
         )
     });
+    if let Some(replica_rooms) = &replica_rooms {
+        replica_rooms.spawn(gateway.handle());
+    }
+    let api_directory = replica_rooms.clone().map(|r| r as Arc<dyn RoomDirectory>);
     let state = match api_state(config, &api, rooms, status, calls_api, history, ports) {
-        Ok(state) => state,
+        Ok(state) => Arc::new(ApiState {
+            directory: api_directory,
+            ..state
+        }),
         Err(e) => {
             error!(error = %e, "invalid API settings");
             return ExitCode::FAILURE;
@@ -630,6 +657,9 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             _ = int.recv() => { info!("second signal: exiting now"); break; }
         }
     }
+    if let Some(replica_rooms) = &replica_rooms {
+        replica_rooms.release_all().await;
+    }
     info!(active_calls = calls.active(), "drained; exiting");
     ExitCode::SUCCESS
 }
@@ -651,6 +681,66 @@ fn livekit_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Str
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     switchboard_streams::tls_config_with_roots(roots).map(Some)
+}
+
+/// Where rooms live when they are not all here: on the LiveKit server of
+/// `rooms.backend: livekit`, or shared with the other replicas of a Redis
+/// store (`rooms.replicas.share_rooms`); `None` otherwise. The second is
+/// the replicas' directory itself, whose leases must be kept.
+async fn room_directory(
+    config: &Config,
+    api: &Api,
+    rooms: &Rooms,
+) -> Result<
+    (
+        Option<Arc<dyn RoomDirectory>>,
+        Option<Arc<replicas::ReplicaRooms>>,
+    ),
+    String,
+> {
+    if config.rooms.backend == RoomsBackend::Livekit {
+        let livekit = replicas::LiveKitRooms {
+            url: config.rooms.livekit.url.clone(),
+        };
+        return Ok((Some(Arc::new(livekit)), None));
+    }
+    let Some(url) = redis_url(config).filter(|_| config.rooms.replicas.share_rooms) else {
+        return Ok((None, None));
+    };
+    let me = replica_url(config, api);
+    if !me.starts_with("http://") {
+        return Err(format!(
+            "rooms.replicas.api_url {me} must be an http:// URL (the replicas' own network)"
+        ));
+    }
+    if api.keys.is_empty() {
+        return Err("replicas sharing rooms need an API key (api.keys)".into());
+    }
+    let leases = switchboard_store::Leases::connect(url, "")
+        .await
+        .map_err(|e| format!("room leases: {e}"))?;
+    let ttl = Duration::from_secs(config.rooms.replicas.lease_secs.clamp(2, 3600));
+    info!(api_url = %me, lease_secs = ttl.as_secs(), "rooms shared with the other replicas");
+    let shared = replicas::ReplicaRooms::new(leases, me, ttl, rooms.clone());
+    Ok((Some(shared.clone()), Some(shared)))
+}
+
+/// This replica's API URL as the other replicas reach it.
+fn replica_url(config: &Config, api: &Api) -> String {
+    let configured = config.rooms.replicas.api_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = if api.addr.ip().is_unspecified() {
+        advertised_host(config)
+    } else {
+        api.addr.ip().to_string()
+    };
+    let host = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => host,
+    };
+    format!("http://{host}:{}", api.addr.port())
 }
 
 /// The embedded rooms, as configured.
@@ -699,6 +789,7 @@ fn start_gateway(
     rooms: Rooms,
     nonce_ledger: Option<Arc<dyn switchboard_gateway::NonceLedger>>,
     records: CallRecords,
+    directory: Option<Arc<dyn RoomDirectory>>,
 ) -> Result<(Gateway, PortAllocator), String> {
     let rooms_config = &config.rooms;
     let media = &config.media;
@@ -725,7 +816,6 @@ fn start_gateway(
     let media_address = media_advertised(config);
     let gateway_config = GatewayConfig {
         trusted_proxies: config.security.trusted_proxies.clone(),
-        private_rooms: config.rooms.backend == RoomsBackend::Livekit,
         max_active_calls: config.calls.max_active,
         retry_after_secs: config.drain.retry_after_secs,
         answer: match config.calls.answer {
@@ -796,6 +886,7 @@ fn start_gateway(
             metrics,
             nonce_ledger,
             records,
+            directory,
         },
     );
     Ok((gateway, ports))
