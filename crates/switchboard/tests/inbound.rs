@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::uac::{sdp_offer, Msg, Uac};
+use common::uac::{notify_progress, sdp_offer, Msg, Uac};
 use common::Switchboard;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -687,36 +687,6 @@ fn transfer_in_background(
             .to_string();
         (status, body)
     })
-}
-
-/// Answers the REFER 202 and reports the target's progress by NOTIFY.
-fn notify_progress(uac: &mut Uac, refer: &Msg, statuses: &[&str]) {
-    uac.answer(refer, 202);
-    let cseq = refer
-        .header("CSeq")
-        .and_then(|c| c.split(' ').next())
-        .unwrap()
-        .to_string();
-    for (i, status) in statuses.iter().enumerate() {
-        let state = if i + 1 == statuses.len() {
-            "terminated;reason=noresource"
-        } else {
-            "active;expires=60"
-        };
-        let event = format!("Event: refer;id={cseq}");
-        let sub = format!("Subscription-State: {state}");
-        let seq = uac.in_dialog_with(
-            "NOTIFY",
-            &[&event, &sub],
-            "message/sipfrag;version=2.0",
-            &format!("SIP/2.0 {status}\r\n"),
-        );
-        assert_eq!(
-            uac.response_to(seq, "NOTIFY", Duration::from_secs(3))
-                .status(),
-            200
-        );
-    }
 }
 
 #[test]

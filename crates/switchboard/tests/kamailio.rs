@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use common::api::{assert_nothing_left, debug_state_blocking, metrics_blocking, wait_for_routing};
 use common::routes::{cli, rule, start, trunk};
-use common::uac::{sdp_rtp_addr, Msg, Uac};
+use common::uac::{notify_progress, sdp_rtp_addr, Msg, Uac};
 use common::{free_port, options, repo, status_and_call_id, Switchboard};
 use serde_json::Value;
 
@@ -329,12 +329,13 @@ fn replicas_behind_lb(
     redis: &common::redis::Redis,
     ips: &[&str],
     answer: &str,
+    extra: &[(&str, &str)],
 ) -> (Vec<Switchboard>, Vec<SocketAddr>) {
     let url = redis.url();
     let sbs: Vec<Switchboard> = ips
         .iter()
         .map(|ip| {
-            start(&[
+            let mut env = vec![
                 ("SWITCHBOARD_STORE__URL", url.as_str()),
                 ("SWITCHBOARD_CALLS__ANSWER", answer),
                 ("SWITCHBOARD_CALLS__AUTH_NONCE_KEY", NONCE_KEY),
@@ -343,7 +344,9 @@ fn replicas_behind_lb(
                 ("SWITCHBOARD_SIP__TRANSPORTS", "[udp]"),
                 ("SWITCHBOARD_MEDIA__BIND", ip),
                 ("SWITCHBOARD_LOG__LEVEL", "info"),
-            ])
+            ];
+            env.extend_from_slice(extra);
+            start(&env)
         })
         .collect();
     let replicas: Vec<SocketAddr> = sbs.iter().map(|sb| sb.udp.unwrap()).collect();
@@ -375,6 +378,7 @@ fn kamailio_spreads_calls_keeps_dialogs_and_routes_around_drained_and_dead_repli
         &redis,
         &["127.0.0.2", "127.0.0.3", "127.0.0.4"],
         "immediate",
+        &[],
     );
     let lb = Kamailio::start(&replicas);
     let setup = t_test.elapsed();
@@ -593,13 +597,270 @@ fn kamailio_spreads_calls_keeps_dialogs_and_routes_around_drained_and_dead_repli
     assert!(failed_over <= refused_before_probe, "{log}");
 }
 
+/// Seconds a replica's room and call leases outlive it in the rooms test.
+const LEASE_SECS: u64 = 3;
+
+/// The leases in Redis (`switchboard:room:…`, `switchboard:sip-participant:…`).
+fn leases(redis: &common::redis::Redis) -> Vec<String> {
+    let output = Command::new("redis-cli")
+        .args(["-u", &redis.url(), "--scan", "--pattern", "switchboard:*"])
+        .output()
+        .expect("redis-cli (Debian redis-tools)");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| {
+            l.starts_with("switchboard:room:") || l.starts_with("switchboard:sip-participant:")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Who holds room `room`'s lease.
+fn room_owner(redis: &common::redis::Redis, room: &str) -> String {
+    let key = format!("switchboard:room:{}:{room}", room.len());
+    let output = Command::new("redis-cli")
+        .args(["-u", &redis.url(), "GET", &key])
+        .output()
+        .expect("redis-cli (Debian redis-tools)");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn api_url(sb: &Switchboard) -> String {
+    format!("http://{}", sb.api.unwrap())
+}
+
+/// A call through Kamailio that lands on a replica other than `not`
+/// (round robin: within three calls); the calls that landed on `not` are
+/// hung up.
+fn call_not_on(lb: &Kamailio, replicas: &[SocketAddr], not: usize) -> Call {
+    for _ in 0..3 {
+        let mut c = call(lb, replicas, Duration::from_secs(5));
+        if c.replica != not {
+            return c;
+        }
+        assert_eq!(hang_up(&mut c).status(), 200);
+    }
+    panic!("three calls in a row landed on replica {not}");
+}
+
+/// The identity of the SIP participant of call `call_id` in `room`, as the
+/// replica at `api` lists the room.
+fn sip_identity(
+    rt: &tokio::runtime::Runtime,
+    api: SocketAddr,
+    room: &str,
+    call_id: &str,
+) -> Option<String> {
+    let (status, body) = rt.block_on(common::api::room_service(
+        api,
+        "ListParticipants",
+        &common::api::admin_token(room),
+        serde_json::json!({ "room": room }),
+    ));
+    assert_eq!(status, 200, "{body}");
+    body["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["attributes"]["sip.callID"] == call_id && p["kind"] == "SIP")
+        .and_then(|p| p["identity"].as_str().map(str::to_string))
+}
+
+/// Replicas share their embedded rooms (issue 15, part 2). A WebSocket
+/// agent joins room `r` on one replica, which takes the room's lease; a
+/// caller that Kamailio gives to another replica is bridged into that room
+/// over LiveKit's client protocol, and each hears the other. The room's
+/// owner lists the caller as a SIP participant; a transfer ordered on the
+/// third replica reaches the replica holding the call. When the owner is
+/// killed (-9), a caller bridged into its room stays up: its lease expires,
+/// the room moves to the caller's replica, and an agent joining through
+/// yet another replica hears the caller again. At the end no lease is left.
+#[test]
+fn replicas_behind_kamailio_share_rooms_with_agents_calls_and_orders() {
+    let t_test = Instant::now();
+    let redis = common::redis::Redis::start();
+    let lease = LEASE_SECS.to_string();
+    let (mut sbs, replicas) = replicas_behind_lb(
+        &redis,
+        &["127.0.0.2", "127.0.0.3", "127.0.0.4"],
+        "immediate",
+        &[("SWITCHBOARD_ROOMS__REPLICAS__LEASE_SECS", lease.as_str())],
+    );
+    let lb = Kamailio::start(&replicas);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // ------------------------------------------------ 1. agent and caller
+    let owner = 0;
+    let mut agent = rt.block_on(common::ws::Client::join(
+        sbs[owner].api.unwrap(),
+        "r",
+        "agent",
+        16_000,
+    ));
+    assert_eq!(room_owner(&redis, "r"), api_url(&sbs[owner]));
+    let mut caller = call_not_on(&lb, &replicas, owner);
+    let a = caller.replica;
+    // The owner lists the caller (bridged by replica a) as a SIP participant.
+    let mut identity = None;
+    wait_until(
+        "the owner lists the bridged caller",
+        Duration::from_secs(5),
+        || {
+            identity = sip_identity(&rt, sbs[owner].api.unwrap(), "r", &caller.id);
+            identity.is_some()
+        },
+    );
+    let identity = identity.unwrap();
+    let (heard_by_caller, t_audio) = std::thread::scope(|s| {
+        let c = &caller;
+        let playing = s.spawn(move || c.uac.play_tone(c.rtp, 440.0, Duration::from_secs(4)));
+        let t = Instant::now();
+        rt.block_on(common::ws::play(
+            &mut [(&mut agent, Some(1000.0))],
+            Duration::from_secs(4),
+        ));
+        (playing.join().unwrap(), t.elapsed())
+    });
+    let agent_heard = common::ws::last_second(&agent);
+    let caller_at_agent = common::ws::amplitude(agent_heard, 16_000, 440.0);
+    assert!(
+        caller_at_agent > 1000.0,
+        "the agent on replica {owner} does not hear the caller on replica {a}: 440 Hz at {caller_at_agent:.0}\n{}",
+        sbs[a].log()
+    );
+    assert!(
+        heard_by_caller.len() > 8000,
+        "the caller heard {} samples",
+        heard_by_caller.len()
+    );
+    let last = &heard_by_caller[heard_by_caller.len() - 8000..];
+    let agent_at_caller = common::ws::amplitude(last, 8000, 1000.0);
+    assert!(
+        agent_at_caller > 1000.0,
+        "the caller on replica {a} does not hear the agent on replica {owner}: 1000 Hz at {agent_at_caller:.0}"
+    );
+
+    // ------------------------------------------------ 2. transfer ordered on a third replica
+    let third = (0..3).find(|i| *i != owner && *i != a).unwrap();
+    let token = common::api::token(serde_json::json!({
+        "sip": {"call": true},
+        "video": {"roomAdmin": true, "room": "r"}
+    }));
+    let third_api = sbs[third].api.unwrap();
+    let transfer = rt.spawn(async move {
+        common::api::sip_service(
+            third_api,
+            "TransferSIPParticipant",
+            &token,
+            serde_json::json!({
+                "room_name": "r",
+                "participant_identity": identity,
+                "transfer_to": "tel:+15550111"
+            }),
+        )
+        .await
+    });
+    let refer = caller.uac.wait_request("REFER", Duration::from_secs(10));
+    assert_eq!(refer.header("Refer-To"), Some("tel:+15550111"));
+    notify_progress(&mut caller.uac, &refer, &["100 Trying", "200 OK"]);
+    let (status, body) = rt.block_on(transfer).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "STS_TRANSFER_SUCCESSFUL", "{body}");
+    let bye = caller.uac.expect_request("BYE", Duration::from_secs(5));
+    caller.uac.answer(&bye, 200);
+    assert!(sbs[third]
+        .log()
+        .contains("API order forwarded to the replica holding its room or call"));
+    let rec = record(&sbs[a], &caller.id);
+    assert_eq!(
+        rec["info"]["disconnect_reason"], "CLIENT_INITIATED",
+        "{rec}"
+    );
+
+    // ------------------------------------------------ 3. the owner dies
+    let mut survivor = call_not_on(&lb, &replicas, owner);
+    let b = survivor.replica;
+    wait_until(
+        "the owner lists the second caller",
+        Duration::from_secs(5),
+        || sip_identity(&rt, sbs[owner].api.unwrap(), "r", &survivor.id).is_some(),
+    );
+    drop(agent);
+    sbs[owner].signal("KILL");
+    let killed = Instant::now();
+    assert!(sbs[owner].wait_exit(Duration::from_secs(5)).is_some());
+    // The lease expires; the caller's uplink takes the room to its replica.
+    wait_until(
+        "the room moves to the caller's replica",
+        Duration::from_secs(LEASE_SECS + 10),
+        || room_owner(&redis, "r") == api_url(&sbs[b]),
+    );
+    let moved_in = killed.elapsed();
+    // An agent joining through the remaining replica is relayed to it.
+    let other = (0..3).find(|i| *i != owner && *i != b).unwrap();
+    let mut agent2 = rt.block_on(common::ws::Client::join(
+        sbs[other].api.unwrap(),
+        "r",
+        "agent-2",
+        16_000,
+    ));
+    let heard_by_survivor = std::thread::scope(|s| {
+        let c = &survivor;
+        let playing = s.spawn(move || c.uac.play_tone(c.rtp, 440.0, Duration::from_secs(3)));
+        rt.block_on(common::ws::play(
+            &mut [(&mut agent2, Some(1000.0))],
+            Duration::from_secs(3),
+        ));
+        playing.join().unwrap()
+    });
+    let at_agent2 = common::ws::amplitude(common::ws::last_second(&agent2), 16_000, 440.0);
+    assert!(
+        at_agent2 > 1000.0,
+        "after the owner died, an agent on replica {other} does not hear the caller on replica {b}: {at_agent2:.0}\n{}",
+        sbs[b].log()
+    );
+    let last = &heard_by_survivor[heard_by_survivor.len().saturating_sub(8000)..];
+    let at_survivor = common::ws::amplitude(last, 8000, 1000.0);
+    assert!(
+        at_survivor > 1000.0,
+        "the surviving caller does not hear the new agent: {at_survivor:.0}"
+    );
+    assert!(sbs[b]
+        .log()
+        .contains("lost the room's server: joining the room again"));
+
+    // ------------------------------------------------ 4. nothing left
+    assert_eq!(hang_up(&mut survivor).status(), 200);
+    drop(agent2);
+    let mut left = Vec::new();
+    wait_until(
+        "every lease is gone",
+        Duration::from_secs(LEASE_SECS + 5),
+        || {
+            left = leases(&redis);
+            left.is_empty()
+        },
+    );
+    for i in [b, other] {
+        assert_nothing_left(sbs[i].api.unwrap(), || sbs[i].log());
+    }
+    println!(
+        "replicas sharing rooms: audio both ways across replicas in {t_audio:.1?} \
+         (440 Hz at the agent {caller_at_agent:.0}, 1000 Hz at the caller {agent_at_caller:.0}); \
+         after kill -9 of the owner the room moved in {moved_in:.1?}; total {:.1?}",
+        t_test.elapsed()
+    );
+}
+
 /// A CANCEL goes where its INVITE went: the replica that rings gets it
 /// (and answers 487), the other hears nothing of the call.
 #[test]
 fn a_cancel_follows_its_invite_to_the_ringing_replica() {
     let redis = common::redis::Redis::start();
     // Calls ring until someone who sends audio joins the room: nobody does.
-    let (sbs, replicas) = replicas_behind_lb(&redis, &["127.0.0.5", "127.0.0.6"], "on_participant");
+    let (sbs, replicas) =
+        replicas_behind_lb(&redis, &["127.0.0.5", "127.0.0.6"], "on_participant", &[]);
     let lb = Kamailio::start(&replicas);
     for attempt in 0..2 {
         let mut uac = Uac::new(lb.addr, &format!("+155503000{attempt}"), "+15550100");

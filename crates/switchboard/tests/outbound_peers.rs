@@ -28,6 +28,7 @@ mod common;
 
 use common::api::{assert_nothing_left, room_service, sip_service, token, KEY, KEY_ENV, SECRET};
 use common::sipp_uas::SippUas;
+use common::uac::ulaw_to_linear;
 use common::uas::{first_line, test_pki, Uas, UasKind};
 use common::ws::Client;
 use common::{repo, SippTransport, Switchboard};
@@ -1135,14 +1136,6 @@ async fn after_the_connection_drops_the_bye_takes_a_new_one() {
     uas.answer(&bye, 200, "OK", &[], "").await;
     assert_eq!(uas.connections, 2, "the BYE came on a new connection");
     nothing_left(&sb).await;
-}
-
-/// G.711 µ-law to linear PCM.
-fn ulaw_to_linear(byte: u8) -> i16 {
-    let u = !byte;
-    let magnitude = (((i32::from(u & 0x0f)) << 3) + 0x84) << ((u >> 4) & 7);
-    let sample = magnitude - 0x84;
-    (if u & 0x80 != 0 { -sample } else { sample }) as i16
 }
 
 /// The PCMU audio the callee got between `from` and `to`.

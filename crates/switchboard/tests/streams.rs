@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use common::baresip::{tone, Baresip, CallerSpec};
 use common::routes::{rule, settle, start, trunk, wait_log};
+use common::uac::{linear_to_ulaw, ulaw_to_linear};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -22,38 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// each is told from the other (and from silence) by its own filter.
 const CALLER_HZ: f32 = 440.0;
 const BOT_HZ: f32 = 1000.0;
-
-/// G.711 µ-law to linear (ITU-T G.711), written here independently of the
-/// gateway's codec.
-fn ulaw_to_linear(byte: u8) -> i16 {
-    let u = !byte;
-    let sign = u & 0x80;
-    let exponent = (u >> 4) & 0x07;
-    let mantissa = i32::from(u & 0x0F);
-    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    let value = if sign != 0 { -magnitude } else { magnitude };
-    value as i16
-}
-
-fn linear_to_ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    let mut s = i32::from(sample);
-    let sign = if s < 0 {
-        s = -s;
-        0x80
-    } else {
-        0
-    };
-    s = (s + BIAS).min(32635 + BIAS);
-    let mut exponent = 7;
-    let mut mask = 0x4000;
-    while exponent > 0 && s & mask == 0 {
-        exponent -= 1;
-        mask >>= 1;
-    }
-    let mantissa = (s >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) | mantissa) as u8
-}
 
 /// The power of `hz` in `samples` (Goertzel), per sample.
 fn power_at(samples: &[i16], rate: u32, hz: f32) -> f64 {

@@ -507,3 +507,103 @@ pub fn received_telephone_events(uac: &Uac, within: Duration) -> Vec<u8> {
     }
     codes
 }
+
+/// Answers the REFER 202 and reports the target's progress by NOTIFY.
+pub fn notify_progress(uac: &mut Uac, refer: &Msg, statuses: &[&str]) {
+    uac.answer(refer, 202);
+    let cseq = refer
+        .header("CSeq")
+        .and_then(|c| c.split(' ').next())
+        .unwrap()
+        .to_string();
+    for (i, status) in statuses.iter().enumerate() {
+        let state = if i + 1 == statuses.len() {
+            "terminated;reason=noresource"
+        } else {
+            "active;expires=60"
+        };
+        let event = format!("Event: refer;id={cseq}");
+        let sub = format!("Subscription-State: {state}");
+        let seq = uac.in_dialog_with(
+            "NOTIFY",
+            &[&event, &sub],
+            "message/sipfrag;version=2.0",
+            &format!("SIP/2.0 {status}\r\n"),
+        );
+        assert_eq!(
+            uac.response_to(seq, "NOTIFY", Duration::from_secs(3))
+                .status(),
+            200
+        );
+    }
+}
+
+/// G.711 µ-law to linear (ITU-T G.711), written here independently of the
+/// gateway's codec.
+pub fn ulaw_to_linear(byte: u8) -> i16 {
+    let u = !byte;
+    let sign = u & 0x80;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = i32::from(u & 0x0F);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    let value = if sign != 0 { -magnitude } else { magnitude };
+    value as i16
+}
+
+/// Linear PCM to G.711 µ-law.
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = (s + BIAS).min(32635 + BIAS);
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0F;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
+
+impl Uac {
+    /// Plays a `freq` tone as PCMU to `to` for `duration`, 20 ms a packet,
+    /// and returns what it heard meanwhile (PCMU packets, decoded).
+    pub fn play_tone(&self, to: SocketAddr, freq: f64, duration: Duration) -> Vec<i16> {
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 2048];
+        self.rtp.set_nonblocking(true).unwrap();
+        let start = Instant::now();
+        let mut phase = 0.0f64;
+        let step = 2.0 * std::f64::consts::PI * freq / 8000.0;
+        let mut n: u32 = 0;
+        while start.elapsed() < duration {
+            let mut packet = vec![0x80, 0];
+            packet.extend_from_slice(&(n as u16).to_be_bytes());
+            packet.extend_from_slice(&(n * 160).to_be_bytes());
+            packet.extend_from_slice(&0x7777_0001u32.to_be_bytes());
+            for _ in 0..160 {
+                packet.push(linear_to_ulaw((8000.0 * phase.sin()) as i16));
+                phase = (phase + step) % (2.0 * std::f64::consts::PI);
+            }
+            self.rtp.send_to(&packet, to).unwrap();
+            n += 1;
+            let next = start + Duration::from_millis(20 * u64::from(n));
+            while Instant::now() < next {
+                while let Ok((len, _)) = self.rtp.recv_from(&mut buf) {
+                    if len > 12 && buf[1] & 0x7f == 0 {
+                        heard.extend(buf[12..len].iter().map(|b| ulaw_to_linear(*b)));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        self.rtp.set_nonblocking(false).unwrap();
+        heard
+    }
+}
