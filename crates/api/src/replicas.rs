@@ -28,9 +28,9 @@ use tracing::{debug, info, warn};
 use crate::twirp::{Code, TwirpError};
 use crate::wire::{decode_request, Encoding};
 use switchboard_routing::livekit_protocol::{
-    DeleteRoomRequest, ListParticipantsRequest, MuteRoomTrackRequest, RoomParticipantIdentity,
-    SendDataRequest, TransferSipParticipantRequest, UpdateParticipantRequest,
-    UpdateRoomMetadataRequest,
+    CreateRoomRequest, DeleteRoomRequest, ListParticipantsRequest, MuteRoomTrackRequest,
+    RoomParticipantIdentity, SendDataRequest, TransferSipParticipantRequest,
+    UpdateParticipantRequest, UpdateRoomMetadataRequest,
 };
 
 /// Marks a request one replica forwarded to another.
@@ -123,7 +123,7 @@ pub(crate) async fn relay_websocket(
             .into_response();
         }
     };
-    debug!(owner, "WebSocket member relayed to the room's replica");
+    info!(owner, "member relayed to the replica that owns its room");
     upgrade
         .max_message_size(max_message_bytes)
         .on_upgrade(move |client| pump(client, upstream))
@@ -184,7 +184,8 @@ async fn pump(mut client: WebSocket, mut upstream: WebSocketStream<BotStream>) {
 }
 
 /// The room a RoomService order is about, for the orders that act on one
-/// room (ListRooms and CreateRoom stay with the replica asked).
+/// existing room (ListRooms stays with the replica asked: it lists that
+/// replica's rooms).
 fn room_of_order(rpc: &str, encoding: Encoding, body: &[u8]) -> Option<String> {
     fn room<M: crate::wire::ProtoMessage>(
         encoding: Encoding,
@@ -218,6 +219,21 @@ pub(crate) async fn forward_target(
     encoding: Encoding,
     body: &[u8],
 ) -> Option<String> {
+    if room_service && rpc == "CreateRoom" {
+        // The room is created where it lives: taken here if nobody has it.
+        let request: CreateRoomRequest = decode_request(encoding, body).ok()?;
+        if request.name.is_empty() {
+            return None;
+        }
+        return match directory.locate(&request.name).await {
+            Ok(RoomHome::Elsewhere(owner)) => Some(owner),
+            Ok(RoomHome::Here) => None,
+            Err(e) => {
+                warn!(room = %request.name, error = %e, "cannot tell where the room lives: created here");
+                None
+            }
+        };
+    }
     if room_service {
         let room = room_of_order(rpc, encoding, body)?;
         if room.is_empty() || rooms.room(&room).is_some() {

@@ -830,8 +830,27 @@ fn replicas_behind_kamailio_share_rooms_with_agents_calls_and_orders() {
         .log()
         .contains("lost the room's server: joining the room again"));
 
-    // ------------------------------------------------ 4. nothing left
-    assert_eq!(hang_up(&mut survivor).status(), 200);
+    // ------------------------------------------------ 4. orders through a replica without the room
+    // ListParticipants and RemoveParticipant asked of `other` are the
+    // room owner's answers: the caller is listed, and removed it hangs up.
+    let listed = sip_identity(&rt, sbs[other].api.unwrap(), "r", &survivor.id)
+        .expect("the room's owner lists the caller through another replica");
+    let removed = rt.block_on(common::api::room_service(
+        sbs[other].api.unwrap(),
+        "RemoveParticipant",
+        &common::api::admin_token("r"),
+        serde_json::json!({"room": "r", "identity": listed}),
+    ));
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    let bye = survivor.uac.expect_request("BYE", Duration::from_secs(5));
+    survivor.uac.answer(&bye, 200);
+    let rec = record(&sbs[b], &survivor.id);
+    assert_eq!(
+        rec["info"]["disconnect_reason"], "PARTICIPANT_REMOVED",
+        "{rec}"
+    );
+
+    // ------------------------------------------------ 5. nothing left
     drop(agent2);
     let mut left = Vec::new();
     wait_until(

@@ -1182,3 +1182,63 @@ async fn wss_participant(
     }
     heard
 }
+
+/// Replicas sharing rooms (issue 15, part 2): a room created on replica A
+/// is owned by A; an SDK client whose `/rtc` goes to replica B is relayed
+/// to A (its media goes straight to A's candidates), and a phone calling
+/// B is bridged into A's room by B's uplink. Each hears the other.
+#[test]
+fn an_sdk_client_and_a_phone_on_another_replica_meet_in_the_room_its_owner_serves() {
+    let redis = common::redis::Redis::start();
+    let url = redis.url();
+    let env = [
+        ("SWITCHBOARD_STORE__URL", url.as_str()),
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+    ];
+    let a = start(&env);
+    let b = start(&env);
+    room_route(&b, "shared");
+    let created = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::api::room_service(
+            a.api.unwrap(),
+            "CreateRoom",
+            &common::api::token(serde_json::json!({"video": {"roomCreate": true}})),
+            serde_json::json!({"name": "shared"}),
+        ));
+    assert_eq!(created.0, 200, "{}", created.1);
+    let client = SdkClient::join(&b, "shared", "app", 440.0, 9.0, "");
+    wait_log(&a, "WebRTC participant connected", Duration::from_secs(20));
+    assert!(b
+        .log()
+        .contains("member relayed to the replica that owns its room"));
+    let mut caller = Baresip::call(CallerSpec {
+        name: "replica-phone",
+        codec: "PCMU",
+        wav_rate: 8000,
+        channels: 1,
+        source: tone(8000, 700.0, 12.0),
+        mediaenc: None,
+        dial: Baresip::uri("+15550100", b.udp.unwrap()),
+        run_secs: 6,
+        auth: None,
+    });
+    wait_log(&b, "joined the LiveKit room", Duration::from_secs(10));
+    let sdk_tone = heard_at(&mut caller, 440.0);
+    assert!(
+        sdk_tone > -35.0,
+        "the phone on B hears the SDK in A's room at {sdk_tone:.1} dBFS\n{}\n{}",
+        b.log(),
+        a.log()
+    );
+    let report = client.report(&b);
+    let phones = heard_of_kind(&report, KIND_SIP);
+    assert_eq!(phones.len(), 1, "one SIP participant: {report}");
+    let (_, hz, rms) = &phones[0];
+    assert!(
+        (hz - 700.0).abs() < 15.0 && *rms > 1000.0,
+        "the SDK hears the phone's 700 Hz, not {hz:.0} Hz at RMS {rms:.0}: {report}"
+    );
+    // Neither B's caller nor B's client made a room of their own on B.
+    assert!(!b.log().contains("room lease taken"), "{}", b.log());
+}
