@@ -465,7 +465,11 @@ pub fn spawn_dispatcher(state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
         loop {
             match lifecycle.recv().await {
                 Ok(Lifecycle::RoomStarted(room)) => {
-                    if state.agents.worker_count() == 0 {
+                    // A call's private room stands for a room served
+                    // elsewhere, which dispatches the call's agents there.
+                    if state.agents.worker_count() == 0
+                        || switchboard_rooms::shared_room_of(&room.name).is_some()
+                    {
                         continue;
                     }
                     // No agents asked for: LiveKit's default, unnamed dispatch.

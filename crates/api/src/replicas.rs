@@ -23,7 +23,7 @@ use switchboard_streams::{connect_websocket, BotStream, WebSocketOptions};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::twirp::{Code, TwirpError};
 use crate::wire::{decode_request, Encoding};

@@ -441,18 +441,37 @@ impl Drop for AgentWorker {
 #[test]
 fn a_rule_dispatches_an_agent_worker_when_a_phone_calls_and_the_phone_hears_it() {
     let sb = start(&[]);
+    rule_dispatches_an_agent(&sb, &sb);
+}
+
+/// The same with the rooms on a LiveKit server (issue 15): the rule's
+/// agents travel in the bridged caller's token (`roomConfig`), so the
+/// server that creates the room dispatches them (else it would make the
+/// default, unnamed dispatch, which a named worker never gets).
+#[test]
+fn a_rules_agents_are_dispatched_by_the_livekit_server_its_call_joins() {
+    let rooms_server = start(&[]);
+    let gateway = start_on_livekit(&rooms_server);
+    rule_dispatches_an_agent(&gateway, &rooms_server);
+}
+
+/// A caller of `gateway` whose rule names an agent hears that agent, whose
+/// worker is registered with `rooms` (the same process, or the rooms'
+/// server).
+fn rule_dispatches_an_agent(gateway: &Switchboard, rooms: &Switchboard) {
+    let sb = gateway;
     let id = trunk(
-        &sb,
+        sb,
         r#"{"name": "desk", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}"#,
     );
     rule(
-        &sb,
+        sb,
         &format!(
             r#"{{"name": "to-agent", "trunk_ids": ["{id}"], "rule": {{"dispatch_rule_individual": {{"room_prefix": "call-"}}}}, "room_config": {{"agents": [{{"agent_name": "tone-agent", "metadata": "from the rule"}}]}}}}"#
         ),
     );
-    settle(&sb);
-    let _agent = AgentWorker::start(&sb, "tone-agent", 600.0);
+    settle(sb);
+    let _agent = AgentWorker::start(rooms, "tone-agent", 600.0);
     let mut caller = Baresip::call(CallerSpec {
         name: "agent-caller",
         codec: "PCMU",
@@ -471,10 +490,10 @@ fn a_rule_dispatches_an_agent_worker_when_a_phone_calls_and_the_phone_hears_it()
         level > -35.0,
         "the caller hears the agent's 600 Hz at {level:.1} dBFS\n{}\n{}\n{}",
         caller.log(),
-        AgentWorker::log(&sb),
+        AgentWorker::log(rooms),
         sb.log()
     );
-    let log = sb.log();
+    let log = rooms.log();
     assert!(
         log.contains("agent job assigned") && log.contains("agent=tone-agent"),
         "{log}"

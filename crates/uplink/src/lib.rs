@@ -21,7 +21,7 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use switchboard_media::ports::{PortAllocator, TransportSockets};
 use switchboard_rooms::{
-    shared_room_of, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
+    shared_room_of, AgentRequest, AudioRate, JoinRequest, Lifecycle, Participant, ParticipantInfo,
     ParticipantKind, RoomDirectory, RoomEvent, RoomHome, Rooms, RpcFailure,
 };
 use switchboard_streams::{connect_websocket, WebSocketOptions};
@@ -100,6 +100,7 @@ pub fn spawn(rooms: Rooms, server: LiveKitServer) -> tokio::task::JoinHandle<()>
                         local_room: room.name.clone(),
                         remote_room: shared.to_string(),
                         caller: participant,
+                        agents: room.agents.clone(),
                     };
                     tokio::spawn(uplink.run());
                 }
@@ -119,10 +120,33 @@ struct Uplink {
     local_room: String,
     remote_room: String,
     caller: ParticipantInfo,
+    /// The agents the call's dispatch rule asks for: the room there
+    /// dispatches them if this join creates it (a token's `roomConfig`).
+    agents: Vec<AgentRequest>,
 }
 
-fn token(server: &LiveKitServer, room: &str, caller: &ParticipantInfo) -> Result<String, String> {
-    livekit_api::access_token::AccessToken::with_api_key(&server.api_key, &server.api_secret)
+fn token(
+    server: &LiveKitServer,
+    room: &str,
+    caller: &ParticipantInfo,
+    agents: &[AgentRequest],
+) -> Result<String, String> {
+    let mut token =
+        livekit_api::access_token::AccessToken::with_api_key(&server.api_key, &server.api_secret);
+    if !agents.is_empty() {
+        token = token.with_room_config(proto::RoomConfiguration {
+            agents: agents
+                .iter()
+                .map(|a| proto::RoomAgentDispatch {
+                    agent_name: a.agent_name.clone(),
+                    metadata: a.metadata.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
+    token
         .with_identity(&caller.identity)
         .with_name(&caller.name)
         .with_kind("sip")
@@ -356,7 +380,7 @@ impl Uplink {
         &self,
         caller: &ParticipantInfo,
     ) -> Result<tokio_tungstenite::WebSocketStream<switchboard_streams::BotStream>, String> {
-        let token = token(&self.server, &self.remote_room, caller)?;
+        let token = token(&self.server, &self.remote_room, caller, &self.agents)?;
         let options = WebSocketOptions {
             tls: self.server.tls.clone(),
             ..WebSocketOptions::new()
