@@ -58,12 +58,35 @@ struct Registry {
     jobs: HashMap<String, JobEntry>,
     /// Explicit and room dispatches by `AD_…` ID.
     dispatches: HashMap<String, proto::AgentDispatch>,
+    /// Dispatches for rooms another replica serves: no room closes here to
+    /// forget them, so each goes with its last job.
+    remote_dispatches: std::collections::HashSet<String>,
+}
+
+impl Registry {
+    /// Forgets the remote dispatches that no longer have a job.
+    fn forget_finished_remote_dispatches(&mut self) {
+        let jobs = &self.jobs;
+        let finished: Vec<String> = self
+            .remote_dispatches
+            .iter()
+            .filter(|id| !jobs.values().any(|j| &j.dispatch_id == *id))
+            .cloned()
+            .collect();
+        for id in finished {
+            self.remote_dispatches.remove(&id);
+            self.dispatches.remove(&id);
+        }
+    }
 }
 
 /// Registered workers, their jobs and the rooms' dispatches.
 #[derive(Default)]
 pub struct Agents {
     registry: Mutex<Registry>,
+    /// Woken when a worker registers or leaves (replicas advertise their
+    /// agents at once rather than at the next renewal).
+    workers_changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Agents {
@@ -103,9 +126,30 @@ impl Agents {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Resolves once a worker has registered or left since the last call
+    /// (one waiter).
+    pub async fn workers_changed(&self) {
+        self.workers_changed.notified().await;
+    }
+
     /// Workers registered now.
     pub fn worker_count(&self) -> usize {
         self.lock().workers.len()
+    }
+
+    /// The agent names of the registered room workers (the empty name for
+    /// unnamed ones), each once.
+    pub fn agent_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lock()
+            .workers
+            .values()
+            .filter(|w| w.job_type == proto::JobType::JtRoom as i32)
+            .map(|w| w.agent_name.clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Jobs offered or running now.
@@ -142,6 +186,7 @@ impl Agents {
                 outbox,
             },
         );
+        self.workers_changed.notify_one();
         worker_id
     }
 
@@ -149,6 +194,9 @@ impl Agents {
         let mut registry = self.lock();
         registry.workers.remove(worker_id);
         registry.jobs.retain(|_, job| job.worker_id != worker_id);
+        registry.forget_finished_remote_dispatches();
+        drop(registry);
+        self.workers_changed.notify_one();
     }
 
     fn update_worker(&self, worker_id: &str, status: &proto::UpdateWorkerStatus) {
@@ -250,6 +298,7 @@ impl Agents {
         if !answer.available {
             info!(job = %answer.job_id, worker = %worker_id, "agent worker declined the job");
             registry.jobs.remove(&answer.job_id);
+            registry.forget_finished_remote_dispatches();
             return;
         }
         let Some(worker) = registry.workers.get(worker_id) else {
@@ -304,6 +353,7 @@ impl Agents {
             if ended {
                 info!(job = %update.job_id, error = %update.error, "agent job ended");
                 registry.jobs.remove(&update.job_id);
+                registry.forget_finished_remote_dispatches();
             }
         }
     }
@@ -362,6 +412,21 @@ impl Agents {
             ..Default::default()
         };
         self.lock().dispatches.insert(id, dispatch.clone());
+        dispatch
+    }
+
+    /// A dispatch for a room another replica serves (it has no worker of
+    /// the agent; this one does): kept while its job lasts.
+    pub fn create_remote_dispatch(
+        &self,
+        room: &RoomInfo,
+        agent_name: &str,
+        metadata: &str,
+    ) -> proto::AgentDispatch {
+        let dispatch = self.create_dispatch(room, agent_name, metadata);
+        let mut registry = self.lock();
+        registry.remote_dispatches.insert(dispatch.id.clone());
+        registry.forget_finished_remote_dispatches();
         dispatch
     }
 
@@ -457,6 +522,97 @@ fn agent_token(
         .map_err(|e| e.to_string())
 }
 
+/// A room served here asks for an agent none of whose workers is
+/// registered here: a replica that has one gets the dispatch (its
+/// CreateDispatch, marked forwarded, with a token of ours), offers the job
+/// to its worker, and the job's process joins the room through any replica
+/// (relayed here).
+async fn dispatch_elsewhere(
+    state: Arc<ApiState>,
+    room: String,
+    agent: switchboard_rooms::AgentRequest,
+) {
+    let Some(directory) = state.directory.clone() else {
+        return;
+    };
+    let hosts = directory.agent_hosts(&agent.agent_name).await;
+    if hosts.is_empty() {
+        return;
+    }
+    let token = match admin_token(&state.keys, &room) {
+        Ok(token) => token,
+        Err(e) => {
+            warn!(room = %room, error = %e, "no token to dispatch an agent on another replica");
+            return;
+        }
+    };
+    let mut headers = HeaderMap::new();
+    let (Ok(authorization), content_type) = (
+        axum::http::HeaderValue::from_str(&format!("Bearer {token}")),
+        axum::http::HeaderValue::from_static("application/protobuf"),
+    ) else {
+        return;
+    };
+    headers.insert(axum::http::header::AUTHORIZATION, authorization);
+    headers.insert(axum::http::header::CONTENT_TYPE, content_type);
+    let body = proto::CreateAgentDispatchRequest {
+        agent_name: agent.agent_name.clone(),
+        room: room.clone(),
+        metadata: agent.metadata.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    for host in hosts {
+        let sent = crate::replicas::send_order(
+            &host,
+            "/twirp/livekit.AgentDispatchService/CreateDispatch",
+            &headers,
+            &body,
+            state.max_body_bytes,
+        )
+        .await;
+        let dispatched = match sent {
+            Ok((status, _, reply)) if status.is_success() => {
+                proto::AgentDispatch::decode(reply.as_ref())
+                    .ok()
+                    .is_some_and(|d| d.state.is_some_and(|s| !s.jobs.is_empty()))
+            }
+            Ok((status, _, _)) => {
+                debug!(replica = %host, %status, "agent dispatch refused by a replica");
+                false
+            }
+            Err(e) => {
+                debug!(replica = %host, error = %e, "agent dispatch not delivered to a replica");
+                false
+            }
+        };
+        if dispatched {
+            info!(room = %room, agent = %agent.agent_name, replica = %host, "agent dispatched through the replica that has its workers");
+            return;
+        }
+    }
+    info!(room = %room, agent = %agent.agent_name, "agent not dispatched: no replica has an available worker");
+}
+
+/// A short token for one room's administration, signed with the first key.
+fn admin_token(keys: &ApiKeys, room: &str) -> Result<String, String> {
+    let key = keys
+        .key_names()
+        .first()
+        .map(|k| k.to_string())
+        .ok_or("no API key to sign with")?;
+    let secret = keys.secret(&key).ok_or("no API secret")?.to_string();
+    AccessToken::with_api_key(&key, &secret)
+        .with_grants(VideoGrants {
+            room_admin: true,
+            room: room.to_string(),
+            ..Default::default()
+        })
+        .with_ttl(Duration::from_secs(60))
+        .to_jwt()
+        .map_err(|e| e.to_string())
+}
+
 /// Dispatches agents to rooms as they are created and terminates their
 /// jobs when they close.
 pub fn spawn_dispatcher(state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
@@ -467,7 +623,8 @@ pub fn spawn_dispatcher(state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
                 Ok(Lifecycle::RoomStarted(room)) => {
                     // A call's private room stands for a room served
                     // elsewhere, which dispatches the call's agents there.
-                    if state.agents.worker_count() == 0
+                    // Without workers here, replicas may have some.
+                    if (state.agents.worker_count() == 0 && state.directory.is_none())
                         || switchboard_rooms::shared_room_of(&room.name).is_some()
                     {
                         continue;
@@ -484,6 +641,14 @@ pub fn spawn_dispatcher(state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
                                 .agents
                                 .create_dispatch(&room, &agent.agent_name, &agent.metadata);
                         debug!(room = %room.name, dispatch = %dispatch.id, agent = %agent.agent_name, "room dispatch");
+                        let no_job = dispatch.state.as_ref().is_none_or(|s| s.jobs.is_empty());
+                        if no_job && state.directory.is_some() {
+                            tokio::spawn(dispatch_elsewhere(
+                                state.clone(),
+                                room.name.clone(),
+                                agent,
+                            ));
+                        }
                     }
                 }
                 Ok(Lifecycle::RoomFinished(room)) => state.agents.room_finished(&room.name),
@@ -636,9 +801,21 @@ pub(crate) fn dispatch_service(
             if request.room.is_empty() {
                 return Err(TwirpError::new(Code::InvalidArgument, "missing room"));
             }
-            // As LiveKit does with auto-create on: the room is made.
+            // As LiveKit does with auto-create on: the room is made, unless
+            // another replica that serves it sent the order (its agents'
+            // workers are here; the job's process joins it there).
             let room = match state.rooms.room(&request.room) {
                 Some(room) => room,
+                None if call.forwarded => RoomInfo {
+                    sid: String::new(),
+                    name: request.room.clone(),
+                    metadata: String::new(),
+                    num_participants: 0,
+                    created_at: SystemTime::now(),
+                    max_participants: 0,
+                    empty_timeout: Duration::ZERO,
+                    agents: Vec::new(),
+                },
                 None => state
                     .rooms
                     .create_room(&request.room, "")
@@ -650,10 +827,15 @@ pub(crate) fn dispatch_service(
                     })
                     .map_err(|e| TwirpError::new(Code::ResourceExhausted, e.to_string()))?,
             };
-            let dispatch =
+            let dispatch = if call.forwarded && state.rooms.room(&request.room).is_none() {
                 state
                     .agents
-                    .create_dispatch(&room, &request.agent_name, &request.metadata);
+                    .create_remote_dispatch(&room, &request.agent_name, &request.metadata)
+            } else {
+                state
+                    .agents
+                    .create_dispatch(&room, &request.agent_name, &request.metadata)
+            };
             call.reply(&dispatch)
         })(),
         "ListDispatch" => (|| {

@@ -28,7 +28,8 @@ use tracing::{info, warn};
 use crate::twirp::{Code, TwirpError};
 use crate::wire::{decode_request, Encoding};
 use switchboard_routing::livekit_protocol::{
-    CreateRoomRequest, DeleteRoomRequest, ListParticipantsRequest, MuteRoomTrackRequest,
+    CreateAgentDispatchRequest, CreateRoomRequest, DeleteAgentDispatchRequest, DeleteRoomRequest,
+    ListAgentDispatchRequest, ListParticipantsRequest, MuteRoomTrackRequest,
     RoomParticipantIdentity, SendDataRequest, TransferSipParticipantRequest,
     UpdateParticipantRequest, UpdateRoomMetadataRequest,
 };
@@ -208,40 +209,75 @@ fn room_of_order(rpc: &str, encoding: Encoding, body: &[u8]) -> Option<String> {
     }
 }
 
+/// The Twirp service an order is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// `livekit.RoomService`.
+    Room,
+    /// `livekit.AgentDispatchService`.
+    AgentDispatch,
+    /// `livekit.SIP`.
+    Sip,
+}
+
+/// Where a room that an order creates lives: `None` here (taken now if
+/// nobody had it), else its owner.
+async fn home_for_creation(directory: &dyn RoomDirectory, room: &str) -> Option<String> {
+    if room.is_empty() {
+        return None;
+    }
+    match directory.locate(room).await {
+        Ok(RoomHome::Elsewhere(owner)) => Some(owner),
+        Ok(RoomHome::Here) => None,
+        Err(e) => {
+            warn!(room, error = %e, "cannot tell where the room lives: created here");
+            None
+        }
+    }
+}
+
 /// The replica an order should go to instead of this one: the owner of
-/// the room a RoomService order names (when the room is not here), or the
-/// replica holding the call a transfer names. `None`: serve it here.
+/// the room a RoomService or AgentDispatchService order names (when the
+/// room is not here; for CreateRoom and CreateDispatch, which make the
+/// room, wherever it lives or is taken), or the replica holding the call a
+/// transfer names. `None`: serve it here.
 pub(crate) async fn forward_target(
     directory: &dyn RoomDirectory,
     rooms: &switchboard_rooms::Rooms,
-    room_service: bool,
+    service: Service,
     rpc: &str,
     encoding: Encoding,
     body: &[u8],
 ) -> Option<String> {
-    if room_service && rpc == "CreateRoom" {
-        // The room is created where it lives: taken here if nobody has it.
-        let request: CreateRoomRequest = decode_request(encoding, body).ok()?;
-        if request.name.is_empty() {
-            return None;
+    let existing_room = match (service, rpc) {
+        (Service::Room, "CreateRoom") => {
+            let request: CreateRoomRequest = decode_request(encoding, body).ok()?;
+            return home_for_creation(directory, &request.name).await;
         }
-        return match directory.locate(&request.name).await {
-            Ok(RoomHome::Elsewhere(owner)) => Some(owner),
-            Ok(RoomHome::Here) => None,
-            Err(e) => {
-                warn!(room = %request.name, error = %e, "cannot tell where the room lives: created here");
-                None
-            }
-        };
-    }
-    if room_service {
-        let room = room_of_order(rpc, encoding, body)?;
+        (Service::AgentDispatch, "CreateDispatch") => {
+            let request: CreateAgentDispatchRequest = decode_request(encoding, body).ok()?;
+            return home_for_creation(directory, &request.room).await;
+        }
+        (Service::AgentDispatch, "ListDispatch") => {
+            decode_request::<ListAgentDispatchRequest>(encoding, body)
+                .ok()
+                .map(|r| r.room)
+        }
+        (Service::AgentDispatch, "DeleteDispatch") => {
+            decode_request::<DeleteAgentDispatchRequest>(encoding, body)
+                .ok()
+                .map(|r| r.room)
+        }
+        (Service::Room, _) => room_of_order(rpc, encoding, body),
+        _ => None,
+    };
+    if let Some(room) = existing_room {
         if room.is_empty() || rooms.room(&room).is_some() {
             return None;
         }
         return directory.owner_elsewhere(&room).await;
     }
-    if rpc == "TransferSIPParticipant" {
+    if service == Service::Sip && rpc == "TransferSIPParticipant" {
         let request: TransferSipParticipantRequest = decode_request(encoding, body).ok()?;
         if request.room_name.is_empty() || request.participant_identity.is_empty() {
             return None;
@@ -282,6 +318,27 @@ async fn try_forward(
     body: &[u8],
     max_body_bytes: usize,
 ) -> Result<Response, String> {
+    let (status, content_type, bytes) =
+        send_order(target, path, headers, body, max_body_bytes).await?;
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    let content_type = content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Ok(response)
+}
+
+/// POSTs a Twirp order to the replica at `target` (`http://host:port`),
+/// marked forwarded, with the `Authorization` and `Content-Type` of
+/// `headers`; its status, content type and body.
+pub(crate) async fn send_order(
+    target: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_body_bytes: usize,
+) -> Result<(StatusCode, Option<HeaderValue>, Bytes), String> {
     let authority = target
         .trim_end_matches('/')
         .strip_prefix("http://")
@@ -326,20 +383,8 @@ async fn try_forward(
     let (status, content_type, bytes) = tokio::time::timeout_at(deadline, exchange)
         .await
         .map_err(|_| "timed out".to_string())??;
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() =
-        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    if let Some(content_type) = content_type {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
-    } else {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-    }
-    Ok(response)
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((status, content_type, bytes))
 }
 
 #[cfg(test)]

@@ -213,11 +213,20 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
     // An order for another replica's room or call goes there.
     if let Some(directory) = state.directory.as_deref() {
         let sip_call = service_name == SIP_SERVICE;
-        if (room_call || sip_call) && !crate::replicas::was_forwarded(&parts.headers) {
+        if (room_call || sip_call || dispatch_call)
+            && !crate::replicas::was_forwarded(&parts.headers)
+        {
+            let service = if room_call {
+                crate::replicas::Service::Room
+            } else if dispatch_call {
+                crate::replicas::Service::AgentDispatch
+            } else {
+                crate::replicas::Service::Sip
+            };
             let target = crate::replicas::forward_target(
                 directory,
                 &state.rooms,
-                room_call,
+                service,
                 rpc,
                 encoding,
                 &body,
@@ -254,6 +263,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
             claims: claims.as_ref(),
             encoding,
             body: &body,
+            forwarded: crate::replicas::was_forwarded(&parts.headers),
         };
         let result = if room_call {
             room_service::dispatch(rpc, &call)

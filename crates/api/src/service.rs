@@ -51,6 +51,9 @@ pub(crate) struct Call<'a> {
     pub claims: Option<&'a Claims>,
     pub encoding: Encoding,
     pub body: &'a [u8],
+    /// Another replica forwarded this order here (`replicas`): it is about
+    /// a room that replica serves, not one to make here.
+    pub forwarded: bool,
 }
 
 impl Call<'_> {

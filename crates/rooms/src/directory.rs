@@ -37,4 +37,11 @@ pub trait RoomDirectory: Send + Sync {
         room: &'a str,
         identity: &'a str,
     ) -> DirectoryFuture<'a, Option<String>>;
+
+    /// Other servers with workers of agent `agent_name` registered (a room
+    /// served here whose agent has no worker here is dispatched there).
+    fn agent_hosts<'a>(&'a self, agent_name: &'a str) -> DirectoryFuture<'a, Vec<String>> {
+        let _ = agent_name;
+        Box::pin(async { Vec::new() })
+    }
 }

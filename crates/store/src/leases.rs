@@ -72,6 +72,25 @@ end
 return 0
 "#;
 
+/// KEYS[1]: the agent name's set. ARGV: replica, milliseconds. The member's
+/// score is when it expires, by Redis's own clock (replicas' clocks may
+/// differ).
+const ADVERTISE_AGENT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return 1
+"#;
+
+/// KEYS[1]: the agent name's set. Drops the expired members; returns the rest.
+const AGENT_HOSTS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"#;
+
 /// The replicas' leases, in one Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct Leases {
@@ -174,6 +193,52 @@ impl Leases {
             .key(key.redis_key(&self.key_prefix))
             .arg(holder)
             .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    fn agent_key(&self, agent_name: &str) -> String {
+        format!(
+            "{}switchboard:agent-workers:{}:{agent_name}",
+            self.key_prefix,
+            agent_name.len()
+        )
+    }
+
+    /// Says for `ttl` that `holder` has workers of agent `agent_name` (the
+    /// empty name: LiveKit's unnamed agents).
+    pub async fn advertise_agent(
+        &self,
+        agent_name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(ADVERTISE_AGENT)
+            .key(self.agent_key(agent_name))
+            .arg(holder)
+            .arg(millis(ttl))
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The replicas that said they have workers of agent `agent_name`.
+    pub async fn agent_hosts(&self, agent_name: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::Script::new(AGENT_HOSTS)
+            .key(self.agent_key(agent_name))
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// Withdraws `holder` from agent `agent_name`'s hosts.
+    pub async fn withdraw_agent(&self, agent_name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREM")
+            .arg(self.agent_key(agent_name))
+            .arg(holder)
+            .query_async::<i64>(&mut conn)
             .await?;
         Ok(())
     }

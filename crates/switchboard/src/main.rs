@@ -595,6 +595,9 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     };
     let draining = state.draining.clone();
     let _agents = switchboard_api::agents::spawn_dispatcher(state.clone());
+    if let Some(replica_rooms) = &replica_rooms {
+        replica_rooms.spawn_agent_advertiser(state.clone());
+    }
     let router = switchboard_api::router(state);
     let api_tls = match api_tls(config) {
         Ok(tls) => tls,

@@ -61,6 +61,8 @@ pub struct ReplicaRooms {
     rooms: Rooms,
     /// Leases this replica holds, with when each was taken.
     held: Mutex<HashMap<LeaseKey, Instant>>,
+    /// The agent names this replica says it has workers of.
+    advertised: Mutex<Vec<String>>,
 }
 
 impl ReplicaRooms {
@@ -72,6 +74,7 @@ impl ReplicaRooms {
             ttl: ttl.max(Duration::from_secs(1)),
             rooms,
             held: Mutex::new(HashMap::new()),
+            advertised: Mutex::new(Vec::new()),
         })
     }
 
@@ -137,6 +140,36 @@ impl ReplicaRooms {
         }
     }
 
+    /// Says, every third of a lease time and whenever a worker comes or
+    /// goes, which agents this replica has workers of, so that a room served by another replica can
+    /// have its agents dispatched here.
+    pub fn spawn_agent_advertiser(self: &Arc<Self>, api: Arc<switchboard_api::ApiState>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(this.ttl / 3);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = api.agents.workers_changed() => {}
+                }
+                let now = api.agents.agent_names();
+                let before = std::mem::replace(
+                    &mut *this.advertised.lock().unwrap_or_else(|p| p.into_inner()),
+                    now.clone(),
+                );
+                for name in &now {
+                    if let Err(e) = this.leases.advertise_agent(name, &this.me, this.ttl).await {
+                        warn!(agent = %name, error = %e, "agent workers not advertised to the other replicas");
+                    }
+                }
+                for gone in before.iter().filter(|n| !now.contains(n)) {
+                    let _ = this.leases.withdraw_agent(gone, &this.me).await;
+                }
+            }
+        });
+    }
+
     /// Gives up every lease, as the process exits: its rooms move to the
     /// next replica that needs them at once rather than after a lease time
     /// (members bridged into them from other replicas join them again
@@ -145,6 +178,11 @@ impl ReplicaRooms {
         let keys: Vec<LeaseKey> = self.held().keys().cloned().collect();
         for key in &keys {
             self.give_up(key).await;
+        }
+        let agents =
+            std::mem::take(&mut *self.advertised.lock().unwrap_or_else(|p| p.into_inner()));
+        for name in &agents {
+            let _ = self.leases.withdraw_agent(name, &self.me).await;
         }
         info!(leases = keys.len(), "leases given up");
     }
@@ -248,6 +286,18 @@ impl RoomDirectory for ReplicaRooms {
                 Err(e) => {
                     warn!(room, error = %e, "cannot tell which replica owns the room");
                     None
+                }
+            }
+        })
+    }
+
+    fn agent_hosts<'a>(&'a self, agent_name: &'a str) -> DirectoryFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            match self.leases.agent_hosts(agent_name).await {
+                Ok(hosts) => hosts.into_iter().filter(|h| *h != self.me).collect(),
+                Err(e) => {
+                    warn!(agent = %agent_name, error = %e, "cannot tell which replicas have the agent's workers");
+                    Vec::new()
                 }
             }
         })

@@ -455,6 +455,25 @@ fn a_rules_agents_are_dispatched_by_the_livekit_server_its_call_joins() {
     rule_dispatches_an_agent(&gateway, &rooms_server);
 }
 
+/// Replicas sharing rooms: the agent's worker is registered with replica
+/// W only; a call to replica O makes O serve its room, and O, which has no
+/// worker of that agent, has W dispatch it; the job's process joins the
+/// room through W, relayed to O, and the caller hears it.
+#[test]
+fn an_agent_registered_with_one_replica_is_dispatched_for_a_room_another_serves() {
+    let redis = common::redis::Redis::start();
+    let url = redis.url();
+    let env = [("SWITCHBOARD_STORE__URL", url.as_str())];
+    let owner = start(&env);
+    let worker_host = start(&env);
+    rule_dispatches_an_agent(&owner, &worker_host);
+    let log = owner.log();
+    assert!(
+        log.contains("agent dispatched through the replica that has its workers"),
+        "{log}"
+    );
+}
+
 /// A caller of `gateway` whose rule names an agent hears that agent, whose
 /// worker is registered with `rooms` (the same process, or the rooms'
 /// server).
