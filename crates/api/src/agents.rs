@@ -569,6 +569,7 @@ async fn dispatch_elsewhere(
             &headers,
             &body,
             state.max_body_bytes,
+            &state.keys,
         )
         .await;
         let dispatched = match sent {

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{info, warn};
 
+use crate::auth::ApiKeys;
 use crate::twirp::{Code, TwirpError};
 use crate::wire::{decode_request, Encoding};
 use switchboard_routing::livekit_protocol::{
@@ -41,9 +42,32 @@ pub const FORWARDED_HEADER: &str = "x-switchboard-forwarded";
 /// up to its own timeout of at most a few minutes).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Whether `headers` say another replica forwarded this request.
-pub(crate) fn was_forwarded(headers: &HeaderMap) -> bool {
-    headers.contains_key(FORWARDED_HEADER)
+/// The value of [`FORWARDED_HEADER`]: an HMAC under the first API secret,
+/// which every replica shares and no client knows, so that a client cannot
+/// make a replica skip forwarding (and serve a room it does not own).
+pub(crate) fn replica_mark(keys: &ApiKeys) -> Option<String> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let name = keys.key_names().first()?.to_string();
+    let secret = keys.secret(&name)?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(b"switchboard: forwarded by a replica");
+    Some(
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+/// Whether `headers` say another replica forwarded this request (with the
+/// replicas' mark; a header without it counts for nothing).
+pub(crate) fn was_forwarded(headers: &HeaderMap, keys: &ApiKeys) -> bool {
+    use subtle::ConstantTimeEq;
+    let (Some(value), Some(mark)) = (headers.get(FORWARDED_HEADER), replica_mark(keys)) else {
+        return false;
+    };
+    value.as_bytes().ct_eq(mark.as_bytes()).into()
 }
 
 /// `http://host:port` (or `ws://`) as the WebSocket URL of `path_and_query`
@@ -93,6 +117,7 @@ pub(crate) async fn relay_websocket(
     path_and_query: &str,
     headers: &HeaderMap,
     max_message_bytes: usize,
+    keys: &ApiKeys,
 ) -> Response {
     let Some(url) = websocket_url(owner, path_and_query) else {
         return TwirpError::internal("the room's replica has no usable URL").into_response();
@@ -109,9 +134,9 @@ pub(crate) async fn relay_websocket(
             .headers
             .push((header::AUTHORIZATION.to_string(), value.to_string()));
     }
-    options
-        .headers
-        .push((FORWARDED_HEADER.to_string(), "1".to_string()));
+    if let Some(mark) = replica_mark(keys) {
+        options.headers.push((FORWARDED_HEADER.to_string(), mark));
+    }
     let upstream = match connect_websocket(&url, &options).await {
         Ok(socket) => socket.into_websocket(),
         Err(e) => {
@@ -297,8 +322,9 @@ pub(crate) async fn forward_twirp(
     headers: &HeaderMap,
     body: &[u8],
     max_body_bytes: usize,
+    keys: &ApiKeys,
 ) -> Response {
-    match try_forward(target, path, headers, body, max_body_bytes).await {
+    match try_forward(target, path, headers, body, max_body_bytes, keys).await {
         Ok(response) => response,
         Err(e) => {
             warn!(target, path, error = %e, "cannot forward the order to the replica holding it");
@@ -317,9 +343,10 @@ async fn try_forward(
     headers: &HeaderMap,
     body: &[u8],
     max_body_bytes: usize,
+    keys: &ApiKeys,
 ) -> Result<Response, String> {
     let (status, content_type, bytes) =
-        send_order(target, path, headers, body, max_body_bytes).await?;
+        send_order(target, path, headers, body, max_body_bytes, keys).await?;
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     let content_type = content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
@@ -338,7 +365,9 @@ pub(crate) async fn send_order(
     headers: &HeaderMap,
     body: &[u8],
     max_body_bytes: usize,
+    keys: &ApiKeys,
 ) -> Result<(StatusCode, Option<HeaderValue>, Bytes), String> {
+    let mark = replica_mark(keys).ok_or("no API key to mark the order with")?;
     let authority = target
         .trim_end_matches('/')
         .strip_prefix("http://")
@@ -358,7 +387,7 @@ pub(crate) async fn send_order(
         });
         let mut request = Request::post(path)
             .header(header::HOST, authority.as_str())
-            .header(FORWARDED_HEADER, "1");
+            .header(FORWARDED_HEADER, mark.as_str());
         for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
             if let Some(value) = headers.get(&name) {
                 request = request.header(name, value.clone());
@@ -390,6 +419,25 @@ pub(crate) async fn send_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_replicas_mark_counts_as_forwarded() {
+        let keys = ApiKeys::from_iter([("k", "s3cret")]);
+        let mark = replica_mark(&keys).unwrap();
+        assert_eq!(mark.len(), 64);
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(FORWARDED_HEADER, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        assert!(was_forwarded(&with(&mark), &keys));
+        assert!(!was_forwarded(&with("1"), &keys));
+        assert!(!was_forwarded(&HeaderMap::new(), &keys));
+        // Another deployment's secret makes another mark.
+        let other = ApiKeys::from_iter([("k", "other")]);
+        assert!(!was_forwarded(&with(&mark), &other));
+        assert!(replica_mark(&ApiKeys::new()).is_none());
+    }
 
     #[test]
     fn websocket_urls_of_replicas() {

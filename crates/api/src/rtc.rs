@@ -181,7 +181,7 @@ async fn join(
     let query = rtc_query(&uri);
     // Another replica owns the room: the signalling is relayed there, and
     // the client's media goes to that replica's own candidates.
-    if !crate::replicas::was_forwarded(&headers) && !query.reconnect {
+    if !crate::replicas::was_forwarded(&headers, &state.keys) && !query.reconnect {
         match crate::replicas::home_for_member(state.directory.as_deref(), &claims.video.room).await
         {
             Ok(None) => {}
@@ -193,6 +193,7 @@ async fn join(
                     path,
                     &headers,
                     state.websocket.max_message_bytes,
+                    &state.keys,
                 )
                 .await;
             }

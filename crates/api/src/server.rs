@@ -214,7 +214,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
     if let Some(directory) = state.directory.as_deref() {
         let sip_call = service_name == SIP_SERVICE;
         if (room_call || sip_call || dispatch_call)
-            && !crate::replicas::was_forwarded(&parts.headers)
+            && !crate::replicas::was_forwarded(&parts.headers, &state.keys)
         {
             let service = if room_call {
                 crate::replicas::Service::Room
@@ -240,6 +240,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
                     &parts.headers,
                     &body,
                     state.max_body_bytes,
+                    &state.keys,
                 )
                 .await;
             }
@@ -263,7 +264,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
             claims: claims.as_ref(),
             encoding,
             body: &body,
-            forwarded: crate::replicas::was_forwarded(&parts.headers),
+            forwarded: crate::replicas::was_forwarded(&parts.headers, &state.keys),
         };
         let result = if room_call {
             room_service::dispatch(rpc, &call)

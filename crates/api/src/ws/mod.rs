@@ -216,7 +216,7 @@ pub(crate) async fn handler(
         Err(e) => return e.into_response(),
     };
     // Another replica owns the room: the member is relayed there.
-    if !crate::replicas::was_forwarded(&headers) {
+    if !crate::replicas::was_forwarded(&headers, &state.keys) {
         match crate::replicas::home_for_member(state.directory.as_deref(), &room).await {
             Ok(None) => {}
             Ok(Some(owner)) => {
@@ -227,6 +227,7 @@ pub(crate) async fn handler(
                     path,
                     &headers,
                     state.websocket.max_message_bytes,
+                    &state.keys,
                 )
                 .await;
             }
