@@ -200,6 +200,100 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
         .unwrap();
 }
 
+/// Replicas sharing rooms (issue 15): CreateSIPParticipant ordered on
+/// replica B into a room replica A serves. B's outbound call is bridged
+/// into A's room (its uplink); it dials A's inbound trunk, whose call lands
+/// in another room A serves. Agents on A in both rooms hear each other
+/// through B; RemoveParticipant asked of B (forwarded to A) hangs up both
+/// legs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_call_ordered_on_another_replica_joins_the_room_its_owner_serves() {
+    let redis = common::redis::Redis::start();
+    let url = redis.url();
+    let env = [
+        ("SWITCHBOARD_CALLS__ANSWER", "immediate"),
+        ("SWITCHBOARD_STORE__URL", url.as_str()),
+    ];
+    let a = start(&env);
+    let b = start(&env);
+    let (api_a, api_b) = (a.api.unwrap(), b.api.unwrap());
+    let inbound = create(
+        &a,
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
+    )
+    .await;
+    create(
+        &a,
+        "CreateSIPDispatchRule",
+        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": "callee-room"}}}}),
+    )
+    .await;
+    let outbound = create(
+        &a,
+        "CreateSIPOutboundTrunk",
+        json!({"trunk": {"name": "to-a", "address": a.udp.unwrap().to_string(), "numbers": ["+15550999"]}}),
+    )
+    .await;
+    common::api::settle_routing(api_a).await;
+    common::api::settle_routing(api_b).await;
+    let mut near = Client::join(api_a, "caller-room", "near", 16000).await;
+    let mut far = Client::join(api_a, "callee-room", "far", 16000).await;
+    let (status, info) = sip_service(
+        api_b,
+        "CreateSIPParticipant",
+        &caller(),
+        json!({
+            "sip_trunk_id": outbound["sip_trunk_id"],
+            "sip_call_to": "+15550100",
+            "room_name": "caller-room",
+            "participant_identity": "phone",
+            "wait_until_answered": true,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{info}\n{}", b.log());
+    assert!(b.log().contains("the room lives elsewhere"), "{}", b.log());
+    // The callee's identity joins A's room through B's uplink.
+    let joined = near.expect("participant_joined").await;
+    assert_eq!(joined["participant"]["identity"], "phone", "{joined}");
+    let (start_near, start_far) = (near.heard.len(), far.heard.len());
+    play(
+        &mut [(&mut near, Some(600.0)), (&mut far, Some(1000.0))],
+        Duration::from_secs(4),
+    )
+    .await;
+    let tail = |c: &Client, start: usize| {
+        c.heard[start.max(c.heard.len().saturating_sub(16000 * 2))..].to_vec()
+    };
+    let near_hears = amplitude(&tail(&near, start_near), 16000, 1000.0);
+    let far_hears = amplitude(&tail(&far, start_far), 16000, 600.0);
+    assert!(
+        near_hears > 500.0 && far_hears > 500.0,
+        "near hears far at {near_hears:.0}, far hears near at {far_hears:.0}\n{}",
+        b.log()
+    );
+    let removed = room_service(
+        api_b,
+        "RemoveParticipant",
+        &admin_token("caller-room"),
+        json!({"room": "caller-room", "identity": "phone"}),
+    )
+    .await;
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    let left = far.expect("participant_left").await;
+    assert_eq!(left["identity"], "sip_+15550999", "{left}");
+    drop(near);
+    drop(far);
+    for sb in [&a, &b] {
+        let api = sb.api.unwrap();
+        let log = sb.log();
+        tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+            .await
+            .unwrap();
+    }
+}
+
 /// Session timers both ways: switchboard's outbound leg asks for a short
 /// Session-Expires, its inbound leg accepts it with the caller as the
 /// refresher, and the re-INVITE refreshes keep the call up well past the
