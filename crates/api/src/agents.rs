@@ -478,6 +478,18 @@ impl Agents {
     }
 }
 
+/// The key tokens minted here are signed with (the first configured), and
+/// its secret.
+fn signing_key(keys: &ApiKeys) -> Result<(String, String), String> {
+    let key = keys
+        .key_names()
+        .first()
+        .map(|k| k.to_string())
+        .ok_or("no API key to sign with")?;
+    let secret = keys.secret(&key).ok_or("no API secret")?.to_string();
+    Ok((key, secret))
+}
+
 /// The token a job's process joins its room with.
 fn agent_token(
     keys: &ApiKeys,
@@ -486,12 +498,7 @@ fn agent_token(
     answer: &proto::AvailabilityResponse,
     permissions: &proto::ParticipantPermission,
 ) -> Result<String, String> {
-    let key = keys
-        .key_names()
-        .first()
-        .map(|k| k.to_string())
-        .ok_or("no API key to sign with")?;
-    let secret = keys.secret(&key).ok_or("no API secret")?.to_string();
+    let (key, secret) = signing_key(keys)?;
     let identity = if answer.participant_identity.is_empty() {
         format!("agent-{}", job.id)
     } else {
@@ -597,12 +604,7 @@ async fn dispatch_elsewhere(
 
 /// A short token for one room's administration, signed with the first key.
 fn admin_token(keys: &ApiKeys, room: &str) -> Result<String, String> {
-    let key = keys
-        .key_names()
-        .first()
-        .map(|k| k.to_string())
-        .ok_or("no API key to sign with")?;
-    let secret = keys.secret(&key).ok_or("no API secret")?.to_string();
+    let (key, secret) = signing_key(keys)?;
     AccessToken::with_api_key(&key, &secret)
         .with_grants(VideoGrants {
             room_admin: true,

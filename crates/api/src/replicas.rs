@@ -88,7 +88,7 @@ fn websocket_url(base: &str, path_and_query: &str) -> Option<String> {
 
 /// Where `room` is for a member about to join it: `None` here, or the
 /// owner's URL; an error response when the directory cannot tell.
-pub(crate) async fn home_for_member(
+async fn home_for_member(
     directory: Option<&dyn RoomDirectory>,
     room: &str,
 ) -> Result<Option<String>, Response> {
@@ -108,10 +108,41 @@ pub(crate) async fn home_for_member(
     }
 }
 
+/// A member about to join `room` over a WebSocket (`/rooms/<room>/ws` or
+/// `/rtc`): `Ok` hands the upgrade back to be served here; `Err` is the
+/// answer already given (relayed to the room's owner, or refused because
+/// where the room lives cannot be told). Relayed requests are served here.
+pub(crate) async fn relay_if_elsewhere(
+    state: &crate::ApiState,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    room: &str,
+    upgrade: WebSocketUpgrade,
+) -> Result<WebSocketUpgrade, Response> {
+    if was_forwarded(headers, &state.keys) {
+        return Ok(upgrade);
+    }
+    match home_for_member(state.directory.as_deref(), room).await? {
+        None => Ok(upgrade),
+        Some(owner) => {
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            Err(relay_websocket(
+                upgrade,
+                &owner,
+                path,
+                headers,
+                state.websocket.max_message_bytes,
+                &state.keys,
+            )
+            .await)
+        }
+    }
+}
+
 /// Relays a WebSocket member to the replica at `owner`, which serves the
 /// same path: the upstream socket is opened first, so a refusal there
 /// (a bad token, a full room) reaches the client as an HTTP answer.
-pub(crate) async fn relay_websocket(
+async fn relay_websocket(
     upgrade: WebSocketUpgrade,
     owner: &str,
     path_and_query: &str,
@@ -155,56 +186,78 @@ pub(crate) async fn relay_websocket(
         .on_upgrade(move |client| pump(client, upstream))
 }
 
+/// What one side's next message means for the other side.
+enum Step<M> {
+    /// Pass it on.
+    Send(M),
+    /// Nothing to pass on (pings are each side's own).
+    Skip,
+    /// Pass this close on and stop.
+    Close(M),
+}
+
+fn from_client(message: Option<Result<AxumMessage, axum::Error>>) -> Step<Message> {
+    match message {
+        Some(Ok(AxumMessage::Text(text))) => Step::Send(Message::Text(text.as_str().into())),
+        Some(Ok(AxumMessage::Binary(data))) => Step::Send(Message::Binary(data)),
+        Some(Ok(AxumMessage::Ping(_) | AxumMessage::Pong(_))) => Step::Skip,
+        Some(Ok(AxumMessage::Close(frame))) => {
+            Step::Close(Message::Close(frame.map(|f| CloseFrame {
+                code: f.code.into(),
+                reason: f.reason.as_str().into(),
+            })))
+        }
+        Some(Err(_)) | None => Step::Close(Message::Close(None)),
+    }
+}
+
+fn from_upstream(
+    message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Step<AxumMessage> {
+    match message {
+        Some(Ok(Message::Text(text))) => Step::Send(AxumMessage::Text(text.as_str().into())),
+        Some(Ok(Message::Binary(data))) => Step::Send(AxumMessage::Binary(data)),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Step::Skip,
+        Some(Ok(Message::Close(frame))) => {
+            Step::Close(AxumMessage::Close(frame.map(|f| AxumCloseFrame {
+                code: f.code.into(),
+                reason: f.reason.as_str().into(),
+            })))
+        }
+        Some(Err(_)) | None => Step::Close(AxumMessage::Close(None)),
+    }
+}
+
 /// Copies messages both ways until either side closes.
 async fn pump(mut client: WebSocket, mut upstream: WebSocketStream<BotStream>) {
     loop {
         tokio::select! {
-            message = client.recv() => {
-                let forwarded = match message {
-                    Some(Ok(AxumMessage::Text(text))) => Message::Text(text.as_str().into()),
-                    Some(Ok(AxumMessage::Binary(data))) => Message::Binary(data),
-                    Some(Ok(AxumMessage::Ping(_) | AxumMessage::Pong(_))) => continue,
-                    Some(Ok(AxumMessage::Close(frame))) => {
-                        let frame = frame.map(|f| CloseFrame {
-                            code: f.code.into(),
-                            reason: f.reason.as_str().into(),
-                        });
-                        let _ = upstream.send(Message::Close(frame)).await;
-                        return;
-                    }
-                    Some(Err(_)) | None => {
-                        let _ = upstream.send(Message::Close(None)).await;
-                        return;
-                    }
-                };
-                if upstream.send(forwarded).await.is_err() {
-                    let _ = client.send(AxumMessage::Close(None)).await;
-                    return;
-                }
-            }
-            message = upstream.next() => {
-                let forwarded = match message {
-                    Some(Ok(Message::Text(text))) => AxumMessage::Text(text.as_str().into()),
-                    Some(Ok(Message::Binary(data))) => AxumMessage::Binary(data),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Close(frame))) => {
-                        let frame = frame.map(|f| AxumCloseFrame {
-                            code: f.code.into(),
-                            reason: f.reason.as_str().into(),
-                        });
-                        let _ = client.send(AxumMessage::Close(frame)).await;
-                        return;
-                    }
-                    Some(Err(_)) | None => {
+            message = client.recv() => match from_client(message) {
+                Step::Send(m) => {
+                    if upstream.send(m).await.is_err() {
                         let _ = client.send(AxumMessage::Close(None)).await;
                         return;
                     }
-                };
-                if client.send(forwarded).await.is_err() {
-                    let _ = upstream.send(Message::Close(None)).await;
+                }
+                Step::Skip => {}
+                Step::Close(m) => {
+                    let _ = upstream.send(m).await;
                     return;
                 }
-            }
+            },
+            message = upstream.next() => match from_upstream(message) {
+                Step::Send(m) => {
+                    if client.send(m).await.is_err() {
+                        let _ = upstream.send(Message::Close(None)).await;
+                        return;
+                    }
+                }
+                Step::Skip => {}
+                Step::Close(m) => {
+                    let _ = client.send(m).await;
+                    return;
+                }
+            },
         }
     }
 }

@@ -181,25 +181,22 @@ async fn join(
     let query = rtc_query(&uri);
     // Another replica owns the room: the signalling is relayed there, and
     // the client's media goes to that replica's own candidates.
-    if !crate::replicas::was_forwarded(&headers, &state.keys) && !query.reconnect {
-        match crate::replicas::home_for_member(state.directory.as_deref(), &claims.video.room).await
+    let upgrade = if query.reconnect {
+        upgrade
+    } else {
+        match crate::replicas::relay_if_elsewhere(
+            &state,
+            &headers,
+            &uri,
+            &claims.video.room,
+            upgrade,
+        )
+        .await
         {
-            Ok(None) => {}
-            Ok(Some(owner)) => {
-                let path = uri.path_and_query().map_or("/rtc", |p| p.as_str());
-                return crate::replicas::relay_websocket(
-                    upgrade,
-                    &owner,
-                    path,
-                    &headers,
-                    state.websocket.max_message_bytes,
-                    &state.keys,
-                )
-                .await;
-            }
-            Err(response) => return response,
+            Ok(upgrade) => upgrade,
+            Err(answered) => return answered,
         }
-    }
+    };
     let Some(slot) = SessionSlot::take(&state) else {
         return plain(
             StatusCode::TOO_MANY_REQUESTS,

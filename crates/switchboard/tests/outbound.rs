@@ -31,6 +31,34 @@ async fn create(sb: &Switchboard, method: &str, body: Value) -> Value {
     value
 }
 
+/// An inbound trunk for +15550100 from 127.0.0.1 into room `room`, and an
+/// outbound trunk (from +15550999) to `target`: the outbound trunk.
+async fn routes_into(sb: &Switchboard, room: &str, target: std::net::SocketAddr) -> Value {
+    let inbound = create(
+        sb,
+        "CreateSIPInboundTrunk",
+        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
+    )
+    .await;
+    create(
+        sb,
+        "CreateSIPDispatchRule",
+        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": room}}}}),
+    )
+    .await;
+    create(
+        sb,
+        "CreateSIPOutboundTrunk",
+        json!({"trunk": {"name": "out", "address": target.to_string(), "numbers": ["+15550999"]}}),
+    )
+    .await
+}
+
+/// What a 16 kHz client heard in its last two seconds, after `start`.
+fn last_two_seconds(client: &Client, start: usize) -> Vec<i16> {
+    client.heard[start.max(client.heard.len().saturating_sub(16000 * 2))..].to_vec()
+}
+
 /// switchboard dials its own inbound trunk: the call leaves one room as
 /// an outbound call and arrives in another as an inbound one; agents in
 /// both rooms hear each other, checked by content.
@@ -39,24 +67,7 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
     let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
     let api = sb.api.unwrap();
     let sip = sb.udp.unwrap();
-    let inbound = create(
-        &sb,
-        "CreateSIPInboundTrunk",
-        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
-    )
-    .await;
-    create(
-        &sb,
-        "CreateSIPDispatchRule",
-        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": "callee-room"}}}}),
-    )
-    .await;
-    let outbound = create(
-        &sb,
-        "CreateSIPOutboundTrunk",
-        json!({"trunk": {"name": "self", "address": sip.to_string(), "numbers": ["+15550999"]}}),
-    )
-    .await;
+    let outbound = routes_into(&sb, "callee-room", sip).await;
     common::api::settle_routing(api).await;
     let mut near = Client::join(api, "caller-room", "near", 16000).await;
     let mut far = Client::join(api, "callee-room", "far", 16000).await;
@@ -93,11 +104,8 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
         Duration::from_secs(3),
     )
     .await;
-    let tail = |c: &Client, start: usize| {
-        c.heard[start.max(c.heard.len().saturating_sub(16000 * 2))..].to_vec()
-    };
-    let near_heard = tail(&near, start_near);
-    let far_heard = tail(&far, start_far);
+    let near_heard = last_two_seconds(&near, start_near);
+    let far_heard = last_two_seconds(&far, start_far);
     let failures: Vec<String> = [
         (
             "near hears far's 1000 Hz",
@@ -217,24 +225,7 @@ async fn an_outbound_call_ordered_on_another_replica_joins_the_room_its_owner_se
     let a = start(&env);
     let b = start(&env);
     let (api_a, api_b) = (a.api.unwrap(), b.api.unwrap());
-    let inbound = create(
-        &a,
-        "CreateSIPInboundTrunk",
-        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
-    )
-    .await;
-    create(
-        &a,
-        "CreateSIPDispatchRule",
-        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": "callee-room"}}}}),
-    )
-    .await;
-    let outbound = create(
-        &a,
-        "CreateSIPOutboundTrunk",
-        json!({"trunk": {"name": "to-a", "address": a.udp.unwrap().to_string(), "numbers": ["+15550999"]}}),
-    )
-    .await;
+    let outbound = routes_into(&a, "callee-room", a.udp.unwrap()).await;
     common::api::settle_routing(api_a).await;
     common::api::settle_routing(api_b).await;
     let mut near = Client::join(api_a, "caller-room", "near", 16000).await;
@@ -263,11 +254,8 @@ async fn an_outbound_call_ordered_on_another_replica_joins_the_room_its_owner_se
         Duration::from_secs(4),
     )
     .await;
-    let tail = |c: &Client, start: usize| {
-        c.heard[start.max(c.heard.len().saturating_sub(16000 * 2))..].to_vec()
-    };
-    let near_hears = amplitude(&tail(&near, start_near), 16000, 1000.0);
-    let far_hears = amplitude(&tail(&far, start_far), 16000, 600.0);
+    let near_hears = amplitude(&last_two_seconds(&near, start_near), 16000, 1000.0);
+    let far_hears = amplitude(&last_two_seconds(&far, start_far), 16000, 600.0);
     assert!(
         near_hears > 500.0 && far_hears > 500.0,
         "near hears far at {near_hears:.0}, far hears near at {far_hears:.0}\n{}",
@@ -307,24 +295,7 @@ async fn session_timer_refreshes_keep_a_call_up_past_its_interval() {
     ]);
     let api = sb.api.unwrap();
     let sip = sb.udp.unwrap();
-    let inbound = create(
-        &sb,
-        "CreateSIPInboundTrunk",
-        json!({"trunk": {"name": "in", "numbers": ["+15550100"], "allowed_addresses": ["127.0.0.1"]}}),
-    )
-    .await;
-    create(
-        &sb,
-        "CreateSIPDispatchRule",
-        json!({"dispatch_rule": {"name": "in", "trunk_ids": [inbound["sip_trunk_id"]], "rule": {"dispatch_rule_direct": {"room_name": "far"}}}}),
-    )
-    .await;
-    let outbound = create(
-        &sb,
-        "CreateSIPOutboundTrunk",
-        json!({"trunk": {"name": "self", "address": sip.to_string(), "numbers": ["+15550999"]}}),
-    )
-    .await;
+    let outbound = routes_into(&sb, "far", sip).await;
     common::api::settle_routing(api).await;
     let mut near = Client::join(api, "near", "near", 16000).await;
     let (status, info) = sip_service(

@@ -216,24 +216,11 @@ pub(crate) async fn handler(
         Err(e) => return e.into_response(),
     };
     // Another replica owns the room: the member is relayed there.
-    if !crate::replicas::was_forwarded(&headers, &state.keys) {
-        match crate::replicas::home_for_member(state.directory.as_deref(), &room).await {
-            Ok(None) => {}
-            Ok(Some(owner)) => {
-                let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-                return crate::replicas::relay_websocket(
-                    upgrade,
-                    &owner,
-                    path,
-                    &headers,
-                    state.websocket.max_message_bytes,
-                    &state.keys,
-                )
-                .await;
-            }
-            Err(response) => return response,
-        }
-    }
+    let upgrade =
+        match crate::replicas::relay_if_elsewhere(&state, &headers, &uri, &room, upgrade).await {
+            Ok(upgrade) => upgrade,
+            Err(answered) => return answered,
+        };
     let Some(slot) = SessionSlot::take(&state) else {
         return refuse(
             Code::ResourceExhausted,
