@@ -54,6 +54,24 @@ async fn routes_into(sb: &Switchboard, room: &str, target: std::net::SocketAddr)
     .await
 }
 
+/// CreateSIPParticipant asked of `api`: `phone` into `caller-room`, to
+/// +15550100 through `outbound`, waiting for the answer.
+async fn dial_phone_into_caller_room(api: std::net::SocketAddr, outbound: &Value) -> (u16, Value) {
+    sip_service(
+        api,
+        "CreateSIPParticipant",
+        &caller(),
+        json!({
+            "sip_trunk_id": outbound["sip_trunk_id"],
+            "sip_call_to": "+15550100",
+            "room_name": "caller-room",
+            "participant_identity": "phone",
+            "wait_until_answered": true,
+        }),
+    )
+    .await
+}
+
 /// What a 16 kHz client heard in its last two seconds, after `start`.
 fn last_two_seconds(client: &Client, start: usize) -> Vec<i16> {
     client.heard[start.max(client.heard.len().saturating_sub(16000 * 2))..].to_vec()
@@ -72,19 +90,7 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
     let mut near = Client::join(api, "caller-room", "near", 16000).await;
     let mut far = Client::join(api, "callee-room", "far", 16000).await;
 
-    let (status, info) = sip_service(
-        api,
-        "CreateSIPParticipant",
-        &caller(),
-        json!({
-            "sip_trunk_id": outbound["sip_trunk_id"],
-            "sip_call_to": "+15550100",
-            "room_name": "caller-room",
-            "participant_identity": "phone",
-            "wait_until_answered": true,
-        }),
-    )
-    .await;
+    let (status, info) = dial_phone_into_caller_room(api, &outbound).await;
     assert_eq!(status, 200, "{info}\n{}", sb.log());
     assert_eq!(info["participant_identity"], "phone");
     assert_eq!(info["room_name"], "caller-room");
@@ -230,19 +236,7 @@ async fn an_outbound_call_ordered_on_another_replica_joins_the_room_its_owner_se
     common::api::settle_routing(api_b).await;
     let mut near = Client::join(api_a, "caller-room", "near", 16000).await;
     let mut far = Client::join(api_a, "callee-room", "far", 16000).await;
-    let (status, info) = sip_service(
-        api_b,
-        "CreateSIPParticipant",
-        &caller(),
-        json!({
-            "sip_trunk_id": outbound["sip_trunk_id"],
-            "sip_call_to": "+15550100",
-            "room_name": "caller-room",
-            "participant_identity": "phone",
-            "wait_until_answered": true,
-        }),
-    )
-    .await;
+    let (status, info) = dial_phone_into_caller_room(api_b, &outbound).await;
     assert_eq!(status, 200, "{info}\n{}", b.log());
     assert!(b.log().contains("the room lives elsewhere"), "{}", b.log());
     // The callee's identity joins A's room through B's uplink.
