@@ -1155,3 +1155,35 @@ fn a_session_follows_its_room_to_another_rate() {
         }
     }
 }
+
+/// A caller whose first packets after the answer are a digit (no audio
+/// before it), as a phone sends when the user presses a key at once.
+#[test]
+fn a_digit_that_comes_before_any_audio_arrives() {
+    let (_, mut b) = pair(
+        only("PCMU", SrtpPolicy::Disable, None),
+        only("PCMU", SrtpPolicy::Disable, None),
+        SessionConfig::default(),
+    );
+    let from: SocketAddr = A_ADDR.parse().unwrap();
+    let start = Instant::now();
+    let mut heard = vec![0i16; b.room_frame_len()];
+    let mut events = Vec::new();
+    let pt = 101u8;
+    for i in 0..12u16 {
+        let now = start + Duration::from_millis(20 * u64::from(i));
+        if i < 3 {
+            let mut packet = vec![0x80, if i == 0 { 0x80 | pt } else { pt }];
+            packet.extend_from_slice(&(100 + i).to_be_bytes());
+            packet.extend_from_slice(&16_000u32.to_be_bytes());
+            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            let end = if i == 2 { 0x80 } else { 0 };
+            packet.extend_from_slice(&[1, end | 10]);
+            packet.extend_from_slice(&(160 * (i + 1)).to_be_bytes());
+            b.handle_datagram(now, from, Channel::Rtp, &packet);
+        }
+        b.tick(now, None, &mut heard);
+        events.extend(std::iter::from_fn(|| b.poll_event()));
+    }
+    assert_eq!(collect_digits(&events), "1");
+}
