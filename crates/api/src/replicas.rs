@@ -30,7 +30,7 @@ use crate::twirp::{Code, TwirpError};
 use crate::wire::{decode_request, Encoding};
 use switchboard_routing::livekit_protocol::{
     CreateAgentDispatchRequest, CreateRoomRequest, DeleteAgentDispatchRequest, DeleteRoomRequest,
-    ListAgentDispatchRequest, ListParticipantsRequest, MuteRoomTrackRequest,
+    ListAgentDispatchRequest, ListParticipantsRequest, ListRoomsResponse, MuteRoomTrackRequest,
     RoomParticipantIdentity, SendDataRequest, TransferSipParticipantRequest,
     UpdateParticipantRequest, UpdateRoomMetadataRequest,
 };
@@ -365,6 +365,58 @@ pub(crate) async fn forward_target(
             .await;
     }
     None
+}
+
+/// ListRooms over the replicas: `local` (this replica's answer) and each
+/// other replica's, asked with the order as it came (its token and body)
+/// and marked, so each answers with its own rooms. A replica that cannot
+/// be reached is left out (and logged): the list is what could be seen.
+pub(crate) async fn list_rooms_everywhere(
+    state: &crate::ApiState,
+    headers: &HeaderMap,
+    body: &[u8],
+    encoding: Encoding,
+    local: Vec<u8>,
+) -> Result<Vec<u8>, TwirpError> {
+    let Some(directory) = state.directory.as_deref() else {
+        return Ok(local);
+    };
+    let others = directory.other_servers().await;
+    if others.is_empty() {
+        return Ok(local);
+    }
+    let mut merged: ListRoomsResponse = decode_request(encoding, &local)?;
+    for other in others {
+        let answer = send_order(
+            &other,
+            "/twirp/livekit.RoomService/ListRooms",
+            headers,
+            body,
+            state.max_body_bytes,
+            &state.keys,
+        )
+        .await;
+        match answer {
+            Ok((status, _, bytes)) if status.is_success() => {
+                match decode_request::<ListRoomsResponse>(encoding, &bytes) {
+                    Ok(theirs) => merged.rooms.extend(theirs.rooms),
+                    Err(e) => {
+                        warn!(replica = %other, error = %e.msg, "a replica's room list does not decode")
+                    }
+                }
+            }
+            Ok((status, _, _)) => {
+                warn!(replica = %other, %status, "a replica refused to list its rooms")
+            }
+            Err(e) => {
+                warn!(replica = %other, error = %e, "a replica's rooms are not listed: it cannot be reached")
+            }
+        }
+    }
+    // A room can show twice for a moment (its lease just moved): once.
+    merged.rooms.sort_by(|a, b| a.name.cmp(&b.name));
+    merged.rooms.dedup_by(|a, b| a.name == b.name);
+    crate::wire::encode_response(encoding, &merged)
 }
 
 /// Sends a Twirp request on to the replica at `target` as it came (its

@@ -210,6 +210,9 @@ fn list_rooms(call: &Call<'_>) -> Result<Vec<u8>, TwirpError> {
         .rooms
         .list_rooms()
         .into_iter()
+        // A call's private room (it stands for a room served elsewhere) is
+        // switchboard's own affair, not a room of the API's.
+        .filter(|r| switchboard_rooms::shared_room_of(&r.name).is_none())
         .filter(|r| req.names.is_empty() || req.names.contains(&r.name))
         .map(|r| {
             let publishers = publishers(call, &r.name);

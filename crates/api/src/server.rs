@@ -266,7 +266,21 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
             body: &body,
             forwarded: crate::replicas::was_forwarded(&parts.headers, &state.keys),
         };
-        let result = if room_call {
+        let result = if room_call && rpc == "ListRooms" && !call.forwarded {
+            match room_service::dispatch(rpc, &call) {
+                Some(Ok(local)) => Some(
+                    crate::replicas::list_rooms_everywhere(
+                        &state,
+                        &parts.headers,
+                        &body,
+                        encoding,
+                        local,
+                    )
+                    .await,
+                ),
+                other => other,
+            }
+        } else if room_call {
             room_service::dispatch(rpc, &call)
         } else if dispatch_call {
             crate::agents::dispatch_service(rpc, &call)

@@ -38,6 +38,12 @@ pub trait RoomDirectory: Send + Sync {
         identity: &'a str,
     ) -> DirectoryFuture<'a, Option<String>>;
 
+    /// The other servers that serve rooms alongside this one (ListRooms
+    /// lists theirs too).
+    fn other_servers(&self) -> DirectoryFuture<'_, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
+
     /// Other servers with workers of agent `agent_name` registered (a room
     /// served here whose agent has no worker here is dispatched there).
     fn agent_hosts<'a>(&'a self, agent_name: &'a str) -> DirectoryFuture<'a, Vec<String>> {

@@ -72,10 +72,10 @@ end
 return 0
 "#;
 
-/// KEYS[1]: the agent name's set. ARGV: replica, milliseconds. The member's
-/// score is when it expires, by Redis's own clock (replicas' clocks may
-/// differ).
-const ADVERTISE_AGENT: &str = r#"
+/// KEYS[1]: a set of replicas (those up, those with an agent's workers).
+/// ARGV: replica, milliseconds. The member's score is when it expires, by
+/// Redis's own clock (replicas' clocks may differ).
+const ADVERTISE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
@@ -83,8 +83,8 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return 1
 "#;
 
-/// KEYS[1]: the agent name's set. Drops the expired members; returns the rest.
-const AGENT_HOSTS: &str = r#"
+/// KEYS[1]: a set of replicas. Drops the expired members; returns the rest.
+const MEMBERS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -205,6 +205,39 @@ impl Leases {
         )
     }
 
+    fn replicas_key(&self) -> String {
+        format!("{}switchboard:replicas", self.key_prefix)
+    }
+
+    async fn advertise(&self, set: String, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(ADVERTISE)
+            .key(set)
+            .arg(member)
+            .arg(millis(ttl))
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn members(&self, set: String) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::Script::new(MEMBERS)
+            .key(set)
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    async fn withdraw(&self, set: String, member: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZREM")
+            .arg(set)
+            .arg(member)
+            .query_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// Says for `ttl` that `holder` has workers of agent `agent_name` (the
     /// empty name: LiveKit's unnamed agents).
     pub async fn advertise_agent(
@@ -213,34 +246,33 @@ impl Leases {
         holder: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        redis::Script::new(ADVERTISE_AGENT)
-            .key(self.agent_key(agent_name))
-            .arg(holder)
-            .arg(millis(ttl))
-            .invoke_async::<i64>(&mut conn)
-            .await?;
-        Ok(())
+        self.advertise(self.agent_key(agent_name), holder, ttl)
+            .await
     }
 
     /// The replicas that said they have workers of agent `agent_name`.
     pub async fn agent_hosts(&self, agent_name: &str) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(redis::Script::new(AGENT_HOSTS)
-            .key(self.agent_key(agent_name))
-            .invoke_async(&mut conn)
-            .await?)
+        self.members(self.agent_key(agent_name)).await
     }
 
     /// Withdraws `holder` from agent `agent_name`'s hosts.
     pub async fn withdraw_agent(&self, agent_name: &str, holder: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("ZREM")
-            .arg(self.agent_key(agent_name))
-            .arg(holder)
-            .query_async::<i64>(&mut conn)
-            .await?;
-        Ok(())
+        self.withdraw(self.agent_key(agent_name), holder).await
+    }
+
+    /// Says for `ttl` that replica `url` is up (ListRooms asks every one).
+    pub async fn advertise_replica(&self, url: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.advertise(self.replicas_key(), url, ttl).await
+    }
+
+    /// The replicas that said they are up.
+    pub async fn replicas(&self) -> Result<Vec<String>, StoreError> {
+        self.members(self.replicas_key()).await
+    }
+
+    /// Withdraws replica `url` (it exits).
+    pub async fn withdraw_replica(&self, url: &str) -> Result<(), StoreError> {
+        self.withdraw(self.replicas_key(), url).await
     }
 
     /// How many leases of either kind exist under this prefix (for tests and

@@ -124,6 +124,9 @@ impl ReplicaRooms {
         for key in unused {
             self.give_up(&key).await;
         }
+        if let Err(e) = self.leases.advertise_replica(&self.me, self.ttl).await {
+            warn!(error = %e, "this replica is not advertised to the others");
+        }
         match self.leases.renew(&keys, &self.me, self.ttl).await {
             Ok(kept) => {
                 let mut held = self.held();
@@ -184,6 +187,7 @@ impl ReplicaRooms {
         for name in &agents {
             let _ = self.leases.withdraw_agent(name, &self.me).await;
         }
+        let _ = self.leases.withdraw_replica(&self.me).await;
         info!(leases = keys.len(), "leases given up");
     }
 
@@ -286,6 +290,18 @@ impl RoomDirectory for ReplicaRooms {
                 Err(e) => {
                     warn!(room, error = %e, "cannot tell which replica owns the room");
                     None
+                }
+            }
+        })
+    }
+
+    fn other_servers(&self) -> DirectoryFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            match self.leases.replicas().await {
+                Ok(replicas) => replicas.into_iter().filter(|r| *r != self.me).collect(),
+                Err(e) => {
+                    warn!(error = %e, "cannot tell which other replicas are up");
+                    Vec::new()
                 }
             }
         })

@@ -1262,6 +1262,24 @@ fn an_sdk_client_and_a_phone_on_another_replica_meet_in_the_room_its_owner_serve
         auth: None,
     });
     wait_log(&b, "joined the LiveKit room", Duration::from_secs(10));
+    // ListRooms asked of B lists A's room (and not the call's private room
+    // on B, which is switchboard's own affair).
+    let listed = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::api::room_service(
+            b.api.unwrap(),
+            "ListRooms",
+            &common::api::token(serde_json::json!({"video": {"roomList": true}})),
+            serde_json::json!({}),
+        ));
+    assert_eq!(listed.0, 200, "{}", listed.1);
+    let names: Vec<&str> = listed.1["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, ["shared"], "{}", listed.1);
     let sdk_tone = heard_at(&mut caller, 440.0);
     assert!(
         sdk_tone > -35.0,
