@@ -733,19 +733,35 @@ impl Call {
     /// Answers an RPC from a room participant (`lk.sip.*`); `Some` when it
     /// ends the call.
     fn rpc(&mut self, from: String, id: &str, method: &str, payload: &str) -> Option<Ending> {
+        let bye_headers = self.answer_rpc(&self.remote_headers, &from, id, method, payload)?;
+        self.bye_headers = bye_headers;
+        Some(Ending::EndedByParticipant(from))
+    }
+
+    /// Answers an RPC from a room participant (`lk.sip.*`), at any phase,
+    /// with `remote_headers` as the far end's headers so far (the INVITE's
+    /// while an inbound call rings; none while an outbound call dials).
+    /// `Some` (the headers asked for on the BYE) when it ends the call.
+    pub(crate) fn answer_rpc(
+        &self,
+        remote_headers: &Headers,
+        from: &str,
+        id: &str,
+        method: &str,
+        payload: &str,
+    ) -> Option<Vec<(String, String)>> {
         let participant = self.participant.as_ref()?;
-        let action = crate::room_rpc::handle(method, payload, &self.remote_headers);
+        let action = crate::room_rpc::handle(method, payload, remote_headers);
         let ok = !matches!(action, crate::room_rpc::RpcAction::Reply(Err(_)));
         info!(call_id = %self.call_id, from = %from, method, ok, "RPC from the room");
         match action {
             crate::room_rpc::RpcAction::Reply(result) => {
-                participant.reply_rpc(&from, id, result);
+                participant.reply_rpc(from, id, result);
                 None
             }
             crate::room_rpc::RpcAction::EndCall(headers) => {
-                participant.reply_rpc(&from, id, Ok("{}".into()));
-                self.bye_headers = headers;
-                Some(Ending::EndedByParticipant(from))
+                participant.reply_rpc(from, id, Ok("{}".into()));
+                Some(headers)
             }
         }
     }

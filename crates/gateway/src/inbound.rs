@@ -761,6 +761,15 @@ impl InboundCall {
                     Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while ringing"),
                 },
                 event = next_room_event(&mut self.call.participant) => {
+                    if let Some(RoomEvent::Rpc { from, id, method, payload }) = &event {
+                        // GetRemoteHeaders reads the INVITE; EndCall declines.
+                        let headers = &self.incoming.request.headers;
+                        if self.call.answer_rpc(headers, from, id, method, payload).is_some() {
+                            self.respond(Refusal::EndedWhileRinging.response(config.retry_after_secs));
+                            return Err(Ending::EndedByParticipant(from.clone()));
+                        }
+                        continue;
+                    }
                     let gone = self.call.participant.as_ref().and_then(Participant::disconnected);
                     let removed = match event {
                         None => Some(gone.unwrap_or(LeaveReason::RoomDeleted)),

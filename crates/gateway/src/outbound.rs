@@ -532,6 +532,15 @@ impl OutboundCall {
                         shared.sip.cancel(txn);
                         return Err(DialError::Abandoned);
                     }
+                    // No headers from the far end yet; EndCall cancels.
+                    Some(RoomEvent::Rpc { from, id, method, payload }) => {
+                        let none = switchboard_sip::message::Headers::new();
+                        if self.call.answer_rpc(&none, &from, &id, &method, &payload).is_some() {
+                            info!(call_id = %self.call.call_id, from = %from, "ended by a room participant while dialling");
+                            shared.sip.cancel(txn);
+                            return Err(DialError::Abandoned);
+                        }
+                    }
                     Some(_) => {}
                 },
                 _ = sleep_until_deadline(self.call.deadlines.next()) => {

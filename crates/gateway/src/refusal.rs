@@ -33,6 +33,9 @@ pub enum Refusal {
     /// The caller was taken out of the room (removed, room deleted) before
     /// anyone answered: not worth retrying.
     RemovedWhileRinging,
+    /// A room participant ended the call before it was answered
+    /// (`lk.sip.EndCall`): declined.
+    EndedWhileRinging,
     /// Nobody in the room answered within the ringing timeout.
     RingingTimeout,
     /// The session timer interval is below our Min-SE (RFC 4028).
@@ -64,6 +67,7 @@ impl Refusal {
             | Refusal::RemovedWhileRinging => 503,
             Refusal::AmbiguousTrunk | Refusal::AmbiguousDispatchRule => 500,
             Refusal::RingingTimeout => 480,
+            Refusal::EndedWhileRinging => 603,
             Refusal::SessionIntervalTooSmall { .. } => 422,
             Refusal::StreamUnavailable { status, .. } => *status,
         }
@@ -85,6 +89,7 @@ impl Refusal {
             Refusal::RoomUnavailable(why) => format!("Room unavailable: {why}"),
             Refusal::RemovedWhileRinging => "Removed from the room while ringing".into(),
             Refusal::RingingTimeout => "No answer in the room".into(),
+            Refusal::EndedWhileRinging => "Ended by a room participant while ringing".into(),
             Refusal::SessionIntervalTooSmall { min_se } => {
                 format!("Session interval too small (Min-SE {min_se})")
             }

@@ -905,6 +905,46 @@ fn a_muted_client_is_not_heard_and_an_admin_mute_and_update_are_seen_by_clients(
 /// the caller's INVITE headers (filtered as asked, never its transport
 /// headers), an unknown method gets LiveKit's "unsupported" code, and
 /// `lk.sip.EndCall` hangs the phone up with the asked-for header on the BYE.
+/// RPCs reach a caller whose call still rings (the SDK client in the room
+/// publishes nothing, so nobody answers): GetRemoteHeaders answers from the
+/// INVITE, and EndCall declines the call with 603.
+#[test]
+fn rpcs_reach_a_caller_whose_call_still_rings() {
+    let sb = start(&[]);
+    open_route(&sb, "");
+    let client = SdkClient::join_with(
+        &sb,
+        "r",
+        "listener",
+        440.0,
+        8.0,
+        &[
+            "--no-publish",
+            "--rpc-to",
+            "@sip",
+            "--rpc-call",
+            r#"lk.sip.GetRemoteHeaders={"include": ["x-customer"]}"#,
+            "--rpc-call",
+            "lk.sip.EndCall={}",
+        ],
+    );
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let mut uac = common::uac::Uac::new(sb.udp.unwrap(), "+15550199", "+15550100");
+    let seq = uac.invite(&uac.pcmu_offer(), &["X-Customer: 42".to_string()]);
+    // The RPCs go 3 s after the client joined, while the call rings.
+    let (statuses, last) = uac.final_response(seq, Duration::from_secs(15));
+    assert!(statuses.contains(&180), "{statuses:?}");
+    assert_eq!(last.status(), 603, "{}\n{}", last.text, sb.log());
+    uac.ack(seq, &last);
+    let report = client.report(&sb);
+    let rpcs = &report["rpcs"];
+    assert!(
+        rpcs[0]["answer"].as_str().is_some_and(|a| a.contains("42")),
+        "GetRemoteHeaders while ringing: {report}"
+    );
+    assert_eq!(rpcs[1]["answer"], "{}", "EndCall while ringing: {report}");
+}
+
 #[test]
 fn an_sdk_client_reads_the_callers_headers_and_ends_the_call_by_rpc() {
     let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);

@@ -49,6 +49,8 @@ async def main():
     parser.add_argument("--rpc-to", default="")
     parser.add_argument("--rpc-call", action="append", default=[])
     parser.add_argument("--mute-after", type=float, default=0.0)
+    # Publish nothing (a listener: a call in the room keeps ringing).
+    parser.add_argument("--no-publish", action="store_true")
     args = parser.parse_args()
 
     room = rtc.Room()
@@ -116,7 +118,9 @@ async def main():
     source = rtc.AudioSource(RATE, 1)
     track = rtc.LocalAudioTrack.create_audio_track("tone", source)
     options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-    publication = await room.local_participant.publish_track(track, options)
+    publication = None
+    if not args.no_publish:
+        publication = await room.local_participant.publish_track(track, options)
     subscribed = {"at": None}
 
     async def wait_for_subscriber():
@@ -125,7 +129,8 @@ async def main():
         await publication.wait_for_subscription()
         subscribed["at"] = time.monotonic() - started
 
-    asyncio.ensure_future(wait_for_subscriber())
+    if publication is not None:
+        asyncio.ensure_future(wait_for_subscriber())
 
     async def extras():
         for digit in args.send_dtmf:
@@ -164,7 +169,10 @@ async def main():
         t = (np.arange(480) + n) / RATE
         frame = (0.3 * 32767 * np.sin(2 * math.pi * args.tone * t)).astype(np.int16)
         n += 480
-        await source.capture_frame(rtc.AudioFrame(frame.tobytes(), RATE, 1, 480))
+        if publication is None:
+            await asyncio.sleep(0.01)
+        else:
+            await source.capture_frame(rtc.AudioFrame(frame.tobytes(), RATE, 1, 480))
         if args.mute_after and not track.muted and time.monotonic() - started >= args.mute_after:
             track.mute()
         if not extras_started and time.monotonic() >= dtmf_at:
@@ -176,7 +184,7 @@ async def main():
         remember(participant)
     result = {
         "connected_after": connected_after,
-        "published": publication.sid,
+        "published": publication.sid if publication else None,
         "subscribed_after": subscribed["at"],
         "heard": {who: dict(zip(("hz", "rms"), dominant(s))) for who, s in heard.items()},
         "dtmf": dtmf,
