@@ -359,8 +359,22 @@ async fn serve(
     loop {
         let result = tokio::select! {
             biased;
-            // `Err` means the handle was dropped: stop as well.
-            _ = stop.changed() => return Ending::Stop,
+            // `Err` means the handle was dropped: stop as well. A digit the
+            // caller pressed just before hanging up is still queued: it
+            // reaches the bot before `stop`.
+            _ = stop.changed() => {
+                let now = SystemTime::now();
+                let mut digits = Vec::new();
+                while let Some(event) = participant.try_event() {
+                    if let RoomEvent::Dtmf { digit, .. } = event {
+                        digits.extend(digit.chars().filter_map(|c| session.dtmf(c, now)));
+                    }
+                }
+                if !digits.is_empty() {
+                    let _ = send_all(ws, digits, send_timeout).await;
+                }
+                return Ending::Stop;
+            }
             // Before the socket: a bot that floods us must not delay the
             // caller's frames.
             at = clock.tick() => {

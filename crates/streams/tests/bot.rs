@@ -520,6 +520,24 @@ async fn the_bot_closing_ends_the_stream_and_leaves_the_room() {
     assert_eq!(s.handle.ended().await, end);
 }
 
+/// A digit the caller presses just before the call ends (the room's event
+/// and the stop ready together) reaches the bot before `stop`.
+#[tokio::test]
+async fn a_digit_queued_when_the_stream_stops_reaches_the_bot_before_stop() {
+    let mut s = setup(StreamProtocol::Twilio).await;
+    next_event(&mut s.bot, "start").await;
+    // No await between: the stream's task sees both at its next poll.
+    s.caller.participant.send_dtmf(7, "7", &[]);
+    s.handle.stop();
+    let dtmf = next_event(&mut s.bot, "dtmf").await;
+    assert_eq!(dtmf["dtmf"]["digit"], "7");
+    next_event(&mut s.bot, "stop").await;
+    assert_eq!(
+        timeout(WAIT, s.handle.ended()).await.unwrap(),
+        StreamEnd::Stopped
+    );
+}
+
 #[tokio::test]
 async fn removal_from_the_room_sends_stop_and_closes() {
     let mut s = setup(StreamProtocol::Twilio).await;
