@@ -135,6 +135,13 @@ impl Ending {
             Ending::EndedByParticipant(_) => (ended, Reason::ClientInitiated, 200),
             Ending::DialFailed(e) => dial_outcome(e),
         };
+        // Taken out of the room, or ended by a participant, before the
+        // answer: the caller got a refusal, and the record says which.
+        let sip_status = match self {
+            Ending::Removed(_) if !answered => Refusal::RemovedWhileRinging.status(),
+            Ending::EndedByParticipant(_) if !answered => Refusal::EndedWhileRinging.status(),
+            _ => sip_status,
+        };
         Outcome {
             result,
             reason,
@@ -1595,7 +1602,7 @@ mod tests {
 
     #[test]
     fn endings_are_written_as_before() {
-        let cases: [(Ending, bool, (&str, &str, u16)); 16] = [
+        let cases: [(Ending, bool, (&str, &str, u16)); 18] = [
             (
                 Ending::Refused(Refusal::NoMatchingTrunk),
                 false,
@@ -1621,10 +1628,23 @@ mod tests {
                 true,
                 ("answered", "ROOM_DELETED", 200),
             ),
+            // Before the answer the caller got 503 (removed while
+            // ringing) or 603 (ended by a participant): the record says so
+            // (it said 200 until 2026-12-06).
             (
                 Ending::Removed(LeaveReason::DuplicateIdentity),
                 false,
-                ("failed", "DUPLICATE_IDENTITY", 200),
+                ("failed", "DUPLICATE_IDENTITY", 503),
+            ),
+            (
+                Ending::EndedByParticipant("agent".into()),
+                false,
+                ("failed", "CLIENT_INITIATED", 603),
+            ),
+            (
+                Ending::EndedByParticipant("agent".into()),
+                true,
+                ("answered", "CLIENT_INITIATED", 200),
             ),
             (
                 Ending::Removed(LeaveReason::Stuck),

@@ -943,6 +943,29 @@ fn rpcs_reach_a_caller_whose_call_still_rings() {
         "GetRemoteHeaders while ringing: {report}"
     );
     assert_eq!(rpcs[1]["answer"], "{}", "EndCall while ringing: {report}");
+    // The record says what the caller got.
+    let call_id = last.to_tag().expect("a To tag on the 603");
+    let mut record = Value::Null;
+    for _ in 0..50 {
+        record = serde_json::from_str(&common::routes::cli(
+            &sb,
+            &["sip", "calls", "get", &call_id, "--json"],
+        ))
+        .unwrap_or(Value::Null);
+        if record["live"] == false {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(record["sip_status"], 603, "{record}");
+    assert_eq!(
+        record["info"]["call_status_code"]["code"], "SIP_STATUS_GLOBAL_DECLINE",
+        "{record}"
+    );
+    assert_eq!(
+        record["info"]["participant_attributes"]["sip.callStatusCode"], "603",
+        "{record}"
+    );
 }
 
 #[test]
