@@ -19,7 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use switchboard_rooms::{RoomDirectory, RoomHome};
-use switchboard_streams::{connect_websocket, BotStream, WebSocketOptions};
+use switchboard_streams::{connect_websocket, websocket_url, BotStream, WebSocketOptions};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -64,47 +64,22 @@ pub(crate) fn replica_mark(keys: &ApiKeys) -> Option<String> {
 /// replicas' mark; a header without it counts for nothing).
 pub(crate) fn was_forwarded(headers: &HeaderMap, keys: &ApiKeys) -> bool {
     use subtle::ConstantTimeEq;
-    let (Some(value), Some(mark)) = (headers.get(FORWARDED_HEADER), replica_mark(keys)) else {
+    // Most requests carry no mark: no HMAC for them.
+    let Some(value) = headers.get(FORWARDED_HEADER) else {
         return false;
     };
-    value.as_bytes().ct_eq(mark.as_bytes()).into()
+    replica_mark(keys).is_some_and(|mark| value.as_bytes().ct_eq(mark.as_bytes()).into())
 }
 
-/// `http://host:port` (or `ws://`) as the WebSocket URL of `path_and_query`
-/// there; `None` for a URL that is neither.
-fn websocket_url(base: &str, path_and_query: &str) -> Option<String> {
-    let base = base.trim_end_matches('/');
-    let rest = base
-        .strip_prefix("http://")
-        .or_else(|| base.strip_prefix("ws://"))
-        .map(|rest| format!("ws://{rest}"))
-        .or_else(|| {
-            base.strip_prefix("https://")
-                .or_else(|| base.strip_prefix("wss://"))
-                .map(|rest| format!("wss://{rest}"))
-        })?;
-    Some(format!("{rest}{path_and_query}"))
-}
-
-/// Where `room` is for a member about to join it: `None` here, or the
-/// owner's URL; an error response when the directory cannot tell.
-async fn home_for_member(
-    directory: Option<&dyn RoomDirectory>,
+/// Where `room` lives for someone about to make or join it: `None` here
+/// (taken now if nobody had it), else its owner's URL.
+async fn owner_for_newcomer(
+    directory: &dyn RoomDirectory,
     room: &str,
-) -> Result<Option<String>, Response> {
-    let Some(directory) = directory else {
-        return Ok(None);
-    };
-    match directory.locate(room).await {
-        Ok(RoomHome::Here) => Ok(None),
-        Ok(RoomHome::Elsewhere(url)) => Ok(Some(url)),
-        Err(e) => {
-            warn!(room, error = %e, "cannot tell where the room lives");
-            Err(
-                TwirpError::new(Code::Unavailable, "the room directory is unavailable")
-                    .into_response(),
-            )
-        }
+) -> Result<Option<String>, String> {
+    match directory.locate(room).await? {
+        RoomHome::Here => Ok(None),
+        RoomHome::Elsewhere(url) => Ok(Some(url)),
     }
 }
 
@@ -119,10 +94,17 @@ pub(crate) async fn relay_if_elsewhere(
     room: &str,
     upgrade: WebSocketUpgrade,
 ) -> Result<WebSocketUpgrade, Response> {
+    let Some(directory) = state.directory.as_deref() else {
+        return Ok(upgrade);
+    };
     if was_forwarded(headers, &state.keys) {
         return Ok(upgrade);
     }
-    match home_for_member(state.directory.as_deref(), room).await? {
+    let owner = owner_for_newcomer(directory, room).await.map_err(|e| {
+        warn!(room, error = %e, "cannot tell where the room lives");
+        TwirpError::new(Code::Unavailable, "the room directory is unavailable").into_response()
+    })?;
+    match owner {
         None => Ok(upgrade),
         Some(owner) => {
             let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -299,19 +281,17 @@ pub(crate) enum Service {
 }
 
 /// Where a room that an order creates lives: `None` here (taken now if
-/// nobody had it), else its owner.
+/// nobody had it, or when the directory cannot tell), else its owner.
 async fn home_for_creation(directory: &dyn RoomDirectory, room: &str) -> Option<String> {
     if room.is_empty() {
         return None;
     }
-    match directory.locate(room).await {
-        Ok(RoomHome::Elsewhere(owner)) => Some(owner),
-        Ok(RoomHome::Here) => None,
-        Err(e) => {
+    owner_for_newcomer(directory, room)
+        .await
+        .unwrap_or_else(|e| {
             warn!(room, error = %e, "cannot tell where the room lives: created here");
             None
-        }
-    }
+        })
 }
 
 /// The replica an order should go to instead of this one: the owner of
@@ -542,18 +522,5 @@ mod tests {
         let other = ApiKeys::from_iter([("k", "other")]);
         assert!(!was_forwarded(&with(&mark), &other));
         assert!(replica_mark(&ApiKeys::new()).is_none());
-    }
-
-    #[test]
-    fn websocket_urls_of_replicas() {
-        assert_eq!(
-            websocket_url("http://10.0.0.2:7880/", "/rooms/r/ws?x=1").as_deref(),
-            Some("ws://10.0.0.2:7880/rooms/r/ws?x=1")
-        );
-        assert_eq!(
-            websocket_url("https://sb-1:7880", "/rtc").as_deref(),
-            Some("wss://sb-1:7880/rtc")
-        );
-        assert_eq!(websocket_url("ftp://x", "/rtc"), None);
     }
 }

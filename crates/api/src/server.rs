@@ -210,12 +210,12 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
-    // An order for another replica's room or call goes there.
+    // An order for another replica's room or call goes there (once: an
+    // order another replica forwarded here is served here).
+    let forwarded = crate::replicas::was_forwarded(&parts.headers, &state.keys);
     if let Some(directory) = state.directory.as_deref() {
         let sip_call = service_name == SIP_SERVICE;
-        if (room_call || sip_call || dispatch_call)
-            && !crate::replicas::was_forwarded(&parts.headers, &state.keys)
-        {
+        if (room_call || sip_call || dispatch_call) && !forwarded {
             let service = if room_call {
                 crate::replicas::Service::Room
             } else if dispatch_call {
@@ -264,7 +264,7 @@ async fn entry(State(state): State<Arc<ApiState>>, request: Request) -> Response
             claims: claims.as_ref(),
             encoding,
             body: &body,
-            forwarded: crate::replicas::was_forwarded(&parts.headers, &state.keys),
+            forwarded,
         };
         let result = if room_call && rpc == "ListRooms" && !call.forwarded {
             match room_service::dispatch(rpc, &call) {

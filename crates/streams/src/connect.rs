@@ -429,6 +429,26 @@ impl Default for WebSocketOptions {
     }
 }
 
+/// The WebSocket URL of `path_and_query` on the server at `base`
+/// (`http://`, `https://`, `ws://` or `wss://`; a trailing `/` is dropped);
+/// `None` for any other scheme.
+pub fn websocket_url(base: &str, path_and_query: &str) -> Option<String> {
+    let base = base.trim_end_matches('/');
+    let (secure, rest) = if let Some(rest) = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("ws://"))
+    {
+        (false, rest)
+    } else {
+        let rest = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("wss://"))?;
+        (true, rest)
+    };
+    let scheme = if secure { "wss" } else { "ws" };
+    Some(format!("{scheme}://{rest}{path_and_query}"))
+}
+
 /// Connects to `url` (ws:// or wss://) and upgrades to a WebSocket.
 pub async fn connect_websocket(
     url: &str,
@@ -634,6 +654,23 @@ mod tests {
 
     fn spec(url: &str) -> StreamSpec {
         StreamSpec::new(url, StreamProtocol::Twilio)
+    }
+
+    #[test]
+    fn servers_urls_become_websocket_urls() {
+        assert_eq!(
+            websocket_url("http://10.0.0.2:7880/", "/rooms/r/ws?x=1").as_deref(),
+            Some("ws://10.0.0.2:7880/rooms/r/ws?x=1")
+        );
+        assert_eq!(
+            websocket_url("https://sb-1:7880", "/rtc").as_deref(),
+            Some("wss://sb-1:7880/rtc")
+        );
+        assert_eq!(
+            websocket_url("wss://lk.example.com", "/rtc").as_deref(),
+            Some("wss://lk.example.com/rtc")
+        );
+        assert_eq!(websocket_url("ftp://x", "/rtc"), None);
     }
 
     #[test]

@@ -23,8 +23,8 @@ mod playout;
 mod protocol;
 
 pub use connect::{
-    connect, connect_websocket, connect_with_tls, tls_config_with_roots, BotSocket, BotStream,
-    ConnectStage, StreamError, StreamSpec, WebSocketOptions,
+    connect, connect_websocket, connect_with_tls, tls_config_with_roots, websocket_url, BotSocket,
+    BotStream, ConnectStage, StreamError, StreamSpec, WebSocketOptions,
 };
 pub use driver::{join_request, start, StreamEnd, StreamHandle};
 pub use playout::{PlayoutLimits, FRAME_SAMPLES};

@@ -166,17 +166,13 @@ fn token(
         .map_err(|e| e.to_string())
 }
 
-/// `ws://…/rtc?…` for `url` (`http(s)://` is taken as `ws(s)://`).
-fn rtc_url(url: &str, token: &str) -> String {
-    let base = url.trim_end_matches('/');
-    let base = if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        base.to_string()
-    };
-    format!("{base}/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=switchboard")
+/// `ws://…/rtc?…` for the server at `url` (`http(s)://` is taken as
+/// `ws(s)://`); `None` for another scheme.
+fn rtc_url(url: &str, token: &str) -> Option<String> {
+    switchboard_streams::websocket_url(
+        url,
+        &format!("/rtc?access_token={token}&auto_subscribe=1&protocol=16&sdk=switchboard"),
+    )
 }
 
 /// Why the uplink stopped.
@@ -387,17 +383,21 @@ impl Uplink {
         };
         let started = Instant::now();
         loop {
-            let url =
-                match self.server.directory.locate(&self.remote_room).await {
-                    Ok(RoomHome::Elsewhere(url)) => Ok(url),
-                    Ok(RoomHome::Here) => self.server.own_url.clone().ok_or_else(|| {
+            let url = match self.server.directory.locate(&self.remote_room).await {
+                Ok(RoomHome::Elsewhere(url)) => Ok(url),
+                Ok(RoomHome::Here) => {
+                    self.server.own_url.clone().ok_or_else(|| {
                         "the room is here, but no URL of our own is known".to_string()
-                    }),
-                    Err(e) => Err(format!("room directory: {e}")),
-                };
+                    })
+                }
+                Err(e) => Err(format!("room directory: {e}")),
+            }
+            .and_then(|url| {
+                rtc_url(&url, &token).ok_or_else(|| format!("{url} is not a ws(s) or http(s) URL"))
+            });
             // The URL carries the token: errors name the host, never the URL.
             let attempt = match url {
-                Ok(url) => connect_websocket(&rtc_url(&url, &token), &options)
+                Ok(url) => connect_websocket(&url, &options)
                     .await
                     .map(|socket| socket.into_websocket())
                     .map_err(|e| format!("signalling: {e}")),
@@ -535,10 +535,11 @@ mod tests {
     #[test]
     fn urls_and_attribute_changes() {
         assert_eq!(
-            rtc_url("http://10.0.0.1:7880/", "t"),
-            "ws://10.0.0.1:7880/rtc?access_token=t&auto_subscribe=1&protocol=16&sdk=switchboard"
+            rtc_url("http://10.0.0.1:7880/", "t").as_deref(),
+            Some("ws://10.0.0.1:7880/rtc?access_token=t&auto_subscribe=1&protocol=16&sdk=switchboard")
         );
-        assert!(rtc_url("https://lk.example.com", "t").starts_with("wss://lk.example.com/rtc?"));
+        assert!(rtc_url("https://lk.example.com", "t")
+            .is_some_and(|u| u.starts_with("wss://lk.example.com/rtc?")));
         let before = [("a", "1"), ("b", "2")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
