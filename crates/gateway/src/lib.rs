@@ -752,6 +752,12 @@ impl GatewayHandle {
         outbound::dial(self.shared.clone(), request, wait_until_answered).await
     }
 
+    /// Whether the call `call_id` (`SCL_…`) is one of this process's, in
+    /// progress.
+    pub fn holds_call(&self, call_id: &str) -> bool {
+        self.shared.routes().calls.contains_key(call_id)
+    }
+
     /// Participant `identity` of `room` as this process has it: in the room
     /// itself, or (when the room lives elsewhere) in the call's private room
     /// standing for it. A caller that another replica bridged into our room
@@ -762,7 +768,7 @@ impl GatewayHandle {
         let has_call = |p: &switchboard_rooms::ParticipantInfo| {
             p.attributes
                 .get(switchboard_routing::attrs::CALL_ID)
-                .is_some_and(|id| self.shared.routes().calls.contains_key(id))
+                .is_some_and(|id| self.holds_call(id))
         };
         if in_room.as_ref().is_some_and(has_call) || self.shared.directory.is_none() {
             return in_room;

@@ -534,8 +534,8 @@ impl OutboundCall {
                     }
                     // No headers from the far end yet; EndCall cancels.
                     Some(RoomEvent::Rpc { from, id, method, payload }) => {
-                        let none = switchboard_sip::message::Headers::new();
-                        if self.call.answer_rpc(&none, &from, &id, &method, &payload).is_some() {
+                        let headers = &self.call.remote_headers;
+                        if self.call.answer_rpc(headers, &from, &id, &method, &payload).is_some() {
                             info!(call_id = %self.call.call_id, from = %from, "ended by a room participant while dialling");
                             shared.sip.cancel(txn);
                             return Err(DialError::Abandoned);

@@ -274,32 +274,6 @@ impl Leases {
     pub async fn withdraw_replica(&self, url: &str) -> Result<(), StoreError> {
         self.withdraw(self.replicas_key(), url).await
     }
-
-    /// How many leases of either kind exist under this prefix (for tests and
-    /// `/debug/state`: after every call and room is gone, none).
-    pub async fn count(&self) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut total = 0usize;
-        for pattern in ["switchboard:room:*", "switchboard:sip-participant:*"] {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{}{pattern}", self.key_prefix))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await?;
-                total = total.saturating_add(keys.len());
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        Ok(total)
-    }
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ impl ReplicaRooms {
                     let ours = participant
                         .attributes
                         .get(attrs::CALL_ID)
-                        .is_some_and(|id| gateway.live_call(id).is_some());
+                        .is_some_and(|id| gateway.holds_call(id));
                     if !ours {
                         continue;
                     }

@@ -99,7 +99,7 @@ pub fn spawn(rooms: Rooms, server: LiveKitServer) -> tokio::task::JoinHandle<()>
                         server: server.clone(),
                         local_room: room.name.clone(),
                         remote_room: shared.to_string(),
-                        caller: participant,
+                        identity: participant.identity,
                         agents: room.agents.clone(),
                     };
                     tokio::spawn(uplink.run());
@@ -119,7 +119,9 @@ struct Uplink {
     server: Arc<LiveKitServer>,
     local_room: String,
     remote_room: String,
-    caller: ParticipantInfo,
+    /// The caller's identity (what else it is, name and attributes, is
+    /// read from the private room at each join: they change).
+    identity: String,
     /// The agents the call's dispatch rule asks for: the room there
     /// dispatches them if this join creates it (a token's `roomConfig`).
     agents: Vec<AgentRequest>,
@@ -194,7 +196,7 @@ const MAX_REJOINS: u32 = 10;
 
 impl Uplink {
     async fn run(self) {
-        let identity = self.caller.identity.clone();
+        let identity = self.identity.clone();
         let room = self.remote_room.clone();
         info!(room = %room, identity = %identity, "joining the LiveKit room for a call");
         let mut local = match self.rooms.join(
@@ -247,7 +249,7 @@ impl Uplink {
         // since taken).
         let caller = self
             .rooms
-            .participant(&self.local_room, &self.caller.identity)
+            .participant(&self.local_room, &self.identity)
             .map_err(|_| "the call has left".to_string())?;
         let mut ws = self.connect(&caller).await?;
         let sockets = TransportSockets::bind(self.server.ports.as_ref(), self.server.bind)
@@ -316,14 +318,14 @@ impl Uplink {
                     }
                 }
                 event = local.next_event() => match event {
-                    Some(RoomEvent::Dtmf { from, code, digit }) if from == self.caller.identity => {
+                    Some(RoomEvent::Dtmf { from, code, digit }) if from == self.identity => {
                         let packet = proto::DataPacket {
                             value: Some(proto::data_packet::Value::SipDtmf(proto::SipDtmf { code, digit })),
                             ..Default::default()
                         };
                         client.send_data(Instant::now(), &packet, true);
                     }
-                    Some(RoomEvent::ParticipantUpdated(info)) if info.identity == self.caller.identity => {
+                    Some(RoomEvent::ParticipantUpdated(info)) if info.identity == self.identity => {
                         let changes = attribute_changes(&attributes, &info.attributes);
                         if !changes.is_empty() {
                             client.update_attributes(changes);
@@ -340,7 +342,7 @@ impl Uplink {
                             client.send_data(Instant::now(), &packet, true);
                         }
                     }
-                    Some(RoomEvent::ParticipantLeft { identity, .. }) if identity == self.caller.identity => {
+                    Some(RoomEvent::ParticipantLeft { identity, .. }) if identity == self.identity => {
                         call_over = true;
                     }
                     Some(RoomEvent::Disconnected { .. }) | None => {
@@ -438,7 +440,7 @@ impl Uplink {
         match event {
             ClientEvent::Joined(join) => {
                 let sid = join.participant.map(|p| p.sid).unwrap_or_default();
-                info!(room = %self.remote_room, identity = %self.caller.identity, sid = %sid, "joined the LiveKit room");
+                info!(room = %self.remote_room, identity = %self.identity, sid = %sid, "joined the LiveKit room");
                 None
             }
             ClientEvent::Left(leave) => Some(Stop::Removed(format!(
@@ -453,7 +455,7 @@ impl Uplink {
                         local.send_dtmf(
                             dtmf.code,
                             &dtmf.digit,
-                            std::slice::from_ref(&self.caller.identity),
+                            std::slice::from_ref(&self.identity),
                         );
                     }
                     Some(proto::data_packet::Value::RpcRequest(request)) => {
@@ -502,7 +504,7 @@ impl Uplink {
             return;
         }
         local.send_rpc(
-            &self.caller.identity,
+            &self.identity,
             &request.id,
             &request.method,
             &request.payload,
