@@ -553,15 +553,15 @@ async fn dispatch_elsewhere(
             return;
         }
     };
-    let mut headers = HeaderMap::new();
-    let (Ok(authorization), content_type) = (
-        axum::http::HeaderValue::from_str(&format!("Bearer {token}")),
-        axum::http::HeaderValue::from_static("application/protobuf"),
-    ) else {
+    let Ok(authorization) = axum::http::HeaderValue::from_str(&format!("Bearer {token}")) else {
         return;
     };
+    let mut headers = HeaderMap::new();
     headers.insert(axum::http::header::AUTHORIZATION, authorization);
-    headers.insert(axum::http::header::CONTENT_TYPE, content_type);
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/protobuf"),
+    );
     let body = proto::CreateAgentDispatchRequest {
         agent_name: agent.agent_name.clone(),
         room: room.clone(),
@@ -807,37 +807,44 @@ pub(crate) fn dispatch_service(
             // As LiveKit does with auto-create on: the room is made, unless
             // another replica that serves it sent the order (its agents'
             // workers are here; the job's process joins it there).
-            let room = match state.rooms.room(&request.room) {
-                Some(room) => room,
-                None if call.forwarded => RoomInfo {
-                    sid: String::new(),
-                    name: request.room.clone(),
-                    metadata: String::new(),
-                    num_participants: 0,
-                    created_at: SystemTime::now(),
-                    max_participants: 0,
-                    empty_timeout: Duration::ZERO,
-                    agents: Vec::new(),
-                },
-                None => state
-                    .rooms
-                    .create_room(&request.room, "")
-                    .or_else(|_| {
-                        state
-                            .rooms
-                            .room(&request.room)
-                            .ok_or_else(|| TwirpError::internal("room vanished"))
-                    })
-                    .map_err(|e| TwirpError::new(Code::ResourceExhausted, e.to_string()))?,
-            };
-            let dispatch = if call.forwarded && state.rooms.room(&request.room).is_none() {
-                state
-                    .agents
-                    .create_remote_dispatch(&room, &request.agent_name, &request.metadata)
-            } else {
-                state
-                    .agents
-                    .create_dispatch(&room, &request.agent_name, &request.metadata)
+            let dispatch = match state.rooms.room(&request.room) {
+                Some(room) => {
+                    state
+                        .agents
+                        .create_dispatch(&room, &request.agent_name, &request.metadata)
+                }
+                None if call.forwarded => {
+                    let room = RoomInfo {
+                        sid: String::new(),
+                        name: request.room.clone(),
+                        metadata: String::new(),
+                        num_participants: 0,
+                        created_at: SystemTime::now(),
+                        max_participants: 0,
+                        empty_timeout: Duration::ZERO,
+                        agents: Vec::new(),
+                    };
+                    state.agents.create_remote_dispatch(
+                        &room,
+                        &request.agent_name,
+                        &request.metadata,
+                    )
+                }
+                None => {
+                    let room = state
+                        .rooms
+                        .create_room(&request.room, "")
+                        .or_else(|_| {
+                            state
+                                .rooms
+                                .room(&request.room)
+                                .ok_or_else(|| TwirpError::internal("room vanished"))
+                        })
+                        .map_err(|e| TwirpError::new(Code::ResourceExhausted, e.to_string()))?;
+                    state
+                        .agents
+                        .create_dispatch(&room, &request.agent_name, &request.metadata)
+                }
             };
             call.reply(&dispatch)
         })(),
