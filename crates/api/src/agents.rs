@@ -478,18 +478,6 @@ impl Agents {
     }
 }
 
-/// The key tokens minted here are signed with (the first configured), and
-/// its secret.
-fn signing_key(keys: &ApiKeys) -> Result<(String, String), String> {
-    let key = keys
-        .key_names()
-        .first()
-        .map(|k| k.to_string())
-        .ok_or("no API key to sign with")?;
-    let secret = keys.secret(&key).ok_or("no API secret")?.to_string();
-    Ok((key, secret))
-}
-
 /// The token a job's process joins its room with.
 fn agent_token(
     keys: &ApiKeys,
@@ -498,7 +486,7 @@ fn agent_token(
     answer: &proto::AvailabilityResponse,
     permissions: &proto::ParticipantPermission,
 ) -> Result<String, String> {
-    let (key, secret) = signing_key(keys)?;
+    let (key, secret) = keys.signing_key().ok_or("no API key to sign with")?;
     let identity = if answer.participant_identity.is_empty() {
         format!("agent-{}", job.id)
     } else {
@@ -517,7 +505,7 @@ fn agent_token(
         hidden: permissions.hidden,
         ..Default::default()
     };
-    AccessToken::with_api_key(&key, &secret)
+    AccessToken::with_api_key(key, secret)
         .with_identity(&identity)
         .with_name(&answer.participant_name)
         .with_metadata(&answer.participant_metadata)
@@ -604,8 +592,8 @@ async fn dispatch_elsewhere(
 
 /// A short token for one room's administration, signed with the first key.
 fn admin_token(keys: &ApiKeys, room: &str) -> Result<String, String> {
-    let (key, secret) = signing_key(keys)?;
-    AccessToken::with_api_key(&key, &secret)
+    let (key, secret) = keys.signing_key().ok_or("no API key to sign with")?;
+    AccessToken::with_api_key(key, secret)
         .with_grants(VideoGrants {
             room_admin: true,
             room: room.to_string(),

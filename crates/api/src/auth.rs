@@ -65,6 +65,16 @@ impl ApiKeys {
         self.secrets.is_empty()
     }
 
+    /// The key switchboard signs its own tokens with (agents' jobs, orders
+    /// and callers sent to other replicas, which share the keys): the
+    /// first name in order, with its secret.
+    pub fn signing_key(&self) -> Option<(&str, &str)> {
+        self.secrets
+            .iter()
+            .min_by(|a, b| a.0.cmp(b.0))
+            .map(|(key, secret)| (key.as_str(), secret.as_str()))
+    }
+
     /// The configured key names, sorted.
     pub fn key_names(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = self.secrets.keys().map(String::as_str).collect();
@@ -184,5 +194,18 @@ pub fn require_transfer(claims: Option<&Claims>, room: &str) -> Result<(), Twirp
     match claims {
         Some(c) if c.video.room_admin && c.video.room == room => Ok(()),
         _ => Err(TwirpError::permission_denied()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_key_is_the_first_by_name() {
+        let keys = ApiKeys::from_iter([("zeta", "z"), ("alpha", "a"), ("mid", "m")]);
+        assert_eq!(keys.signing_key(), Some(("alpha", "a")));
+        assert_eq!(keys.key_names().first(), Some(&"alpha"));
+        assert_eq!(ApiKeys::new().signing_key(), None);
     }
 }

@@ -47,8 +47,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(300);
 /// make a replica skip forwarding (and serve a room it does not own).
 pub(crate) fn replica_mark(keys: &ApiKeys) -> Option<String> {
     use hmac::{Hmac, KeyInit, Mac};
-    let name = keys.key_names().first()?.to_string();
-    let secret = keys.secret(&name)?;
+    let (_, secret) = keys.signing_key()?;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).ok()?;
     mac.update(b"switchboard: forwarded by a replica");
     Some(

@@ -592,11 +592,11 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
             (livekit.api_key.clone(), livekit.api_secret.clone(), None)
         } else {
-            // Replicas share their API keys: the first signs the tokens
-            // with which a replica's callers join another's rooms.
-            let key = api.keys.key_names().first().map(|k| k.to_string()).unwrap_or_default();
-            let secret = api.keys.secret(&key).unwrap_or_default().to_string();
-            (key, secret, Some(replica_url(config, &api)))
+            // Replicas share their API keys: ours signs the tokens with
+            // which a replica's callers join another's rooms.
+            let (key, secret) = api.keys.signing_key().unwrap_or_default();
+            let own_url = replica_rooms.as_ref().map(|r| r.url().to_string());
+            (key.to_string(), secret.to_string(), own_url)
         };
         switchboard_uplink::spawn(
             rooms.clone(),

@@ -78,6 +78,11 @@ impl ReplicaRooms {
         })
     }
 
+    /// This replica's API URL, as the others reach it.
+    pub fn url(&self) -> &str {
+        &self.me
+    }
+
     fn held(&self) -> MutexGuard<'_, HashMap<LeaseKey, Instant>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
