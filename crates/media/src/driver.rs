@@ -368,13 +368,6 @@ async fn run(
     }
 }
 
-/// Registers duplicates of the pair's sockets with the reactor.
-fn register(ports: &RtpPorts) -> std::io::Result<(UdpSocket, UdpSocket)> {
-    let rtp = UdpSocket::from_std(ports.rtp.try_clone()?)?;
-    let rtcp = UdpSocket::from_std(ports.rtcp.try_clone()?)?;
-    Ok((rtp, rtcp))
-}
-
 fn apply(calls: &mut Calls, command: Command) {
     match command {
         Command::Add {
@@ -386,7 +379,7 @@ fn apply(calls: &mut Calls, command: Command) {
             let len = session.room_frame_len();
             // Out of descriptors, say: the call still works, read every
             // tick (and the receive counter shows it).
-            let registered = register(&ports).ok();
+            let registered = ports.register().ok();
             calls.push(Call {
                 id,
                 ports,

@@ -151,6 +151,15 @@ impl RtpPorts {
         self.port
     }
 
+    /// Duplicates of the pair's (non-blocking) descriptors registered with
+    /// the tokio reactor, RTP's first; the pair keeps its own. Must run on
+    /// a tokio runtime.
+    pub fn register(&self) -> io::Result<(tokio::net::UdpSocket, tokio::net::UdpSocket)> {
+        let rtp = tokio::net::UdpSocket::from_std(self.rtp.try_clone()?)?;
+        let rtcp = tokio::net::UdpSocket::from_std(self.rtcp.try_clone()?)?;
+        Ok((rtp, rtcp))
+    }
+
     /// Local address of the RTP socket.
     pub fn rtp_local(&self) -> io::Result<SocketAddr> {
         self.rtp.local_addr()
@@ -228,11 +237,10 @@ impl TransportSockets {
             None => RtpPorts::bind_ephemeral(ip),
         }
         .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
-        // A clone of each (non-blocking) descriptor goes to the reactor.
-        let to_tokio = |socket: &UdpSocket| tokio::net::UdpSocket::from_std(socket.try_clone()?);
+        let (first, second) = pair.register()?;
         Ok(TransportSockets {
-            first: to_tokio(&pair.rtp)?,
-            second: to_tokio(&pair.rtcp)?,
+            first,
+            second,
             pair,
         })
     }
