@@ -208,12 +208,7 @@ impl Client {
             Ok(sdp) => {
                 self.requests
                     .push_back(request(proto::signal_request::Message::Answer(
-                        proto::SessionDescription {
-                            r#type: "answer".into(),
-                            sdp,
-                            id: offer.id,
-                            ..Default::default()
-                        },
+                        crate::models::session_description("answer", sdp, offer.id),
                     )));
                 self.trickle(Side::Subscriber);
             }
@@ -254,12 +249,7 @@ impl Client {
                 self.publisher_offer_id = self.publisher_offer_id.wrapping_add(1).max(1);
                 self.requests
                     .push_back(request(proto::signal_request::Message::Offer(
-                        proto::SessionDescription {
-                            r#type: "offer".into(),
-                            sdp,
-                            id: self.publisher_offer_id,
-                            ..Default::default()
-                        },
+                        crate::models::session_description("offer", sdp, self.publisher_offer_id),
                     )));
                 self.trickle(Side::Publisher);
             }

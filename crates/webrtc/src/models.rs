@@ -130,3 +130,14 @@ pub fn rpc_response(
         value: Some(value),
     })
 }
+
+/// A session description as the signalling carries it: `kind` is
+/// `"offer"` or `"answer"`, `id` pairs an answer with its offer.
+pub fn session_description(kind: &str, sdp: String, id: u32) -> proto::SessionDescription {
+    proto::SessionDescription {
+        r#type: kind.into(),
+        sdp,
+        id,
+        ..Default::default()
+    }
+}

@@ -332,12 +332,7 @@ impl Session {
         self.renegotiate = false;
         self.responses
             .push_back(response(proto::signal_response::Message::Offer(
-                proto::SessionDescription {
-                    r#type: "offer".into(),
-                    sdp,
-                    id: self.offer_id,
-                    ..Default::default()
-                },
+                crate::models::session_description("offer", sdp, self.offer_id),
             )));
         self.trickle(Side::Subscriber);
         Ok(())
@@ -655,12 +650,7 @@ impl Session {
             Ok(sdp) => {
                 self.responses
                     .push_back(response(proto::signal_response::Message::Answer(
-                        proto::SessionDescription {
-                            r#type: "answer".into(),
-                            sdp,
-                            id: offer.id,
-                            ..Default::default()
-                        },
+                        crate::models::session_description("answer", sdp, offer.id),
                     )));
                 self.trickle(Side::Publisher);
             }
