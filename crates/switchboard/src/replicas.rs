@@ -219,28 +219,20 @@ impl ReplicaRooms {
                     if !ours {
                         continue;
                     }
-                    let shared = shared_room_of(&room.name).unwrap_or(&room.name);
-                    let key = LeaseKey::Participant {
-                        room: shared.to_string(),
-                        identity: participant.identity.clone(),
-                    };
+                    let key = call_lease(&room.name, &participant.identity);
                     match self.leases.put(&key, &self.me, self.ttl).await {
                         Ok(()) => {
                             self.held().insert(key, Instant::now());
                         }
                         Err(e) => {
-                            warn!(room = %shared, identity = %participant.identity, error = %e, "call not registered: orders for it on other replicas will not find it")
+                            warn!(room = %room.name, identity = %participant.identity, error = %e, "call not registered: orders for it on other replicas will not find it")
                         }
                     }
                 }
                 Ok(Lifecycle::ParticipantLeft {
                     room, participant, ..
                 }) if participant.kind == ParticipantKind::Sip => {
-                    let shared = shared_room_of(&room.name).unwrap_or(&room.name);
-                    let key = LeaseKey::Participant {
-                        room: shared.to_string(),
-                        identity: participant.identity.clone(),
-                    };
+                    let key = call_lease(&room.name, &participant.identity);
                     if self.held().contains_key(&key) {
                         self.give_up(&key).await;
                     }
@@ -262,6 +254,16 @@ impl ReplicaRooms {
                 Err(RecvError::Closed) => return,
             }
         }
+    }
+}
+
+/// The lease of a call's SIP participant `identity`, joined to local room
+/// `room` (the room itself, or a private room standing for it): keyed by
+/// the room it is in for everyone else.
+fn call_lease(room: &str, identity: &str) -> LeaseKey {
+    LeaseKey::Participant {
+        room: shared_room_of(room).unwrap_or(room).to_string(),
+        identity: identity.to_string(),
     }
 }
 
