@@ -1,18 +1,16 @@
-//! What every call has, inbound or outbound, once it is set up: the dialog,
-//! the media session, the room participant, the in-call loop (BYE,
-//! re-INVITE, INFO DTMF, room and media events, timers) and the teardown.
+//! What every call has, inbound or outbound: its identity and record, the
+//! dialog, the media session, the room participant, and the release when
+//! it ends. What a call does next is its machine's decision
+//! (`crate::machine`); the task that feeds the machine is `crate::driver`,
+//! the actions every call carries out are in `crate::actions`.
 
 use crate::bridge::{BridgeControl, RoomBridge};
-use crate::deadlines::{Deadlines, Timer};
-use crate::info_dtmf::parse_info_dtmf;
+use crate::driver::Work;
+use crate::machine::{CallMachine, Sent};
 use crate::records::{lock, now_ns, SharedRecord};
 use crate::refusal::Refusal;
-use crate::session_timer::{
-    answer_session_timer, min_se, refresher_for_request, supports_timer, timer_from_answer,
-    Refresher, SessionExpires, SessionTimer,
-};
 use crate::status::{CallResult, CallStatus, Outcome};
-use crate::{answer, CallGuard, Shared, Signal, TransferDone, TransferError, TransferOrder};
+use crate::{CallGuard, Shared, Signal, TransferError, TransferOrder};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,17 +18,15 @@ use switchboard_media::codec::CodecKind;
 use switchboard_media::driver::CallHandle;
 use switchboard_media::dtmf::DtmfDigit;
 use switchboard_media::ports::RtpPorts;
-use switchboard_media::sdp::{Direction, NegotiatedMedia, SdpNegotiator};
+use switchboard_media::sdp::{NegotiatedMedia, SdpNegotiator};
 use switchboard_media::session::{CallStats, MediaEvent, MediaSession, SessionConfig};
-use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomEvent, RoomHome};
+use switchboard_rooms::{AudioRate, LeaveReason, Participant, RoomError, RoomHome};
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::{
-    DisconnectReason, SipCallDirection, SipCallInfo, SipCallStatus, SipStatus, SipTransferInfo,
-    SipTransferStatus,
+    DisconnectReason, SipCallDirection, SipCallInfo, SipCallStatus, SipStatus,
 };
 use switchboard_sip::dialog::DialogId;
-use switchboard_sip::message::{HeaderName, Headers, Host, Method, Request, ResponseSpec, Uri};
+use switchboard_sip::message::{Headers, Host, Method, Request, Response, Uri};
 use switchboard_sip::{ClientTxnId, Destination, Flow, Incoming, ServerTxnId};
 use switchboard_store::{CallQuality, CallRecord};
 use tokio::sync::mpsc;
@@ -165,7 +161,7 @@ impl Ending {
     }
 
     /// The `sip;cause` of our BYE (RFC 3326).
-    fn bye_cause(&self) -> u16 {
+    pub(crate) fn bye_cause(&self) -> u16 {
         match self {
             Ending::MediaTimeout | Ending::MediaFailure(_) | Ending::SessionExpired => 408,
             Ending::AckTimeout => 408,
@@ -178,7 +174,7 @@ impl Ending {
 
 /// A SIP status with its standard reason phrase, as LiveKit's records
 /// carry it.
-fn sip_status(code: u16) -> SipStatus {
+pub(crate) fn sip_status(code: u16) -> SipStatus {
     SipStatus {
         code: i32::from(code),
         status: switchboard_sip::message::standard_reason(code).to_string(),
@@ -261,23 +257,6 @@ fn dial_outcome(error: &crate::DialError) -> (CallResult, DisconnectReason, u16)
     }
 }
 
-pub(crate) async fn next_room_event(participant: &mut Option<Participant>) -> Option<RoomEvent> {
-    match participant {
-        Some(p) => p.next_event().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// How the call's media stream ended; pending forever without one.
-pub(crate) async fn next_stream_end(
-    stream: &mut Option<switchboard_streams::StreamHandle>,
-) -> switchboard_streams::StreamEnd {
-    match stream {
-        Some(handle) => handle.ended().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// A stream's end in the words of the BYE's Reason header and the log.
 pub(crate) fn stream_end_text(end: &switchboard_streams::StreamEnd) -> String {
     use switchboard_streams::StreamEnd;
@@ -292,28 +271,20 @@ pub(crate) fn stream_end_text(end: &switchboard_streams::StreamEnd) -> String {
     }
 }
 
-pub(crate) async fn next_media_event(
-    events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>,
-) -> Option<MediaEvent> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// What the trunk (and rule) decided for the call's lifetime.
+/// What the trunk (and rule) decided for the call's requests (its
+/// lifetime is the machine's).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CallPolicy {
-    /// The longest the call may last (the gateway's default when `None`).
-    pub max_call_duration: Option<Duration>,
     /// Attributes copied into headers of our BYE (and REFER).
     pub attributes_to_headers: HashMap<String, String>,
 }
 
-/// A call's state, shared by the inbound and outbound set-ups and the
-/// in-call loop.
+/// A call's state: what the inbound and outbound set-ups, the task's loop
+/// and the actions share.
 pub(crate) struct Call {
     pub shared: Arc<Shared>,
+    /// What the call does next.
+    pub machine: CallMachine,
     /// `SCL_…`: the LiveKit call ID, our dialog tag.
     pub call_id: String,
     /// The SIP Call-ID header.
@@ -331,31 +302,33 @@ pub(crate) struct Call {
     pub signals: mpsc::UnboundedReceiver<Signal>,
     pub guard: CallGuard,
     pub started: Instant,
-    pub answered_at: Option<Instant>,
     pub dialog: Option<DialogId>,
     pub negotiator: Option<SdpNegotiator>,
     pub media: Option<CallHandle>,
     /// The negotiated codec, once media started.
     pub media_codec: Option<CodecKind>,
     pub media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
+    /// The media's last statistics, taken when it stopped (before our BYE).
+    pub media_stats: Option<CallStats>,
     pub bridge: BridgeControl,
     pub participant: Option<Participant>,
     pub policy: CallPolicy,
-    pub acked: bool,
-    /// A REFER under way.
-    pub transfer: Option<PendingTransfer>,
-    /// The RFC 4028 session timer, when negotiated.
-    pub session_timer: Option<SessionTimer>,
-    /// When the answered call's timers fire (maximum duration, session
-    /// timer, transfer).
-    pub(crate) deadlines: Deadlines,
-    /// Our refresh re-INVITE in flight: its transaction and CSeq.
-    pub refresh: Option<(ClientTxnId, u32)>,
+    /// The requests the call sent that may still be answered, by kind.
+    pub sent: Vec<(ClientTxnId, Sent)>,
+    /// The CSeq of our session refresh in flight (its ACK needs it).
+    pub refresh_cseq: Option<u32>,
+    /// The transfer under way: its ID and who waits for the outcome.
+    pub transfer: Option<(String, Vec<TransferReply>)>,
+    /// The far end's request the machine is deciding on.
+    pub request: Option<Incoming>,
+    /// The response the machine is deciding on, and its flow.
+    pub response: Option<(Response, Flow)>,
+    /// The transfer order the machine is deciding on.
+    pub order: Option<TransferOrder>,
+    /// The piece of work the call waits for, if any.
+    pub work: Option<Work>,
     /// We offered in a 2xx to an offerless re-INVITE: the ACK answers.
     pub offer_in_2xx: bool,
-    /// The DTMF an outbound call was asked to send after the answer is
-    /// still playing (`sip.callStatus` is `automation` until it is sent).
-    pub automating: bool,
     /// The media stream to a voice bot its dispatch rule asked for.
     pub stream: Option<switchboard_streams::StreamHandle>,
     /// What the call history and the live-calls listing show of it.
@@ -370,15 +343,9 @@ pub(crate) struct Call {
     pub placed: Option<(String, String)>,
 }
 
-/// A transfer in progress: the REFER we sent and who waits for the outcome.
-pub(crate) struct PendingTransfer {
-    id: String,
-    refer_to: String,
-    cseq: u32,
-    txn: ClientTxnId,
-    dialtone: bool,
-    replies: Vec<tokio::sync::oneshot::Sender<Result<TransferDone, TransferError>>>,
-}
+/// Where the outcome of a transfer goes.
+pub(crate) type TransferReply =
+    tokio::sync::oneshot::Sender<Result<crate::TransferDone, TransferError>>;
 
 impl Call {
     /// A call not yet set up.
@@ -389,6 +356,7 @@ impl Call {
         self_tx: mpsc::UnboundedSender<Signal>,
         signals: mpsc::UnboundedReceiver<Signal>,
         guard: CallGuard,
+        machine: CallMachine,
     ) -> Call {
         let mut rng = switchboard_sip::fill_random;
         let call_id = switchboard_routing::new_id(switchboard_routing::IdPrefix::Call, &mut rng);
@@ -412,6 +380,7 @@ impl Call {
         let record = shared.records.open(&call_id, &sip_call_id, record);
         Call {
             shared,
+            machine,
             call_id,
             sip_call_id,
             peer: flow.remote,
@@ -422,23 +391,24 @@ impl Call {
             signals,
             guard,
             started: Instant::now(),
-            answered_at: None,
             dialog: None,
             negotiator: None,
             media: None,
             media_codec: None,
             media_events: None,
+            media_stats: None,
             bridge: BridgeControl::default(),
             participant: None,
             policy: CallPolicy::default(),
-            acked: false,
+            sent: Vec::new(),
+            refresh_cseq: None,
             transfer: None,
-            session_timer: None,
-            deadlines: Deadlines::default(),
-            automating: false,
-            stream: None,
-            refresh: None,
+            request: None,
+            response: None,
+            order: None,
+            work: None,
             offer_in_2xx: false,
+            stream: None,
             record,
             remote_headers: Headers::new(),
             bye_headers: Vec::new(),
@@ -481,9 +451,8 @@ impl Call {
     }
 
     /// The call is answered now.
-    pub(crate) fn mark_answered(&mut self) {
+    pub(crate) fn mark_answered(&self) {
         let now = Instant::now();
-        self.answered_at = Some(now);
         self.shared
             .metrics
             .call_setup
@@ -600,107 +569,6 @@ impl Call {
         }
     }
 
-    /// Runs the answered call until something ends it.
-    pub(crate) async fn in_call(&mut self) -> Ending {
-        let config = self.shared.config.clone();
-        let max_duration = self
-            .policy
-            .max_call_duration
-            .unwrap_or(config.max_call_duration);
-        let answered = self.answered_at.unwrap_or(self.started);
-        self.deadlines
-            .set(Timer::MaxDuration, answered, max_duration);
-        if self.acked && !self.automating {
-            self.set_status(CallStatus::Active);
-        }
-        self.arm_session_timer();
-        loop {
-            tokio::select! {
-                signal = self.signals.recv() => match signal {
-                    Some(Signal::Ack(body)) => {
-                        if !self.acked {
-                            self.acked = true;
-                            self.set_status(CallStatus::Active);
-                            info!(call_id = %self.call_id, "call active");
-                        }
-                        if self.offer_in_2xx {
-                            self.offer_in_2xx = false;
-                            self.answer_in_ack(&body).await;
-                        }
-                    }
-                    Some(Signal::AckTimeout) => return Ending::AckTimeout,
-                    Some(Signal::Request(incoming)) => match self.in_dialog_request(incoming).await {
-                        InDialog::Hangup => return Ending::CallerHungUp,
-                        InDialog::Digit(digit) => self.dtmf_to_room(digit),
-                        InDialog::Handled => {}
-                    },
-                    Some(Signal::Cancelled) => debug!(call_id = %self.call_id, "CANCEL after the answer ignored"),
-                    Some(Signal::Transfer(order)) => self.start_transfer(order),
-                    Some(Signal::Response(txn, response, flow)) => {
-                        if self.refresh.is_some_and(|(t, _)| t == txn) {
-                            if let Some(ending) = self.refresh_answered(&response, flow).await {
-                                return ending;
-                            }
-                        } else {
-                            self.transfer_response(txn, response.status, &response_reason(&response));
-                        }
-                    }
-                    Some(Signal::RequestFailed(txn, reason)) => {
-                        if self.refresh.is_some_and(|(t, _)| t == txn) {
-                            // RFC 4028 §10: a refresh that times out ends the session.
-                            info!(call_id = %self.call_id, ?reason, "session refresh got no answer: the peer is gone");
-                            return Ending::SessionExpired;
-                        }
-                        debug!(call_id = %self.call_id, ?reason, "request failed");
-                        self.transfer_response(txn, 408, "Request Timeout");
-                    }
-                    None => return Ending::CallerHungUp,
-                },
-                event = next_room_event(&mut self.participant) => match event {
-                    Some(RoomEvent::Dtmf { digit, .. }) => self.dtmf_to_phone(&digit).await,
-                    Some(RoomEvent::Rpc { from, id, method, payload }) => {
-                        if let Some(ending) = self.rpc(from, &id, &method, &payload) {
-                            return ending;
-                        }
-                    }
-                    Some(RoomEvent::Disconnected { reason }) => return Ending::Removed(reason),
-                    Some(_) => {}
-                    None => {
-                        let reason = self.participant.as_ref().and_then(Participant::disconnected).unwrap_or(LeaveReason::RoomDeleted);
-                        return Ending::Removed(reason);
-                    }
-                },
-                event = next_media_event(&mut self.media_events) => match event {
-                    Some(MediaEvent::Dtmf(digit)) => self.dtmf_to_room(digit),
-                    Some(MediaEvent::DtmfSent) if self.automating => {
-                        self.automating = false;
-                        self.set_status(CallStatus::Active);
-                    }
-                    Some(MediaEvent::MediaTimeout { silent_for }) => {
-                        info!(call_id = %self.call_id, silent_for = ?silent_for, "no RTP from the caller");
-                        return Ending::MediaTimeout;
-                    }
-                    Some(other) => debug!(call_id = %self.call_id, event = ?other, "media event"),
-                    None => return Ending::MediaFailure("media worker stopped".into()),
-                },
-                end = next_stream_end(&mut self.stream) => {
-                    self.stream = None;
-                    info!(call_id = %self.call_id, end = ?end, "media stream ended");
-                    if config.streams.bot_close_hangs_up {
-                        return Ending::StreamEnded(stream_end_text(&end));
-                    }
-                }
-                _ = sleep_until_deadline(self.deadlines.next()) => {
-                    while let Some(timer) = self.deadlines.expired(Instant::now()) {
-                        if let Some(ending) = self.timer_fired(timer) {
-                            return ending;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Decides where the call joins for the rule's (or request's) `room`:
     /// that room here, or, when the room lives elsewhere (the directory
     /// says), a private room of its own standing for it.
@@ -737,28 +605,19 @@ impl Call {
         }
     }
 
-    /// Answers an RPC from a room participant (`lk.sip.*`); `Some` when it
-    /// ends the call.
-    fn rpc(&mut self, from: String, id: &str, method: &str, payload: &str) -> Option<Ending> {
-        let bye_headers = self.answer_rpc(&self.remote_headers, &from, id, method, payload)?;
-        self.bye_headers = bye_headers;
-        Some(Ending::EndedByParticipant(from))
-    }
-
     /// Answers an RPC from a room participant (`lk.sip.*`), at any phase,
-    /// with `remote_headers` as the far end's headers so far (the INVITE's
-    /// while an inbound call rings; none while an outbound call dials).
-    /// `Some` (the headers asked for on the BYE) when it ends the call.
+    /// with the far end's headers so far (the INVITE's while an inbound
+    /// call rings; none while an outbound call dials). `Some` (the headers
+    /// asked for on the BYE) when it ends the call.
     pub(crate) fn answer_rpc(
         &self,
-        remote_headers: &Headers,
         from: &str,
         id: &str,
         method: &str,
         payload: &str,
     ) -> Option<Vec<(String, String)>> {
         let participant = self.participant.as_ref()?;
-        let action = crate::room_rpc::handle(method, payload, remote_headers);
+        let action = crate::room_rpc::handle(method, payload, &self.remote_headers);
         let ok = !matches!(action, crate::room_rpc::RpcAction::Reply(Err(_)));
         info!(call_id = %self.call_id, from = %from, method, ok, "RPC from the room");
         match action {
@@ -773,223 +632,9 @@ impl Call {
         }
     }
 
-    /// What a timer of the answered call means.
-    fn timer_fired(&mut self, timer: Timer) -> Option<Ending> {
-        match timer {
-            Timer::MaxDuration => Some(Ending::MaxDuration),
-            Timer::SessionExpiry => Some(Ending::SessionExpired),
-            Timer::ByeAfterTransfer => Some(Ending::Transferred),
-            Timer::SessionRefresh => {
-                self.send_refresh();
-                None
-            }
-            Timer::Transfer => {
-                info!(call_id = %self.call_id, "transfer timed out");
-                self.end_transfer(Err(TransferError::Timeout));
-                None
-            }
-            // Timers of the phases before the answer, which clear them.
-            Timer::RingingTimeout | Timer::RingAgain | Timer::PinTimeout | Timer::CancelGiveUp => {
-                None
-            }
-        }
-    }
-
-    /// Refuses a transfer that cannot start (the reply may find no one
-    /// waiting any more).
-    pub(crate) fn refuse_transfer(order: TransferOrder, error: TransferError) {
-        let _ = order.reply.send(Err(error));
-    }
-
-    /// Sends the REFER (RFC 3515) in the dialog.
-    fn start_transfer(&mut self, order: TransferOrder) {
-        let target = order.refer_to.trim_start_matches('<').trim_end_matches('>');
-        if let Ok(Uri::Sip(uri)) = Uri::parse(target) {
-            if let Host::Ip(ip) = uri.host {
-                if self.shared.config.refuses(ip) {
-                    return Self::refuse_transfer(order, TransferError::DestinationRefused(ip));
-                }
-            }
-        }
-        if let Some(pending) = &mut self.transfer {
-            if pending.refer_to == order.refer_to {
-                // The same transfer asked twice: both wait for one outcome.
-                pending.replies.push(order.reply);
-            } else {
-                Self::refuse_transfer(order, TransferError::AlreadyTransferring);
-            }
-            return;
-        }
-        let contact = self.contact();
-        let Some((mut request, destination)) = self.dialog_request(Method::Refer) else {
-            return Self::refuse_transfer(order, TransferError::NotEstablished);
-        };
-        let cseq = request.cseq().map(|c| c.seq).unwrap_or_default();
-        request
-            .headers
-            .push(HeaderName::ReferTo, order.refer_to.clone());
-        request.headers.push(HeaderName::Contact, contact.clone());
-        request
-            .headers
-            .push(HeaderName::parse("Referred-By"), contact);
-        for (name, value) in self.mapped_attribute_headers() {
-            request.headers.push(HeaderName::parse(&name), value);
-        }
-        for (name, value) in &order.headers {
-            request.headers.push(HeaderName::parse(name), value.clone());
-        }
-        let txn = self.send_routed(request, destination);
-        let mut rng = switchboard_sip::fill_random;
-        let transfer_id =
-            switchboard_routing::new_id(switchboard_routing::IdPrefix::Transfer, &mut rng);
-        info!(call_id = %self.call_id, transfer_id = %transfer_id, refer_to = %order.refer_to, "REFER sent");
-        if order.play_dialtone {
-            self.bridge.lock().room_muted = true;
-            if let Some(media) = &self.media {
-                media.play_tone(Some(ToneKind::Ringback));
-            }
-        }
-        self.deadlines
-            .set(Timer::Transfer, Instant::now(), order.timeout);
-        let initiated = now_ns();
-        let target = order.refer_to.clone();
-        let (id_for_record, call_id) = (transfer_id.clone(), self.call_id.clone());
-        self.note(|record| {
-            record.transfer = Some(SipTransferInfo {
-                transfer_id: id_for_record,
-                call_id,
-                transfer_to: target,
-                transfer_initiated_at_ns: initiated,
-                transfer_status: SipTransferStatus::StsTransferOngoing as i32,
-                ..SipTransferInfo::default()
-            });
-        });
-        self.transfer = Some(PendingTransfer {
-            id: transfer_id,
-            refer_to: order.refer_to,
-            cseq,
-            txn,
-            dialtone: order.play_dialtone,
-            replies: vec![order.reply],
-        });
-    }
-
-    /// The REFER's own response: 2xx means the peer took the job.
-    fn transfer_response(&mut self, txn: ClientTxnId, status: u16, reason: &str) {
-        let ours = self.transfer.as_ref().is_some_and(|t| t.txn == txn);
-        if !ours || status < 200 {
-            return;
-        }
-        if (200..300).contains(&status) {
-            debug!(call_id = %self.call_id, status, "REFER accepted");
-            return;
-        }
-        info!(call_id = %self.call_id, status, reason, "REFER refused");
-        self.end_transfer(Err(TransferError::Failed {
-            status,
-            reason: reason.to_string(),
-        }));
-    }
-
-    /// A NOTIFY about our REFER: its sipfrag carries the target's status.
-    fn transfer_notify(&mut self, incoming: &Incoming) -> u16 {
-        let request = &incoming.request;
-        let event = request
-            .headers
-            .get(&HeaderName::Event)
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let mut parts = event.split(';').map(str::trim);
-        if parts.next() != Some("refer") {
-            return 489;
-        }
-        let Some(pending) = &self.transfer else {
-            return 481;
-        };
-        let id = parts.find_map(|p| p.strip_prefix("id=")).map(str::trim);
-        if id.is_some_and(|id| id != pending.cseq.to_string()) {
-            return 481;
-        }
-        let body = String::from_utf8_lossy(&request.body);
-        let Some((status, reason)) = parse_sipfrag(&body) else {
-            return 400;
-        };
-        info!(call_id = %self.call_id, status, reason = %reason, "transfer progress");
-        match status {
-            100..=199 => {}
-            200..=299 => {
-                let transfer_id = pending.id.clone();
-                self.end_transfer(Ok(TransferDone {
-                    transfer_id,
-                    status,
-                }));
-                // The peer normally hangs up now; if not, we do in 1 s.
-                self.deadlines.set(
-                    Timer::ByeAfterTransfer,
-                    Instant::now(),
-                    Duration::from_secs(1),
-                );
-            }
-            _ => self.end_transfer(Err(TransferError::Failed { status, reason })),
-        }
-        200
-    }
-
-    /// Reports the outcome to whoever waits and, after a failure, gives the
-    /// caller the room's audio back.
-    fn end_transfer(&mut self, outcome: Result<TransferDone, TransferError>) {
-        let Some(pending) = self.transfer.take() else {
-            return;
-        };
-        self.deadlines.clear(Timer::Transfer);
-        if pending.dialtone && outcome.is_err() {
-            self.bridge.lock().room_muted = false;
-            if let Some(media) = &self.media {
-                media.play_tone(None);
-            }
-        }
-        let label = if outcome.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        let completed = now_ns();
-        self.note(|record| {
-            if let Some(transfer) = &mut record.transfer {
-                transfer.transfer_completed_at_ns = completed;
-                match &outcome {
-                    Ok(done) => {
-                        transfer.transfer_status = SipTransferStatus::StsTransferSuccessful as i32;
-                        if done.status != 0 {
-                            transfer.transfer_status_code = Some(sip_status(done.status));
-                        }
-                    }
-                    Err(e) => {
-                        transfer.transfer_status = SipTransferStatus::StsTransferFailed as i32;
-                        transfer.error = e.to_string();
-                        if let TransferError::Failed { status, reason } = e {
-                            transfer.transfer_status_code = Some(SipStatus {
-                                code: i32::from(*status),
-                                status: reason.clone(),
-                            });
-                        }
-                    }
-                }
-            }
-        });
-        self.shared
-            .metrics
-            .transfers
-            .with_label_values(&[label])
-            .inc();
-        for reply in pending.replies {
-            let _ = reply.send(outcome.clone());
-        }
-    }
-
     /// The trunk's attributes_to_headers applied to the participant's
     /// attributes, sorted by header name.
-    fn mapped_attribute_headers(&self) -> Vec<(String, String)> {
+    pub(crate) fn mapped_attribute_headers(&self) -> Vec<(String, String)> {
         let Some(p) = &self.participant else {
             return Vec::new();
         };
@@ -1013,14 +658,14 @@ impl Call {
         mapped
     }
 
-    fn dtmf_to_room(&self, digit: DtmfDigit) {
+    pub(crate) fn dtmf_to_room(&self, digit: DtmfDigit) {
         if let Some(p) = &self.participant {
             debug!(call_id = %self.call_id, digit = %digit.as_char(), "DTMF from the caller");
             p.send_dtmf(u32::from(digit.code), &digit.as_char().to_string(), &[]);
         }
     }
 
-    async fn dtmf_to_phone(&self, digit: &str) {
+    pub(crate) async fn dtmf_to_phone(&self, digit: &str) {
         let Some(media) = &self.media else { return };
         // Only real digits: a room participant's text is not trusted.
         let digits: String = digit
@@ -1035,131 +680,6 @@ impl Call {
         }
     }
 
-    /// Answers a request within the dialog.
-    pub(crate) async fn in_dialog_request(&mut self, incoming: Incoming) -> InDialog {
-        let sip = &self.shared.sip.clone();
-        let method = incoming.request.method.clone();
-        match method {
-            Method::Bye => {
-                answer(sip, &incoming, ResponseSpec::new(200));
-                if let Some(reason) = incoming.request.headers.get(&HeaderName::Reason) {
-                    info!(call_id = %self.call_id, reason, "caller's BYE reason");
-                }
-                InDialog::Hangup
-            }
-            Method::Info => {
-                let content_type = incoming
-                    .request
-                    .headers
-                    .get(&HeaderName::ContentType)
-                    .unwrap_or_default();
-                let digit = parse_info_dtmf(content_type, &incoming.request.body);
-                answer(sip, &incoming, ResponseSpec::new(200));
-                match digit {
-                    Some(d) => InDialog::Digit(d),
-                    None => InDialog::Handled,
-                }
-            }
-            Method::Invite | Method::Update => {
-                let spec = self.renegotiate(&incoming).await;
-                answer(sip, &incoming, spec);
-                InDialog::Handled
-            }
-            Method::Options => {
-                answer(sip, &incoming, ResponseSpec::new(200));
-                InDialog::Handled
-            }
-            Method::Notify => {
-                let status = self.transfer_notify(&incoming);
-                answer(sip, &incoming, ResponseSpec::new(status));
-                InDialog::Handled
-            }
-            _ => {
-                answer(sip, &incoming, ResponseSpec::new(501));
-                InDialog::Handled
-            }
-        }
-    }
-
-    /// A re-INVITE or UPDATE: hold, resume, new address or codec.
-    async fn renegotiate(&mut self, incoming: &Incoming) -> ResponseSpec {
-        let body = &incoming.request.body;
-        if body.is_empty() {
-            if incoming.request.method == Method::Update {
-                // A session refresh without media changes.
-                return self.peer_refreshed(incoming, ResponseSpec::new(200));
-            }
-            // An offerless re-INVITE: our offer goes in the 200, the answer
-            // comes in the ACK (RFC 3261 §14.2).
-            let offer = match self
-                .negotiator
-                .as_mut()
-                .map(|n| n.create_offer(Direction::SendRecv))
-            {
-                Some(Ok(offer)) => offer,
-                _ => return ResponseSpec::new(500),
-            };
-            self.offer_in_2xx = true;
-            let spec = ResponseSpec::new(200).header(HeaderName::Contact, self.contact());
-            return self
-                .peer_refreshed(incoming, spec)
-                .body("application/sdp", offer);
-        }
-        let offer = String::from_utf8_lossy(body).into_owned();
-        let Some(negotiator) = self.negotiator.as_mut() else {
-            return ResponseSpec::new(500);
-        };
-        match negotiator.answer_offer(&offer, Direction::SendRecv) {
-            Ok((answer_sdp, negotiated)) => {
-                let direction = negotiated.direction;
-                if let Some(media) = &self.media {
-                    if let Err(e) = media.update(negotiated).await {
-                        warn!(call_id = %self.call_id, error = %e, "media update failed");
-                        return ResponseSpec::new(500).reason("Media Update Failed");
-                    }
-                }
-                info!(call_id = %self.call_id, direction = ?direction, "media renegotiated");
-                let spec = ResponseSpec::new(200).header(HeaderName::Contact, self.contact());
-                self.peer_refreshed(incoming, spec)
-                    .body("application/sdp", answer_sdp)
-            }
-            Err(e) => {
-                info!(call_id = %self.call_id, error = %e, "re-INVITE refused");
-                ResponseSpec::new(e.sip_status())
-            }
-        }
-    }
-
-    /// The answer in the ACK to the offer we put in a 2xx.
-    async fn answer_in_ack(&mut self, body: &[u8]) {
-        if body.is_empty() {
-            warn!(call_id = %self.call_id, "the ACK carried no answer to our offer; media unchanged");
-            return;
-        }
-        let answer = String::from_utf8_lossy(body).into_owned();
-        let Some(negotiator) = self.negotiator.as_mut() else {
-            return;
-        };
-        match negotiator.accept_answer(&answer) {
-            Ok(negotiated) => {
-                let direction = negotiated.direction;
-                if let Some(media) = &self.media {
-                    if let Err(e) = media.update(negotiated).await {
-                        warn!(call_id = %self.call_id, error = %e, "media update failed; media unchanged");
-                        return;
-                    }
-                }
-                info!(call_id = %self.call_id, direction = ?direction, "media renegotiated");
-            }
-            Err(e) => {
-                warn!(call_id = %self.call_id, error = %e, "the answer in the ACK is unusable")
-            }
-        }
-    }
-
-    // ----- session timers (RFC 4028) ---------------------------------------
-
-    /// Starts (or restarts) the session timer's clock from now.
     /// The dialog's next request of `method` and where it goes; `None` when
     /// there is no dialog (yet, or any more).
     pub(crate) fn dialog_request(&self, method: Method) -> Option<(Request, Destination)> {
@@ -1181,179 +701,28 @@ impl Call {
         txn
     }
 
-    pub(crate) fn arm_session_timer(&mut self) {
-        self.deadlines
-            .arm_session(self.session_timer, Instant::now());
-    }
-
-    /// A re-INVITE or UPDATE from the peer refreshes the session: take its
-    /// Session-Expires, restart the clock and say the interval in the 2xx.
-    fn peer_refreshed(&mut self, incoming: &Incoming, spec: ResponseSpec) -> ResponseSpec {
-        let Some(mut timer) = self.session_timer else {
-            return spec;
-        };
-        let headers = &incoming.request.headers;
-        let asked = SessionExpires::of(headers);
-        if let Some(se) = asked {
-            if se.interval >= self.shared.config.min_session_expires {
-                timer.interval = se.interval;
-            }
-        }
-        let peer_supports = supports_timer(headers);
-        // In this request the peer is the UAC: refresher=uac means them.
-        let refresher = refresher_for_request(asked, peer_supports);
-        timer.we_refresh = refresher == Refresher::Uas;
-        self.session_timer = Some(timer);
-        self.arm_session_timer();
-        debug!(call_id = %self.call_id, interval = ?timer.interval, we_refresh = timer.we_refresh, "session refreshed by the peer");
-        answer_session_timer(spec, timer.interval, refresher, peer_supports)
-    }
-
-    /// Refreshes the session with a re-INVITE carrying our current offer.
-    fn send_refresh(&mut self) {
-        let Some(timer) = self.session_timer else {
-            return;
-        };
-        // Try again in half an interval if this one gets no final answer.
-        self.deadlines
-            .set(Timer::SessionRefresh, Instant::now(), timer.interval / 2);
-        if self.refresh.is_some() {
-            return;
-        }
-        let Some(negotiator) = self.negotiator.as_mut() else {
-            return;
-        };
-        let offer = match negotiator.create_offer(Direction::SendRecv) {
-            Ok(offer) => offer,
-            Err(e) => {
-                warn!(call_id = %self.call_id, error = %e, "no offer for the session refresh");
-                return;
-            }
-        };
-        let contact = self.contact();
-        let Some((mut request, destination)) = self.dialog_request(Method::Invite) else {
-            return;
-        };
-        let cseq = request.cseq().map(|c| c.seq).unwrap_or_default();
-        request.headers.push(HeaderName::Contact, contact);
-        request.headers.push(HeaderName::Supported, "timer");
-        request.headers.push(
-            HeaderName::SessionExpires,
-            SessionExpires {
-                interval: timer.interval,
-                refresher: Some(Refresher::Uac),
-            }
-            .to_header(),
-        );
-        request
-            .headers
-            .push(HeaderName::ContentType, "application/sdp");
-        request.body = bytes::Bytes::from(offer);
-        let txn = self.send_routed(request, destination);
-        self.refresh = Some((txn, cseq));
-        debug!(call_id = %self.call_id, "session refresh sent");
-    }
-
-    /// The answer to our refresh: ACK a 2xx and apply its SDP; a 408 or
-    /// 481 means the session is gone (RFC 4028 §10).
-    async fn refresh_answered(
-        &mut self,
-        response: &switchboard_sip::message::Response,
-        flow: Flow,
-    ) -> Option<Ending> {
-        if response.status < 200 {
-            return None;
-        }
-        let (_, cseq) = self.refresh.take()?;
-        match response.status {
-            200..=299 => {
-                let sip = self.shared.sip.clone();
-                if let Some(id) = &self.dialog {
-                    if let Some(ack) = sip.with_dialog(id, |d| d.request(Method::Ack, Some(cseq))) {
-                        sip.send_ack(ack, Destination::Flow(flow));
-                    }
-                }
-                if !response.body.is_empty() {
-                    let answer = String::from_utf8_lossy(&response.body).into_owned();
-                    if let Some(negotiator) = self.negotiator.as_mut() {
-                        match negotiator.accept_answer(&answer) {
-                            Ok(negotiated) => {
-                                if let Some(media) = &self.media {
-                                    if let Err(e) = media.update(negotiated).await {
-                                        warn!(call_id = %self.call_id, error = %e, "media update after a refresh failed");
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                warn!(call_id = %self.call_id, error = %e, "refresh answer unusable")
-                            }
-                        }
-                    }
-                }
-                if let (Some(timer), Some(agreed)) = (
-                    self.session_timer.as_mut(),
-                    timer_from_answer(&response.headers),
-                ) {
-                    *timer = agreed;
-                }
-                self.arm_session_timer();
-                debug!(call_id = %self.call_id, status = response.status, "our session refresh succeeded");
-                None
-            }
-            422 => {
-                if let (Some(timer), Some(min_se)) =
-                    (self.session_timer.as_mut(), min_se(&response.headers))
-                {
-                    timer.interval = min_se;
-                }
-                self.send_refresh();
-                None
-            }
-            408 | 481 => {
-                info!(call_id = %self.call_id, status = response.status, "session refresh failed: the peer is gone");
-                Some(Ending::SessionExpired)
-            }
-            status => {
-                debug!(call_id = %self.call_id, status, "session refresh refused; trying again later");
-                None
-            }
-        }
-    }
-
     // ----- teardown ------------------------------------------------------
 
-    /// Hangs up (BYE when the call was answered and we end it) and
-    /// releases everything the call held.
-    pub(crate) async fn finish(mut self, ending: Ending) {
-        // The call ended before the final NOTIFY: LiveKit reports that as
-        // a successful transfer (the caller left for the target).
-        if let Some(pending) = &self.transfer {
-            let transfer_id = pending.id.clone();
-            self.end_transfer(Ok(TransferDone {
-                transfer_id,
-                status: 0,
-            }));
-        }
-        // The media stops first: no RTP follows our BYE while we wait for
-        // its answer. A bot still streaming is told `stop` and let go.
+    /// Stops the call's media (and the bot's stream) and keeps its last
+    /// statistics: before our BYE, so no RTP follows it.
+    pub(crate) async fn stop_media(&mut self) {
         if let Some(stream) = self.stream.take() {
             stream.stop();
         }
         self.bridge.set_port(None);
-        let stats = match &self.media {
-            Some(media) => media.stats().await.ok(),
-            None => None,
-        };
-        self.media = None;
-        self.media_events = None;
-        let answered = self.answered_at.is_some();
-        let needs_bye = answered && !matches!(ending, Ending::CallerHungUp | Ending::Cancelled);
-        if needs_bye {
-            self.send_bye(&ending).await;
+        if let Some(media) = self.media.take() {
+            self.media_stats = media.stats().await.ok();
         }
+        self.media_events = None;
+    }
+
+    /// Releases everything the call held, and reports how it ended.
+    pub(crate) async fn finish(&mut self, ending: Ending) {
+        self.stop_media().await;
+        let stats = self.media_stats.take();
+        let answered_at = self.machine.answered_at();
+        let answered = answered_at.is_some();
         let outcome = ending.outcome(answered);
-        let disconnect_reason = outcome.reason.as_str_name();
-        let sip_status = outcome.sip_status;
         if let Some(participant) = self.participant.take() {
             if participant.disconnected().is_none() {
                 // Others see why the call ended before the participant leaves.
@@ -1367,60 +736,56 @@ impl Call {
         if !matches!(ending, Ending::Challenged) {
             count_ended(&self.shared, direction, &outcome);
         }
-        if let Some(at) = self.answered_at {
-            self.shared
-                .metrics
-                .calls_active
-                .with_label_values(&[direction])
-                .dec();
-            let answered_for = at.elapsed();
-            self.shared
-                .metrics
+        let answered_for = answered_at.map(|at| at.elapsed());
+        if let Some(answered_for) = answered_for {
+            let metrics = &self.shared.metrics;
+            metrics.calls_active.with_label_values(&[direction]).dec();
+            metrics
                 .call_duration
                 .with_label_values(&[direction])
                 .observe(answered_for.as_secs_f64());
             if let Some(stats) = &stats {
-                self.shared.metrics.observe_media(stats, answered_for);
+                metrics.observe_media(stats, answered_for);
             }
         }
-        {
-            let mut routes = self.shared.routes();
-            if let Some(txn) = self.invite_txn {
-                routes.invites.remove(&txn);
-            }
-            routes.calls.remove(&self.call_id);
-            if let Some(id) = &self.dialog {
-                routes.dialogs.remove(id);
-                self.shared.sip.remove_dialog(id);
-            }
-            routes
-                .requests
-                .retain(|_, tx| !tx.same_channel(&self.self_tx));
-        }
+        self.release_routes();
         self.close_record(&ending, &outcome, stats.as_ref());
-        match &ending {
-            Ending::Challenged => {}
-            Ending::Refused(_) => {}
-            _ => {
-                let stats = stats.unwrap_or_default();
-                info!(
-                    call_id = %self.call_id,
-                    sip_call_id = %self.sip_call_id,
-                    direction,
-                    reason = %ending.text(),
-                    answered,
-                    disconnect_reason,
-                    sip_status,
-                    duration_ms = self.answered_at.map(|t| t.elapsed().as_millis() as u64).unwrap_or(0),
-                    rtp_received = stats.packets_received,
-                    rtp_sent = stats.packets_sent,
-                    rtp_lost = stats.packets_lost,
-                    concealed = stats.concealed_frames,
-                    jitter_ms = format!("{:.1}", stats.jitter_ms),
-                    "call ended"
-                )
-            }
+        if matches!(ending, Ending::Challenged | Ending::Refused(_)) {
+            return;
         }
+        let stats = stats.unwrap_or_default();
+        info!(
+            call_id = %self.call_id,
+            sip_call_id = %self.sip_call_id,
+            direction,
+            reason = %ending.text(),
+            answered,
+            disconnect_reason = outcome.reason.as_str_name(),
+            sip_status = outcome.sip_status,
+            duration_ms = answered_for.map_or(0, |d| d.as_millis() as u64),
+            rtp_received = stats.packets_received,
+            rtp_sent = stats.packets_sent,
+            rtp_lost = stats.packets_lost,
+            concealed = stats.concealed_frames,
+            jitter_ms = format!("{:.1}", stats.jitter_ms),
+            "call ended"
+        )
+    }
+
+    /// Takes every route to the call out of the gateway's tables.
+    fn release_routes(&self) {
+        let mut routes = self.shared.routes();
+        if let Some(txn) = self.invite_txn {
+            routes.invites.remove(&txn);
+        }
+        routes.calls.remove(&self.call_id);
+        if let Some(id) = &self.dialog {
+            routes.dialogs.remove(id);
+            self.shared.sip.remove_dialog(id);
+        }
+        routes
+            .requests
+            .retain(|_, tx| !tx.same_channel(&self.self_tx));
     }
 
     /// Completes the call's record with how it ended and hands it (with
@@ -1472,88 +837,6 @@ impl Call {
             .records
             .close(&self.call_id, &self.sip_call_id, Some(record));
     }
-
-    /// Ends the dialog with BYE (with the trunk's attributes_to_headers and
-    /// a Reason) and waits briefly for its answer.
-    async fn send_bye(&mut self, ending: &Ending) {
-        let sip = self.shared.sip.clone();
-        let Some((mut request, destination)) = self.dialog_request(Method::Bye) else {
-            return;
-        };
-        request.headers.push(
-            HeaderName::Reason,
-            crate::refusal::reason_header(ending.bye_cause(), &ending.text()),
-        );
-        for (header, value) in self
-            .mapped_attribute_headers()
-            .into_iter()
-            .chain(std::mem::take(&mut self.bye_headers))
-        {
-            request.headers.push(HeaderName::parse(&header), value);
-        }
-        let txn = self.send_routed(request, destination);
-        info!(call_id = %self.call_id, reason = %ending.text(), "BYE sent");
-        let wait = tokio::time::sleep(Duration::from_secs(5));
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                signal = self.signals.recv() => match signal {
-                    Some(Signal::Response(t, response, _)) if t == txn && response.status >= 200 => break,
-                    Some(Signal::RequestFailed(t, reason)) if t == txn => {
-                        debug!(call_id = %self.call_id, ?reason, "BYE got no answer");
-                        break;
-                    }
-                    Some(Signal::Request(incoming)) => {
-                        // A BYE crossing ours: answer it, ours still ends the call.
-                        answer(&sip, &incoming, ResponseSpec::new(200));
-                    }
-                    Some(_) => {}
-                    None => break,
-                },
-                _ = &mut wait => break,
-            }
-        }
-    }
-}
-
-/// What an in-dialog request meant for the call.
-pub(crate) enum InDialog {
-    /// The caller hung up.
-    Hangup,
-    /// A DTMF digit by SIP INFO.
-    Digit(DtmfDigit),
-    /// Answered; nothing else to do.
-    Handled,
-}
-
-/// Sleeps until a call's next timer (`Deadlines::next`), or forever when
-/// none is set.
-pub(crate) async fn sleep_until_deadline(at: Option<Instant>) {
-    sleep_until_some(at.map(tokio::time::Instant::from_std)).await
-}
-
-/// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A response's reason phrase.
-fn response_reason(response: &switchboard_sip::message::Response) -> String {
-    response.reason.clone()
-}
-
-/// The status line of a `message/sipfrag` body (RFC 3420): `SIP/2.0 200 OK`.
-pub(crate) fn parse_sipfrag(body: &str) -> Option<(u16, String)> {
-    let line = body.lines().next()?.trim();
-    let rest = line.strip_prefix("SIP/2.0 ")?;
-    let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-    let code: u16 = code.trim().parse().ok()?;
-    (100..700)
-        .contains(&code)
-        .then(|| (code, reason.trim().to_string()))
 }
 
 #[cfg(test)]
@@ -1601,8 +884,8 @@ mod tests {
     }
 
     #[test]
-    fn endings_are_written_as_before() {
-        let cases: [(Ending, bool, (&str, &str, u16)); 18] = [
+    fn endings_before_the_answer_and_by_either_side_are_written_as_before() {
+        let cases: [(Ending, bool, (&str, &str, u16)); 9] = [
             (
                 Ending::Refused(Refusal::NoMatchingTrunk),
                 false,
@@ -1651,6 +934,15 @@ mod tests {
                 true,
                 ("answered", "STATE_MISMATCH", 200),
             ),
+        ];
+        for (ending, answered, expected) in cases {
+            assert_eq!(written(&ending, answered), expected, "{ending:?}");
+        }
+    }
+
+    #[test]
+    fn endings_by_faults_and_failed_dials_are_written_as_before() {
+        let cases: [(Ending, bool, (&str, &str, u16)); 9] = [
             (
                 Ending::MediaTimeout,
                 true,
@@ -1702,21 +994,5 @@ mod tests {
         for (ending, answered, expected) in cases {
             assert_eq!(written(&ending, answered), expected, "{ending:?}");
         }
-    }
-
-    #[test]
-    fn sipfrag_status_lines_parse_and_garbage_does_not() {
-        assert_eq!(
-            parse_sipfrag("SIP/2.0 200 OK\r\n"),
-            Some((200, "OK".into()))
-        );
-        assert_eq!(
-            parse_sipfrag("SIP/2.0 486 Busy Here\r\nVia: x\r\n"),
-            Some((486, "Busy Here".into()))
-        );
-        assert_eq!(parse_sipfrag("SIP/2.0 100"), Some((100, String::new())));
-        assert_eq!(parse_sipfrag("SIP/2.0 99 Low"), None);
-        assert_eq!(parse_sipfrag("HTTP/1.1 200 OK"), None);
-        assert_eq!(parse_sipfrag(""), None);
     }
 }

@@ -29,9 +29,13 @@ pub(crate) enum Timer {
     Transfer,
     /// The peer did not hang up after a successful transfer: we do.
     ByeAfterTransfer,
+    /// The wrong-PIN prompt took too long to play: the BYE goes anyway.
+    WrongPinPrompt,
+    /// Our BYE got no answer in time: the call is over anyway.
+    ByeGiveUp,
 }
 
-const TIMERS: [Timer; 9] = [
+const TIMERS: [Timer; 11] = [
     Timer::RingingTimeout,
     Timer::RingAgain,
     Timer::PinTimeout,
@@ -41,6 +45,8 @@ const TIMERS: [Timer; 9] = [
     Timer::SessionExpiry,
     Timer::Transfer,
     Timer::ByeAfterTransfer,
+    Timer::WrongPinPrompt,
+    Timer::ByeGiveUp,
 ];
 
 /// Far enough ahead to mean "never" for a call, near enough that adding it

@@ -1,42 +1,35 @@
 //! An inbound call, from the INVITE to the last packet.
 //!
-//! 1. Capacity, then routing: trunk (digest challenge when the trunk has
-//!    credentials), dispatch rule. Every refusal is a final response with
-//!    honest words, logged with the reasons `switchboard sip explain` gives.
+//! 1. Capacity, then routing ([`Leg::prepare`]): trunk (digest challenge
+//!    when the trunk has credentials), dispatch rule. Every refusal is a
+//!    final response with honest words, logged with the reasons
+//!    `switchboard sip explain` gives.
 //! 2. Media: the SDP offer is answered with the merged media settings.
 //! 3. PIN rules: answer at once, prompt, collect digits until `#`, dispatch
-//!    again. Open rules: join the room as `ringing`, 180 (and 183 with
-//!    ringback when configured), answer once someone who can be heard is in
-//!    the room (or at once).
-//! 4. In call: BYE, re-INVITE, INFO DTMF, room events, media timeout,
-//!    maximum duration.
-//! 5. Teardown: BYE when we end an answered call, `sip.callStatus=hangup`,
-//!    leave the room, release media and every route to the call.
+//!    again. Open rules: connect the rule's bot, join the room as
+//!    `ringing`, 180 (and 183 with ringback when configured), answer once
+//!    someone who can be heard is in the room (or at once).
+//! 4. In call and teardown: as every call (`crate::machine` decides,
+//!    `crate::actions` carries out).
+//!
+//! This module carries out the actions only an inbound call has.
 
-use crate::call::{
-    next_media_event, next_room_event, sip_uri, sleep_until_deadline, Call, CallPolicy, Ending,
-    InDialog,
-};
-use crate::deadlines::Timer;
+use crate::call::{sip_uri, Call, CallPolicy, Ending};
+use crate::driver::{Leg, WorkDone};
+use crate::machine::{Action, CallMachine, Input, Route, SessionAnswer, Settings};
 use crate::media_config::{media_config, media_timeout};
 use crate::prompts::Prompt;
 use crate::refusal::Refusal;
-use crate::session_timer::{
-    answer_session_timer, refresher_for_request, supports_timer, Refresher, SessionExpires,
-    SessionTimer,
-};
+use crate::session_timer::{answer_session_timer, supports_timer, SessionExpires};
 use crate::status::CallStatus;
 use crate::stream::{take_stream_request, StreamRequest};
-use crate::{AnswerMode, CallGuard, Shared, Signal, TransferError};
+use crate::{CallGuard, Shared, Signal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
-use switchboard_media::session::MediaEvent;
 use switchboard_media::tones::ToneKind;
-use switchboard_rooms::{
-    AgentRequest, JoinRequest, LeaveReason, Participant, ParticipantKind, RoomEvent, RoomOptions,
-};
+use switchboard_rooms::{AgentRequest, JoinRequest, ParticipantKind, RoomOptions};
 use switchboard_routing::livekit_protocol::SipMediaConfig;
 use switchboard_routing::{
     attrs, effective_media, proto_duration, CallInput, DispatchDecision, DispatchResult,
@@ -46,17 +39,9 @@ use switchboard_sip::auth::AuthFailure;
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::message::{HeaderName, ResponseSpec};
 use switchboard_sip::{Incoming, Offence};
-use switchboard_streams::{BotSocket, CallFacts};
+use switchboard_streams::CallFacts;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
-
-/// The longest gap between repeated 180s (RFC 3261 §13.3.1.1: at least one
-/// a minute keeps proxies from giving up on the transaction).
-const MAX_RINGING_GAP: Duration = Duration::from_secs(60);
-
-/// How long a caller who entered a wrong PIN may take to hear it said
-/// before the BYE, whatever the prompt (it takes about 1.5 s).
-const WRONG_PIN_PROMPT_MAX: Duration = Duration::from_secs(3);
 
 /// Starts the task of a new inbound call.
 pub(crate) fn spawn(shared: Arc<Shared>, incoming: Incoming) {
@@ -66,7 +51,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, incoming: Incoming) {
     shared.routes().invites.insert(incoming.txn, tx.clone());
     let guard = CallGuard::task(&shared.calls);
     let call = InboundCall::new(shared, incoming, tx, rx, guard);
-    tokio::spawn(call.run());
+    tokio::spawn(crate::driver::drive(call));
 }
 
 /// An inbound call while it is set up: the INVITE and what routing decided.
@@ -78,7 +63,13 @@ struct InboundCall {
     dispatch: Option<DispatchResult>,
     /// The bot the rule streams this call to, connected before the answer
     /// and started once the caller is in the room.
-    pending_stream: Option<(StreamRequest, BotSocket)>,
+    stream_request: Option<StreamRequest>,
+    /// The connected bot's socket, until the caller is in the room.
+    bot: Option<switchboard_streams::BotSocket>,
+    /// Our SDP answer, for the 183 and the 200.
+    answer_sdp: String,
+    /// What the PIN is dispatched with again, on the PIN path.
+    pin_route: Option<(CallInput, TrunkMatch)>,
 }
 
 fn explain(passed_over: &[PassedOver]) -> String {
@@ -125,8 +116,17 @@ impl InboundCall {
             .and_then(|f| f.uri.user())
             .unwrap_or_default();
         let to_user = request.to().and_then(|t| t.uri.user()).unwrap_or_default();
-        let mut call = Call::new(shared, incoming.flow, sip_call_id, self_tx, signals, guard);
+        let machine = CallMachine::inbound(
+            Settings::of(&shared.config),
+            Instant::now(),
+            SessionExpires::of(&request.headers),
+            supports_timer(&request.headers),
+        );
+        let flow = incoming.flow;
+        let mut call = Call::new(shared, flow, sip_call_id, self_tx, signals, guard, machine);
         call.invite_txn = Some(incoming.txn);
+        // lk.sip.GetRemoteHeaders reads the INVITE's, at any phase.
+        call.remote_headers = request.headers.clone();
         // Behind a trusted proxy (a load balancer) the caller is the hop
         // the proxy heard from, not the proxy.
         call.peer = switchboard_sip::message::original_source(
@@ -152,21 +152,11 @@ impl InboundCall {
             from_user,
             to_user,
             dispatch: None,
-            pending_stream: None,
+            stream_request: None,
+            bot: None,
+            answer_sdp: String::new(),
+            pin_route: None,
         }
-    }
-
-    async fn run(mut self) {
-        let ending = match self.establish().await {
-            Ok(()) => {
-                // Set up: the INVITE's headers now serve only
-                // lk.sip.GetRemoteHeaders, which the call answers.
-                self.call.remote_headers = std::mem::take(&mut self.incoming.request.headers);
-                self.call.in_call().await
-            }
-            Err(ending) => ending,
-        };
-        self.call.finish(ending).await;
     }
 
     // ----- routing -------------------------------------------------------
@@ -420,7 +410,9 @@ impl InboundCall {
 
     // ----- set-up --------------------------------------------------------
 
-    async fn establish(&mut self) -> Result<(), Ending> {
+    /// Admission and routing: what the call does next, or how it was
+    /// refused (the final response sent).
+    async fn establish(&mut self) -> Result<Route, Ending> {
         let config = &self.call.shared.config;
         if !self.call.guard.activate(config.max_active_calls) {
             return Err(self.refuse(Refusal::AtCapacity, "call limit reached"));
@@ -450,26 +442,7 @@ impl InboundCall {
             .sip
             .set_local_tag(self.incoming.txn, &self.call.call_id);
         match decision {
-            DispatchDecision::Accept(mut result) => {
-                let stream = take_stream_request(
-                    &mut result.participant_attributes,
-                    &self.call.shared.config.streams,
-                    &self.call.shared.config.refused_destinations,
-                );
-                let stream = match stream {
-                    Ok(stream) => stream,
-                    Err(why) => return Err(self.refuse_stream(why)),
-                };
-                let media = result.media.clone();
-                let room = result.room_name.clone();
-                let answer_sdp = self.prepare_media(&media, &room)?;
-                self.adopt(*result);
-                if let Some(request) = stream {
-                    let socket = self.connect_stream(&request).await?;
-                    self.pending_stream = Some((request, socket));
-                }
-                self.ring_then_answer(answer_sdp).await
-            }
+            DispatchDecision::Accept(result) => self.accept(*result),
             DispatchDecision::RequestPin { rule_id } => {
                 let media = trunk
                     .trunk
@@ -480,16 +453,46 @@ impl InboundCall {
                         effective_media(t.media.as_ref(), deprecated)
                     })
                     .unwrap_or_default();
-                let answer_sdp = self.prepare_media(&media, &self.call.call_id.clone())?;
+                self.prepare_media(&media, &self.call.call_id.clone())?;
                 info!(call_id = %self.call.call_id, rule = %rule_id, "PIN requested");
-                self.collect_pin(input, trunk, answer_sdp).await
+                self.pin_route = Some((input, trunk));
+                Ok(Route::Pin)
             }
         }
     }
 
-    /// Answers the SDP offer; keeps the negotiator and the media session
-    /// ready to start. Returns the SDP answer.
-    fn prepare_media(&mut self, media: &SipMediaConfig, room: &str) -> Result<String, Ending> {
+    /// A rule took the call: its bot, its media, how long it rings.
+    fn accept(&mut self, mut result: DispatchResult) -> Result<Route, Ending> {
+        let config = &self.call.shared.config;
+        let stream = take_stream_request(
+            &mut result.participant_attributes,
+            &config.streams,
+            &config.refused_destinations,
+        );
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(why) => return Err(self.refuse_stream(why)),
+        };
+        let route = Route::Ring {
+            ringing_timeout: proto_duration(result.ringing_timeout.as_ref())
+                .unwrap_or(config.ringing_timeout),
+            timeout_status: u16::try_from(result.ringing_timeout_status)
+                .ok()
+                .filter(|status| (400..700).contains(status)),
+            max_duration: proto_duration(result.max_call_duration.as_ref()),
+            bot: stream.is_some(),
+        };
+        let media = result.media.clone();
+        let room = result.room_name.clone();
+        self.prepare_media(&media, &room)?;
+        self.adopt(result);
+        self.stream_request = stream;
+        Ok(route)
+    }
+
+    /// Answers the SDP offer (kept for the 183 and the 200); keeps the
+    /// negotiator and the media session ready to start.
+    fn prepare_media(&mut self, media: &SipMediaConfig, room: &str) -> Result<(), Ending> {
         let request = &self.incoming.request;
         let content_type = request
             .headers
@@ -536,7 +539,8 @@ impl InboundCall {
             self.respond(ResponseSpec::new(500).reason("Media Failure"));
             return Err(Ending::MediaFailure(e));
         }
-        Ok(answer_sdp)
+        self.answer_sdp = answer_sdp;
+        Ok(())
     }
 
     /// A response that establishes the dialog: Contact and the INVITE's
@@ -613,12 +617,6 @@ impl InboundCall {
                     error = %e,
                     "caller could not join the room"
                 );
-                // Before the answer the INVITE still waits for a final
-                // response; after it (the PIN path) the BYE says why.
-                if self.call.answered_at.is_none() {
-                    let refusal = Refusal::RoomUnavailable(e.to_string());
-                    self.respond(refusal.response(self.call.shared.config.retry_after_secs));
-                }
                 Err(Ending::JoinFailed(e))
             }
         }
@@ -633,35 +631,23 @@ impl InboundCall {
         Ending::Refused(refusal)
     }
 
-    /// Connects to the rule's bot before the answer, so a bot that is down
-    /// refuses the call instead of answering it into silence. A CANCEL
-    /// meanwhile ends the wait.
-    async fn connect_stream(&mut self, request: &StreamRequest) -> Result<BotSocket, Ending> {
-        let connecting = switchboard_streams::connect(&request.spec);
-        tokio::pin!(connecting);
-        loop {
-            tokio::select! {
-                connected = &mut connecting => {
-                    return match connected {
-                        Ok(socket) => {
-                            info!(call_id = %self.call.call_id, host = %socket.host(), port = socket.port(), tls = socket.is_tls(), "media stream bot connected");
-                            Ok(socket)
-                        }
-                        Err(e) => Err(self.refuse_stream(e.to_string())),
-                    };
-                }
-                signal = self.call.signals.recv() => match signal {
-                    Some(Signal::Cancelled) | None => return Err(Ending::Cancelled),
-                    Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
-                    Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while connecting the bot"),
-                },
-            }
-        }
+    /// Connects to the rule's bot before ringing, so a bot that is down
+    /// refuses the call instead of answering it into silence. The call
+    /// hears its CANCEL meanwhile.
+    fn connect_bot(&mut self) {
+        let Some(request) = &self.stream_request else {
+            return;
+        };
+        let spec = request.spec.clone();
+        self.call.work = Some(crate::driver::work(async move {
+            let connected = switchboard_streams::connect(&spec).await;
+            WorkDone::BotConnected(connected.map(Box::new).map_err(|e| e.to_string()))
+        }));
     }
 
     /// Puts the connected bot in the caller's room and starts streaming.
     fn start_stream(&mut self) -> Result<(), Ending> {
-        let Some((request, socket)) = self.pending_stream.take() else {
+        let (Some(request), Some(socket)) = (self.stream_request.take(), self.bot.take()) else {
             return Ok(());
         };
         let Some(result) = &self.dispatch else {
@@ -673,8 +659,6 @@ impl InboundCall {
             Ok(participant) => participant,
             Err(e) => {
                 info!(call_id = %self.call.call_id, room = %room, error = %e, "the voice bot could not join the room");
-                let refusal = Refusal::RoomUnavailable(e.to_string());
-                self.respond(refusal.response(self.call.shared.config.retry_after_secs));
                 return Err(Ending::JoinFailed(e));
             }
         };
@@ -705,133 +689,55 @@ impl InboundCall {
                 .clone_from(&result.participant_identity);
         });
         self.call.policy = CallPolicy {
-            max_call_duration: proto_duration(result.max_call_duration.as_ref()),
             attributes_to_headers: result.attributes_to_headers.clone(),
         };
         self.dispatch = Some(result);
     }
 
-    fn ready_to_answer(&self) -> bool {
-        match self.call.shared.config.answer {
-            AnswerMode::Immediate => true,
-            AnswerMode::OnParticipant => self
-                .call
-                .participant
-                .as_ref()
-                .is_some_and(Participant::others_publish_audio),
+    /// The caller joins the room as `ringing` (with the bot, if any), and
+    /// hears 180 (and 183 with ringback when configured).
+    async fn ring(&mut self) -> Input {
+        if let Err(ending) = self.join_room(CallStatus::Ringing).await {
+            return Input::Failed(ending);
         }
-    }
-
-    async fn ring_then_answer(&mut self, answer_sdp: String) -> Result<(), Ending> {
-        self.join_room(CallStatus::Ringing).await?;
-        self.start_stream()?;
-        let config = self.call.shared.config.clone();
-        let ringing_timeout = self
-            .dispatch
-            .as_ref()
-            .and_then(|d| proto_duration(d.ringing_timeout.as_ref()))
-            .unwrap_or(config.ringing_timeout);
-        let ringing_response = self.dialog_response(180);
-        self.respond(ringing_response.clone());
+        if let Err(ending) = self.start_stream() {
+            return Input::Failed(ending);
+        }
+        self.respond(self.dialog_response(180));
         self.call.note_ringing();
-        if config.early_media {
+        if self.call.shared.config.early_media {
             let spec = self
                 .dialog_response(183)
-                .body("application/sdp", answer_sdp.clone());
+                .body("application/sdp", self.answer_sdp.clone());
             self.respond(spec);
             if let Some(media) = &self.call.media {
                 media.play_tone(Some(ToneKind::Ringback));
             }
         }
-        self.call
-            .deadlines
-            .set(Timer::RingingTimeout, self.call.started, ringing_timeout);
-        // 180 again after 1, 2, 4… intervals, then once a minute (RFC 3261
-        // §13.3.1.1): a lost 180 is soon made good, while a source that
-        // forged its INVITE gets a handful of answers, not one a second.
-        let mut ringing_gap = config.ringing_interval;
-        self.call
-            .deadlines
-            .set(Timer::RingAgain, Instant::now(), ringing_gap);
-        while !self.ready_to_answer() {
-            tokio::select! {
-                signal = self.call.signals.recv() => match signal {
-                    Some(Signal::Cancelled) | None => return Err(Ending::Cancelled),
-                    Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
-                    Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while ringing"),
-                },
-                event = next_room_event(&mut self.call.participant) => {
-                    if let Some(RoomEvent::Rpc { from, id, method, payload }) = &event {
-                        // GetRemoteHeaders reads the INVITE; EndCall declines.
-                        let headers = &self.incoming.request.headers;
-                        if self.call.answer_rpc(headers, from, id, method, payload).is_some() {
-                            self.respond(Refusal::EndedWhileRinging.response(config.retry_after_secs));
-                            return Err(Ending::EndedByParticipant(from.clone()));
-                        }
-                        continue;
-                    }
-                    let gone = self.call.participant.as_ref().and_then(Participant::disconnected);
-                    let removed = match event {
-                        None => Some(gone.unwrap_or(LeaveReason::RoomDeleted)),
-                        Some(RoomEvent::Disconnected { .. } | RoomEvent::ParticipantLeft { .. }) => gone,
-                        Some(_) => None,
-                    };
-                    if let Some(reason) = removed {
-                        self.respond(Refusal::RemovedWhileRinging.response(config.retry_after_secs));
-                        return Err(Ending::Removed(reason));
-                    }
-                }
-                _ = sleep_until_deadline(self.call.deadlines.next()) => {
-                    while let Some(timer) = self.call.deadlines.expired(Instant::now()) {
-                        match timer {
-                            Timer::RingAgain => {
-                                self.respond(ringing_response.clone());
-                                ringing_gap = ringing_gap.saturating_mul(2).min(MAX_RINGING_GAP);
-                                self.call.deadlines.set(Timer::RingAgain, Instant::now(), ringing_gap);
-                            }
-                            Timer::RingingTimeout => return Err(self.ringing_timed_out(ringing_timeout)),
-                            _ => {}
-                        }
-                    }
-                }
-            }
+        Input::Rung {
+            audience: self.call.audience_ready(),
         }
-        self.call.deadlines.clear(Timer::RingAgain);
-        self.call.deadlines.clear(Timer::RingingTimeout);
-        self.answer(answer_sdp)?;
-        if let Some(media) = &self.call.media {
-            media.play_tone(None);
-        }
-        if let Some(p) = &self.call.participant {
-            self.call.bridge.set_port(Some(p.audio()));
-        }
-        Ok(())
     }
 
-    /// Refuses the call nobody answered in time, with the rule's status if
-    /// it names one.
-    fn ringing_timed_out(&self, ringing_timeout: Duration) -> Ending {
-        let config = &self.call.shared.config;
-        let status = self
-            .dispatch
-            .as_ref()
-            .map(|d| d.ringing_timeout_status)
-            .unwrap_or(0);
-        let refusal = Refusal::RingingTimeout;
-        let mut spec = refusal.response(config.retry_after_secs);
-        if let Ok(code) = u16::try_from(status) {
-            if (400..700).contains(&code) {
-                spec.status = code;
-                spec.reason = None;
-            }
+    /// Refuses the INVITE as the machine decided (a ringing timeout with
+    /// the rule's status if it names one).
+    fn refuse_invite(&self, refusal: Refusal, status: Option<u16>) {
+        let mut spec = refusal.response(self.call.shared.config.retry_after_secs);
+        if let Some(status) = status {
+            spec.status = status;
+            spec.reason = None;
         }
-        info!(call_id = %self.call.call_id, status = spec.status, timeout = ?ringing_timeout, "ringing timeout");
+        if refusal == Refusal::RingingTimeout {
+            info!(call_id = %self.call.call_id, status = spec.status, "ringing timeout");
+        } else {
+            info!(call_id = %self.call.call_id, status = spec.status, reason = %refusal.text(), "call refused before the answer");
+        }
         self.respond(spec);
-        Ending::Refused(refusal)
     }
 
-    /// Sends 200 OK with the SDP answer and registers the dialog.
-    fn answer(&mut self, answer_sdp: String) -> Result<(), Ending> {
+    /// Sends 200 OK with the SDP answer (and the session timer's headers)
+    /// and registers the dialog.
+    fn answer(&mut self, session: Option<SessionAnswer>) -> Result<(), Ending> {
         let mut spec = self.dialog_response(200);
         if let Some(result) = &self.dispatch {
             let mut headers: Vec<_> = result.headers.iter().collect();
@@ -840,8 +746,11 @@ impl InboundCall {
                 spec = spec.header(HeaderName::parse(name), value.clone());
             }
         }
-        let spec = self.session_timer_headers(spec);
-        let spec = spec.body("application/sdp", answer_sdp);
+        let spec = match session {
+            Some(s) => answer_session_timer(spec, s.interval, s.refresher, s.peer_supports),
+            None => spec,
+        };
+        let spec = spec.body("application/sdp", self.answer_sdp.clone());
         let request = &self.incoming.request;
         let dialog = match Dialog::new_uas(request, &self.call.call_id, self.incoming.flow, true) {
             Ok(dialog) => dialog,
@@ -875,121 +784,108 @@ impl InboundCall {
         Ok(())
     }
 
-    /// RFC 4028 as the UAS: the caller's Session-Expires is kept (it is at
-    /// least our Min-SE here); the refresher is the caller's choice, else
-    /// the caller when it supports timers, else us.
-    fn session_timer_headers(&mut self, spec: ResponseSpec) -> ResponseSpec {
-        let headers = &self.incoming.request.headers;
-        let Some(asked) = SessionExpires::of(headers) else {
-            return spec;
+    /// Dispatches again with the PIN the caller typed: in the room, or
+    /// refused (a wrong PIN counts against the source, as a wrong password).
+    async fn check_pin(&mut self, pin: String) -> Input {
+        let Some((mut input, trunk)) = self.pin_route.take() else {
+            return Input::PinRefused;
         };
-        let peer_supports = supports_timer(headers);
-        let refresher = refresher_for_request(Some(asked), peer_supports);
-        self.call.session_timer = Some(SessionTimer {
-            interval: asked.interval,
-            we_refresh: refresher == Refresher::Uas,
-        });
-        answer_session_timer(spec, asked.interval, refresher, peer_supports)
-    }
-
-    /// The PIN path: answer, prompt, collect digits until `#`, dispatch again.
-    async fn collect_pin(
-        &mut self,
-        mut input: CallInput,
-        trunk: TrunkMatch,
-        answer_sdp: String,
-    ) -> Result<(), Ending> {
-        self.answer(answer_sdp)?;
-        let config = self.call.shared.config.clone();
-        let rate = config.session.room_rate;
-        self.call.bridge.play(&Prompt::EnterPin.samples(rate), rate);
-        self.call
-            .deadlines
-            .set(Timer::PinTimeout, Instant::now(), config.pin_timeout);
-        let mut pin = String::new();
-        let entered = loop {
-            let digit = tokio::select! {
-                event = next_media_event(&mut self.call.media_events) => match event {
-                    Some(MediaEvent::Dtmf(digit)) => Some(digit),
-                    Some(MediaEvent::MediaTimeout { .. }) => return Err(Ending::MediaTimeout),
-                    Some(_) => None,
-                    None => return Err(Ending::MediaFailure("media worker stopped".into())),
-                },
-                signal = self.call.signals.recv() => match signal {
-                    Some(Signal::Request(incoming)) => match self.call.in_dialog_request(incoming).await {
-                        InDialog::Digit(d) => Some(d),
-                        InDialog::Hangup => return Err(Ending::CallerHungUp),
-                        InDialog::Handled => None,
-                    },
-                    Some(Signal::Ack(_)) => { self.call.acked = true; None }
-                    Some(Signal::AckTimeout) => return Err(Ending::AckTimeout),
-                    Some(Signal::Transfer(order)) => {
-                        Call::refuse_transfer(order, TransferError::NotEstablished);
-                        None
-                    }
-                    Some(_) => None,
-                    None => return Err(Ending::CallerHungUp),
-                },
-                _ = sleep_until_deadline(self.call.deadlines.next()) => {
-                    if self.call.deadlines.expired(Instant::now()) == Some(Timer::PinTimeout) {
-                        return Err(Ending::PinTimeout);
-                    }
-                    None
-                }
-            };
-            let Some(digit) = digit else { continue };
-            match digit.as_char() {
-                '#' => break pin,
-                c => {
-                    pin.push(c);
-                    if pin.len() > config.max_pin_digits {
-                        break pin;
-                    }
-                }
-            }
-        };
-        self.call.deadlines.clear(Timer::PinTimeout);
-        if entered.is_empty() {
+        if pin.is_empty() {
             input.no_pin = true;
         } else {
-            input.pin = Some(entered);
+            input.pin = Some(pin);
         }
         let index = self.call.shared.routing.current();
         let mut rng = switchboard_sip::fill_random;
         let report = index.dispatch(&input, &trunk, &mut rng);
+        let rate = self.call.shared.config.session.room_rate;
         match report.result {
             Ok(DispatchDecision::Accept(result)) => {
                 info!(call_id = %self.call.call_id, room = %result.room_name, rule = %result.rule_id, "PIN accepted");
+                let max_duration = proto_duration(result.max_call_duration.as_ref());
                 self.adopt(*result);
                 self.call.bridge.play(&Prompt::RoomJoin.samples(rate), rate);
-                self.join_room(CallStatus::Active).await?;
-                if let Some(p) = &self.call.participant {
-                    self.call.bridge.set_port(Some(p.audio()));
+                match self.join_room(CallStatus::Active).await {
+                    Ok(()) => Input::PinAccepted(max_duration),
+                    Err(ending) => Input::Failed(ending),
                 }
-                Ok(())
             }
             _ => {
                 info!(call_id = %self.call.call_id, explain = %explain(&report.passed_over), "PIN refused");
-                // A wrong PIN is a failed authentication: guessing PINs in
-                // parallel calls from one source ends in a ban.
+                // Guessing PINs in parallel calls from one source ends in a ban.
                 self.call
                     .shared
                     .sip
                     .report_offence(self.call.peer.ip(), Offence::AuthFailure);
-                // The prompt, and a fifth of a second of silence for the
-                // phone's jitter buffer to play it out, before the BYE.
-                let mut prompt = Prompt::WrongPin.samples(rate);
-                prompt.resize(prompt.len() + rate as usize / 5, 0);
-                self.call.bridge.play(&prompt, rate);
-                let played = self.call.bridge.prompt_played();
-                if tokio::time::timeout(WRONG_PIN_PROMPT_MAX, played)
-                    .await
-                    .is_err()
-                {
-                    debug!(call_id = %self.call.call_id, "wrong-PIN prompt cut short");
-                }
-                Err(Ending::WrongPin)
+                Input::PinRefused
             }
+        }
+    }
+
+    /// 180 again.
+    fn respond_ringing(&self) {
+        self.respond(self.dialog_response(180));
+    }
+
+    /// Plays the wrong-PIN prompt, and a fifth of a second of silence for
+    /// the phone's jitter buffer to play it out; the call waits for it.
+    fn prompt_wrong_pin(&mut self) {
+        let rate = self.call.shared.config.session.room_rate;
+        let mut prompt = Prompt::WrongPin.samples(rate);
+        prompt.resize(prompt.len() + rate as usize / 5, 0);
+        self.call.bridge.play(&prompt, rate);
+        let bridge = self.call.bridge.clone();
+        self.call.work = Some(crate::driver::work(async move {
+            bridge.prompt_played().await;
+            WorkDone::PromptPlayed
+        }));
+    }
+}
+
+impl Leg for InboundCall {
+    fn call(&mut self) -> &mut Call {
+        &mut self.call
+    }
+
+    async fn prepare(&mut self) -> Input {
+        match self.establish().await {
+            Ok(route) => Input::Routed(route),
+            Err(ending) => Input::Failed(ending),
+        }
+    }
+
+    async fn execute(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::ConnectBot => self.connect_bot(),
+            Action::Ring => return Some(self.ring().await),
+            Action::Answer(session) => {
+                return Some(match self.answer(session) {
+                    Ok(()) => Input::Answered,
+                    Err(ending) => Input::Failed(ending),
+                })
+            }
+            Action::Refuse { refusal, status } => self.refuse_invite(refusal, status),
+            Action::RingAgain => self.respond_ringing(),
+            Action::PromptPin => {
+                let rate = self.call.shared.config.session.room_rate;
+                self.call.bridge.play(&Prompt::EnterPin.samples(rate), rate);
+            }
+            Action::CheckPin(pin) => return Some(self.check_pin(pin).await),
+            Action::PromptWrongPin => self.prompt_wrong_pin(),
+            other => return self.call.execute(other).await,
+        }
+        None
+    }
+
+    fn work_done(&mut self, done: WorkDone) -> Option<Input> {
+        match done {
+            WorkDone::BotConnected(Ok(socket)) => {
+                info!(call_id = %self.call.call_id, host = %socket.host(), port = socket.port(), tls = socket.is_tls(), "media stream bot connected");
+                self.bot = Some(*socket);
+                Some(Input::BotConnected)
+            }
+            WorkDone::BotConnected(Err(why)) => Some(Input::Failed(self.refuse_stream(why))),
+            WorkDone::PromptPlayed => Some(Input::PromptPlayed),
         }
     }
 }

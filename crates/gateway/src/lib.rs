@@ -12,11 +12,14 @@
 //! its room participant, its timers and its dialog; when its task ends,
 //! everything it held is released.
 
+mod actions;
 mod bridge;
 mod call;
 mod deadlines;
+mod driver;
 mod inbound;
 mod info_dtmf;
+mod machine;
 mod media_config;
 mod metrics;
 mod outbound;

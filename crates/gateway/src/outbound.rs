@@ -1,32 +1,31 @@
 //! An outbound call (CreateSIPParticipant): join the room as `dialing`,
 //! INVITE with an SDP offer, answer digest challenges, `ringing` on 18x
 //! (early media into the room), CANCEL at the ringing timeout, ACK the 200,
-//! send the requested DTMF (`automation`), then `active` and the shared
-//! in-call loop of [`crate::call`].
+//! send the requested DTMF (`automation`), then `active`. What happens when
+//! is the call's machine's decision (`crate::machine`); this module carries
+//! out the actions only an outbound call has.
 
-use crate::call::{
-    count_ended, direction, next_room_event, sip_uri, sleep_until_deadline, Call, CallPolicy,
-    Ending,
-};
-use crate::deadlines::Timer;
+use crate::call::{count_ended, direction, sip_uri, Call, CallPolicy, Ending};
+use crate::driver::{Leg, WorkDone};
+use crate::machine::{Action, CallMachine, Input, Route, Sent, Settings};
 use crate::media_config::{media_config, media_timeout};
-use crate::session_timer::{min_se, timer_from_answer};
 use crate::status::CallStatus;
-use crate::{CallGuard, Shared, Signal, TransferError};
+use crate::{CallGuard, Shared};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_media::ports::RtpPorts;
 use switchboard_media::sdp::{Direction, LocalEndpoint, SdpNegotiator};
 use switchboard_media::tones::{ToneGenerator, ToneKind, ToneSpec};
-use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomError, RoomEvent};
+use switchboard_rooms::{AudioRate, JoinRequest, ParticipantKind, RoomError};
 use switchboard_routing::attrs;
 use switchboard_routing::livekit_protocol::{SipCallDirection, SipHeaderOptions, SipMediaConfig};
 use switchboard_routing::{header_attributes, CallInput};
 use switchboard_sip::auth::{ChallengeKind, DigestClient};
 use switchboard_sip::dialog::Dialog;
 use switchboard_sip::message::{HeaderName, Headers, Method, Request, Response};
-use switchboard_sip::{ClientTxnId, Destination, Flow, Transport};
+use switchboard_sip::{Destination, Flow, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -189,7 +188,8 @@ pub(crate) async fn dial(
     };
     // LiveKit derives the Call-ID from the call ID; any unique value works.
     let sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
-    let mut call = Call::new(shared.clone(), flow, sip_call_id, tx, rx, guard);
+    let machine = CallMachine::outbound(Settings::of(&shared.config), Instant::now());
+    let mut call = Call::new(shared.clone(), flow, sip_call_id, tx, rx, guard, machine);
     call.outbound = true;
     call.note_info(|info| {
         info.call_direction = SipCallDirection::ScdOutbound as i32;
@@ -198,29 +198,9 @@ pub(crate) async fn dial(
         info.participant_identity.clone_from(&request.identity);
     });
     call.policy = CallPolicy {
-        max_call_duration: request.max_call_duration,
         attributes_to_headers: request.attributes_to_headers.clone(),
     };
-    let mut attributes = request.attributes.clone();
-    attributes.insert(attrs::CALL_ID.to_string(), call.call_id.clone());
-    attributes.insert(
-        attrs::CALL_STATUS.to_string(),
-        CallStatus::Dialing.as_str().to_string(),
-    );
-    let join = JoinRequest {
-        identity: request.identity.clone(),
-        name: request.name.clone(),
-        metadata: request.metadata.clone(),
-        attributes,
-        kind: ParticipantKind::Sip,
-        publishes_audio: true,
-        audio_rate: AudioRate::Configured,
-    };
-    let joined = match call.place(&request.room).await {
-        Ok(local) => shared.rooms.join(&local, join),
-        Err(e) => Err(e),
-    };
-    let participant = match joined {
+    let participant = match join_as_dialing(&mut call, &request).await {
         Ok(p) => p,
         Err(e) => {
             call.finish(Ending::JoinFailed(e.clone())).await;
@@ -251,8 +231,14 @@ pub(crate) async fn dial(
         request,
         answered: Some(answered_tx),
         session_expires,
+        offer: String::new(),
+        ports: None,
+        seq: 0,
+        invite: None,
+        digest: None,
+        dial_tone: None,
     };
-    tokio::spawn(outbound.run());
+    tokio::spawn(crate::driver::drive(outbound));
     if !wait_until_answered {
         return Ok(started);
     }
@@ -261,6 +247,30 @@ pub(crate) async fn dial(
         Ok(Err(e)) => Err(e),
         Err(_) => Err(DialError::Abandoned),
     }
+}
+
+/// The callee's participant joins the call's room as `dialing`.
+async fn join_as_dialing(
+    call: &mut Call,
+    request: &DialRequest,
+) -> Result<switchboard_rooms::Participant, RoomError> {
+    let mut attributes = request.attributes.clone();
+    attributes.insert(attrs::CALL_ID.to_string(), call.call_id.clone());
+    attributes.insert(
+        attrs::CALL_STATUS.to_string(),
+        CallStatus::Dialing.as_str().to_string(),
+    );
+    let join = JoinRequest {
+        identity: request.identity.clone(),
+        name: request.name.clone(),
+        metadata: request.metadata.clone(),
+        attributes,
+        kind: ParticipantKind::Sip,
+        publishes_audio: true,
+        audio_rate: AudioRate::Configured,
+    };
+    let local = call.place(&request.room).await?;
+    call.shared.rooms.join(&local, join)
 }
 
 /// `host[:port]` to an address; the default port is 5060 (5061 for TLS).
@@ -296,11 +306,19 @@ struct OutboundCall {
     answered: Option<oneshot::Sender<Result<(), DialError>>>,
     /// The session interval we ask for (raised by a 422's Min-SE).
     session_expires: Duration,
+    /// Our SDP offer.
+    offer: String,
+    /// The RTP ports, until the media starts.
+    ports: Option<RtpPorts>,
+    /// The CSeq of our latest INVITE.
+    seq: u32,
+    /// Our latest INVITE (its 200 forms the dialog).
+    invite: Option<Request>,
+    /// Answers the trunk's digest challenges, when it has credentials.
+    digest: Option<DigestClient>,
+    /// Ringback into the room while dialling, when asked for.
+    dial_tone: Option<DialTone>,
 }
-
-/// How long our CANCEL may go without the INVITE's final response before
-/// the call counts as unanswered anyway.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// A ring tone played into the room while the call is placed.
 struct DialTone {
@@ -341,27 +359,6 @@ impl Drop for DialTone {
 }
 
 impl OutboundCall {
-    async fn run(mut self) {
-        let ending = match self.establish().await {
-            Ok(()) => {
-                if let Some(answered) = self.answered.take() {
-                    let _ = answered.send(Ok(()));
-                }
-                self.after_answer().await;
-                self.call.in_call().await
-            }
-            Err(error) => {
-                info!(call_id = %self.call.call_id, error = %error, "outbound call failed");
-                let ending = Ending::DialFailed(error.clone());
-                if let Some(answered) = self.answered.take() {
-                    let _ = answered.send(Err(error));
-                }
-                ending
-            }
-        };
-        self.call.finish(ending).await;
-    }
-
     fn destination(&self) -> Destination {
         Destination::Address {
             transport: self.request.transport,
@@ -441,11 +438,8 @@ impl OutboundCall {
         }
     }
 
-    fn send(&mut self, request: Request) -> ClientTxnId {
-        self.call.send_routed(request, self.destination())
-    }
-
-    async fn establish(&mut self) -> Result<(), DialError> {
+    /// Resolves the trunk, makes the offer, starts the dial tone.
+    async fn establish(&mut self) -> Result<Route, DialError> {
         // Resolved here, after the participant joined the room (LiveKit's
         // order): the API answers a caller that does not wait at once.
         self.call.flow.remote = resolve(&self.request.address, self.request.transport).await?;
@@ -453,143 +447,63 @@ impl OutboundCall {
         if self.call.shared.config.refuses(self.call.flow.remote.ip()) {
             return Err(DialError::DestinationRefused(self.call.flow.remote.ip()));
         }
-        let shared = self.call.shared.clone();
         let (offer, ports) = self.prepare_offer()?;
-        let mut ports = Some(ports);
-        let _dial_tone = self.dial_tone();
-        let mut seq = 1;
-        let mut invite = self.invite(seq, &offer, None);
-        self.note_invite(&invite);
-        let mut txn = self.send(invite.clone());
-        // Digest credentials, when the trunk has them, for a 401/407.
-        let mut digest = self
+        self.offer = offer;
+        self.ports = Some(ports);
+        self.dial_tone = self.dial_tone();
+        self.digest = self
             .request
             .auth
             .clone()
             .map(|(user, pass)| DigestClient::new(user, pass));
-        self.call.deadlines.set(
-            Timer::RingingTimeout,
-            Instant::now(),
-            self.request.ringing_timeout,
-        );
-        let mut cancelled = false;
-        loop {
-            tokio::select! {
-                signal = self.call.signals.recv() => match signal {
-                    Some(Signal::Response(t, response, flow)) if t == txn => {
-                        match response.status {
-                            100 => {}
-                            101..=199 => {
-                                self.call.set_status(CallStatus::Ringing);
-                                if !response.body.is_empty() && self.call.media.is_none() {
-                                    self.early_media(&response, &mut ports)?;
-                                }
-                            }
-                            200..=299 => {
-                                self.confirm(&invite, &response, flow, &mut ports)?;
-                                if cancelled {
-                                    // The answer raced our CANCEL: hang up.
-                                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
-                                }
-                                return Ok(());
-                            }
-                            422 if !cancelled => {
-                                self.raise_session_expires(&response)?;
-                                seq += 1;
-                                invite = self.invite(seq, &offer, None);
-                                txn = self.send(invite.clone());
-                            }
-                            401 | 407 if !cancelled => {
-                                let credentials = self.credentials(&response, digest.as_mut(), &offer)?;
-                                seq += 1;
-                                invite = self.invite(seq, &offer, Some(credentials));
-                                txn = self.send(invite.clone());
-                                debug!(call_id = %self.call.call_id, "INVITE sent again with credentials");
-                            }
-                            status => {
-                                if cancelled && status == 487 {
-                                    return Err(DialError::RingingTimeout(self.request.ringing_timeout));
-                                }
-                                return Err(DialError::Sip {
-                                    status,
-                                    reason: response.reason.clone(),
-                                });
-                            }
-                        }
-                    }
-                    Some(Signal::RequestFailed(t, reason)) if t == txn => {
-                        if cancelled {
-                            return Err(DialError::RingingTimeout(self.request.ringing_timeout));
-                        }
-                        return Err(DialError::Transport(format!("{reason:?}")));
-                    }
-                    Some(Signal::Transfer(order)) => Call::refuse_transfer(order, TransferError::NotEstablished),
-                    Some(other) => debug!(call_id = %self.call.call_id, signal = ?other, "ignored while dialling"),
-                    None => return Err(DialError::Abandoned),
-                },
-                event = next_room_event(&mut self.call.participant) => match event {
-                    Some(RoomEvent::Disconnected { .. }) | None => {
-                        shared.sip.cancel(txn);
-                        return Err(DialError::Abandoned);
-                    }
-                    // No headers from the far end yet; EndCall cancels.
-                    Some(RoomEvent::Rpc { from, id, method, payload }) => {
-                        let headers = &self.call.remote_headers;
-                        if self.call.answer_rpc(headers, &from, &id, &method, &payload).is_some() {
-                            info!(call_id = %self.call.call_id, from = %from, "ended by a room participant while dialling");
-                            shared.sip.cancel(txn);
-                            return Err(DialError::Abandoned);
-                        }
-                    }
-                    Some(_) => {}
-                },
-                _ = sleep_until_deadline(self.call.deadlines.next()) => {
-                    while let Some(timer) = self.call.deadlines.expired(Instant::now()) {
-                        self.dial_timer(timer, txn, &mut cancelled)?;
-                    }
-                }
-            }
-        }
+        Ok(Route::Dial {
+            ringing_timeout: self.request.ringing_timeout,
+            max_duration: self.request.max_call_duration,
+            session_expires: self.session_expires,
+            digits: !self.request.dtmf.is_empty(),
+        })
     }
 
-    /// A 422 (session interval too small): the next INVITE asks for the
-    /// peer's Min-SE (RFC 4028 §7.4), or the call fails when it names none
-    /// above what we asked.
-    fn raise_session_expires(&mut self, response: &Response) -> Result<(), DialError> {
-        let min_se = min_se(&response.headers).filter(|m| *m > self.session_expires);
-        let Some(min_se) = min_se else {
-            return Err(DialError::Sip {
-                status: 422,
-                reason: response.reason.clone(),
-            });
+    /// Sends the INVITE (again, after a challenge or a 422).
+    fn send_invite(&mut self, session_expires: Duration, authenticate: bool) -> Input {
+        self.session_expires = session_expires;
+        let credentials = if authenticate {
+            let Some((response, _)) = self.call.response.take() else {
+                return Input::Failed(Ending::DialFailed(DialError::AuthMissing));
+            };
+            match self.credentials(&response) {
+                Ok(credentials) => Some(credentials),
+                Err(e) => return Input::Failed(Ending::DialFailed(e)),
+            }
+        } else {
+            None
         };
-        self.session_expires = min_se;
-        Ok(())
+        self.seq += 1;
+        let invite = self.invite(self.seq, &self.offer, credentials);
+        if self.seq == 1 {
+            self.note_invite(&invite);
+        } else {
+            debug!(call_id = %self.call.call_id, authenticate, "INVITE sent again");
+        }
+        self.invite = Some(invite.clone());
+        let txn = self.call.send_routed(invite, self.destination());
+        self.call.note_sent(txn, Sent::Invite);
+        Input::Sent(Sent::Invite, self.seq)
     }
 
-    /// A dialling timer fired: the ringing timeout sends CANCEL (its 487
-    /// then ends the INVITE); with no 487 within the grace, give up.
-    fn dial_timer(
-        &mut self,
-        timer: Timer,
-        txn: ClientTxnId,
-        cancelled: &mut bool,
-    ) -> Result<(), DialError> {
-        let timed_out = DialError::RingingTimeout(self.request.ringing_timeout);
-        match timer {
-            Timer::RingingTimeout => {
-                info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
-                *cancelled = true;
-                if !self.call.shared.sip.cancel(txn) {
-                    return Err(timed_out);
-                }
-                self.call
-                    .deadlines
-                    .set(Timer::CancelGiveUp, Instant::now(), CANCEL_GRACE);
-                Ok(())
-            }
-            Timer::CancelGiveUp => Err(timed_out),
-            _ => Ok(()),
+    /// CANCELs our INVITE; when there is nothing to cancel any more, the
+    /// INVITE is as good as over.
+    fn cancel(&mut self) -> Option<Input> {
+        info!(call_id = %self.call.call_id, timeout = ?self.request.ringing_timeout, "no answer: CANCEL");
+        let invite = self
+            .call
+            .sent
+            .iter()
+            .find(|(_, sent)| *sent == Sent::Invite)
+            .map(|(txn, _)| *txn);
+        match invite {
+            Some(txn) if self.call.shared.sip.cancel(txn) => None,
+            _ => Some(Input::NoResponse(Sent::Invite)),
         }
     }
 
@@ -651,13 +565,9 @@ impl OutboundCall {
 
     /// The answer to a 401/407: the header and credentials for the next
     /// INVITE, or why there are none.
-    fn credentials(
-        &self,
-        response: &Response,
-        digest: Option<&mut DigestClient>,
-        offer: &str,
-    ) -> Result<(HeaderName, String), DialError> {
-        let client = digest.ok_or(DialError::AuthMissing)?;
+    fn credentials(&mut self, response: &Response) -> Result<(HeaderName, String), DialError> {
+        let uri = self.request_uri();
+        let client = self.digest.as_mut().ok_or(DialError::AuthMissing)?;
         let kind = if response.status == 401 {
             ChallengeKind::Www
         } else {
@@ -665,9 +575,8 @@ impl OutboundCall {
         };
         let challenge_header = kind.challenge_header();
         let challenges: Vec<&str> = response.headers.get_all(&challenge_header).collect();
-        let uri = self.request_uri();
         let credentials = client
-            .authorize(&challenges, "INVITE", &uri, offer.as_bytes())
+            .authorize(&challenges, "INVITE", &uri, self.offer.as_bytes())
             .map_err(|_| DialError::Sip {
                 status: response.status,
                 reason: response.reason.clone(),
@@ -676,11 +585,7 @@ impl OutboundCall {
     }
 
     /// Applies an SDP answer (from a 18x or the 200) and starts the media.
-    fn apply_answer(
-        &mut self,
-        response: &Response,
-        ports: &mut Option<switchboard_media::ports::RtpPorts>,
-    ) -> Result<(), DialError> {
+    fn apply_answer(&mut self, response: &Response) -> Result<(), DialError> {
         if self.call.media.is_some() || response.body.is_empty() {
             return Ok(());
         }
@@ -692,7 +597,8 @@ impl OutboundCall {
             .ok_or_else(|| DialError::Media("no offer".into()))?
             .accept_answer(&answer)
             .map_err(|e| DialError::Media(e.to_string()))?;
-        let ports = ports
+        let ports = self
+            .ports
             .take()
             .ok_or_else(|| DialError::Media("ports already in use".into()))?;
         let timeout =
@@ -710,30 +616,36 @@ impl OutboundCall {
     }
 
     /// Early media: the callee's ringback or announcements go to the room.
-    fn early_media(
-        &mut self,
-        response: &Response,
-        ports: &mut Option<switchboard_media::ports::RtpPorts>,
-    ) -> Result<(), DialError> {
-        self.apply_answer(response, ports)?;
+    fn early_media(&mut self) -> Option<Input> {
+        let (response, _) = self.call.response.take()?;
+        if response.body.is_empty() || self.call.media.is_some() {
+            return None;
+        }
+        if let Err(e) = self.apply_answer(&response) {
+            return Some(Input::Failed(Ending::DialFailed(e)));
+        }
         if let Some(p) = &self.call.participant {
             self.call.bridge.set_port(Some(p.audio()));
         }
-        Ok(())
+        None
     }
 
     /// The 200: dialog, ACK, media.
-    fn confirm(
-        &mut self,
-        invite: &Request,
-        response: &Response,
-        flow: Flow,
-        ports: &mut Option<switchboard_media::ports::RtpPorts>,
-    ) -> Result<(), DialError> {
+    fn confirm(&mut self) -> Input {
+        self.dial_tone = None;
+        let (Some((response, flow)), Some(invite)) = (self.call.response.take(), &self.invite)
+        else {
+            return Input::Failed(Ending::DialFailed(DialError::Transport("no 200".into())));
+        };
         // The dialog's requests go back along the 200's flow (the same
         // connection for TCP and TLS).
-        let dialog = Dialog::new_uac(invite, response, flow)
-            .map_err(|e| DialError::Transport(format!("bad 200: {e}")))?;
+        let dialog = match Dialog::new_uac(invite, &response, flow) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                let error = DialError::Transport(format!("bad 200: {e}"));
+                return Input::Failed(Ending::DialFailed(error));
+            }
+        };
         let id = dialog.id.clone();
         let invite_seq = invite.cseq().map(|c| c.seq);
         let sip = self.call.shared.sip.clone();
@@ -749,11 +661,10 @@ impl OutboundCall {
         self.call.dialog = Some(id);
         self.call.flow = flow;
         self.call.peer = flow.remote;
-        self.call.acked = true;
         self.call.mark_answered();
-        if let Err(e) = self.apply_answer(response, ports) {
+        if let Err(e) = self.apply_answer(&response) {
             warn!(call_id = %self.call.call_id, error = %e, "the answer's SDP is unusable");
-            return Err(e);
+            return Input::AnswerUnusable(e);
         }
         if let Some(p) = &self.call.participant {
             self.call.bridge.set_port(Some(p.audio()));
@@ -761,15 +672,10 @@ impl OutboundCall {
         let timeout =
             media_timeout(&self.request.media).unwrap_or(self.call.shared.config.media_timeout);
         self.call.media_answered(timeout);
-        // RFC 4028 as the UAC: the 2xx names the refresher (us unless it
-        // says uas); no Session-Expires means the peer runs no timer.
-        if let Some(timer) = timer_from_answer(&response.headers) {
-            self.call.session_timer = Some(timer);
-        }
-        self.answer_attributes(response);
+        self.answer_attributes(&response);
         self.call.remote_headers = response.headers.clone();
         info!(call_id = %self.call.call_id, "outbound call answered");
-        Ok(())
+        Input::Answered
     }
 
     /// The 200 OK's headers as attributes, as for an inbound INVITE:
@@ -801,28 +707,63 @@ impl OutboundCall {
     }
 
     /// After the answer: the requested DTMF (`automation`); the call turns
-    /// `active` when the media engine reports them sent (`in_call`), or at
-    /// once when there are none to send.
-    async fn after_answer(&mut self) {
-        let Some(media) = self
-            .call
-            .media
-            .as_ref()
-            .filter(|_| !self.request.dtmf.is_empty())
-        else {
-            self.call.set_status(CallStatus::Active);
-            return;
-        };
+    /// `active` when the media engine reports them sent.
+    async fn send_digits(&mut self) -> Option<Input> {
+        let media = self.call.media.as_ref()?;
         match media.send_dtmf(&self.request.dtmf).await {
-            Ok(()) => {
-                self.call.automating = true;
-                self.call.set_status(CallStatus::Automation);
-            }
+            Ok(()) => None,
             Err(e) => {
                 warn!(call_id = %self.call.call_id, error = %e, "DTMF not sent");
-                self.call.set_status(CallStatus::Active);
+                Some(Input::DigitsNotSent)
             }
         }
+    }
+
+    /// Tells whoever waits how dialling went; the dial tone stops.
+    fn dial_result(&mut self, result: Result<(), DialError>) {
+        self.dial_tone = None;
+        if let Err(error) = &result {
+            info!(call_id = %self.call.call_id, error = %error, "outbound call failed");
+        }
+        if let Some(answered) = self.answered.take() {
+            // The API caller may have stopped waiting.
+            let _ = answered.send(result);
+        }
+    }
+}
+
+impl Leg for OutboundCall {
+    fn call(&mut self) -> &mut Call {
+        &mut self.call
+    }
+
+    async fn prepare(&mut self) -> Input {
+        match self.establish().await {
+            Ok(route) => Input::Routed(route),
+            Err(error) => Input::Failed(Ending::DialFailed(error)),
+        }
+    }
+
+    async fn execute(&mut self, action: Action) -> Option<Input> {
+        match action {
+            Action::SendInvite {
+                session_expires,
+                authenticate,
+            } => Some(self.send_invite(session_expires, authenticate)),
+            Action::EarlyMedia => self.early_media(),
+            Action::Confirm => Some(self.confirm()),
+            Action::DialResult(result) => {
+                self.dial_result(result);
+                None
+            }
+            Action::Cancel => self.cancel(),
+            Action::SendDigits => self.send_digits().await,
+            other => self.call.execute(other).await,
+        }
+    }
+
+    fn work_done(&mut self, _: WorkDone) -> Option<Input> {
+        None
     }
 }
 
