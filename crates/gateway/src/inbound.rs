@@ -719,15 +719,10 @@ impl InboundCall {
         }
     }
 
-    /// Refuses the INVITE as the machine decided (a ringing timeout with
-    /// the rule's status if it names one).
-    fn refuse_invite(&self, refusal: Refusal, status: Option<u16>) {
-        let mut spec = refusal.response(self.call.shared.config.retry_after_secs);
-        if let Some(status) = status {
-            spec.status = status;
-            spec.reason = None;
-        }
-        if refusal == Refusal::RingingTimeout {
+    /// Refuses the INVITE as the machine decided.
+    fn refuse_invite(&self, refusal: Refusal) {
+        let spec = refusal.response(self.call.shared.config.retry_after_secs);
+        if let Refusal::RingingTimeout { .. } = refusal {
             info!(call_id = %self.call.call_id, status = spec.status, "ringing timeout");
         } else {
             info!(call_id = %self.call.call_id, status = spec.status, reason = %refusal.text(), "call refused before the answer");
@@ -864,7 +859,7 @@ impl Leg for InboundCall {
                     Err(ending) => Input::Failed(ending),
                 })
             }
-            Action::Refuse { refusal, status } => self.refuse_invite(refusal, status),
+            Action::Refuse(refusal) => self.refuse_invite(refusal),
             Action::RingAgain => self.respond_ringing(),
             Action::PromptPin => {
                 let rate = self.call.shared.config.session.room_rate;

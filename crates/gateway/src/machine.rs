@@ -298,13 +298,8 @@ pub(crate) enum Action {
     /// Answer the INVITE with 200 and the SDP answer; report
     /// [`Input::Answered`].
     Answer(Option<SessionAnswer>),
-    /// Refuse the INVITE (`status` overrides the refusal's own).
-    Refuse {
-        /// Why.
-        refusal: Refusal,
-        /// The rule's status for it.
-        status: Option<u16>,
-    },
+    /// Refuse the INVITE.
+    Refuse(Refusal),
     /// The call is answered: stop any ringback and connect the room.
     Bridge,
     /// Play the PIN prompt.
@@ -1120,11 +1115,13 @@ impl CallMachine {
     fn timer(&mut self, now: Instant, timer: Timer) {
         match (self.phase, timer) {
             (Phase::Ringing | Phase::ConnectingBot, Timer::RingingTimeout) => {
-                let refusal = Refusal::RingingTimeout;
-                self.final_sent = true;
                 let status = self.timeout_status.filter(|s| (400..700).contains(s));
-                self.act(Action::Refuse { refusal, status });
-                self.end(now, Ending::Refused(Refusal::RingingTimeout));
+                let refusal = Refusal::RingingTimeout {
+                    status: status.unwrap_or(480),
+                };
+                self.final_sent = true;
+                self.act(Action::Refuse(refusal.clone()));
+                self.end(now, Ending::Refused(refusal));
             }
             (Phase::Ringing, Timer::RingAgain) => {
                 self.act(Action::RingAgain);
@@ -1171,10 +1168,7 @@ impl CallMachine {
         if !self.outbound && !self.final_sent {
             self.final_sent = true;
             if let Some(refusal) = refusal_for(&ending) {
-                self.act(Action::Refuse {
-                    refusal,
-                    status: None,
-                });
+                self.act(Action::Refuse(refusal));
             }
         }
         self.report_dial(Err(match &ending {

@@ -36,8 +36,12 @@ pub enum Refusal {
     /// A room participant ended the call before it was answered
     /// (`lk.sip.EndCall`): declined.
     EndedWhileRinging,
-    /// Nobody in the room answered within the ringing timeout.
-    RingingTimeout,
+    /// Nobody in the room answered within the ringing timeout: 480, or the
+    /// dispatch rule's status (4xx–6xx).
+    RingingTimeout {
+        /// The status the caller gets.
+        status: u16,
+    },
     /// The session timer interval is below our Min-SE (RFC 4028).
     SessionIntervalTooSmall {
         /// Our Min-SE, in seconds.
@@ -66,7 +70,7 @@ impl Refusal {
             | Refusal::RoomUnavailable(_)
             | Refusal::RemovedWhileRinging => 503,
             Refusal::AmbiguousTrunk | Refusal::AmbiguousDispatchRule => 500,
-            Refusal::RingingTimeout => 480,
+            Refusal::RingingTimeout { status } => *status,
             Refusal::EndedWhileRinging => 603,
             Refusal::SessionIntervalTooSmall { .. } => 422,
             Refusal::StreamUnavailable { status, .. } => *status,
@@ -88,7 +92,7 @@ impl Refusal {
             Refusal::NoMediaPorts => "No media ports free".into(),
             Refusal::RoomUnavailable(why) => format!("Room unavailable: {why}"),
             Refusal::RemovedWhileRinging => "Removed from the room while ringing".into(),
-            Refusal::RingingTimeout => "No answer in the room".into(),
+            Refusal::RingingTimeout { .. } => "No answer in the room".into(),
             Refusal::EndedWhileRinging => "Ended by a room participant while ringing".into(),
             Refusal::SessionIntervalTooSmall { min_se } => {
                 format!("Session interval too small (Min-SE {min_se})")

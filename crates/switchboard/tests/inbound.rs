@@ -13,7 +13,31 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use switchboard_sip::auth::DigestClient;
 
-use common::routes::{answered_call, cli, open_route, rule, settle, start, trunk, wait_log};
+use common::routes::{
+    answered_call, call_outcome, cli, ended_call, open_route, rule, settle, start, trunk, wait_log,
+    wait_state,
+};
+
+/// The call `uac` made ended by its BYE, as the call history says.
+fn assert_caller_hung_up(sb: &Switchboard, uac: &Uac) {
+    let call_id = uac.remote_tag().expect("the call ID").to_string();
+    assert_eq!(
+        call_outcome(sb, &call_id),
+        ("answered".into(), "CLIENT_INITIATED".into(), 200)
+    );
+}
+
+/// Polls `probe` until it finds something, at most `within`.
+fn wait_until<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 fn reason(msg: &Msg) -> String {
     msg.header("Reason").unwrap_or_default().to_string()
@@ -178,8 +202,11 @@ fn a_call_nobody_answers_gets_480_after_the_ringing_timeout() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    let log = wait_log(&sb, "empty room closed", Duration::from_secs(3));
-    assert!(log.contains("ringing timeout"), "{log}");
+    let call_id = last.to_tag().expect("the call ID as To tag");
+    assert_eq!(
+        call_outcome(&sb, &call_id),
+        ("refused".into(), "SIP_TRUNK_FAILURE".into(), 480)
+    );
     assert_idle(&sb);
 }
 
@@ -195,7 +222,8 @@ fn cancel_while_ringing_gets_487_and_the_caller_leaves_the_room() {
         ringing = uac.recv(Duration::from_secs(5)).unwrap();
     }
     assert_eq!(ringing.status(), 180);
-    wait_log(&sb, "caller joined the room", Duration::from_secs(2));
+    let call_id = ringing.to_tag().expect("the call ID as To tag");
+    wait_state(&sb, "participants", 1);
     uac.cancel(seq);
     let mut statuses = Vec::new();
     while statuses.len() < 2 {
@@ -215,13 +243,11 @@ fn cancel_while_ringing_gets_487_and_the_caller_leaves_the_room() {
             (487, format!("{seq} INVITE"))
         ]
     );
-    let log = wait_log(
-        &sb,
-        "reason=cancelled by the caller",
-        Duration::from_secs(3),
+    assert_eq!(
+        call_outcome(&sb, &call_id),
+        ("cancelled".into(), "CLIENT_INITIATED".into(), 487)
     );
-    assert!(log.contains("participant left room=r"), "{log}");
-    assert!(log.contains("empty room closed room=r"), "{log}");
+    // The caller left the room and the room closed.
     assert_idle(&sb);
 }
 
@@ -240,12 +266,12 @@ fn max_call_duration_ends_the_call_with_bye() {
         "{}",
         bye.text
     );
-    let log = wait_log(
-        &sb,
-        "reason=maximum call duration reached answered=true",
-        Duration::from_secs(6),
+    uac.answer(&bye, 200);
+    let call_id = uac.remote_tag().expect("the call ID").to_string();
+    assert_eq!(
+        call_outcome(&sb, &call_id),
+        ("answered".into(), "CONNECTION_TIMEOUT".into(), 200)
     );
-    assert!(log.contains("participant left room=r"), "{log}");
     assert_idle(&sb);
 }
 
@@ -272,12 +298,12 @@ fn a_silent_caller_is_hung_up_after_the_media_timeout() {
         metrics.contains("\nswitchboard_media_receive_syscalls_total 0\n"),
         "{metrics}"
     );
-    let log = wait_log(
-        &sb,
-        "reason=media timeout answered=true",
-        Duration::from_secs(3),
-    );
-    assert!(log.contains("participant left room=r"), "{log}");
+    uac.answer(&bye, 200);
+    let call_id = uac.remote_tag().expect("the call ID").to_string();
+    let call = ended_call(&sb, &call_id);
+    assert_eq!(call["info"]["disconnect_reason"], "MEDIA_FAILURE", "{call}");
+    assert_eq!(call["sip_status"], 408, "{call}");
+    assert_eq!(call["info"]["error"], "media timeout", "{call}");
     assert_idle(&sb);
 }
 
@@ -296,7 +322,12 @@ fn a_caller_who_sends_rtp_is_not_timed_out_and_hangs_up_with_bye() {
         uac.send_rtp(rtp, i, u32::from(i) * 160);
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!sb.log().contains("reason=media timeout"), "{}", sb.log());
+    // Still up: no BYE came, the call is counted.
+    assert!(uac.recv(Duration::from_millis(10)).is_none());
+    assert_eq!(
+        common::api::debug_state_blocking(sb.api.unwrap())["calls_active"],
+        1
+    );
     // What arrived was read: at least one read per packet.
     let metrics = common::api::metrics_blocking(sb.api.unwrap());
     let reads: u64 = metrics
@@ -330,7 +361,7 @@ fn a_caller_who_sends_rtp_is_not_timed_out_and_hangs_up_with_bye() {
         uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
         200
     );
-    wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
+    assert_caller_hung_up(&sb, &uac);
     assert_idle(&sb);
 }
 
@@ -377,7 +408,7 @@ fn hold_and_resume_by_reinvite_keep_the_call() {
         uac.response_to(bye, "BYE", Duration::from_secs(3)).status(),
         200
     );
-    wait_log(&sb, "reason=caller hung up", Duration::from_secs(3));
+    assert_caller_hung_up(&sb, &uac);
     assert_idle(&sb);
 }
 
@@ -462,9 +493,16 @@ fn a_pin_rule_refuses_the_wrong_pin_and_admits_the_right_one() {
     let (mut right, _) = answered_call(&sb);
     digits(&mut right, "1234#");
     // Joined straight as active (the call was answered for the prompt).
-    let log = wait_log(&sb, "status=\"active\"", Duration::from_secs(3));
-    assert!(log.contains("PIN accepted"), "{log}");
-    assert!(log.contains("room=secret"), "{log}");
+    let call_id = right.remote_tag().expect("the call ID").to_string();
+    let joined = wait_until(Duration::from_secs(3), || {
+        let text = cli(&sb, &["sip", "calls", "get", &call_id, "--json"]);
+        let call: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (call["info"]["room_name"] == "secret").then_some(call)
+    });
+    assert_eq!(
+        joined["info"]["participant_attributes"]["sip.callStatus"], "active",
+        "{joined}"
+    );
     let bye = right.in_dialog("BYE", "", "");
     assert_eq!(
         right
@@ -723,10 +761,16 @@ fn transfers_by_refer_succeed_on_notify_200_and_fail_with_the_notified_status() 
         .header("Reason")
         .unwrap_or_default()
         .contains("call transferred"));
-    wait_log(
-        &sb,
-        "reason=call transferred answered=true",
-        Duration::from_secs(3),
+    uac.answer(&bye, 200);
+    let call_id = uac.remote_tag().expect("the call ID").to_string();
+    let call = ended_call(&sb, &call_id);
+    assert_eq!(
+        call["info"]["disconnect_reason"], "CLIENT_INITIATED",
+        "{call}"
+    );
+    assert_eq!(
+        call["transfer"]["transfer_status"], "STS_TRANSFER_SUCCESSFUL",
+        "{call}"
     );
 
     // Failure: the target is busy; the call stays and the API says why.

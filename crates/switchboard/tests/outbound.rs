@@ -276,6 +276,32 @@ async fn an_outbound_call_ordered_on_another_replica_joins_the_room_its_owner_se
     }
 }
 
+/// The SIP messages of call `call_id` as its trace shows them: `-> INVITE`
+/// (sent), `<- 200` (received)…
+fn sent_and_received(sb: &Switchboard, call_id: &str) -> Vec<String> {
+    let trace = common::routes::cli(sb, &["sip", "calls", "trace", call_id]);
+    let lines: Vec<&str> = trace.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].contains(" bytes)"))
+        .filter_map(|w| {
+            let arrow = if w[0].contains(" -> ") {
+                "->"
+            } else if w[0].contains(" <- ") {
+                "<-"
+            } else {
+                return None;
+            };
+            let start = w[1].strip_prefix("SIP/2.0 ").unwrap_or(w[1]);
+            Some(format!("{arrow} {}", start.split(' ').next().unwrap_or("")))
+        })
+        .collect()
+}
+
+fn count(ladder: &[String], step: &str) -> usize {
+    ladder.iter().filter(|l| *l == step).count()
+}
+
 /// Session timers both ways: switchboard's outbound leg asks for a short
 /// Session-Expires, its inbound leg accepts it with the caller as the
 /// refresher, and the re-INVITE refreshes keep the call up well past the
@@ -302,16 +328,25 @@ async fn session_timer_refreshes_keep_a_call_up_past_its_interval() {
     assert_eq!(status, 200, "{info}\n{}", sb.log());
     // Three intervals: without refreshes the inbound leg would have hung up.
     play(&mut [(&mut near, None)], Duration::from_secs(6)).await;
-    let log = sb.log();
-    assert!(!log.contains("session timer expired"), "{log}");
+    // On the wire: the outbound leg sent re-INVITEs and ACKed their 2xx;
+    // the inbound leg (the same switchboard) received them.
+    let outbound_leg = info["sip_call_id"].as_str().unwrap().to_string();
+    let ladder = sent_and_received(&sb, &outbound_leg);
     assert!(
-        log.matches("session refreshed by the peer").count() >= 3,
-        "the inbound leg saw refreshes: {log}"
+        count(&ladder, "-> INVITE") >= 4 && count(&ladder, "-> ACK") >= 4,
+        "an INVITE and at least 3 refreshes, each answered 2xx: {ladder:?}"
     );
-    assert!(
-        log.matches("our session refresh succeeded").count() >= 3,
-        "the outbound leg's refreshes were answered 2xx: {log}"
-    );
+    let live = common::routes::cli(&sb, &["sip", "calls", "list", "--live", "--json"]);
+    let live: Value = serde_json::from_str(&live).unwrap();
+    let inbound_leg = live["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["info"]["call_direction"] == "SCD_INBOUND")
+        .map(|c| c["info"]["call_id"].as_str().unwrap().to_string())
+        .expect("the inbound leg is up");
+    let ladder = sent_and_received(&sb, &inbound_leg);
+    assert!(count(&ladder, "<- INVITE") >= 4, "{ladder:?}");
     assert!(
         !near
             .messages

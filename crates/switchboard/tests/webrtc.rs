@@ -1014,10 +1014,12 @@ fn an_sdk_client_reads_the_callers_headers_and_ends_the_call_by_rpc() {
     );
     assert_eq!(rpcs[1]["error"]["code"], 1400, "{report}");
     assert_eq!(rpcs[2]["answer"], "{}", "{report}");
-    assert!(
-        sb.log().contains("ended by participant agent-like"),
-        "{}",
-        sb.log()
+    // lk.sip.EndCall declined the ringing call: 603, as the history says.
+    let call = common::routes::last_ended_call(&sb);
+    assert_eq!(call["sip_status"], 603, "{call}");
+    assert_eq!(
+        call["info"]["disconnect_reason"], "CLIENT_INITIATED",
+        "{call}"
     );
 }
 

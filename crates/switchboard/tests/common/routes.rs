@@ -126,3 +126,75 @@ pub fn answered_call(sb: &Switchboard) -> (Uac, std::net::SocketAddr) {
     let rtp = sdp_rtp_addr(ok.body()).expect("an SDP answer");
     (uac, rtp)
 }
+
+/// The record of call `call_id` (`SCL_…`) once it has ended, through the CLI
+/// (and so the API): how it ended, as the history keeps it.
+pub fn ended_call(sb: &Switchboard, call_id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = cli(sb, &["sip", "calls", "get", call_id, "--json"]);
+        let call: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        if call["live"] == false {
+            return call;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{call_id} never ended: {call}\n{}",
+            sb.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How call `call_id` ended: its result, LiveKit's disconnect reason and
+/// the SIP status, as the call history records them.
+pub fn call_outcome(sb: &Switchboard, call_id: &str) -> (String, String, u64) {
+    let call = ended_call(sb, call_id);
+    (
+        call["result"].as_str().unwrap_or_default().to_string(),
+        call["info"]["disconnect_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        call["sip_status"].as_u64().unwrap_or_default(),
+    )
+}
+
+/// Waits until `/debug/state` counts `n` of `what` (`participants`,
+/// `calls_active`, …).
+pub fn wait_state(sb: &Switchboard, what: &str, n: u64) {
+    let api = sb.api.expect("the API is listening");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = super::api::debug_state_blocking(api);
+        if state[what].as_u64() == Some(n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never came to {n}: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The newest finished call in the history, once there is one (its writer
+/// stores calls a moment after they end).
+pub fn last_ended_call(sb: &Switchboard) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = cli(sb, &["sip", "calls", "list", "--json"]);
+        let list: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        if let Some(call) = list["calls"].as_array().and_then(|c| c.first()) {
+            return call.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call ended\n{}",
+            sb.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

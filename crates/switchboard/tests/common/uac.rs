@@ -133,6 +133,12 @@ impl Uac {
     }
 
     /// The port of our RTP socket.
+    /// The far end's dialog tag: switchboard's To tag, which is its call ID
+    /// (`SCL_…`), once a response carried it.
+    pub fn remote_tag(&self) -> Option<&str> {
+        self.remote_tag.as_deref()
+    }
+
     pub fn rtp_port(&self) -> u16 {
         self.rtp.local_addr().unwrap().port()
     }
