@@ -55,8 +55,8 @@ pub(crate) enum Ending {
     WrongPin,
     /// No PIN within the PIN timeout.
     PinTimeout,
-    /// The media session could not be started.
-    MediaFailure(String),
+    /// The media could not start, or stopped.
+    MediaFailure(MediaFault),
     /// The room refused the participant (full, over the rooms limit).
     JoinFailed(RoomError),
     /// Transferred away (REFER accepted, target answered).
@@ -66,7 +66,7 @@ pub(crate) enum Ending {
     /// The session timer expired without a refresh (RFC 4028).
     SessionExpired,
     /// The voice bot the call is streamed to closed its socket (or it failed).
-    StreamEnded(String),
+    StreamEnded(switchboard_streams::StreamEnd),
     /// A room participant asked for it (`lk.sip.EndCall`).
     EndedByParticipant(String),
 }
@@ -94,7 +94,9 @@ impl Ending {
             Ending::Transferred => "call transferred".into(),
             Ending::DialFailed(e) => e.to_string(),
             Ending::SessionExpired => "session timer expired".into(),
-            Ending::StreamEnded(why) => format!("the voice bot ended the stream: {why}"),
+            Ending::StreamEnded(end) => {
+                format!("the voice bot ended the stream: {}", stream_end_text(end))
+            }
             Ending::EndedByParticipant(who) => format!("ended by participant {who}"),
         }
     }
@@ -172,6 +174,27 @@ impl Ending {
     }
 }
 
+/// Why a call's media could not start or go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaFault {
+    /// The offer or the answer cannot be negotiated.
+    #[error(transparent)]
+    Sdp(#[from] switchboard_media::sdp::SdpError),
+    /// The media engine refused the negotiated media (its words: codec,
+    /// resampler or SRTP set-up).
+    #[error("media session: {0}")]
+    Session(String),
+    /// The media worker the call ran on stopped.
+    #[error("media worker stopped")]
+    WorkerStopped,
+    /// An SDP answer came without our offer.
+    #[error("an answer without our offer")]
+    NoOffer,
+    /// A second SDP answer came for ports already in use.
+    #[error("media already started on the call's ports")]
+    PortsTaken,
+}
+
 /// A SIP status with its standard reason phrase, as LiveKit's records
 /// carry it.
 pub(crate) fn sip_status(code: u16) -> SipStatus {
@@ -244,9 +267,10 @@ fn dial_outcome(error: &crate::DialError) -> (CallResult, DisconnectReason, u16)
             (CallResult::Failed, reason, *status)
         }
         DialError::RingingTimeout(_) => (CallResult::Failed, Reason::UserUnavailable, 408),
-        DialError::Transport(_) | DialError::Address(_) | DialError::DestinationRefused(_) => {
-            (CallResult::Failed, Reason::SipTrunkFailure, 503)
-        }
+        DialError::Transport(_)
+        | DialError::BadAnswer(_)
+        | DialError::Address(_)
+        | DialError::DestinationRefused(_) => (CallResult::Failed, Reason::SipTrunkFailure, 503),
         DialError::Media(_) => (CallResult::Failed, Reason::MediaFailure, 488),
         DialError::AuthMissing => (CallResult::Failed, Reason::SipTrunkFailure, 407),
         DialError::Abandoned => (CallResult::Cancelled, Reason::ClientInitiated, 487),
@@ -258,7 +282,7 @@ fn dial_outcome(error: &crate::DialError) -> (CallResult, DisconnectReason, u16)
 }
 
 /// A stream's end in the words of the BYE's Reason header and the log.
-pub(crate) fn stream_end_text(end: &switchboard_streams::StreamEnd) -> String {
+fn stream_end_text(end: &switchboard_streams::StreamEnd) -> String {
     use switchboard_streams::StreamEnd;
     match end {
         StreamEnd::BotClosed { code, .. } => match code {
@@ -514,7 +538,7 @@ impl Call {
         negotiated: NegotiatedMedia,
         media_timeout: Duration,
         room: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), MediaFault> {
         let mut session_config: SessionConfig = self.shared.config.session.clone();
         session_config.media_timeout = media_timeout;
         session_config.signalling_source = Some(self.peer.ip());
@@ -536,7 +560,7 @@ impl Call {
         let session =
             MediaSession::new(session_config, negotiated, Instant::now()).map_err(|e| {
                 warn!(call_id = %self.call_id, error = %e, "media session failed");
-                e.to_string()
+                MediaFault::Session(e.to_string())
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let bridge = RoomBridge::new(self.bridge.clone(), tx);
@@ -955,7 +979,7 @@ mod tests {
             ),
             (Ending::WrongPin, true, ("answered", "JOIN_FAILURE", 403)),
             (
-                Ending::MediaFailure("no worker".into()),
+                Ending::MediaFailure(MediaFault::WorkerStopped),
                 false,
                 ("failed", "MEDIA_FAILURE", 500),
             ),
@@ -981,7 +1005,9 @@ mod tests {
                 ("failed", "USER_UNAVAILABLE", 408),
             ),
             (
-                Ending::DialFailed(DialError::Media("no common codec".into())),
+                Ending::DialFailed(DialError::Media(MediaFault::Sdp(
+                    switchboard_media::sdp::SdpError::NoAudio,
+                ))),
                 false,
                 ("failed", "MEDIA_FAILURE", 488),
             ),

@@ -6,7 +6,7 @@
 //! is this module's (the actions every call has) and the leg's (inbound or
 //! outbound).
 
-use crate::call::{stream_end_text, Call};
+use crate::call::Call;
 use crate::info_dtmf::parse_info_dtmf;
 use crate::machine::{Action, DialogRequest, Input, Phase, Sent};
 use crate::session_timer::{min_se, supports_timer, timer_from_answer, SessionExpires};
@@ -210,7 +210,7 @@ impl Call {
             Wake::StreamEnded(end) => {
                 self.stream = None;
                 info!(call_id = %self.call_id, end = ?end, "media stream ended");
-                Some(Input::BotEnded(stream_end_text(&end)))
+                Some(Input::BotEnded(end))
             }
             Wake::Work(_) | Wake::Timer => None,
         }
@@ -247,7 +247,7 @@ impl Call {
                 let to = self.sent_as(txn)?;
                 self.forget_sent(txn);
                 info!(call_id = %self.call_id, request = ?to, ?reason, "request got no answer");
-                Some(Input::NoResponse(to))
+                Some(Input::NoResponse(to, reason))
             }
             Signal::Transfer(order) => {
                 let refused = self.refused_target(&order.refer_to);

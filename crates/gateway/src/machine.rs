@@ -13,7 +13,7 @@
 //! Each [`Phase`] says once what a BYE, a CANCEL, a transfer order, a room
 //! event or a timer means in it; nothing else in the gateway decides that.
 
-use crate::call::Ending;
+use crate::call::{Ending, MediaFault};
 use crate::deadlines::{Deadlines, Timer};
 use crate::outbound::DialError;
 use crate::refusal::Refusal;
@@ -25,6 +25,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use switchboard_media::dtmf::DtmfDigit;
 use switchboard_rooms::LeaveReason;
+use switchboard_sip::RequestFailure;
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,8 +243,8 @@ pub(crate) enum Input {
         /// The session timer a 2xx agrees to.
         session: Option<SessionTimer>,
     },
-    /// A request the call sent got no final response.
-    NoResponse(Sent),
+    /// A request the call sent got no final response, and why.
+    NoResponse(Sent, RequestFailure),
     /// The API orders a transfer (TransferSIPParticipant).
     Transfer {
         /// The REFER target.
@@ -274,8 +275,8 @@ pub(crate) enum Input {
     MediaTimeout,
     /// The media worker stopped.
     MediaStopped,
-    /// The voice bot's stream ended, in words.
-    BotEnded(String),
+    /// The voice bot's stream ended, and how.
+    BotEnded(switchboard_streams::StreamEnd),
     /// The PIN let the caller in; the new rule's maximum duration.
     PinAccepted(Option<Duration>),
     /// The PIN let nobody in.
@@ -681,11 +682,12 @@ impl CallMachine {
                 min_se,
                 session,
             } => self.invite_response(now, status, reason, min_se, session),
-            Input::NoResponse(Sent::Invite) => {
-                let error =
-                    self.dialling.cancelled.clone().unwrap_or_else(|| {
-                        DialError::Transport("no response to the INVITE".into())
-                    });
+            Input::NoResponse(Sent::Invite, failure) => {
+                let error = self
+                    .dialling
+                    .cancelled
+                    .clone()
+                    .unwrap_or(DialError::Transport(failure));
                 self.dial_failed(now, error);
             }
             Input::AnswerUnusable(error) => {
@@ -821,11 +823,11 @@ impl CallMachine {
                 min_se,
                 session,
             } => self.response(now, to, status, reason, min_se, session),
-            Input::NoResponse(Sent::Refresh) => {
+            Input::NoResponse(Sent::Refresh, _) => {
                 // RFC 4028 §10: a refresh that times out ends the session.
                 self.end(now, Ending::SessionExpired);
             }
-            Input::NoResponse(Sent::Refer) => self.transfer_over(Err(TransferError::Failed {
+            Input::NoResponse(Sent::Refer, _) => self.transfer_over(Err(TransferError::Failed {
                 status: 408,
                 reason: "Request Timeout".into(),
             })),
@@ -838,11 +840,9 @@ impl CallMachine {
                 self.act(Action::SetStatus(CallStatus::Active));
             }
             Input::MediaTimeout => self.end(now, Ending::MediaTimeout),
-            Input::MediaStopped => {
-                self.end(now, Ending::MediaFailure("media worker stopped".into()))
-            }
-            Input::BotEnded(why) if self.settings.bot_close_hangs_up => {
-                self.end(now, Ending::StreamEnded(why))
+            Input::MediaStopped => self.end(now, Ending::MediaFailure(MediaFault::WorkerStopped)),
+            Input::BotEnded(end) if self.settings.bot_close_hangs_up => {
+                self.end(now, Ending::StreamEnded(end))
             }
             Input::PinAccepted(max_duration) if self.phase == Phase::CollectingPin => {
                 self.deadlines.clear(Timer::PinTimeout);
@@ -1194,7 +1194,7 @@ impl CallMachine {
             // A BYE crossing ours: answered; ours still ends the call.
             Input::Request(DialogRequest::Bye) => self.act(Action::Reply(200)),
             Input::Request(_) => self.act(Action::Reply(481)),
-            Input::NotSent(Sent::Bye) | Input::NoResponse(Sent::Bye) => self.finish(),
+            Input::NotSent(Sent::Bye) | Input::NoResponse(Sent::Bye, _) => self.finish(),
             Input::Response {
                 to: Sent::Bye,
                 status,

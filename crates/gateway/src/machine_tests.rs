@@ -267,7 +267,7 @@ fn a_refresh_without_answer_is_sent_again_once_then_the_session_ends_on_its_time
     assert_eq!(h.elapsed(), 1800 * SECOND);
     // The transaction gives up: RFC 4028 §10, the session is gone.
     assert_eq!(
-        h.feed(Input::NoResponse(Sent::Refresh)),
+        h.feed(Input::NoResponse(Sent::Refresh, RequestFailure::Timeout)),
         [Action::SendBye(Ending::SessionExpired)]
     );
 }
@@ -830,4 +830,22 @@ fn nothing_moves_an_ended_call() {
         assert_eq!(h.feed(input), []);
     }
     assert_eq!(h.machine.poll_timeout(), None);
+}
+
+#[test]
+fn the_bot_closing_its_stream_hangs_up_unless_configured_not_to() {
+    let closed = switchboard_streams::StreamEnd::BotClosed {
+        code: Some(1000),
+        reason: String::new(),
+    };
+    let mut h = Harness::inbound().answered_inbound();
+    assert_eq!(
+        h.feed(Input::BotEnded(closed.clone())),
+        [Action::SendBye(Ending::StreamEnded(closed.clone()))]
+    );
+    let mut h = Harness::inbound();
+    h.machine.settings.bot_close_hangs_up = false;
+    let mut h = h.answered_inbound();
+    assert_eq!(h.feed(Input::BotEnded(closed)), []);
+    assert_eq!(h.machine.phase(), Phase::Answered);
 }

@@ -5,7 +5,7 @@
 //! is the call's machine's decision (`crate::machine`); this module carries
 //! out the actions only an outbound call has.
 
-use crate::call::{count_ended, direction, sip_uri, Call, CallPolicy, Ending};
+use crate::call::{count_ended, direction, sip_uri, Call, CallPolicy, Ending, MediaFault};
 use crate::driver::{Leg, WorkDone};
 use crate::machine::{Action, CallMachine, Input, Route, Sent, Settings};
 use crate::media_config::{media_config, media_timeout};
@@ -24,8 +24,9 @@ use switchboard_routing::livekit_protocol::{SipCallDirection, SipHeaderOptions, 
 use switchboard_routing::{header_attributes, CallInput};
 use switchboard_sip::auth::{ChallengeKind, DigestClient};
 use switchboard_sip::dialog::Dialog;
+use switchboard_sip::dialog::DialogError;
 use switchboard_sip::message::{HeaderName, Headers, Method, Request, Response};
-use switchboard_sip::{Destination, Flow, Transport};
+use switchboard_sip::{Destination, Flow, RequestFailure, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -139,12 +140,19 @@ pub enum DialError {
     /// No answer within the ringing timeout (the INVITE was cancelled).
     #[error("sip request timed out: no answer within {0:?}")]
     RingingTimeout(Duration),
-    /// The INVITE got no response at all, or the transport failed.
-    #[error("transaction failed to complete: {0}")]
-    Transport(String),
-    /// The offer or the answer could not be negotiated.
+    /// The INVITE got no final response, or the transport failed.
+    #[error("transaction failed to complete: {}", match .0 {
+        RequestFailure::Timeout => "no final response in time",
+        RequestFailure::Transport => "the transport could not deliver it",
+    })]
+    Transport(RequestFailure),
+    /// The callee's 200 OK cannot form a dialog (no Contact, no To tag).
+    #[error("the 200 OK cannot form a dialog: {0}")]
+    BadAnswer(DialogError),
+    /// The offer or the answer could not be negotiated, or the media could
+    /// not start.
     #[error("media: {0}")]
-    Media(String),
+    Media(MediaFault),
     /// The participant left or was removed before the answer.
     #[error("participant left before the call was answered")]
     Abandoned,
@@ -503,7 +511,8 @@ impl OutboundCall {
             .map(|(txn, _)| *txn);
         match invite {
             Some(txn) if self.call.shared.sip.cancel(txn) => None,
-            _ => Some(Input::NoResponse(Sent::Invite)),
+            // Over already (its final response is on the way) or never sent.
+            _ => Some(Input::NoResponse(Sent::Invite, RequestFailure::Timeout)),
         }
     }
 
@@ -542,7 +551,7 @@ impl OutboundCall {
         let mut negotiator = SdpNegotiator::new(media, local);
         let offer = negotiator
             .create_offer(Direction::SendRecv)
-            .map_err(|e| DialError::Media(e.to_string()))?;
+            .map_err(|e| DialError::Media(MediaFault::Sdp(e)))?;
         self.call.negotiator = Some(negotiator);
         Ok((offer, ports))
     }
@@ -594,13 +603,13 @@ impl OutboundCall {
             .call
             .negotiator
             .as_mut()
-            .ok_or_else(|| DialError::Media("no offer".into()))?
+            .ok_or(DialError::Media(MediaFault::NoOffer))?
             .accept_answer(&answer)
-            .map_err(|e| DialError::Media(e.to_string()))?;
+            .map_err(|e| DialError::Media(MediaFault::Sdp(e)))?;
         let ports = self
             .ports
             .take()
-            .ok_or_else(|| DialError::Media("ports already in use".into()))?;
+            .ok_or(DialError::Media(MediaFault::PortsTaken))?;
         let timeout =
             media_timeout(&self.request.media).unwrap_or(self.call.shared.config.media_timeout);
         let room = self.request.room.clone();
@@ -635,15 +644,15 @@ impl OutboundCall {
         self.dial_tone = None;
         let (Some((response, flow)), Some(invite)) = (self.call.response.take(), &self.invite)
         else {
-            return Input::Failed(Ending::DialFailed(DialError::Transport("no 200".into())));
+            // The machine asks only after our INVITE's 200 came.
+            return Input::Failed(Ending::DialFailed(DialError::Abandoned));
         };
         // The dialog's requests go back along the 200's flow (the same
         // connection for TCP and TLS).
         let dialog = match Dialog::new_uac(invite, &response, flow) {
             Ok(dialog) => dialog,
             Err(e) => {
-                let error = DialError::Transport(format!("bad 200: {e}"));
-                return Input::Failed(Ending::DialFailed(error));
+                return Input::Failed(Ending::DialFailed(DialError::BadAnswer(e)));
             }
         };
         let id = dialog.id.clone();

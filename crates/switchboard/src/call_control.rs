@@ -354,6 +354,9 @@ fn dial_error(error: DialError) -> TwirpError {
         DialError::Transport(_) => TwirpError::new(Code::Unavailable, message)
             .with_meta("sip_status_code", "408")
             .with_meta("sip_status", "Request Timeout"),
+        // The callee answered with a 200 that cannot form a dialog: a
+        // broken trunk, as a 502 from it would be.
+        DialError::BadAnswer(_) => TwirpError::new(Code::Unavailable, message),
         DialError::Abandoned => TwirpError::new(Code::Aborted, message),
     }
 }
