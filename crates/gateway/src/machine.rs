@@ -664,6 +664,9 @@ impl CallMachine {
     /// The answered call's timers start.
     fn start_call(&mut self, now: Instant) {
         self.phase = Phase::Answered;
+        for before_the_answer in [Timer::RingingTimeout, Timer::RingAgain, Timer::CancelGiveUp] {
+            self.deadlines.clear(before_the_answer);
+        }
         let answered = self.answered_at.unwrap_or(now);
         let max = self.max_duration.unwrap_or(self.settings.max_duration);
         self.deadlines.set(Timer::MaxDuration, answered, max);

@@ -198,6 +198,8 @@ fn a_ringing_timeout_is_refused_with_the_rules_status() {
 #[test]
 fn a_day_long_call_is_hung_up_at_24_hours_and_not_a_microsecond_before() {
     let mut h = Harness::inbound().answered_inbound();
+    // Nothing else is timed: an idle call wakes once, at its end.
+    assert_eq!(h.machine.poll_timeout(), Some(h.start + 24 * HOUR));
     assert_eq!(h.advance(24 * HOUR - Duration::from_micros(1)), []);
     assert_eq!(h.wake(), [Action::SendBye(Ending::MaxDuration)]);
     assert_eq!(h.elapsed(), 24 * HOUR);
@@ -848,4 +850,70 @@ fn the_bot_closing_its_stream_hangs_up_unless_configured_not_to() {
     let mut h = h.answered_inbound();
     assert_eq!(h.feed(Input::BotEnded(closed)), []);
     assert_eq!(h.machine.phase(), Phase::Answered);
+}
+
+#[test]
+fn a_422_to_our_invite_asks_again_with_the_callees_min_se_and_fails_without_one() {
+    let mut h = Harness::outbound();
+    h.feed(dial(30, false));
+    let too_small = |min_se: Option<u64>| Input::Response {
+        to: Sent::Invite,
+        status: 422,
+        reason: "Session Interval Too Small".into(),
+        min_se: min_se.map(Duration::from_secs),
+        session: None,
+    };
+    assert_eq!(
+        h.feed(too_small(Some(3600))),
+        [Action::SendInvite {
+            session_expires: 3600 * SECOND,
+            authenticate: false
+        }]
+    );
+    // A Min-SE no higher than what we asked already cannot help.
+    let refused = DialError::Sip {
+        status: 422,
+        reason: "Session Interval Too Small".into(),
+    };
+    assert_eq!(
+        h.feed(too_small(Some(3600))),
+        [
+            Action::DialResult(Err(refused.clone())),
+            Action::Finish(Ending::DialFailed(refused))
+        ]
+    );
+}
+
+#[test]
+fn the_callees_200_sets_the_session_timer_it_names() {
+    let mut h = Harness::outbound();
+    h.feed(dial(30, false));
+    let ok = Input::Response {
+        to: Sent::Invite,
+        status: 200,
+        reason: "OK".into(),
+        min_se: None,
+        session: Some(SessionTimer {
+            interval: 1800 * SECOND,
+            we_refresh: true,
+        }),
+    };
+    assert_eq!(h.feed(ok), [Action::Confirm]);
+    h.feed(Input::Answered);
+    assert_eq!(h.wake(), [Action::SendRefresh(1800 * SECOND)]);
+    assert_eq!(h.elapsed(), 900 * SECOND);
+}
+
+#[test]
+fn an_invite_nobody_answers_fails_with_the_transports_cause() {
+    let mut h = Harness::outbound();
+    h.feed(dial(30, false));
+    let failed = DialError::Transport(RequestFailure::Timeout);
+    assert_eq!(
+        h.feed(Input::NoResponse(Sent::Invite, RequestFailure::Timeout)),
+        [
+            Action::DialResult(Err(failed.clone())),
+            Action::Finish(Ending::DialFailed(failed))
+        ]
+    );
 }
