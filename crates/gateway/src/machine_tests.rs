@@ -44,6 +44,14 @@ impl Harness {
         }
     }
 
+    /// An inbound call that rings (180 s), nobody in the room yet.
+    fn ringing() -> Harness {
+        let mut h = Harness::inbound();
+        assert_eq!(h.feed(ring(180)), [Action::Ring]);
+        assert_eq!(h.feed(Input::Rung { audience: false }), []);
+        h
+    }
+
     fn outbound() -> Harness {
         let start = Instant::now();
         Harness {
@@ -111,6 +119,16 @@ impl Harness {
         );
         assert_eq!(self.machine.phase(), Phase::Answered);
         self
+    }
+}
+
+/// A transfer order to one desk, within 30 s.
+fn to_the_desk(dialtone: bool) -> Input {
+    Input::Transfer {
+        refer_to: "sip:desk@example.com".into(),
+        timeout: 30 * SECOND,
+        dialtone,
+        refused: None,
     }
 }
 
@@ -390,12 +408,7 @@ fn a_right_pin_bridges_the_call_and_its_rules_limit_counts_from_the_answer() {
 #[test]
 fn a_transfer_without_outcome_fails_at_its_timeout_and_gives_the_caller_the_room_back() {
     let mut h = Harness::inbound().answered_inbound();
-    let order = Input::Transfer {
-        refer_to: "sip:desk@example.com".into(),
-        timeout: 30 * SECOND,
-        dialtone: true,
-        refused: None,
-    };
+    let order = to_the_desk(true);
     assert_eq!(
         h.feed(order),
         [Action::SendRefer, Action::TransferTone(true)]
@@ -418,9 +431,7 @@ fn a_transfer_without_outcome_fails_at_its_timeout_and_gives_the_caller_the_room
 
 #[test]
 fn a_cancel_that_beats_our_200_ends_the_call_without_a_bye() {
-    let mut h = Harness::inbound();
-    h.feed(ring(180));
-    h.feed(Input::Rung { audience: false });
+    let mut h = Harness::ringing();
     assert_eq!(h.feed(Input::AudienceReady), [Action::Answer(None)]);
     // The core answered the CANCEL's INVITE with 487 first: our 200
     // cannot go out.
@@ -439,9 +450,7 @@ fn a_cancel_that_crosses_our_200_changes_nothing() {
 
 #[test]
 fn a_cancel_while_ringing_ends_the_call_without_another_final_response() {
-    let mut h = Harness::inbound();
-    h.feed(ring(180));
-    h.feed(Input::Rung { audience: false });
+    let mut h = Harness::ringing();
     assert_eq!(
         h.feed(Input::Cancelled),
         [Action::Finish(Ending::Cancelled)]
@@ -618,12 +627,7 @@ fn the_callers_bye_ends_the_call_without_ours() {
 #[test]
 fn a_reinvite_during_a_transfer_is_answered_and_the_transfer_goes_on() {
     let mut h = Harness::inbound_with(Some("1800;refresher=uac"), true).answered_inbound();
-    h.feed(Input::Transfer {
-        refer_to: "sip:desk@example.com".into(),
-        timeout: 30 * SECOND,
-        dialtone: false,
-        refused: None,
-    });
+    h.feed(to_the_desk(false));
     h.feed(Input::Sent(Sent::Refer, 2));
     h.advance(2 * SECOND);
     let hold = Input::Request(DialogRequest::Offer {
@@ -638,12 +642,7 @@ fn a_reinvite_during_a_transfer_is_answered_and_the_transfer_goes_on() {
     assert_eq!(h.feed(hold), [Action::Renegotiate(Some(answer))]);
     assert_eq!(h.machine.phase(), Phase::Transferring);
     // A second order to the same target waits for the same outcome.
-    let again = Input::Transfer {
-        refer_to: "sip:desk@example.com".into(),
-        timeout: 30 * SECOND,
-        dialtone: false,
-        refused: None,
-    };
+    let again = to_the_desk(false);
     assert_eq!(h.feed(again), [Action::JoinTransfer]);
     let notify = |frag: &str| {
         Input::Request(DialogRequest::Notify {
@@ -673,12 +672,7 @@ fn a_notify_for_another_refer_or_event_is_refused() {
         })
     };
     assert_eq!(h.feed(notify(true, "2")), [Action::Reply(481)], "no REFER");
-    h.feed(Input::Transfer {
-        refer_to: "sip:desk@example.com".into(),
-        timeout: 30 * SECOND,
-        dialtone: false,
-        refused: None,
-    });
+    h.feed(to_the_desk(false));
     h.feed(Input::Sent(Sent::Refer, 2));
     assert_eq!(h.feed(notify(false, "2")), [Action::Reply(489)]);
     assert_eq!(h.feed(notify(true, "7")), [Action::Reply(481)]);
@@ -688,12 +682,7 @@ fn a_notify_for_another_refer_or_event_is_refused() {
 #[test]
 fn a_call_that_ends_mid_transfer_reports_the_transfer_done() {
     let mut h = Harness::inbound().answered_inbound();
-    h.feed(Input::Transfer {
-        refer_to: "sip:desk@example.com".into(),
-        timeout: 30 * SECOND,
-        dialtone: false,
-        refused: None,
-    });
+    h.feed(to_the_desk(false));
     assert_eq!(
         h.feed(Input::Request(DialogRequest::Bye)),
         [
@@ -755,9 +744,7 @@ fn an_ack_that_never_comes_hangs_up_an_answered_call() {
 
 #[test]
 fn a_room_that_disappears_while_ringing_refuses_the_call() {
-    let mut h = Harness::inbound();
-    h.feed(ring(180));
-    h.feed(Input::Rung { audience: false });
+    let mut h = Harness::ringing();
     assert_eq!(
         h.feed(Input::RoomGone(LeaveReason::RoomDeleted)),
         [
@@ -809,9 +796,7 @@ fn a_bot_connection_is_waited_for_and_a_cancel_meanwhile_ends_the_call() {
 
 #[test]
 fn a_call_ended_by_a_participant_while_ringing_is_declined() {
-    let mut h = Harness::inbound();
-    h.feed(ring(180));
-    h.feed(Input::Rung { audience: false });
+    let mut h = Harness::ringing();
     let actions = h.feed(Input::EndCall {
         from: "agent".into(),
     });
