@@ -23,11 +23,13 @@ impl Call {
             Action::SetStatus(status) => self.set_status(status),
             Action::Reply(status) => self.reply(ResponseSpec::new(status)),
             Action::Renegotiate(session) => {
-                if let Some(s) = session {
-                    debug!(call_id = %self.call_id, interval = ?s.interval, refresher = ?s.refresher, "session refreshed by the peer");
-                }
                 let spec = self.renegotiate(session).await;
+                let refreshed = (200..300).contains(&spec.status);
                 self.reply(spec);
+                if let Some(s) = session.filter(|_| refreshed) {
+                    debug!(call_id = %self.call_id, interval = ?s.interval, refresher = ?s.refresher, "session refreshed by the peer");
+                    return Some(Input::PeerRefreshed(s));
+                }
             }
             Action::AcceptRefresh => self.accept_refresh().await,
             Action::SendRefresh(interval) => return Some(self.send_refresh(interval)),

@@ -226,6 +226,9 @@ pub(crate) enum Input {
     AckTimeout,
     /// A request of the far end in the dialog.
     Request(DialogRequest),
+    /// Our 2xx to the peer's re-INVITE or UPDATE is out, with these
+    /// session-timer terms: the session is refreshed.
+    PeerRefreshed(SessionAnswer),
     /// A request the machine asked for is out, with its CSeq.
     Sent(Sent, u32),
     /// A request the machine asked for could not be sent (no dialog).
@@ -333,7 +336,8 @@ pub(crate) enum Action {
     /// Answer the far end's request with this status.
     Reply(u16),
     /// Answer the far end's re-INVITE or UPDATE: its SDP, and the session
-    /// timer's headers when a timer runs.
+    /// timer's headers when a timer runs; report [`Input::PeerRefreshed`]
+    /// when the answer is a 2xx.
     Renegotiate(Option<SessionAnswer>),
     /// ACK our refresh's 2xx and take its SDP.
     AcceptRefresh,
@@ -816,6 +820,7 @@ impl CallMachine {
             }
             Input::AckTimeout => self.end(now, Ending::AckTimeout),
             Input::Request(request) => self.dialog_request(now, request),
+            Input::PeerRefreshed(answer) => self.peer_refreshed(now, answer),
             Input::Sent(sent, cseq) => self.sent(sent, cseq),
             Input::NotSent(Sent::Refer) => self.transfer_over(Err(TransferError::NotEstablished)),
             Input::NotSent(Sent::Refresh) => self.refreshing = false,
@@ -899,7 +904,7 @@ impl CallMachine {
                 session_expires,
                 peer_supports,
             } => {
-                let session = self.peer_refreshed(now, session_expires, peer_supports);
+                let session = self.session_answer(session_expires, peer_supports);
                 self.act(Action::Renegotiate(session));
             }
             DialogRequest::Notify {
@@ -917,31 +922,39 @@ impl CallMachine {
         }
     }
 
-    /// A re-INVITE or UPDATE from the peer refreshes the session: its
-    /// Session-Expires (if not below our Min-SE), the refresher it names,
-    /// the clock restarted; the 2xx says the interval.
-    fn peer_refreshed(
-        &mut self,
-        now: Instant,
+    /// What a 2xx to the peer's re-INVITE or UPDATE says of the session
+    /// timer: its Session-Expires (if not below our Min-SE, else ours),
+    /// the refresher it names. Only a 2xx refreshes the session (RFC 4028
+    /// §10), so nothing changes until [`Input::PeerRefreshed`].
+    fn session_answer(
+        &self,
         asked: Option<SessionExpires>,
         peer_supports: bool,
     ) -> Option<SessionAnswer> {
-        let mut timer = self.session_timer?;
-        if let Some(se) = asked {
-            if se.interval >= self.settings.min_session_expires {
-                timer.interval = se.interval;
-            }
-        }
-        // In this request the peer is the UAC: refresher=uac means them.
-        let refresher = refresher_for_request(asked, peer_supports);
-        timer.we_refresh = refresher == Refresher::Uas;
-        self.session_timer = Some(timer);
-        self.deadlines.arm_session(Some(timer), now);
+        let timer = self.session_timer?;
+        let interval = asked
+            .map(|se| se.interval)
+            .filter(|interval| *interval >= self.settings.min_session_expires)
+            .unwrap_or(timer.interval);
         Some(SessionAnswer {
-            interval: timer.interval,
-            refresher,
+            interval,
+            // In this request the peer is the UAC: refresher=uac means them.
+            refresher: refresher_for_request(asked, peer_supports),
             peer_supports,
         })
+    }
+
+    /// The peer's refresh was answered 2xx: the session runs on from now.
+    fn peer_refreshed(&mut self, now: Instant, answer: SessionAnswer) {
+        if self.session_timer.is_none() {
+            return;
+        }
+        let timer = SessionTimer {
+            interval: answer.interval,
+            we_refresh: answer.refresher == Refresher::Uas,
+        };
+        self.session_timer = Some(timer);
+        self.deadlines.arm_session(Some(timer), now);
     }
 
     fn sent(&mut self, sent: Sent, cseq: u32) {

@@ -324,6 +324,7 @@ fn a_peer_that_stops_refreshing_an_1800_s_session_loses_it_32_s_early() {
             peer_supports: true,
         };
         assert_eq!(h.feed(refresh()), [Action::Renegotiate(Some(answer))]);
+        assert_eq!(h.feed(Input::PeerRefreshed(answer)), []);
     }
     let last = h.elapsed();
     assert_eq!(h.wake(), [Action::SendBye(Ending::SessionExpired)]);
@@ -900,5 +901,23 @@ fn an_invite_nobody_answers_fails_with_the_transports_cause() {
             Action::DialResult(Err(failed.clone())),
             Action::Finish(Ending::DialFailed(failed))
         ]
+    );
+}
+
+#[test]
+fn a_reinvite_we_refuse_does_not_refresh_the_session() {
+    let mut h = Harness::inbound_with(Some("1800;refresher=uac"), true).answered_inbound();
+    h.advance(1000 * SECOND);
+    let offer = Input::Request(DialogRequest::Offer {
+        session_expires: SessionExpires::parse("1800;refresher=uac"),
+        peer_supports: true,
+    });
+    // Answered 488 (no codec in common, say): no PeerRefreshed follows.
+    assert_eq!(h.feed(offer).len(), 1);
+    assert_eq!(h.wake(), [Action::SendBye(Ending::SessionExpired)]);
+    assert_eq!(
+        h.elapsed(),
+        1768 * SECOND,
+        "the answer's clock, not the re-INVITE's"
     );
 }
