@@ -455,7 +455,7 @@ impl Call {
     }
 
     /// The call's participant is in its room.
-    pub(crate) fn note_joined(&self, room: &str, participant: &Participant) {
+    fn note_joined(&self, room: &str, participant: &Participant) {
         let info = participant.info();
         let room_sid = self
             .shared
@@ -472,6 +472,27 @@ impl Call {
                 record.call_status = SipCallStatus::ScsParticipantJoined as i32;
             }
         });
+    }
+
+    /// The call's participant is in `room` (the call is for it).
+    pub(crate) fn joined(&mut self, room: &str, participant: Participant) {
+        self.note_joined(room, &participant);
+        self.participant = Some(participant);
+    }
+
+    /// The call's dialog exists: the SIP core keeps it and its requests
+    /// come to this call. The route is in place with the dialog (routes
+    /// before the endpoint, the gateway's one lock order), so no request
+    /// of the dialog finds it without a call.
+    pub(crate) fn adopt_dialog(&mut self, dialog: switchboard_sip::dialog::Dialog) -> DialogId {
+        let id = dialog.id.clone();
+        {
+            let mut routes = self.shared.routes();
+            self.shared.sip.insert_dialog(dialog);
+            routes.dialogs.insert(id.clone(), self.self_tx.clone());
+        }
+        self.dialog = Some(id.clone());
+        id
     }
 
     /// The call is answered now.

@@ -605,8 +605,7 @@ impl InboundCall {
                     status = status.as_str(),
                     "caller joined the room"
                 );
-                self.call.note_joined(&room, &participant);
-                self.call.participant = Some(participant);
+                self.call.joined(&room, participant);
                 Ok(())
             }
             Err(e) => {
@@ -757,13 +756,7 @@ impl InboundCall {
                 return Err(Ending::Refused(refusal));
             }
         };
-        let id = dialog.id.clone();
-        {
-            let mut routes = self.call.shared.routes();
-            self.call.shared.sip.insert_dialog(dialog);
-            routes.dialogs.insert(id.clone(), self.call.self_tx.clone());
-        }
-        self.call.dialog = Some(id);
+        self.call.adopt_dialog(dialog);
         if !self.respond(spec) {
             // The CANCEL won the race and the core answered 487.
             return Err(Ending::Cancelled);

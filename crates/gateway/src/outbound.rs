@@ -221,8 +221,7 @@ pub(crate) async fn dial(
         room: request.room.clone(),
         call_id: call.call_id.clone(),
     };
-    call.note_joined(&request.room, &participant);
-    call.participant = Some(participant);
+    call.joined(&request.room, participant);
     info!(
         call_id = %call.call_id,
         room = %request.room,
@@ -655,19 +654,12 @@ impl OutboundCall {
                 return Input::Failed(Ending::DialFailed(DialError::BadAnswer(e)));
             }
         };
-        let id = dialog.id.clone();
         let invite_seq = invite.cseq().map(|c| c.seq);
         let sip = self.call.shared.sip.clone();
-        sip.insert_dialog(dialog);
-        self.call
-            .shared
-            .routes()
-            .dialogs
-            .insert(id.clone(), self.call.self_tx.clone());
+        let id = self.call.adopt_dialog(dialog);
         if let Some(ack) = sip.with_dialog(&id, |d| d.request(Method::Ack, invite_seq)) {
             sip.send_ack(ack, Destination::Flow(flow));
         }
-        self.call.dialog = Some(id);
         self.call.flow = flow;
         self.call.peer = flow.remote;
         self.call.mark_answered();
