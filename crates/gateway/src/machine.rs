@@ -405,7 +405,6 @@ pub(crate) struct CallMachine {
     /// The digits after the answer are still being sent.
     automating: bool,
     max_duration: Option<Duration>,
-    ringing_timeout: Duration,
     timeout_status: Option<u16>,
     ringing_gap: Duration,
     /// The caller's Session-Expires and timer support (inbound INVITE).
@@ -456,7 +455,6 @@ impl CallMachine {
             acked: false,
             automating: false,
             max_duration: None,
-            ringing_timeout: Duration::ZERO,
             timeout_status: None,
             invite_session: (None, false),
             session_timer: None,
@@ -559,7 +557,6 @@ impl CallMachine {
                 max_duration,
                 bot,
             } => {
-                self.ringing_timeout = ringing_timeout;
                 self.timeout_status = timeout_status;
                 self.max_duration = max_duration;
                 // The ringing timeout counts from the INVITE, the repeats
@@ -695,7 +692,7 @@ impl CallMachine {
                     .cancelled
                     .clone()
                     .unwrap_or(DialError::Transport(failure));
-                self.dial_failed(now, error);
+                self.end_dial(now, error);
             }
             Input::AnswerUnusable(error) => {
                 // The callee is answered (and ACKed): the BYE says why not.
@@ -759,7 +756,7 @@ impl CallMachine {
                         authenticate: false,
                     });
                 }
-                None => self.dial_failed(now, DialError::Sip { status, reason }),
+                None => self.end_dial(now, DialError::Sip { status, reason }),
             },
             401 | 407 if !cancelled && self.dialling.challenges < MAX_CHALLENGES => {
                 self.dialling.challenges += 1;
@@ -773,7 +770,7 @@ impl CallMachine {
                     Some(error) => error,
                     None => DialError::Sip { status, reason },
                 };
-                self.dial_failed(now, error);
+                self.end_dial(now, error);
             }
         }
     }
@@ -794,7 +791,7 @@ impl CallMachine {
         self.act(Action::Cancel);
     }
 
-    fn dial_failed(&mut self, now: Instant, error: DialError) {
+    fn end_dial(&mut self, now: Instant, error: DialError) {
         self.end(now, Ending::DialFailed(error));
     }
 
@@ -1154,7 +1151,7 @@ impl CallMachine {
                     .cancelled
                     .clone()
                     .unwrap_or(DialError::Abandoned);
-                self.dial_failed(now, error);
+                self.end_dial(now, error);
             }
             (Phase::CollectingPin, Timer::PinTimeout) => self.end(now, Ending::PinTimeout),
             (Phase::RefusingPin, Timer::WrongPinPrompt) => self.end(now, Ending::WrongPin),
