@@ -961,3 +961,23 @@ async fn a_room_mixes_at_its_members_rate_and_rises_when_a_wider_one_joins() {
         "8 kHz members now resampled"
     );
 }
+
+/// A caller whose very first RTP packet is an RFC 4733 digit (no audio
+/// before it): the digit reaches the room's other member, from the SIP
+/// participant, and so does the next one. (Stop 24 saw a first digit lost
+/// on the SDK path; this pins the phone → room part of it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digit_as_the_callers_first_packet_reaches_the_room() {
+    let sb = common::routes::start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    common::routes::open_route(&sb, "");
+    let mut listener = Client::join(sb.api.unwrap(), "r", "listener", 8_000).await;
+    let (uac, rtp) = tokio::task::block_in_place(|| common::routes::answered_call(&sb));
+    for (code, seq, timestamp, digit) in [(5u8, 100u16, 16_000u32, "5"), (7, 103, 16_800, "7")] {
+        tokio::task::block_in_place(|| send_telephone_event(&uac, rtp, code, seq, timestamp));
+        let got = tokio::time::timeout(Duration::from_secs(3), listener.expect("dtmf"))
+            .await
+            .unwrap_or_else(|_| panic!("digit {digit} never reached the room\n{}", sb.log()));
+        assert_eq!(got["digit"], digit, "{got}");
+        assert_eq!(got["from"], "sip_+15550199", "{got}");
+    }
+}
