@@ -1364,3 +1364,29 @@ fn an_sdk_client_and_a_phone_on_another_replica_meet_in_the_room_its_owner_serve
     // Neither B's caller nor B's client made a room of their own on B.
     assert!(!b.log().contains("room lease taken"), "{}", b.log());
 }
+
+/// A caller presses keys right after the answer, while the SDK client's
+/// subscriber transport and data channels are still opening (the client
+/// is in the room, its transports connect tens of milliseconds later):
+/// every digit reaches it, in order. They were dropped until the channel
+/// opened (found here: the first digits lost in 3 runs of 3).
+#[test]
+fn digits_pressed_right_after_the_answer_reach_an_sdk_client_still_opening_its_channels() {
+    let sb = start(&[("SWITCHBOARD_CALLS__ANSWER", "immediate")]);
+    open_route(&sb, "");
+    let client = SdkClient::join(&sb, "r", "app", 440.0, 6.0, "");
+    wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
+    let (uac, rtp) = answered_call(&sb);
+    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
+        let i = u16::try_from(i).unwrap();
+        send_telephone_event(&uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
+    }
+    let report = client.report(&sb);
+    let digits: Vec<&str> = report["dtmf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digit"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(digits, ["1", "5", "#"], "{report}\n{}", sb.log());
+}

@@ -24,7 +24,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use switchboard_media::codec::opus::{OpusDecoder, OpusEncoder, OpusSettings};
 use tracing::{debug, info, warn};
 
-use crate::peer::{Peer, PeerError, OPUS_PAYLOAD_TYPE};
+use crate::peer::{Peer, PeerError, UntilOpen, OPUS_PAYLOAD_TYPE};
 use crate::session::Side;
 
 /// The `cid` of the track we publish (LiveKit matches the SDP's track to
@@ -321,12 +321,17 @@ impl Client {
         }
     }
 
-    /// Sends a data packet on the publisher's reliable (or lossy) channel;
-    /// `false` while it is not open.
+    /// Sends a data packet on the publisher's reliable (or lossy) channel:
+    /// a reliable one waits for its channel to open (up to a bound), a
+    /// lossy one is dropped until then (`false`).
     pub fn send_data(&mut self, now: Instant, packet: &proto::DataPacket, reliable: bool) -> bool {
-        let label = if reliable { "_reliable" } else { "_lossy" };
+        let (label, until_open) = if reliable {
+            ("_reliable", UntilOpen::Queue)
+        } else {
+            ("_lossy", UntilOpen::Drop)
+        };
         self.publisher
-            .send_data(now, label, &packet.encode_to_vec())
+            .send_data(now, label, &packet.encode_to_vec(), until_open)
     }
 
     /// Mixes the next 20 ms of every remote track into `out` (one frame at
@@ -371,7 +376,7 @@ impl Client {
                 .push_back(request(proto::signal_request::Message::Ping(unix_ms())));
             self.next_ping = Some(now + self.ping_interval);
         }
-        self.after_io();
+        self.after_io(now);
     }
 
     /// A datagram arrived on `side`'s socket.
@@ -380,7 +385,7 @@ impl Client {
             Side::Subscriber => self.subscriber.handle_datagram(now, from, data),
             Side::Publisher => self.publisher.handle_datagram(now, from, data),
         }
-        self.after_io();
+        self.after_io(now);
     }
 
     /// The next datagram to send: from which transport's socket, to where.
@@ -392,13 +397,15 @@ impl Client {
         Some((Side::Publisher, to, data.to_vec()))
     }
 
-    fn after_io(&mut self) {
+    fn after_io(&mut self, now: Instant) {
         while let Some(event) = self.subscriber.poll_event() {
             self.on_peer_event(Side::Subscriber, event);
         }
         while let Some(event) = self.publisher.poll_event() {
             self.on_peer_event(Side::Publisher, event);
         }
+        // A channel that opened takes what waited for it.
+        self.publisher.flush_waiting(now);
         while let Some(message) = self.subscriber.poll_read() {
             match message.message {
                 RTCMessage::RtpPacket(_, packet)

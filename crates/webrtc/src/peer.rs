@@ -25,6 +25,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,28 @@ pub struct Peer {
     candidate: RTCIceCandidateInit,
     /// Data channels open now, by label.
     open_channels: Vec<(String, RTCDataChannelId)>,
+    /// Messages for a channel that is not open yet, in order, with their
+    /// total size: the client's channels open a few round trips after the
+    /// transport connects, and a caller's first digit must not be lost in
+    /// that window.
+    waiting: VecDeque<(String, Bytes)>,
+    waiting_bytes: usize,
 }
+
+/// What becomes of a message for a data channel that is not open (yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UntilOpen {
+    /// Kept, and sent in order once the channel opens (reliable data).
+    Queue,
+    /// Dropped (lossy data).
+    Drop,
+}
+
+/// Most messages kept for channels not open yet; a client that never opens
+/// them costs no more than this.
+const MAX_WAITING_MESSAGES: usize = 256;
+/// Most bytes kept for channels not open yet.
+const MAX_WAITING_BYTES: usize = 256 * 1024;
 
 impl Peer {
     /// A server's peer connection (ICE-lite) whose only candidate is
@@ -133,6 +155,8 @@ impl Peer {
             local: advertised,
             candidate,
             open_channels: Vec::new(),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
         })
     }
 
@@ -376,12 +400,57 @@ impl Peer {
         Ok(rtp_sender.write_rtp(now, rtc::rtp::Packet { header, payload })?)
     }
 
-    /// Sends a binary message on the data channel labelled `label`, if it
-    /// is open.
-    pub fn send_data(&mut self, now: Instant, label: &str, data: &[u8]) -> bool {
-        let Some(id) = self.channel_id(label) else {
-            return false;
-        };
+    /// Sends a binary message on the data channel labelled `label`; while
+    /// it is not open, keeps it (up to a bound) or drops it as `until_open`
+    /// says. `false`: dropped.
+    pub fn send_data(
+        &mut self,
+        now: Instant,
+        label: &str,
+        data: &[u8],
+        until_open: UntilOpen,
+    ) -> bool {
+        self.flush_waiting(now);
+        let open = self.channel_id(label);
+        let queued_before = self.waiting.iter().any(|(l, _)| l == label);
+        match (open, until_open) {
+            (Some(id), _) if !queued_before => self.send_now(now, id, data),
+            (_, UntilOpen::Drop) => false,
+            (_, UntilOpen::Queue) => {
+                let fits = self.waiting.len() < MAX_WAITING_MESSAGES
+                    && self.waiting_bytes.saturating_add(data.len()) <= MAX_WAITING_BYTES;
+                if fits {
+                    self.waiting_bytes += data.len();
+                    self.waiting
+                        .push_back((label.to_owned(), Bytes::copy_from_slice(data)));
+                }
+                fits
+            }
+        }
+    }
+
+    /// Sends what waited for channels that are open now, in order.
+    pub fn flush_waiting(&mut self, now: Instant) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut still = VecDeque::new();
+        while let Some((label, data)) = self.waiting.pop_front() {
+            // A later message for a channel keeps its place behind one
+            // that still waits.
+            let blocked = still.iter().any(|(l, _): &(String, Bytes)| *l == label);
+            match self.channel_id(&label).filter(|_| !blocked) {
+                Some(id) => {
+                    self.waiting_bytes -= data.len();
+                    self.send_now(now, id, &data);
+                }
+                None => still.push_back((label, data)),
+            }
+        }
+        self.waiting = still;
+    }
+
+    fn send_now(&mut self, now: Instant, id: RTCDataChannelId, data: &[u8]) -> bool {
         match self.pc.data_channel(id) {
             Some(mut channel) => channel.send(now, BytesMut::from(data)).is_ok(),
             None => false,
@@ -401,4 +470,43 @@ fn first_mid(sdp: &str) -> Option<String> {
     sdp.lines()
         .find_map(|l| l.strip_prefix("a=mid:"))
         .map(|m| m.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        let now = Instant::now();
+        Peer::new(now, SocketAddr::from(([127, 0, 0, 1], 40_000)))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn reliable_messages_wait_for_their_channel_up_to_a_bound_and_lossy_ones_do_not() {
+        let mut peer = peer();
+        let now = Instant::now();
+        assert!(!peer.send_data(now, "_lossy", b"x", UntilOpen::Drop));
+        for _ in 0..MAX_WAITING_MESSAGES {
+            assert!(peer.send_data(now, "_reliable", b"digit", UntilOpen::Queue));
+        }
+        assert!(
+            !peer.send_data(now, "_reliable", b"one more", UntilOpen::Queue),
+            "a client that never opens its channel costs a bounded queue"
+        );
+        assert_eq!(peer.waiting.len(), MAX_WAITING_MESSAGES);
+        // Nothing is open: flushing keeps everything, in order.
+        peer.flush_waiting(now);
+        assert_eq!(peer.waiting_bytes, MAX_WAITING_MESSAGES * b"digit".len());
+    }
+
+    #[test]
+    fn the_waiting_bytes_are_bounded_too() {
+        let mut peer = peer();
+        let now = Instant::now();
+        let big = vec![0u8; MAX_WAITING_BYTES / 2 + 1];
+        assert!(peer.send_data(now, "_reliable", &big, UntilOpen::Queue));
+        assert!(!peer.send_data(now, "_reliable", &big, UntilOpen::Queue));
+        assert_eq!(peer.waiting.len(), 1);
+    }
 }

@@ -10,7 +10,7 @@
 
 use crate::ids::track_sid_of;
 use crate::models::{participant_message, server_info, State};
-use crate::peer::{Peer, PeerError, OPUS_PAYLOAD_TYPE};
+use crate::peer::{Peer, PeerError, UntilOpen, OPUS_PAYLOAD_TYPE};
 use bytes::Bytes;
 use livekit_protocol as proto;
 use prost::Message as _;
@@ -421,6 +421,8 @@ impl Session {
         while let Some(event) = self.subscriber.poll_event() {
             self.on_peer_event(Side::Subscriber, event);
         }
+        // A channel that opened takes what waited for it.
+        self.subscriber.flush_waiting(now);
         while let Some(message) = self.subscriber.poll_read() {
             if let RTCMessage::DataChannelMessage(id, m) = message.message {
                 let reliable = self.subscriber.channel_label(id) != Some("_lossy");
@@ -583,8 +585,11 @@ impl Session {
         self.data_sequence = self.data_sequence.wrapping_add(1);
         packet.sequence = self.data_sequence;
         let bytes = packet.encode_to_vec();
-        if !self.subscriber.send_data(now, "_reliable", &bytes) {
-            debug!("data packet dropped: the reliable channel is not open");
+        if !self
+            .subscriber
+            .send_data(now, "_reliable", &bytes, UntilOpen::Queue)
+        {
+            debug!("data packet dropped: too much waits for the reliable channel to open");
         }
     }
 
@@ -925,9 +930,13 @@ impl Session {
             RoomEvent::Data {
                 payload, reliable, ..
             } => {
-                let label = if reliable { "_reliable" } else { "_lossy" };
-                if !self.subscriber.send_data(now, label, &payload) {
-                    debug!("data packet dropped: the channel is not open");
+                let (label, until_open) = if reliable {
+                    ("_reliable", UntilOpen::Queue)
+                } else {
+                    ("_lossy", UntilOpen::Drop)
+                };
+                if !self.subscriber.send_data(now, label, &payload, until_open) {
+                    debug!(label, "data packet dropped: its channel is not open");
                 }
             }
             RoomEvent::Disconnected { reason } => {
