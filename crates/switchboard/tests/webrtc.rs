@@ -383,11 +383,16 @@ fn trade_digits(uac: &common::uac::Uac, rtp: std::net::SocketAddr, listen: Durat
         std::thread::sleep(Duration::from_millis(20));
     }
     let heard = received_telephone_events(uac, listen);
+    press_1_5_hash(uac, rtp);
+    heard
+}
+
+/// The phone presses 1, 5 and # (RFC 4733, 60 ms each).
+fn press_1_5_hash(uac: &common::uac::Uac, rtp: std::net::SocketAddr) {
     for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
         let i = u16::try_from(i).unwrap();
         send_telephone_event(uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
     }
-    heard
 }
 
 /// A LiveKit Agents worker (tests/sdk/agents/tone_agent.py, run with
@@ -1377,10 +1382,7 @@ fn digits_pressed_right_after_the_answer_reach_an_sdk_client_still_opening_its_c
     let client = SdkClient::join(&sb, "r", "app", 440.0, 6.0, "");
     wait_log(&sb, "WebRTC participant connected", Duration::from_secs(20));
     let (uac, rtp) = answered_call(&sb);
-    for (i, code) in [1u8, 5, 11].into_iter().enumerate() {
-        let i = u16::try_from(i).unwrap();
-        send_telephone_event(&uac, rtp, code, 100 + i * 3, 16_000 + u32::from(i) * 800);
-    }
+    press_1_5_hash(&uac, rtp);
     let report = client.report(&sb);
     let digits: Vec<&str> = report["dtmf"]
         .as_array()
