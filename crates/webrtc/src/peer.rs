@@ -77,6 +77,8 @@ pub struct Peer {
     /// that window.
     waiting: VecDeque<(String, Bytes)>,
     waiting_bytes: usize,
+    /// A channel opened since what waits was last looked at.
+    opened: bool,
 }
 
 /// What becomes of a message for a data channel that is not open (yet).
@@ -157,6 +159,7 @@ impl Peer {
             open_channels: Vec::new(),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
+            opened: false,
         })
     }
 
@@ -363,6 +366,7 @@ impl Peer {
                 if let Some(channel) = self.pc.data_channel(*id) {
                     let label = channel.label().to_owned();
                     self.open_channels.push((label, *id));
+                    self.opened = true;
                 }
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(id)) => {
@@ -410,11 +414,11 @@ impl Peer {
         data: &[u8],
         until_open: UntilOpen,
     ) -> bool {
+        // Once its channel is open nothing of it waits any more, so this
+        // message cannot overtake an earlier one.
         self.flush_waiting(now);
-        let open = self.channel_id(label);
-        let queued_before = self.waiting.iter().any(|(l, _)| l == label);
-        match (open, until_open) {
-            (Some(id), _) if !queued_before => self.send_now(now, id, data),
+        match (self.channel_id(label), until_open) {
+            (Some(id), _) => self.send_now(now, id, data),
             (_, UntilOpen::Drop) => false,
             (_, UntilOpen::Queue) => {
                 let fits = self.waiting.len() < MAX_WAITING_MESSAGES
@@ -429,17 +433,15 @@ impl Peer {
         }
     }
 
-    /// Sends what waited for channels that are open now, in order.
+    /// Sends, in order, what waited for a channel that has opened since;
+    /// nothing to do (on every datagram) until one opens.
     pub fn flush_waiting(&mut self, now: Instant) {
-        if self.waiting.is_empty() {
+        if !std::mem::take(&mut self.opened) || self.waiting.is_empty() {
             return;
         }
         let mut still = VecDeque::new();
         while let Some((label, data)) = self.waiting.pop_front() {
-            // A later message for a channel keeps its place behind one
-            // that still waits.
-            let blocked = still.iter().any(|(l, _): &(String, Bytes)| *l == label);
-            match self.channel_id(&label).filter(|_| !blocked) {
+            match self.channel_id(&label) {
                 Some(id) => {
                     self.waiting_bytes -= data.len();
                     self.send_now(now, id, &data);
