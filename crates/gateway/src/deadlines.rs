@@ -1,8 +1,9 @@
-//! What a call waits for by time, kept without a clock: the call's task
-//! sleeps until [`Deadlines::next`] and asks [`Deadlines::expired`] what
-//! came due, so one branch of each of its loops serves every timer, and
-//! tests drive the timers with instants they make up, at the real values
-//! (a 24 h limit, 30 min session timers) in microseconds.
+//! What a call waits for by time, kept without a clock: the call's machine
+//! (`crate::machine`) sets and clears its timers here, says when it must
+//! wake next ([`Deadlines::next`]) and takes what came due
+//! ([`Deadlines::expired`]). The machine's tests run them at their real
+//! values (a 24 h limit, 30 min session timers, 180 s of ringing); these
+//! check the arithmetic.
 
 use crate::session_timer::{expire_after, refresh_after, SessionTimer};
 use std::time::{Duration, Instant};
@@ -121,93 +122,6 @@ mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
-
-    #[test]
-    fn a_day_long_call_ends_at_24_hours_and_not_a_microsecond_before() {
-        let answered = Instant::now();
-        let mut deadlines = Deadlines::default();
-        deadlines.set(Timer::MaxDuration, answered, 24 * HOUR);
-        let almost = answered + 24 * HOUR - Duration::from_micros(1);
-        assert_eq!(deadlines.expired(almost), None);
-        assert_eq!(deadlines.next(), Some(answered + 24 * HOUR));
-        assert_eq!(
-            deadlines.expired(answered + 24 * HOUR),
-            Some(Timer::MaxDuration)
-        );
-        assert_eq!(deadlines.expired(answered + 25 * HOUR), None, "fires once");
-        assert_eq!(deadlines.next(), None);
-    }
-
-    #[test]
-    fn we_refresh_a_1800_s_session_every_900_s() {
-        let start = Instant::now();
-        let timer = SessionTimer {
-            interval: Duration::from_secs(1800),
-            we_refresh: true,
-        };
-        let mut deadlines = Deadlines::default();
-        deadlines.arm_session(Some(timer), start);
-        let mut now = start;
-        for refresh in 1..=48 {
-            // A day of refreshes, each answered at once.
-            now = deadlines.next().unwrap_or_else(|| unreachable!());
-            assert_eq!(now - start, Duration::from_secs(900 * refresh));
-            assert_eq!(deadlines.expired(now), Some(Timer::SessionRefresh));
-            deadlines.arm_session(Some(timer), now);
-        }
-        assert_eq!(now - start, 12 * HOUR);
-        assert_eq!(deadlines.get(Timer::SessionExpiry), None);
-    }
-
-    #[test]
-    fn a_peer_that_stops_refreshing_a_1800_s_session_loses_it_32_s_early() {
-        let start = Instant::now();
-        let timer = SessionTimer {
-            interval: Duration::from_secs(1800),
-            we_refresh: false,
-        };
-        let mut deadlines = Deadlines::default();
-        deadlines.arm_session(Some(timer), start);
-        // Two refreshes by the peer, then silence.
-        for at in [1000, 2500] {
-            let now = start + Duration::from_secs(at);
-            assert_eq!(deadlines.expired(now), None);
-            deadlines.arm_session(Some(timer), now);
-        }
-        let last = start + Duration::from_secs(2500);
-        assert_eq!(deadlines.expired(last + Duration::from_secs(1767)), None);
-        assert_eq!(
-            deadlines.expired(last + Duration::from_secs(1768)),
-            Some(Timer::SessionExpiry)
-        );
-        assert_eq!(deadlines.get(Timer::SessionRefresh), None);
-    }
-
-    #[test]
-    fn an_inbound_call_rings_again_at_1_2_4_s_then_a_minute_apart_until_180_s() {
-        let started = Instant::now();
-        let mut deadlines = Deadlines::default();
-        deadlines.set(Timer::RingingTimeout, started, Duration::from_secs(180));
-        let mut gap = Duration::from_secs(1);
-        deadlines.set(Timer::RingAgain, started, gap);
-        let mut rang_at = Vec::new();
-        loop {
-            let now = deadlines.next().unwrap_or_else(|| unreachable!());
-            match deadlines.expired(now) {
-                Some(Timer::RingAgain) => {
-                    rang_at.push((now - started).as_secs());
-                    gap = (gap * 2).min(Duration::from_secs(60));
-                    deadlines.set(Timer::RingAgain, now, gap);
-                }
-                Some(Timer::RingingTimeout) => {
-                    assert_eq!(now - started, Duration::from_secs(180));
-                    break;
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(rang_at, [1, 3, 7, 15, 31, 63, 123]);
-    }
 
     #[test]
     fn timers_due_together_come_out_in_order_and_each_once() {
