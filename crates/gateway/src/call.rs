@@ -320,12 +320,9 @@ pub(crate) struct Call {
     pub peer: std::net::SocketAddr,
     /// The INVITE we answer (inbound calls).
     pub invite_txn: Option<ServerTxnId>,
-    /// Placed by us (CreateSIPParticipant).
-    pub outbound: bool,
     pub self_tx: mpsc::UnboundedSender<Signal>,
     pub signals: mpsc::UnboundedReceiver<Signal>,
     pub guard: CallGuard,
-    pub started: Instant,
     pub dialog: Option<DialogId>,
     pub negotiator: Option<SdpNegotiator>,
     pub media: Option<CallHandle>,
@@ -410,11 +407,9 @@ impl Call {
             peer: flow.remote,
             flow,
             invite_txn: None,
-            outbound: false,
             self_tx,
             signals,
             guard,
-            started: Instant::now(),
             dialog: None,
             negotiator: None,
             media: None,
@@ -501,8 +496,11 @@ impl Call {
         self.shared
             .metrics
             .call_setup
-            .with_label_values(&[direction(self.outbound)])
-            .observe(now.saturating_duration_since(self.started).as_secs_f64());
+            .with_label_values(&[direction(self.machine.is_outbound())])
+            .observe(
+                now.saturating_duration_since(self.machine.started())
+                    .as_secs_f64(),
+            );
         self.note_info(|info| {
             info.started_at_ns = now_ns();
             info.call_status = SipCallStatus::ScsActive as i32;
@@ -599,7 +597,7 @@ impl Call {
     /// Starts the media timeout (the initial allowance counts from now)
     /// and counts the call as up.
     pub(crate) fn media_answered(&self, timeout: Duration) {
-        let direction = direction(self.outbound);
+        let direction = direction(self.machine.is_outbound());
         self.shared
             .metrics
             .calls_active
@@ -607,7 +605,8 @@ impl Call {
             .inc();
         if let Some(media) = &self.media {
             let initial = self
-                .started
+                .machine
+                .started()
                 .elapsed()
                 .saturating_add(self.shared.config.initial_media_timeout);
             media.set_media_timeout(timeout, initial);
@@ -777,7 +776,7 @@ impl Call {
             self.note_info(|info| info.participant_attributes = attributes.into_iter().collect());
             drop(participant);
         }
-        let direction = direction(self.outbound);
+        let direction = direction(self.machine.is_outbound());
         if !matches!(ending, Ending::Challenged) {
             count_ended(&self.shared, direction, &outcome);
         }

@@ -6,9 +6,9 @@
 //! is this module's (the actions every call has) and the leg's (inbound or
 //! outbound).
 
-use crate::call::Call;
+use crate::call::{Call, Ending};
 use crate::info_dtmf::parse_info_dtmf;
-use crate::machine::{Action, DialogRequest, Input, Phase, Sent};
+use crate::machine::{Action, DialogRequest, Input, Phase, Route, Sent};
 use crate::session_timer::{min_se, supports_timer, timer_from_answer, SessionExpires};
 use crate::Signal;
 use std::future::Future;
@@ -45,9 +45,10 @@ pub(crate) trait Leg: Send {
     /// The call.
     fn call(&mut self) -> &mut Call;
 
-    /// Gets the call as far as its first input to the machine: routing for
-    /// an inbound call, resolving the trunk for an outbound one.
-    fn prepare(&mut self) -> impl Future<Output = Input> + Send;
+    /// Gets the call routed: admission, trunk, credentials and dispatch
+    /// rule for an inbound call (the refusal sent when it fails), the
+    /// trunk's address and our offer for an outbound one.
+    fn route(&mut self) -> impl Future<Output = Result<Route, Ending>> + Send;
 
     /// Carries out `action`, or hands it to [`Call::execute`]; returns what
     /// came of it for the machine.
@@ -57,41 +58,49 @@ pub(crate) trait Leg: Send {
     fn work_done(&mut self, done: WorkDone) -> Option<Input>;
 }
 
-/// What woke the call's task.
+/// What woke the call's task: something the call itself turns into the
+/// machine's input, or a piece of the leg's work finishing. (A value of one
+/// loop turn on the stack; boxing the large variant would allocate per
+/// event.)
+#[allow(clippy::large_enum_variant)]
 enum Wake {
+    Call(CallWake),
+    Work(WorkDone),
+}
+
+/// What woke the call's task, for the call.
+enum CallWake {
     Signal(Option<Signal>),
     Room(Option<RoomEvent>),
     Media(Option<MediaEvent>),
     StreamEnded(StreamEnd),
-    Work(WorkDone),
     Timer,
 }
 
 /// Runs a call from its first step to its release.
 pub(crate) async fn drive<L: Leg>(mut leg: L) {
-    let first = leg.prepare().await;
+    let first = match leg.route().await {
+        Ok(route) => Input::Routed(route),
+        Err(ending) => Input::Failed(ending),
+    };
     step(&mut leg, first).await;
     while leg.call().machine.phase() != Phase::Ended {
         let call = leg.call();
         let wake_at = call.machine.poll_timeout();
         let wake = tokio::select! {
-            signal = call.signals.recv() => Wake::Signal(signal),
-            event = next_room_event(&mut call.participant) => Wake::Room(event),
-            event = next_media_event(&mut call.media_events) => Wake::Media(event),
-            end = next_stream_end(&mut call.stream) => Wake::StreamEnded(end),
+            signal = call.signals.recv() => Wake::Call(CallWake::Signal(signal)),
+            event = next_room_event(&mut call.participant) => Wake::Call(CallWake::Room(event)),
+            event = next_media_event(&mut call.media_events) => Wake::Call(CallWake::Media(event)),
+            end = next_stream_end(&mut call.stream) => Wake::Call(CallWake::StreamEnded(end)),
+            _ = sleep_until(wake_at) => Wake::Call(CallWake::Timer),
             done = next_work(&mut call.work) => Wake::Work(done),
-            _ = sleep_until(wake_at) => Wake::Timer,
         };
         let input = match wake {
             Wake::Work(done) => {
                 leg.call().work = None;
                 leg.work_done(done)
             }
-            Wake::Timer => {
-                leg.call().machine.handle_timeout(Instant::now());
-                None
-            }
-            other => leg.call().input_of(other).await,
+            Wake::Call(wake) => leg.call().input_of(wake).await,
         };
         match input {
             Some(input) => step(&mut leg, input).await,
@@ -199,20 +208,24 @@ pub(crate) fn parse_sipfrag(body: &str) -> Option<(u16, String)> {
 }
 
 impl Call {
-    /// What woke the task means this for the machine (`None`: nothing).
-    async fn input_of(&mut self, wake: Wake) -> Option<Input> {
+    /// What woke the task means this for the machine (`None`: nothing
+    /// more; the machine's own timers are handed to it here).
+    async fn input_of(&mut self, wake: CallWake) -> Option<Input> {
         match wake {
-            Wake::Signal(Some(signal)) => self.signal_input(signal).await,
+            CallWake::Signal(Some(signal)) => self.signal_input(signal).await,
             // The gateway dropped the call's routes: it is gone.
-            Wake::Signal(None) => Some(Input::Failed(crate::call::Ending::CallerHungUp)),
-            Wake::Room(event) => self.room_input(event),
-            Wake::Media(event) => self.media_input(event),
-            Wake::StreamEnded(end) => {
+            CallWake::Signal(None) => Some(Input::Failed(Ending::CallerHungUp)),
+            CallWake::Room(event) => self.room_input(event),
+            CallWake::Media(event) => self.media_input(event),
+            CallWake::StreamEnded(end) => {
                 self.stream = None;
                 info!(call_id = %self.call_id, end = ?end, "media stream ended");
                 Some(Input::BotEnded(end))
             }
-            Wake::Work(_) | Wake::Timer => None,
+            CallWake::Timer => {
+                self.machine.handle_timeout(Instant::now());
+                None
+            }
         }
     }
 
@@ -233,12 +246,18 @@ impl Call {
                 if response.status >= 200 {
                     self.forget_sent(txn);
                 }
+                // Only a 422 names a Min-SE and only a 2xx agrees a timer.
+                let status = response.status;
+                let headers = &response.headers;
                 let input = Input::Response {
                     to,
-                    status: response.status,
+                    status,
                     reason: response.reason.clone(),
-                    min_se: min_se(&response.headers),
-                    session: timer_from_answer(&response.headers),
+                    min_se: (status == 422).then(|| min_se(headers)).flatten(),
+                    session: (200..300)
+                        .contains(&status)
+                        .then(|| timer_from_answer(headers))
+                        .flatten(),
                 };
                 self.response = Some((response, flow));
                 Some(input)

@@ -1,6 +1,6 @@
 //! An inbound call, from the INVITE to the last packet.
 //!
-//! 1. Capacity, then routing ([`Leg::prepare`]): trunk (digest challenge
+//! 1. Capacity, then routing ([`Leg::route`]): trunk (digest challenge
 //!    when the trunk has credentials), dispatch rule. Every refusal is a
 //!    final response with honest words, logged with the reasons
 //!    `switchboard sip explain` gives.
@@ -835,11 +835,8 @@ impl Leg for InboundCall {
         &mut self.call
     }
 
-    async fn prepare(&mut self) -> Input {
-        match self.establish().await {
-            Ok(route) => Input::Routed(route),
-            Err(ending) => Input::Failed(ending),
-        }
+    async fn route(&mut self) -> Result<Route, Ending> {
+        self.establish().await
     }
 
     async fn execute(&mut self, action: Action) -> Option<Input> {

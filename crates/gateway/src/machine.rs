@@ -471,6 +471,16 @@ impl CallMachine {
         self.phase
     }
 
+    /// Whether we placed the call (CreateSIPParticipant).
+    pub(crate) fn is_outbound(&self) -> bool {
+        self.outbound
+    }
+
+    /// When the call started: its INVITE came, or we began to place it.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// When the call was answered.
     pub(crate) fn answered_at(&self) -> Option<Instant> {
         self.answered_at

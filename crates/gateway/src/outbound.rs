@@ -198,7 +198,6 @@ pub(crate) async fn dial(
     let sip_call_id = format!("{}@switchboard", switchboard_sip::random_token(24));
     let machine = CallMachine::outbound(Settings::of(&shared.config), Instant::now());
     let mut call = Call::new(shared.clone(), flow, sip_call_id, tx, rx, guard, machine);
-    call.outbound = true;
     call.note_info(|info| {
         info.call_direction = SipCallDirection::ScdOutbound as i32;
         info.trunk_id.clone_from(&request.trunk_id);
@@ -738,11 +737,8 @@ impl Leg for OutboundCall {
         &mut self.call
     }
 
-    async fn prepare(&mut self) -> Input {
-        match self.establish().await {
-            Ok(route) => Input::Routed(route),
-            Err(error) => Input::Failed(Ending::DialFailed(error)),
-        }
+    async fn route(&mut self) -> Result<Route, Ending> {
+        self.establish().await.map_err(Ending::DialFailed)
     }
 
     async fn execute(&mut self, action: Action) -> Option<Input> {
