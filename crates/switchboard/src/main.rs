@@ -543,8 +543,8 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
         traces,
         config.call_history.max_refused_per_sec,
     );
-    let (directory, replica_rooms) = match room_directory(config, &api, &rooms).await {
-        Ok(found) => found,
+    let homes = match room_homes(config, &api, &rooms).await {
+        Ok(homes) => homes,
         Err(e) => {
             error!(error = %e, "cannot share rooms between replicas");
             return ExitCode::FAILURE;
@@ -557,7 +557,7 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
         rooms.clone(),
         nonce_ledger,
         records,
-        directory.clone(),
+        homes.directory(),
     ) {
         Ok(started) => started,
         Err(e) => {
@@ -586,17 +586,20 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             return ExitCode::FAILURE;
         }
     };
-    let _uplink = directory.clone().map(|directory| {
-        let (api_key, api_secret, own_url) = if config.rooms.backend == RoomsBackend::Livekit {
-            let livekit = &config.rooms.livekit;
-            info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
-            (livekit.api_key.clone(), livekit.api_secret.clone(), None)
-        } else {
+    let _uplink = homes.directory().map(|directory| {
+        let (api_key, api_secret, own_url) = match homes.replicas() {
+            None => {
+                let livekit = &config.rooms.livekit;
+                info!(url = %livekit.url, "rooms are on a LiveKit server: each call joins its room there");
+                (livekit.api_key.clone(), livekit.api_secret.clone(), None)
+            }
             // Replicas share their API keys: ours signs the tokens with
             // which a replica's callers join another's rooms.
-            let (key, secret) = api.keys.signing_key().unwrap_or_default();
-            let own_url = replica_rooms.as_ref().map(|r| r.url().to_string());
-            (key.to_string(), secret.to_string(), own_url)
+            Some(replicas) => {
+                let (key, secret) = api.keys.signing_key().unwrap_or_default();
+                let own_url = Some(replicas.url().to_string());
+                (key.to_string(), secret.to_string(), own_url)
+            }
         };
         switchboard_uplink::spawn(
             rooms.clone(),
@@ -612,13 +615,16 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             },
         )
     });
-    if let Some(replica_rooms) = &replica_rooms {
-        replica_rooms.spawn(gateway.handle());
+    if let Some(replicas) = homes.replicas() {
+        replicas.spawn(gateway.handle());
     }
-    let api_directory = replica_rooms.clone().map(|r| r as Arc<dyn RoomDirectory>);
     let state = match api_state(config, &api, rooms, status, calls_api, history, ports) {
         Ok(state) => Arc::new(ApiState {
-            directory: api_directory,
+            // The API forwards to other replicas only; a LiveKit backend's
+            // rooms are not the API's to serve.
+            directory: homes
+                .replicas()
+                .map(|r| r.clone() as Arc<dyn RoomDirectory>),
             ..state
         }),
         Err(e) => {
@@ -628,8 +634,8 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
     };
     let draining = state.draining.clone();
     let _agents = switchboard_api::agents::spawn_dispatcher(state.clone());
-    if let Some(replica_rooms) = &replica_rooms {
-        replica_rooms.spawn_agent_advertiser(state.clone());
+    if let Some(replicas) = homes.replicas() {
+        replicas.spawn_agent_advertiser(state.clone());
     }
     let router = switchboard_api::router(state);
     let api_tls = match api_tls(config) {
@@ -693,8 +699,8 @@ async fn run(stack: SipStack, api: Api, config: &Config, traces: Arc<SipTraces>)
             _ = int.recv() => { info!("second signal: exiting now"); break; }
         }
     }
-    if let Some(replica_rooms) = &replica_rooms {
-        replica_rooms.release_all().await;
+    if let Some(replicas) = homes.replicas() {
+        replicas.release_all().await;
     }
     info!(active_calls = calls.active(), "drained; exiting");
     ExitCode::SUCCESS
@@ -719,29 +725,46 @@ fn livekit_tls(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Str
     switchboard_streams::tls_config_with_roots(roots).map(Some)
 }
 
-/// Where rooms live when they are not all here: on the LiveKit server of
-/// `rooms.backend: livekit`, or shared with the other replicas of a Redis
-/// store (`rooms.replicas.share_rooms`); `None` otherwise. The second is
-/// the replicas' directory itself, whose leases must be kept.
-async fn room_directory(
-    config: &Config,
-    api: &Api,
-    rooms: &Rooms,
-) -> Result<
-    (
-        Option<Arc<dyn RoomDirectory>>,
-        Option<Arc<replicas::ReplicaRooms>>,
-    ),
-    String,
-> {
+/// Where rooms are served.
+enum RoomHomes {
+    /// Every room here.
+    Here,
+    /// Every room on the LiveKit server of `rooms.backend: livekit`.
+    LiveKit(Arc<replicas::LiveKitRooms>),
+    /// Shared with the other replicas of a Redis store
+    /// (`rooms.replicas.share_rooms`): a directory whose leases must be kept.
+    Replicas(Arc<replicas::ReplicaRooms>),
+}
+
+impl RoomHomes {
+    /// The directory calls and the uplink ask; `None`: every room is here.
+    fn directory(&self) -> Option<Arc<dyn RoomDirectory>> {
+        match self {
+            RoomHomes::Here => None,
+            RoomHomes::LiveKit(livekit) => Some(livekit.clone()),
+            RoomHomes::Replicas(replicas) => Some(replicas.clone()),
+        }
+    }
+
+    /// The replicas' directory, when rooms are shared with them.
+    fn replicas(&self) -> Option<&Arc<replicas::ReplicaRooms>> {
+        match self {
+            RoomHomes::Replicas(replicas) => Some(replicas),
+            _ => None,
+        }
+    }
+}
+
+/// Where rooms are served, as the configuration says.
+async fn room_homes(config: &Config, api: &Api, rooms: &Rooms) -> Result<RoomHomes, String> {
     if config.rooms.backend == RoomsBackend::Livekit {
         let livekit = replicas::LiveKitRooms {
             url: config.rooms.livekit.url.clone(),
         };
-        return Ok((Some(Arc::new(livekit)), None));
+        return Ok(RoomHomes::LiveKit(Arc::new(livekit)));
     }
     let Some(url) = redis_url(config).filter(|_| config.rooms.replicas.share_rooms) else {
-        return Ok((None, None));
+        return Ok(RoomHomes::Here);
     };
     let me = replica_url(config, api);
     if !me.starts_with("http://") {
@@ -757,8 +780,12 @@ async fn room_directory(
         .map_err(|e| format!("room leases: {e}"))?;
     let ttl = Duration::from_secs(config.rooms.replicas.lease_secs.clamp(2, 3600));
     info!(api_url = %me, lease_secs = ttl.as_secs(), "rooms shared with the other replicas");
-    let shared = replicas::ReplicaRooms::new(leases, me, ttl, rooms.clone());
-    Ok((Some(shared.clone()), Some(shared)))
+    Ok(RoomHomes::Replicas(replicas::ReplicaRooms::new(
+        leases,
+        me,
+        ttl,
+        rooms.clone(),
+    )))
 }
 
 /// This replica's API URL as the other replicas reach it.
