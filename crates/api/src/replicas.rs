@@ -212,33 +212,39 @@ fn from_upstream(
 /// Copies messages both ways until either side closes.
 async fn pump(mut client: WebSocket, mut upstream: WebSocketStream<BotStream>) {
     loop {
-        tokio::select! {
-            message = client.recv() => match from_client(message) {
-                Step::Send(m) => {
-                    if upstream.send(m).await.is_err() {
-                        let _ = client.send(AxumMessage::Close(None)).await;
-                        return;
-                    }
-                }
-                Step::Skip => {}
-                Step::Close(m) => {
-                    let _ = upstream.send(m).await;
-                    return;
-                }
-            },
-            message = upstream.next() => match from_upstream(message) {
-                Step::Send(m) => {
-                    if client.send(m).await.is_err() {
-                        let _ = upstream.send(Message::Close(None)).await;
-                        return;
-                    }
-                }
-                Step::Skip => {}
-                Step::Close(m) => {
-                    let _ = client.send(m).await;
-                    return;
-                }
-            },
+        let over = tokio::select! {
+            message = client.recv() => {
+                carry(from_client(message), &mut upstream, &mut client, AxumMessage::Close(None)).await
+            }
+            message = upstream.next() => {
+                carry(from_upstream(message), &mut client, &mut upstream, Message::Close(None)).await
+            }
+        };
+        if over {
+            return;
+        }
+    }
+}
+
+/// Carries one side's step to the other side (`to`); a failed send closes
+/// the side it came from (`from`, with `close`). `true`: the pump is over.
+async fn carry<M, C, To, From>(step: Step<M>, to: &mut To, from: &mut From, close: C) -> bool
+where
+    To: futures_util::Sink<M> + Unpin,
+    From: futures_util::Sink<C> + Unpin,
+{
+    match step {
+        Step::Send(m) => {
+            if to.send(m).await.is_err() {
+                let _ = from.send(close).await;
+                return true;
+            }
+            false
+        }
+        Step::Skip => false,
+        Step::Close(m) => {
+            let _ = to.send(m).await;
+            true
         }
     }
 }
