@@ -476,9 +476,8 @@ impl InboundCall {
         let route = Route::Ring {
             ringing_timeout: proto_duration(result.ringing_timeout.as_ref())
                 .unwrap_or(config.ringing_timeout),
-            timeout_status: u16::try_from(result.ringing_timeout_status)
-                .ok()
-                .filter(|status| (400..700).contains(status)),
+            // The machine takes it only if it is a 4xx–6xx.
+            timeout_status: u16::try_from(result.ringing_timeout_status).ok(),
             max_duration: proto_duration(result.max_call_duration.as_ref()),
             bot: stream.is_some(),
         };
