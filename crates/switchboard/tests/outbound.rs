@@ -196,22 +196,10 @@ async fn switchboard_calls_itself_and_audio_crosses_both_ways() {
     );
 
     // Removing the outbound participant hangs up both legs.
-    let removed = room_service(
-        api,
-        "RemoveParticipant",
-        &admin_token("caller-room"),
-        json!({"room": "caller-room", "identity": "phone"}),
-    )
-    .await;
-    assert_eq!(removed.0, 200, "{}", removed.1);
-    let left = far.expect("participant_left").await;
-    assert_eq!(left["identity"], "sip_+15550999", "{left}");
+    remove_the_phone(api, &mut far).await;
     drop(near);
     drop(far);
-    let log = sb.log();
-    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
-        .await
-        .unwrap();
+    nothing_left(&sb).await;
 }
 
 /// Replicas sharing rooms (issue 15): CreateSIPParticipant ordered on
@@ -255,24 +243,11 @@ async fn an_outbound_call_ordered_on_another_replica_joins_the_room_its_owner_se
         "near hears far at {near_hears:.0}, far hears near at {far_hears:.0}\n{}",
         b.log()
     );
-    let removed = room_service(
-        api_b,
-        "RemoveParticipant",
-        &admin_token("caller-room"),
-        json!({"room": "caller-room", "identity": "phone"}),
-    )
-    .await;
-    assert_eq!(removed.0, 200, "{}", removed.1);
-    let left = far.expect("participant_left").await;
-    assert_eq!(left["identity"], "sip_+15550999", "{left}");
+    remove_the_phone(api_b, &mut far).await;
     drop(near);
     drop(far);
     for sb in [&a, &b] {
-        let api = sb.api.unwrap();
-        let log = sb.log();
-        tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
-            .await
-            .unwrap();
+        nothing_left(sb).await;
     }
 }
 
@@ -300,6 +275,30 @@ fn sent_and_received(sb: &Switchboard, call_id: &str) -> Vec<String> {
 
 fn count(ladder: &[String], step: &str) -> usize {
     ladder.iter().filter(|l| *l == step).count()
+}
+
+/// RemoveParticipant of the outbound callee ("phone" in caller-room) asked
+/// of `api`: both legs hang up, so the far leg's caller leaves its room.
+async fn remove_the_phone(api: std::net::SocketAddr, far: &mut Client) {
+    let removed = room_service(
+        api,
+        "RemoveParticipant",
+        &admin_token("caller-room"),
+        json!({"room": "caller-room", "identity": "phone"}),
+    )
+    .await;
+    assert_eq!(removed.0, 200, "{}", removed.1);
+    let left = far.expect("participant_left").await;
+    assert_eq!(left["identity"], "sip_+15550999", "{left}");
+}
+
+/// Nothing of any call is left on `sb`.
+async fn nothing_left(sb: &Switchboard) {
+    let api = sb.api.unwrap();
+    let log = sb.log();
+    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
+        .await
+        .unwrap();
 }
 
 /// Session timers both ways: switchboard's outbound leg asks for a short
@@ -365,8 +364,5 @@ async fn session_timer_refreshes_keep_a_call_up_past_its_interval() {
     .await;
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     drop(near);
-    let log = sb.log();
-    tokio::task::spawn_blocking(move || common::api::assert_nothing_left(api, || log.clone()))
-        .await
-        .unwrap();
+    nothing_left(&sb).await;
 }

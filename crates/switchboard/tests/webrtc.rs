@@ -1061,6 +1061,36 @@ fn bridged_caller(name: &'static str, gateway: &Switchboard, run_secs: u32) -> B
     caller
 }
 
+/// A phone bridged into a room served elsewhere (its 700 Hz, through
+/// `gateway`'s uplink) and an SDK client in that room (440 Hz, its report
+/// read through `client_server`) heard each other. The report and the one
+/// SIP participant's identity in it.
+fn bridged_phone_and_sdk_hear_each_other(
+    mut caller: Baresip,
+    client: SdkClient,
+    client_server: &Switchboard,
+    gateway: &Switchboard,
+) -> (Value, String) {
+    let sdk_tone = heard_at(&mut caller, 440.0);
+    assert!(
+        sdk_tone > -35.0,
+        "the phone hears the SDK client at {sdk_tone:.1} dBFS\n{}\n{}\n{}",
+        caller.log(),
+        gateway.log(),
+        client_server.log()
+    );
+    let report = client.report(client_server);
+    let phones = heard_of_kind(&report, KIND_SIP);
+    assert_eq!(phones.len(), 1, "one SIP participant: {report}");
+    let (identity, hz, rms) = &phones[0];
+    assert!(
+        (hz - 700.0).abs() < 15.0 && *rms > 1000.0,
+        "the SDK hears the phone's 700 Hz, not {hz:.0} Hz at RMS {rms:.0}: {report}"
+    );
+    let identity = identity.clone();
+    (report, identity)
+}
+
 /// The level (dBFS) at `hz` of the last 3 s a caller heard.
 fn heard_at(caller: &mut Baresip, hz: f32) -> f32 {
     let (rate, heard) = caller.heard(Duration::from_secs(20));
@@ -1082,22 +1112,9 @@ fn a_call_on_one_switchboard_joins_its_room_on_a_livekit_server() {
         "WebRTC participant connected",
         Duration::from_secs(20),
     );
-    let mut caller = bridged_caller("uplink-phone", &gateway, 6);
-    let sdk_tone = heard_at(&mut caller, 440.0);
-    assert!(
-        sdk_tone > -35.0,
-        "the phone on A hears the SDK on B at {sdk_tone:.1} dBFS\n{}\n{}",
-        caller.log(),
-        gateway.log()
-    );
-    let report = client.report(&rooms_server);
-    let phones = heard_of_kind(&report, KIND_SIP);
-    assert_eq!(phones.len(), 1, "one SIP participant on B: {report}");
-    let (identity, hz, rms) = &phones[0];
-    assert!(
-        (hz - 700.0).abs() < 15.0 && *rms > 1000.0,
-        "the SDK on B hears the phone's 700 Hz, not {hz:.0} Hz at RMS {rms:.0}: {report}"
-    );
+    let caller = bridged_caller("uplink-phone", &gateway, 6);
+    let (report, identity) =
+        bridged_phone_and_sdk_hear_each_other(caller, client, &rooms_server, &gateway);
     assert!(
         report["remotes"][identity.as_str()]["attributes"]["sip.phoneNumber"]
             .as_str()
@@ -1321,18 +1338,7 @@ fn an_sdk_client_and_a_phone_on_another_replica_meet_in_the_room_its_owner_serve
     assert!(b
         .log()
         .contains("member relayed to the replica that owns its room"));
-    let mut caller = Baresip::call(CallerSpec {
-        name: "replica-phone",
-        codec: "PCMU",
-        wav_rate: 8000,
-        channels: 1,
-        source: tone(8000, 700.0, 12.0),
-        mediaenc: None,
-        dial: Baresip::uri("+15550100", b.udp.unwrap()),
-        run_secs: 6,
-        auth: None,
-    });
-    wait_log(&b, "joined the LiveKit room", Duration::from_secs(10));
+    let caller = bridged_caller("replica-phone", &b, 6);
     // ListRooms asked of B lists A's room (and not the call's private room
     // on B, which is switchboard's own affair).
     let listed = tokio::runtime::Runtime::new()
@@ -1351,21 +1357,7 @@ fn an_sdk_client_and_a_phone_on_another_replica_meet_in_the_room_its_owner_serve
         .filter_map(|r| r["name"].as_str())
         .collect();
     assert_eq!(names, ["shared"], "{}", listed.1);
-    let sdk_tone = heard_at(&mut caller, 440.0);
-    assert!(
-        sdk_tone > -35.0,
-        "the phone on B hears the SDK in A's room at {sdk_tone:.1} dBFS\n{}\n{}",
-        b.log(),
-        a.log()
-    );
-    let report = client.report(&b);
-    let phones = heard_of_kind(&report, KIND_SIP);
-    assert_eq!(phones.len(), 1, "one SIP participant: {report}");
-    let (_, hz, rms) = &phones[0];
-    assert!(
-        (hz - 700.0).abs() < 15.0 && *rms > 1000.0,
-        "the SDK hears the phone's 700 Hz, not {hz:.0} Hz at RMS {rms:.0}: {report}"
-    );
+    bridged_phone_and_sdk_hear_each_other(caller, client, &b, &a);
     // Neither B's caller nor B's client made a room of their own on B.
     assert!(!b.log().contains("room lease taken"), "{}", b.log());
 }
